@@ -1,0 +1,169 @@
+"""``gpt2 tokenize``: documents → binary token stream (or JSON Lines of ids), and back."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import BinaryIO
+
+import typer
+
+from gpt2cli import console, docs, tokstream
+from gpt2cli.encoder import default_threads, encode_pieces
+from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.fileio import atomic_write, binary_stdout, open_binary_input
+from gpt2cli.tokenizer import EOT_TEXT, get_encoding
+
+NAME = "tokenize"
+DOC_SEPARATOR = f"\n{EOT_TEXT}\n".encode()
+
+
+def _output(stack: ExitStack, output: Path | None, binary: bool) -> BinaryIO:
+    if output is not None:
+        return stack.enter_context(atomic_write(output, "wb"))
+    if binary:
+        return binary_stdout("a binary token stream", "pipe it into `gpt2 pack`, or use --ids")
+    return sys.stdout.buffer
+
+
+def _input_size(inputs: list[str]) -> int | None:
+    if any(name == "-" for name in inputs):
+        return None
+    try:
+        return sum(Path(name).stat().st_size for name in inputs)
+    except OSError:
+        return None
+
+
+def encode_command(
+    inputs: list[str], fmt: str | None, field: str, delimiter: str, errors: str,
+    ids: bool, threads: int, output: Path | None,
+) -> None:
+    timer = console.Stopwatch()
+    pieces = docs.iter_pieces(inputs, fmt, field, delimiter, errors)
+    documents = tokens = text_bytes = 0
+    with ExitStack() as stack:
+        out = _output(stack, output, binary=not ids)
+        if not ids:
+            out.write(tokstream.HEADER)
+        bar = stack.enter_context(console.progress())
+        task = bar.add_task("tokenize", total=_input_size(inputs), status="")
+        current: list[int] = []
+        for batch in encode_pieces(pieces, threads):
+            if ids:
+                for piece_ids, last in zip(batch.ids, batch.last):
+                    current.extend(piece_ids)
+                    if last:
+                        out.write(json.dumps(current, separators=(",", ":")).encode() + b"\n")
+                        current = []
+            else:
+                out.write(batch.stream_bytes())
+            documents += sum(batch.last)
+            tokens += sum(len(piece_ids) for piece_ids in batch.ids)
+            text_bytes += batch.text_bytes
+            bar.update(task, completed=text_bytes, status=f"{documents:,} docs {tokens:,} tokens")
+        out.flush()
+    seconds = timer.seconds
+    summary = (
+        f"gpt2 tokenize: {documents:,} documents, {tokens:,} tokens, "
+        f"{text_bytes / 1e6:,.1f} MB in {seconds:.1f} s ({text_bytes / 1e6 / seconds:,.1f} MB/s)"
+    )
+    if documents == 0:
+        summary += " (empty input: zero documents)"
+    console.info(summary)
+
+
+def _decode_ids_lines(handle: BinaryIO, name: str, out: BinaryIO) -> int:
+    encoding = get_encoding()
+    count = 0
+    for number, line in enumerate(handle, 1):
+        if not line.strip():
+            continue
+        try:
+            ids = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise Gpt2Error(f"{name}: line {number}: malformed JSON ({error.msg})") from None
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and 0 <= i < encoding.n_vocab for i in ids
+        ):
+            raise Gpt2Error(f"{name}: line {number}: expected a JSON array of token ids")
+        if count:
+            out.write(DOC_SEPARATOR)
+        out.write(encoding.decode_bytes(ids))
+        count += 1
+    return count
+
+
+def decode_command(inputs: list[str], output: Path | None) -> None:
+    encoding = get_encoding()
+    count = 0
+    with ExitStack() as stack:
+        out = _output(stack, output, binary=False)
+        for name in inputs:
+            handle = open_binary_input(name)
+            source = "<stdin>" if name == "-" else name
+            head = handle.peek(len(tokstream.MAGIC))[: len(tokstream.MAGIC)] if hasattr(
+                handle, "peek") else b""
+            if tokstream.looks_like_token_stream(head):
+                for document in tokstream.TokenStreamReader(handle, source):
+                    if count:
+                        out.write(DOC_SEPARATOR)
+                    out.write(encoding.decode_bytes(document.tolist()))
+                    count += 1
+            else:
+                count += _decode_ids_lines(handle, source, out)
+        out.flush()
+    console.info(f"gpt2 tokenize --decode: {count:,} documents")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(NAME)
+    def tokenize(
+        files: list[str] = typer.Argument(
+            None, help="Input files; '-' or none reads stdin.", show_default=False
+        ),
+        fmt: str = typer.Option(
+            None, "--format", "-f",
+            help="Input format: jsonl, text, nul or file. Default: jsonl when the input "
+            "starts with '{', else text.",
+            show_default=False,
+        ),
+        field: str = typer.Option("text", "--field", help="JSON field that holds the text."),
+        delimiter: str = typer.Option(
+            EOT_TEXT, "--delimiter",
+            help="For --format text: a line holding only this string ends a document.",
+        ),
+        errors: str = typer.Option(
+            "strict", "--errors",
+            help="Invalid UTF-8: strict (stop with an error), replace (U+FFFD) or ignore.",
+        ),
+        ids: bool = typer.Option(False, "--ids", help="Write JSON Lines, one array of ids per document."),
+        decode: bool = typer.Option(
+            False, "--decode", "-d",
+            help="Decode a token stream (or --ids lines) back to text; documents are "
+            f"separated by a line holding only {EOT_TEXT}.",
+        ),
+        threads: int = typer.Option(
+            0, "--threads", "-t", help="Encoding threads (0: all cores).", show_default=False
+        ),
+        output: Path = typer.Option(
+            None, "--output", "-o", help="Write here (atomically) instead of stdout.",
+            show_default=False,
+        ),
+    ) -> None:
+        """Turn documents into a GPT-2 token stream (uint16 ids, documents ended by
+        <|endoftext|>), for `gpt2 pack`. Ids equal tiktoken's "gpt2" encoding; a literal
+        "<|endoftext|>" in the text is encoded as ordinary text."""
+        inputs = files or ["-"]
+        if threads < 0:
+            raise UsageError("--threads must be 0 (all cores) or a positive number")
+        if decode:
+            if ids:
+                raise UsageError("--decode and --ids do not go together",
+                                 "--decode reads --ids lines by itself")
+            decode_command(inputs, output)
+            return
+        encode_command(inputs, fmt, field, delimiter, errors, ids, threads or default_threads(),
+                       output)

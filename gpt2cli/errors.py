@@ -1,0 +1,23 @@
+"""The project's user-facing exceptions, caught in one place by ``gpt2cli.cli.main``."""
+
+from __future__ import annotations
+
+
+class Gpt2Error(Exception):
+    """A runtime error the user can act on: printed as one line, exit status 1."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(Gpt2Error):
+    """Bad arguments or options: printed as one line, exit status 2."""
+
+    exit_code = 2

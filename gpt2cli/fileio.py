@@ -1,0 +1,78 @@
+"""Atomic file writes, stdin/stdout conventions and output guards."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from gpt2cli.errors import Gpt2Error, UsageError
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
+    """Write to a temp file beside ``path`` and rename it over ``path`` only on success.
+
+    An interrupted writer leaves at most a hidden ``.NAME.tmp*`` file, never a
+    half-written file under the final name.
+    """
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    encoding = None if "b" in mode else "utf-8"
+    try:
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, target)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def fsync_directory(path: str | os.PathLike[str]) -> None:
+    """Make a rename inside ``path`` durable (best effort where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def open_binary_input(name: str) -> BinaryIO:
+    """``-`` is stdin; anything else is a file that must exist."""
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return open(name, "rb")  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError:
+        raise Gpt2Error(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise Gpt2Error(f"{name}: is a directory, not a file") from None
+    except PermissionError:
+        raise Gpt2Error(f"{name}: permission denied") from None
+
+
+def binary_stdout(what: str = "binary data", suggestion: str | None = None) -> BinaryIO:
+    """stdout as a binary stream, refusing to spray binary onto a terminal (as zstd does)."""
+    if sys.stdout.isatty():
+        raise UsageError(
+            f"refusing to write {what} to a terminal",
+            suggestion or "redirect stdout to a file or a pipe",
+        )
+    return sys.stdout.buffer
