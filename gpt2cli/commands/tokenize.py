@@ -153,9 +153,14 @@ def register(app: typer.Typer) -> None:
             show_default=False,
         ),
     ) -> None:
-        """Turn documents into a GPT-2 token stream (uint16 ids, documents ended by
-        <|endoftext|>), for `gpt2 pack`. Ids equal tiktoken's "gpt2" encoding; a literal
-        "<|endoftext|>" in the text is encoded as ordinary text."""
+        """Turn documents into a GPT-2 token stream.
+
+        Reads documents (JSON Lines, delimited text, NUL-separated records or one file per
+        document) and writes a binary token stream for `gpt2 pack`: uint16 ids, each document
+        ended by <|endoftext|> (50256). Ids equal tiktoken's "gpt2" encoding; a literal
+        "<|endoftext|>" in the text is encoded as ordinary text. Encoding runs on --threads
+        threads while reading and writing stream in bounded memory. A summary line (documents,
+        tokens, bytes, MB/s) goes to stderr."""
         inputs = files or ["-"]
         if threads < 0:
             raise UsageError("--threads must be 0 (all cores) or a positive number")
