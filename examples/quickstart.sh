@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The whole gpt2cli pipeline on a corpus every Python install carries: the standard
+# library's sources and the reference-manual text in pydoc_data.
+#
+#   corpus → tokenize | pack → train (a small model, a few minutes) → sample
+#          → score held-out text → eval a LAMBADA-style file → overlap vs training data
+#
+# Settings (environment variables, with defaults):
+#   WORK=gpt2-quickstart   work directory (replaced when it holds an earlier quickstart)
+#   STEPS=300              training steps          SIZE=tiny      model size
+#   SEQ_LEN=128            context in training     BATCH=16       sequences per step
+#   MICRO_BATCH=16         sequences per forward   DEVICE=auto    cpu, cuda or auto
+#   MAX_FILES=0            stdlib files in the corpus (0: all)
+#   EVAL_EVERY=100         validation interval     LAMBADA=200    eval examples
+set -euo pipefail
+
+WORK=${WORK:-gpt2-quickstart}
+STEPS=${STEPS:-300}
+SIZE=${SIZE:-tiny}
+SEQ_LEN=${SEQ_LEN:-128}
+BATCH=${BATCH:-16}
+MICRO_BATCH=${MICRO_BATCH:-16}
+DEVICE=${DEVICE:-auto}
+MAX_FILES=${MAX_FILES:-0}
+EVAL_EVERY=${EVAL_EVERY:-100}
+LAMBADA=${LAMBADA:-200}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+case "${1:-}" in -h|--help) usage; exit 0 ;; "") ;; *) usage >&2; exit 2 ;; esac
+for number in STEPS SEQ_LEN BATCH MICRO_BATCH MAX_FILES EVAL_EVERY LAMBADA; do
+  [[ ${!number} =~ ^[0-9]+$ ]] || { echo "quickstart: $number must be a number, not '${!number}'" >&2; exit 2; }
+done
+command -v gpt2 >/dev/null || { echo "quickstart: gpt2 is not on PATH (pip install -e .)" >&2; exit 1; }
+if [ "$DEVICE" = auto ]; then
+  DEVICE=$(python3 -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
+fi
+
+# Reuse nothing stale: an earlier quickstart's directory is replaced, anything else is refused.
+if [ -e "$WORK" ]; then
+  if [ -f "$WORK/.gpt2-quickstart" ]; then
+    rm -rf "$WORK"
+  else
+    echo "quickstart: $WORK exists and is not a quickstart directory; set WORK=another/path" >&2
+    exit 1
+  fi
+fi
+mkdir -p "$WORK" && touch "$WORK/.gpt2-quickstart"
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "1. corpus: the standard library's .py files and pydoc_data's documentation"
+python3 "$HERE/make_corpus.py" "$WORK/corpus" --max-files "$MAX_FILES" --lambada "$LAMBADA" >&2
+
+step "2. tokenize | pack, then verify every shard"
+gpt2 tokenize "$WORK/corpus/train.jsonl" | gpt2 pack -o "$WORK/shards" --val-fraction 0.05 --shard-tokens 2000000
+gpt2 pack --verify "$WORK/shards"
+
+step "3. train a $SIZE model for $STEPS steps on $DEVICE"
+gpt2 train --size "$SIZE" --data "$WORK/shards" -o "$WORK/run" --device "$DEVICE" \
+  --max-steps "$STEPS" --seq-len "$SEQ_LEN" --batch-size "$BATCH" --micro-batch "$MICRO_BATCH" \
+  --warmup $(( STEPS / 10 + 1 )) --lr 1e-3 --eval-every "$EVAL_EVERY" --save-every "$STEPS"
+
+step "4. sample"
+gpt2 sample --model "$WORK/run" --max-tokens 80 --seed 1 --temperature 0.8 --top-k 40 \
+  "def read_config(path):" | tee "$WORK/sample.txt"
+
+step "5. score the held-out documents"
+gpt2 score --model "$WORK/run" --summary "$WORK/corpus/heldout.jsonl" > "$WORK/scores.jsonl"
+
+step "6. eval: LAMBADA-style last-word prediction on held-out prose"
+gpt2 eval lambada --model "$WORK/run" --data "$WORK/corpus/lambada.jsonl" -o "$WORK/results.json"
+
+step "7. overlap: share of held-out 8-grams found in the training documents"
+gpt2 overlap build -o "$WORK/train.bloom" "$WORK/corpus/train.jsonl"
+gpt2 overlap check --filter "$WORK/train.bloom" --json \
+  "$WORK/corpus/heldout.jsonl" "$WORK/corpus/lambada.jsonl" > "$WORK/overlap.json"
+
+step "summary"
+python3 - "$WORK" <<'PY'
+import json, sys
+from pathlib import Path
+work = Path(sys.argv[1])
+vals = [r for r in map(json.loads, open(work / "run/metrics.jsonl")) if "val_loss" in r]
+if vals:
+    print(f"val loss: {vals[0]['val_loss']:.3f} at step {vals[0]['step']} -> "
+          f"{vals[-1]['val_loss']:.3f} at step {vals[-1]['step']}")
+summary = [json.loads(line) for line in open(work / "scores.jsonl")][-1]
+print("held-out score:", {k: v for k, v in summary.items() if k != "summary"})
+results = json.load(open(work / "results.json"))["results"]
+for task, metrics in results.items():
+    print(f"eval {task}:", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+print("sample:", (work / "sample.txt").read_text()[:300].replace("\n", "\\n"))
+PY
+cat >&2 <<TXT
+
+outputs in $WORK/:
+  shards/            packed corpus (manifest.yaml)
+  run/               checkpoints, metrics.jsonl, config.yaml
+  run/loss.png       the loss curve
+  sample.txt  scores.jsonl  results.json  overlap.json  train.bloom
+TXT
