@@ -1,0 +1,190 @@
+"""The model as evaluation tasks see it: log-likelihoods, rolling NLL, generation.
+
+:class:`LanguageModel` wraps a loaded model (``gpt2cli.modelref.LoadedModel``, or any module
+whose call returns ``(logits, loss)`` or a transformers output) and answers the requests
+lm-evaluation-harness's ``LM`` interface answers, with the same conventions:
+
+- ``loglikelihood([(context, continuation), ...])``: trailing spaces of the context move to
+  the continuation; the continuation's tokens are those of ``encode(context + continuation)``
+  after the context's tokens; an empty context becomes ``<|endoftext|>``; a context too long
+  for the model is cut from the left. Returns ``(sum of log-probs, all tokens greedy)``.
+- ``rolling_nll(text)``: the negative log-likelihood (nats) of a whole document predicted after
+  ``<|endoftext|>`` in rolling windows (see :mod:`gpt2cli.scoring`).
+- ``generate(prompts, max_tokens, until)``: greedy (or top-k sampled) continuations cut at the
+  first stop string.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from gpt2cli import scoring
+from gpt2cli.tokenizer import EOT, decode, encode
+
+
+class LanguageModel:
+    def __init__(
+        self,
+        model: Callable,
+        block_size: int,
+        device: str | torch.device = "cpu",
+        batch_size: int = 8,
+        vocab_size: int = 50257,
+        stride: int | None = None,
+        loaded: Any = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.block_size = block_size
+        self.device = device
+        self.batch_size = batch_size
+        self.vocab_size = vocab_size
+        self.stride = stride
+        self.loaded = loaded  # the LoadedModel, when there is one (identity for results)
+        self.on_batch = on_batch  # progress callback: windows done per forward pass
+
+    @classmethod
+    def from_loaded(cls, loaded: Any, device: str | torch.device = "cpu",
+                    batch_size: int = 8) -> LanguageModel:
+        config = loaded.config
+        model = loaded.model
+        model.eval()
+        return cls(model, block_size=config.block_size, device=device, batch_size=batch_size,
+                   vocab_size=config.vocab_size, loaded=loaded)
+
+    @classmethod
+    def load(cls, spec: str, device: str = "cpu", dtype: str | None = None,
+             batch_size: int = 8) -> LanguageModel:
+        from gpt2cli import modelref
+
+        loaded = modelref.load_model(spec, device=device, dtype=dtype)
+        return cls.from_loaded(loaded, device=device, batch_size=batch_size)
+
+    # ------------------------------------------------------------------ log-likelihoods
+
+    @staticmethod
+    def encode_pair(context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Token ids of (context, continuation) exactly as lm-evaluation-harness splits them."""
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces > 0:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        if context == "":
+            return [EOT], encode(continuation)
+        whole = encode(context + continuation)
+        context_ids = encode(context)
+        return context_ids, whole[len(context_ids):]
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """(sum of log-probs of the continuation, whether every token was the argmax)."""
+        return self.loglikelihood_tokens([self.encode_pair(c, x) for c, x in requests])
+
+    def loglikelihood_tokens(
+        self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]
+    ) -> list[tuple[float, bool]]:
+        """Like :meth:`loglikelihood` on token ids. An empty context must be [EOT] already;
+        an empty continuation gives (0.0, True)."""
+        sequences = []
+        for context, continuation in requests:
+            if not context:
+                context = [EOT]
+            tokens = [*context, *continuation]
+            # Keep only what the scoring windows can use: a right-aligned window of block_size
+            # inputs (lm-eval: (context + continuation)[-(max_length + 1):][:-1]).
+            cut = max(0, min(len(tokens) - self.block_size - 1, len(context) - 1))
+            sequences.append((tokens[cut:], len(context) - cut))
+        scores = scoring.score_sequences(
+            self.model, sequences, self.block_size, self.batch_size, None, self.device,
+            self.vocab_size, self.on_batch,
+        )
+        return [(score.total, score.all_greedy) for score in scores]
+
+    def score_documents(self, documents: Sequence[Sequence[int]]) -> list[scoring.SequenceScore]:
+        """Per-token log-probs of whole documents (rolling windows, ``self.stride``)."""
+        return scoring.score_documents(
+            self.model, documents, self.block_size, self.batch_size, self.stride, self.device,
+            self.vocab_size, self.on_batch,
+        )
+
+    def rolling_nll(self, text: str) -> tuple[float, int]:
+        """(negative log-likelihood in nats, number of tokens) of a whole document."""
+        ids = encode(text)
+        score = self.score_documents([ids])[0]
+        return -score.total, len(ids)
+
+    def rolling_nll_many(self, texts: Sequence[str]) -> list[tuple[float, int]]:
+        """:meth:`rolling_nll` of many documents, their windows batched together."""
+        all_ids = [encode(text) for text in texts]
+        scores = self.score_documents(all_ids)
+        return [(-score.total, len(ids)) for score, ids in zip(scores, all_ids)]
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_tokens: int,
+        until: Sequence[str] = (),
+        greedy: bool = True,
+        top_k: int | None = None,
+        seed: int = 0,
+    ) -> list[str]:
+        """Continuations of each prompt: at most ``max_tokens`` tokens, cut before the first
+        of ``until`` and at <|endoftext|>. Prompts longer than the context keep their last
+        tokens. Greedy unless ``greedy=False`` (then top-k sampling at temperature 1)."""
+        out = []
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        for prompt in prompts:
+            ids = encode(prompt) or [EOT]
+            new = self._generate_ids(ids, max_tokens, until, greedy, top_k, generator)
+            text = decode(new)
+            cut = min((text.find(s) for s in until if s and s in text), default=-1)
+            out.append(text[:cut] if cut >= 0 else text)
+        return out
+
+    def _generate_ids(self, ids: list[int], max_tokens: int, until: Sequence[str],
+                      greedy: bool, top_k: int | None, generator: torch.Generator) -> list[int]:
+        gen = _generation_module()
+        if gen is not None and hasattr(self.model, "forward_cached"):
+            return gen(self, ids, max_tokens, until, greedy, top_k, generator)
+        return self._generate_plain(ids, max_tokens, until, greedy, top_k, generator)
+
+    def _generate_plain(self, ids: list[int], max_tokens: int, until: Sequence[str],
+                        greedy: bool, top_k: int | None, generator: torch.Generator) -> list[int]:
+        """Generation by full forward passes (no KV cache): the fallback for foreign models."""
+        new: list[int] = []
+        tokens = list(ids)
+        with torch.inference_mode():
+            for _ in range(max_tokens):
+                window = tokens[-self.block_size:]
+                idx = torch.tensor([window], dtype=torch.long, device=self.device)
+                logits = scoring.model_logits(self.model, idx)[0, -1, : self.vocab_size].float()
+                token = _pick(logits, greedy, top_k, generator)
+                if token == EOT:
+                    break
+                new.append(token)
+                tokens.append(token)
+                if until and any(s in decode(new) for s in until if s):
+                    break
+        return new
+
+
+def _pick(logits: torch.Tensor, greedy: bool, top_k: int | None,
+          generator: torch.Generator) -> int:
+    if greedy:
+        return int(logits.argmax())
+    logits = logits.cpu()
+    if top_k is not None and top_k < logits.numel():
+        threshold = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < threshold, -math.inf)
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _generation_module() -> Callable | None:
+    """The KV-cache generator adapter, when gpt2cli.generation provides what we need."""
+    return None

@@ -1,0 +1,262 @@
+"""Log-likelihoods under a GPT-2 model: windows, batching, per-token log-probabilities.
+
+Terms. A *sequence* is a list of token ids ``tokens`` of which the positions
+``first_scored .. len(tokens)-1`` are predicted ("scored"); the positions before are context
+only. A document is scored as the sequence ``[<|endoftext|>] + ids`` with ``first_scored=1``,
+so its first token is predicted from the end-of-text token, as lm-evaluation-harness does.
+A log-likelihood request (context, continuation) is the sequence ``context + continuation``
+with ``first_scored=len(context)``.
+
+Windows. A model sees at most ``block_size`` (L) tokens. :func:`windows` covers the scored
+positions of a sequence with windows of at most L input tokens; each scored position is scored
+in exactly one window:
+
+- the first window predicts the first L scored positions (or all, if fewer), from as much
+  context before them as fits;
+- with the default stride S = L, each following window predicts the next L positions
+  (disjoint spans); the last one is right-aligned, so it sees L tokens of context in total.
+  This is exactly lm-evaluation-harness's ``get_rolling_token_windows`` with
+  ``context_len=1`` followed by ``make_disjoint_window``;
+- with a stride S < L, each following window moves S positions and predicts only the S new
+  ones, so every token after the first window is predicted with at least L − S tokens of
+  context (more compute, lower perplexity).
+
+Batching. :func:`score_spans` takes windows of many sequences, sorts them by length (longest
+first), pads each batch on the right (harmless under causal attention) and returns, for every
+window, the log-probability of each scored token (float64 numpy) and whether it was the
+greedy argmax. The model is anything whose call ``model(idx)`` returns ``(logits, loss)`` with
+logits (B, T, V) (``gpt2cli.model.GPT``) or an object with ``.logits`` (transformers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gpt2cli.tokenizer import EOT
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Span:
+    """One window of a sequence: inputs ``tokens[start:end]``, the last ``n_scored`` of which
+    predict ``tokens[end - n_scored + 1 : end + 1]``."""
+
+    start: int
+    end: int
+    n_scored: int
+
+
+def windows(length: int, first_scored: int, block_size: int, stride: int | None = None) -> list[Span]:
+    """The windows that score positions ``first_scored .. length-1`` of a sequence of ``length``.
+
+    See the module docstring. ``stride`` defaults to ``block_size`` (disjoint spans).
+    """
+    if block_size < 1:
+        raise ValueError("block_size must be >= 1")
+    stride = block_size if stride is None else stride
+    if not 1 <= stride <= block_size:
+        raise ValueError(f"stride must be between 1 and the block size {block_size}")
+    if first_scored < 1:
+        raise ValueError("first_scored must be >= 1 (the first token has no context)")
+    if first_scored >= length:
+        return []
+    last = min(length - 1, first_scored - 1 + block_size)
+    spans = [Span(max(0, last - block_size), last, last - first_scored + 1)]
+    while last < length - 1:
+        new_last = min(length - 1, last + stride)
+        spans.append(Span(max(0, new_last - block_size), new_last, new_last - last))
+        last = new_last
+    return spans
+
+
+@dataclass
+class SpanScore:
+    logprobs: np.ndarray  # float64, one per scored token
+    greedy: np.ndarray  # bool, whether each scored token was the argmax
+
+
+def model_logits(model: Callable, idx: torch.Tensor) -> torch.Tensor:
+    """Logits (B, T, V) of ``model(idx)`` for our GPT (a tuple) or a transformers model."""
+    out = model(idx)
+    if isinstance(out, tuple):
+        return out[0]
+    return out.logits
+
+
+def score_spans(
+    model: Callable,
+    requests: Sequence[tuple[Sequence[int], Span]],
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    vocab_size: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[SpanScore]:
+    """Score each (tokens, span) request; results come back in the order of the requests.
+
+    ``vocab_size`` cuts padded vocabulary rows off the logits before the softmax.
+    ``on_batch(n_windows)`` is called after every forward pass (progress).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    order = sorted(range(len(requests)), key=lambda i: -(requests[i][1].end - requests[i][1].start))
+    results: list[SpanScore | None] = [None] * len(requests)
+    with torch.inference_mode():
+        for begin in range(0, len(order), batch_size):
+            chunk = order[begin : begin + batch_size]
+            width = max(requests[i][1].end - requests[i][1].start for i in chunk)
+            batch = np.zeros((len(chunk), width), dtype=np.int64)
+            rows: list[tuple[int, int, np.ndarray]] = []  # (first row position, n, targets)
+            for row, i in enumerate(chunk):
+                tokens, span = requests[i]
+                n_in = span.end - span.start
+                batch[row, :n_in] = np.asarray(tokens[span.start : span.end], dtype=np.int64)
+                targets = np.asarray(
+                    tokens[span.end - span.n_scored + 1 : span.end + 1], dtype=np.int64
+                )
+                rows.append((n_in - span.n_scored, span.n_scored, targets))
+            idx = torch.from_numpy(batch).to(device)
+            logits = model_logits(model, idx)
+            if vocab_size is not None and logits.shape[-1] > vocab_size:
+                logits = logits[..., :vocab_size]
+            # Gather every scored position of the batch into one (N, V) matrix.
+            row_index = np.concatenate([np.full(n, r) for r, (_, n, _) in enumerate(rows)])
+            col_index = np.concatenate([np.arange(p, p + n) for p, n, _ in rows])
+            targets_all = torch.from_numpy(np.concatenate([t for _, _, t in rows])).to(device)
+            picked = logits[torch.from_numpy(row_index).to(device),
+                            torch.from_numpy(col_index).to(device)].float()
+            logprobs = torch.log_softmax(picked, dim=-1)
+            chosen = logprobs.gather(1, targets_all[:, None])[:, 0]
+            greedy = picked.argmax(dim=-1) == targets_all
+            chosen_np = chosen.double().cpu().numpy()
+            greedy_np = greedy.cpu().numpy()
+            at = 0
+            for i, (_, n, _) in zip(chunk, rows):
+                results[i] = SpanScore(chosen_np[at : at + n], greedy_np[at : at + n])
+                at += n
+            if on_batch is not None:
+                on_batch(len(chunk))
+    return results  # type: ignore[return-value]
+
+
+@dataclass
+class SequenceScore:
+    logprobs: np.ndarray  # float64, one per scored token, in order
+    greedy: np.ndarray  # bool
+
+    @property
+    def total(self) -> float:
+        return float(math.fsum(self.logprobs.tolist()))
+
+    @property
+    def all_greedy(self) -> bool:
+        return bool(self.greedy.all())
+
+
+def score_sequences(
+    model: Callable,
+    sequences: Sequence[tuple[Sequence[int], int]],
+    block_size: int,
+    batch_size: int = 8,
+    stride: int | None = None,
+    device: str | torch.device = "cpu",
+    vocab_size: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[SequenceScore]:
+    """Score many (tokens, first_scored) sequences, batching their windows together."""
+    requests: list[tuple[Sequence[int], Span]] = []
+    owners: list[int] = []
+    for number, (tokens, first_scored) in enumerate(sequences):
+        for span in windows(len(tokens), first_scored, block_size, stride):
+            requests.append((tokens, span))
+            owners.append(number)
+    scores = score_spans(model, requests, batch_size, device, vocab_size, on_batch)
+    parts: list[list[SpanScore]] = [[] for _ in sequences]
+    for owner, score in zip(owners, scores):
+        parts[owner].append(score)
+    out = []
+    for pieces in parts:
+        if pieces:
+            out.append(SequenceScore(np.concatenate([p.logprobs for p in pieces]),
+                                     np.concatenate([p.greedy for p in pieces])))
+        else:
+            out.append(SequenceScore(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool)))
+    return out
+
+
+def score_documents(
+    model: Callable,
+    documents: Sequence[Sequence[int]],
+    block_size: int,
+    batch_size: int = 8,
+    stride: int | None = None,
+    device: str | torch.device = "cpu",
+    vocab_size: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    prefix: int = EOT,
+) -> list[SequenceScore]:
+    """Per-token log-probabilities of whole documents, each predicted after ``prefix``."""
+    sequences = [([prefix, *list(doc)], 1) for doc in documents]
+    return score_sequences(model, sequences, block_size, batch_size, stride, device,
+                           vocab_size, on_batch)
+
+
+def count_windows(lengths: Iterable[int], block_size: int, stride: int | None = None) -> int:
+    """How many windows documents of these token lengths take (for progress totals)."""
+    return sum(len(windows(n + 1, 1, block_size, stride)) for n in lengths)
+
+
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of up to ``size`` consecutive items."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class DocumentMetrics:
+    """The per-document figures ``gpt2 score`` writes (None where undefined: empty text)."""
+
+    tokens: int
+    characters: int
+    bytes: int
+    words: int
+    nll: float  # nats, summed over tokens
+    ppl: float | None  # per token
+    bits_per_byte: float | None
+    word_ppl: float | None
+
+    def as_dict(self) -> dict:
+        return {
+            "tokens": self.tokens, "characters": self.characters, "bytes": self.bytes,
+            "words": self.words, "nll": self.nll, "ppl": self.ppl,
+            "bits_per_byte": self.bits_per_byte, "word_ppl": self.word_ppl,
+        }
+
+
+def _safe_exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def document_metrics(
+    nll: float, tokens: int, characters: int, n_bytes: int, words: int
+) -> DocumentMetrics:
+    return DocumentMetrics(
+        tokens=tokens, characters=characters, bytes=n_bytes, words=words, nll=nll,
+        ppl=_safe_exp(nll / tokens) if tokens else None,
+        bits_per_byte=nll / n_bytes / LN2 if n_bytes else None,
+        word_ppl=_safe_exp(nll / words) if words else None,
+    )
