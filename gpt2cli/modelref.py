@@ -1,0 +1,185 @@
+"""What ``--model`` names, resolved to a loaded model; the checkpoint layout's lookup rules.
+
+A model spec is, in this order:
+
+1. a **run directory** (it has ``final/`` or ``checkpoints/``): its newest complete checkpoint,
+   ``RUN/final`` if complete, else the highest-step complete ``RUN/checkpoints/step-NNNNNNNN``;
+2. a **checkpoint directory** (``config.json`` + ``model.safetensors`` + the file ``COMPLETE``);
+3. an **HF-layout directory** (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``),
+   or a weights/config file inside one;
+4. an **HF model name** (``gpt2``, ``gpt2-xl``, ``openai-community/gpt2``...) found in the local
+   Hugging Face cache (never downloaded).
+
+A checkpoint directory without ``COMPLETE`` is never used: it is a save that did not finish.
+The layout constants and ``latest_complete`` live here (not in ``checkpoint.py``) so that model
+loading needs nothing from the training code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gpt2cli import hf
+from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.model import GPT, GPTConfig
+
+# Run directory layout (see the README): RUN/final/ and RUN/checkpoints/step-00000100/, each a
+# complete checkpoint iff it contains the (empty) file COMPLETE, written last.
+FINAL_DIR = "final"
+CHECKPOINTS_DIR = "checkpoints"
+COMPLETE_MARKER = "COMPLETE"
+TRAINING_STATE = "training_state.pt"
+STEP_DIR_RE = re.compile(r"^step-(\d+)$")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def is_complete(path: str | os.PathLike[str]) -> bool:
+    """A checkpoint directory whose save finished (its COMPLETE marker exists)."""
+    return (Path(path) / COMPLETE_MARKER).is_file()
+
+
+def complete_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """(step, path) of the complete ``RUN/checkpoints/step-N`` directories, by step."""
+    found: list[tuple[int, Path]] = []
+    try:
+        entries = list((Path(run_dir) / CHECKPOINTS_DIR).iterdir())
+    except OSError:
+        return found
+    for entry in entries:
+        match = STEP_DIR_RE.match(entry.name)
+        if match and entry.is_dir() and is_complete(entry):
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def latest_complete(run_dir: str | os.PathLike[str], include_final: bool = True) -> Path | None:
+    """``RUN/final`` if complete, else the highest-step complete checkpoint; None if none."""
+    final = Path(run_dir) / FINAL_DIR
+    if include_final and final.is_dir() and is_complete(final):
+        return final
+    checkpoints = complete_checkpoints(run_dir)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def is_run_dir(path: str | os.PathLike[str]) -> bool:
+    root = Path(path)
+    return (root / FINAL_DIR).is_dir() or (root / CHECKPOINTS_DIR).is_dir()
+
+
+# --- device and dtype ----------------------------------------------------------------------
+
+DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+}
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto`` (or None): cuda if available, else cpu; otherwise the named device, checked."""
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown device {name!r}", "use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} asked for but CUDA is not available", "use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"device {name!r} asked for but MPS is not available", "use --device cpu")
+    return device
+
+
+def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """fp32/bf16/fp16 (or a torch dtype); None or ``auto``: bf16 on CUDA (fp16 where bf16 is
+    missing), fp32 elsewhere."""
+    if isinstance(name, torch.dtype):
+        return name
+    if name is None or name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    dtype = DTYPES.get(name.lower())
+    if dtype is None:
+        raise UsageError(f"unknown dtype {name!r}", "use fp32, bf16 or fp16")
+    return dtype
+
+
+# --- loading -------------------------------------------------------------------------------
+
+@dataclass
+class LoadedModel:
+    model: GPT
+    config: GPTConfig
+    path: Path  # the directory the weights came from
+    description: str  # for messages: what was loaded, from where
+
+
+def resolve_model_dir(spec: str | os.PathLike[str]) -> tuple[Path, str]:
+    """The directory holding the weights a spec names, and a description of it."""
+    text = str(spec)
+    path = Path(text).expanduser()
+    if path.is_file():
+        if path.name in (hf.CONFIG_NAME,) + hf.WEIGHT_NAMES:
+            path = path.parent
+        else:
+            raise Gpt2Error(
+                f"{text}: not a model (a file that is not config.json or model weights)",
+                "give a run directory, a checkpoint or HF-layout directory, or an HF model name",
+            )
+    if path.is_dir():
+        if (path / hf.CONFIG_NAME).exists():
+            if not is_complete(path) and (
+                (path / TRAINING_STATE).exists() or ".tmp-" in path.name
+            ):
+                raise Gpt2Error(
+                    f"{text}: an incomplete checkpoint (no {COMPLETE_MARKER} marker: its save did "
+                    "not finish)",
+                    "use the run directory to take its newest complete checkpoint",
+                )
+            kind = "checkpoint" if is_complete(path) else "model directory"
+            return path, f"{kind} {path}"
+        if is_run_dir(path):
+            found = latest_complete(path)
+            if found is None:
+                raise Gpt2Error(
+                    f"{text}: a run directory without a complete checkpoint",
+                    f"train until it saves one ({CHECKPOINTS_DIR}/step-N/ or {FINAL_DIR}/)",
+                )
+            return found, f"run {path}, checkpoint {found.name}"
+        raise Gpt2Error(
+            f"{text}: not a model (no config.json, and not a run directory)",
+            "give a run directory, a checkpoint or HF-layout directory, or an HF model name",
+        )
+    if hf.looks_like_hub_name(text):
+        found = hf.find_in_cache(text)
+        return found, f"{text} from the Hugging Face cache ({found})"
+    raise Gpt2Error(f"model {text!r} not found: no such file or directory")
+
+
+def load_model(
+    spec: str | os.PathLike[str], device: torch.device | str = "cpu",
+    dtype: torch.dtype | str | None = None, padded_vocab_size: int | None = None,
+) -> LoadedModel:
+    """Load what a ``--model`` spec names, in eval mode, on ``device`` in ``dtype``.
+
+    ``dtype`` None: bf16 on CUDA, fp32 on CPU (see :func:`resolve_dtype`). Errors (missing, not a
+    model, weights of the wrong shape) are one Gpt2Error naming the spec.
+    """
+    device = torch.device(device) if isinstance(device, str) else device
+    torch_dtype = resolve_dtype(dtype, device)
+    path, description = resolve_model_dir(spec)
+    model = hf.load_pretrained(path, device=device, dtype=torch_dtype,
+                               padded_vocab_size=padded_vocab_size)
+    model.eval()
+    millions = model.num_parameters() / 1e6
+    description += f" ({model.config.n_layer} layers, {millions:,.1f}M parameters)"
+    return LoadedModel(model=model, config=model.config, path=path, description=description)
