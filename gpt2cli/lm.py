@@ -26,6 +26,35 @@ from gpt2cli import scoring
 from gpt2cli.tokenizer import EOT, decode, encode
 
 
+def resolve_device(device: str | None) -> str:
+    """``None``/``auto``: cuda when available, else mps, else cpu."""
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    return device
+
+
+def load_model(spec: str, device: str = "cpu", dtype: str | None = None) -> Any:
+    """``gpt2cli.modelref.load_model`` (the one way every command resolves --model)."""
+    try:
+        from gpt2cli import modelref
+    except ImportError:  # pragma: no cover - until modelref lands: HF-layout directories only
+        from types import SimpleNamespace
+
+        from gpt2cli import hf
+
+        config = hf.read_config(spec)
+        torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16,
+                       "fp16": torch.float16, None: None}[dtype]
+        model = hf.from_hf_state_dict(hf.load_hf_tensors(spec), config, spec, device,
+                                      torch_dtype)
+        return SimpleNamespace(model=model, config=config, path=spec, description=spec)
+    return modelref.load_model(spec, device=device, dtype=dtype)
+
+
 class LanguageModel:
     def __init__(
         self,
@@ -59,9 +88,7 @@ class LanguageModel:
     @classmethod
     def load(cls, spec: str, device: str = "cpu", dtype: str | None = None,
              batch_size: int = 8) -> LanguageModel:
-        from gpt2cli import modelref
-
-        loaded = modelref.load_model(spec, device=device, dtype=dtype)
+        loaded = load_model(spec, device=device, dtype=dtype)
         return cls.from_loaded(loaded, device=device, batch_size=batch_size)
 
     # ------------------------------------------------------------------ log-likelihoods

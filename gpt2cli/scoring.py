@@ -52,7 +52,9 @@ class Span:
     n_scored: int
 
 
-def windows(length: int, first_scored: int, block_size: int, stride: int | None = None) -> list[Span]:
+def windows(
+    length: int, first_scored: int, block_size: int, stride: int | None = None
+) -> list[Span]:
     """The windows that score positions ``first_scored .. length-1`` of a sequence of ``length``.
 
     See the module docstring. ``stride`` defaults to ``block_size`` (disjoint spans).
