@@ -34,13 +34,16 @@ class DataFile:
     name: the published file name (looked up under --data-dir and the cache);
     url: a public URL ``--download`` fetches it from, or None when there is none;
     sha256: the published file's checksum, or None when it is not fixed;
-    source: where a human gets it (one line).
+    source: where a human gets it (one line);
+    archive_member: when ``url`` is a zip archive, the member that is this file (``sha256``
+    is then the archive's checksum).
     """
 
     name: str
     url: str | None
     sha256: str | None
     source: str
+    archive_member: str | None = None
 
 
 @dataclass
