@@ -1,0 +1,249 @@
+"""Multiple-choice tasks (hellaswag, cbt, winograd): parsing, prompts, metrics by hand.
+
+A fake language model with fixed scores checks the task logic and the metrics exactly; one test
+runs the tasks on a tiny random-weight model through gpt2cli.lm.LanguageModel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.tasks import cbt, get_task, hellaswag, winograd
+from gpt2cli.tasks.base import EvalOptions
+
+
+class FakeLM:
+    """loglikelihood from a function of (context, continuation); records the requests."""
+
+    block_size = 1024
+
+    def __init__(self, score) -> None:
+        self.score = score
+        self.requests: list[tuple[str, str]] = []
+
+    def loglikelihood(self, requests):
+        self.requests.extend(requests)
+        return [(float(self.score(c, x)), False) for c, x in requests]
+
+
+def _se(values):
+    n = len(values)
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
+# ---------------------------------------------------------------------------------- hellaswag
+
+
+HELLASWAG = [
+    {"ind": 4, "activity_label": "Baking cookies", "ctx_a": "A woman mixes flour.",
+     "ctx_b": "she", "endings": ["eats it.", "puts the dough in the oven [title] and waits."],
+     "label": 1, "split": "val"},
+    {"ind": 5, "activity_label": "Running", "ctx_a": "A man runs.", "ctx_b": "THEN he",
+     "endings": ["stops.", "flies away into space."], "label": "0"},
+]
+
+
+def _write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_hellaswag_preprocess_and_requests(tmp_path):
+    data = _write_jsonl(tmp_path / "hellaswag_val.jsonl", HELLASWAG)
+    examples = hellaswag.load(data)
+    # lm-eval: activity_label + ": " + ctx_a + " " + ctx_b.capitalize(); [title] -> ". "
+    assert examples[0][0] == "Baking cookies: A woman mixes flour. She"
+    assert examples[0][1] == ["eats it.", "puts the dough in the oven. and waits."]
+    assert examples[1][0] == "Running: A man runs. Then he"
+    # one pass of "  " -> " ", as lm-eval: three spaces become two
+    assert hellaswag.preprocess("  a [header] b  [step] c ") == "a b  c"
+    assert [g for _, _, g in examples] == [1, 0]
+
+
+def test_hellaswag_acc_and_acc_norm(tmp_path):
+    data = _write_jsonl(tmp_path / "hellaswag_val.jsonl", HELLASWAG)
+    # example 1: the short wrong ending wins on the sum (-2 > -9), the long gold ending wins
+    # per character (-9/37 > -2/8); example 2: the gold ending wins both ways.
+    scores = {" eats it.": -2.0, " puts the dough in the oven. and waits.": -9.0,
+              " stops.": -1.0, " flies away into space.": -30.0}
+    lm = FakeLM(lambda c, x: scores[x])
+    result = get_task("hellaswag").evaluate(lm, data, EvalOptions())
+    assert lm.requests[0] == ("Baking cookies: A woman mixes flour. She", " eats it.")
+    assert len(lm.requests) == 4
+    assert result.n == 2
+    assert result.metrics["acc"].value == 0.5
+    assert result.metrics["acc"].stderr == pytest.approx(_se([0, 1]))
+    assert result.metrics["acc_norm"].value == 1.0
+    assert result.metrics["acc_norm"].stderr == 0.0
+    limited = get_task("hellaswag").evaluate(FakeLM(lambda c, x: scores[x]), data,
+                                             EvalOptions(limit=1))
+    assert limited.n == 1 and limited.metrics["acc"].value == 0.0
+
+
+def test_hellaswag_bad_input(tmp_path):
+    bad = tmp_path / "hellaswag_val.jsonl"
+    bad.write_text(json.dumps(HELLASWAG[0]) + "\n" + '{"ctx_a": "tru', encoding="utf-8")
+    with pytest.raises(Gpt2Error, match=r"hellaswag_val.jsonl: line 2: truncated JSON"):
+        hellaswag.load(bad)
+    missing = _write_jsonl(tmp_path / "m.jsonl", [{"ctx_a": "x"}])
+    with pytest.raises(Gpt2Error, match=r"m.jsonl: line 1: missing field 'activity_label'"):
+        hellaswag.load(missing)
+    with pytest.raises(UsageError):
+        get_task("hellaswag").evaluate(FakeLM(lambda c, x: 0), missing, EvalOptions(limit=0))
+    with pytest.raises(Gpt2Error, match="no such file"):
+        hellaswag.load(tmp_path / "absent.jsonl")
+
+
+# ---------------------------------------------------------------------------------------- cbt
+
+
+def _cbt_example(answer: str, candidates: list[str], question: str) -> str:
+    lines = [f"{k} Sentence number {k} , said `` Tom '' ." for k in range(1, 21)]
+    lines.append(f"21 {question}\t{answer}\t\t{'|'.join(candidates)}")
+    return "\n".join(lines) + "\n\n"
+
+
+CANDIDATES = ["apple", "boat", "cat", "dog", "egg", "fish", "goat", "hat", "ink", "jam"]
+
+
+def test_cbt_parse_detokenize_and_requests(tmp_path):
+    data = tmp_path / "cbtest_CN_valid_2000ex.txt"
+    data.write_text(_cbt_example("cat", CANDIDATES, "The XXXXX did n't sleep ."), "utf-8")
+    [(sentences, question, answer, candidates)] = cbt.load(data)
+    assert len(sentences) == 20 and sentences[0] == "Sentence number 1 , said `` Tom '' ."
+    assert (question, answer, candidates) == ("The XXXXX did n't sleep .", "cat", CANDIDATES)
+    assert cbt.detokenize("`` Hello , '' said Tom . I do n't know !") == \
+        '"Hello," said Tom. I don\'t know!'
+    requests = cbt.requests_for(sentences, question, candidates)
+    assert len(requests) == 10
+    context, continuation = requests[2]
+    assert context.startswith('Sentence number 1, said "Tom". Sentence number 2,')
+    assert context.endswith('Sentence number 20, said "Tom".')
+    assert continuation == " The cat didn't sleep."
+
+
+def test_cbt_acc(tmp_path):
+    data = tmp_path / "cbtest_NE_valid_2000ex.txt"
+    data.write_text(
+        _cbt_example("cat", CANDIDATES, "The XXXXX sat .")
+        + _cbt_example("dog", CANDIDATES, "A XXXXX ran .")
+        + _cbt_example("jam", CANDIDATES, "Some XXXXX here ."),
+        "utf-8",
+    )
+    # the model prefers "cat" everywhere, then "jam"; ties elsewhere
+    prefs = {"cat": -1.0, "jam": -2.0}
+    lm = FakeLM(lambda c, x: next((v for w, v in prefs.items() if f" {w} " in x), -5.0))
+    result = get_task("cbt-ne").evaluate(lm, data, EvalOptions())
+    assert len(lm.requests) == 30
+    assert result.n == 3
+    assert result.metrics["acc"].value == pytest.approx(1 / 3)  # right only on the first
+    assert result.metrics["acc"].stderr == pytest.approx(_se([1, 0, 0]))
+    assert get_task("cbt-ne").evaluate(lm, data, EvalOptions(limit=1)).metrics["acc"].value == 1
+
+
+def test_cbt_bad_input(tmp_path):
+    text = _cbt_example("cat", CANDIDATES, "The XXXXX sat .")
+    truncated = tmp_path / "cbtest_CN_valid_2000ex.txt"
+    truncated.write_text(text + text[:300], "utf-8")
+    with pytest.raises(Gpt2Error, match=r"cbtest_CN_valid_2000ex.txt: line \d+: file ends"):
+        cbt.load(truncated)
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text(text.replace("21 The", "21 Thy").replace("XXXXX", "YYYYY"), "utf-8")
+    with pytest.raises(Gpt2Error, match=r"wrong.txt: line 21: the question has no XXXXX"):
+        cbt.load(wrong)
+    notcbt = tmp_path / "other.txt"
+    notcbt.write_text("hello world\n", "utf-8")
+    with pytest.raises(Gpt2Error, match=r"other.txt: line 1: expected line 1"):
+        cbt.load(notcbt)
+
+
+# ----------------------------------------------------------------------------------- winograd
+
+WSC_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<collection>
+<schema>
+  <text>
+    <txt1>The city councilmen refused the demonstrators a permit because</txt1>
+    <pron>they</pron>
+    <txt2>feared violence.</txt2>
+  </text>
+  <quote><quote1></quote1><pron>they</pron><quote2>feared violence.</quote2></quote>
+  <answers>
+    <answer>The city councilmen</answer>
+    <answer>The demonstrators</answer>
+  </answers>
+  <correctAnswer>A</correctAnswer>
+  <source>(Winograd 1972)</source>
+</schema>
+<schema>
+  <text>
+    <txt1>Joan made sure to thank Susan for all the help</txt1>
+    <pron>she</pron>
+    <txt2>had given.</txt2>
+  </text>
+  <answers><answer>Joan</answer><answer>Susan</answer></answers>
+  <correctAnswer> B. </correctAnswer>
+</schema>
+<schema>
+  <text>
+    <txt1>The man lifted the boy onto</txt1>
+    <pron>his</pron>
+    <txt2>shoulders.</txt2>
+  </text>
+  <answers><answer>The man</answer><answer>The boy</answer></answers>
+  <correctAnswer>A</correctAnswer>
+</schema>
+</collection>
+"""
+
+
+def test_winograd_requests_partial_and_full(tmp_path):
+    data = tmp_path / "WSCollection.xml"
+    data.write_text(WSC_XML, "utf-8")
+    schemas = winograd.load(data)
+    assert len(schemas) == 3
+    assert schemas[0].text() == ("The city councilmen refused the demonstrators a permit "
+                                 "because they feared violence.")
+    assert [s.gold for s in schemas] == [0, 1, 0]
+    # lm-eval's normalisation: lower-case "The" mid-sentence, "'s" after a possessive
+    assert schemas[2].option("The man") == "the man's"
+
+    # partial scores favour the right answers on schemas 1 and 3; full scores only on 2
+    partial = {"the city councilmen": -1, "the demonstrators": -2, "Joan": -1, "Susan": -2,
+               "the man's": -1, "the boy's": -3}
+    full = {"the city councilmen": -5, "the demonstrators": -4, "Joan": -6, "Susan": -5,
+            "the man's": -4, "the boy's": -3}
+
+    def score(context, continuation):
+        if context == "":
+            return next(v for k, v in full.items() if f" {k} " in continuation)
+        return next(v for k, v in partial.items() if context.endswith(" " + k))
+
+    lm = FakeLM(score)
+    result = get_task("winograd").evaluate(lm, data, EvalOptions())
+    assert lm.requests[0] == ("The city councilmen refused the demonstrators a permit because "
+                              "the city councilmen", " feared violence.")
+    assert ("The man lifted the boy onto the boy's", " shoulders.") in lm.requests
+    assert ("", "The man lifted the boy onto the man's shoulders.") in lm.requests
+    assert result.n == 3
+    assert result.metrics["acc"].value == pytest.approx(2 / 3)
+    assert result.metrics["acc_full"].value == pytest.approx(1 / 3)
+    assert result.metrics["acc"].stderr == pytest.approx(_se([1, 0, 1]))
+
+
+def test_winograd_bad_input(tmp_path):
+    truncated = tmp_path / "WSCollection.xml"
+    truncated.write_text(WSC_XML[:700], "utf-8")
+    with pytest.raises(Gpt2Error, match=r"WSCollection.xml: line \d+: not well-formed XML"):
+        winograd.load(truncated)
+    bad = tmp_path / "bad.xml"
+    bad.write_text(WSC_XML.replace("<correctAnswer>A</correctAnswer>",
+                                   "<correctAnswer>Q</correctAnswer>", 1), "utf-8")
+    with pytest.raises(Gpt2Error, match=r"bad.xml: line 3: schema 1: bad <correctAnswer>"):
+        winograd.load(bad)
