@@ -247,3 +247,42 @@ def test_winograd_bad_input(tmp_path):
                                    "<correctAnswer>Q</correctAnswer>", 1), "utf-8")
     with pytest.raises(Gpt2Error, match=r"bad.xml: line 3: schema 1: bad <correctAnswer>"):
         winograd.load(bad)
+
+
+# ------------------------------------------------------------------- on a tiny random model
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    import torch
+
+    from gpt2cli.lm import LanguageModel
+    from gpt2cli.model import GPT, config_for_size
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    config = config_for_size("tiny")
+    model = GPT(config).eval()
+    return LanguageModel(model, block_size=config.block_size, batch_size=8)
+
+
+def test_choice_tasks_on_a_tiny_model(tmp_path, tiny_lm):
+    """The real LanguageModel: acc equals the argmax of its own scores, computed here."""
+    data = _write_jsonl(tmp_path / "hellaswag_val.jsonl", HELLASWAG)
+    result = get_task("hellaswag").evaluate(tiny_lm, data, EvalOptions())
+    examples = hellaswag.load(data)
+    expected = []
+    for query, endings, gold in examples:
+        scores = [ll for ll, _ in tiny_lm.loglikelihood([(query, " " + e) for e in endings])]
+        expected.append(float(max(range(len(scores)), key=lambda i: (scores[i], -i)) == gold))
+    assert result.metrics["acc"].value == pytest.approx(sum(expected) / len(expected))
+
+    wsc = tmp_path / "WSCollection.xml"
+    wsc.write_text(WSC_XML, "utf-8")
+    result = get_task("winograd").evaluate(tiny_lm, wsc, EvalOptions(limit=2))
+    assert result.n == 2 and 0 <= result.metrics["acc_full"].value <= 1
+
+    cbt_file = tmp_path / "cbtest_CN_valid_2000ex.txt"
+    cbt_file.write_text(_cbt_example("cat", CANDIDATES, "The XXXXX sat ."), "utf-8")
+    result = get_task("cbt-cn").evaluate(tiny_lm, cbt_file, EvalOptions())
+    assert result.n == 1 and result.metrics["acc"].value in (0.0, 1.0)

@@ -255,3 +255,29 @@ def test_wmt14_bad_input(tmp_path):
         wmt14.read_sgm(plain)
 
 
+
+
+# ------------------------------------------------------------------- on a tiny random model
+
+
+def test_generation_tasks_on_a_tiny_model(tmp_path):
+    import torch
+
+    from gpt2cli.lm import LanguageModel
+    from gpt2cli.model import GPT, config_for_size
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    config = config_for_size("tiny")
+    lm = LanguageModel(GPT(config).eval(), block_size=config.block_size)
+
+    data = tmp_path / "NQ-open.dev.jsonl"
+    data.write_text('{"question": "where is paris", "answer": ["France"]}\n', "utf-8")
+    result = get_task("nq").evaluate(lm, data, EvalOptions())
+    assert result.n == 1 and result.metrics["exact_match"].value == 0.0
+
+    data = tmp_path / "cnndm_test.jsonl"
+    data.write_text(json.dumps({"article": "A cat sat. " * 50, "highlights": "A cat sat."})
+                    + "\n", "utf-8")
+    result = get_task("cnndm").evaluate(lm, data, EvalOptions(seed=3))
+    assert result.n == 1 and 0 <= result.metrics["rouge_avg"].value <= 1
