@@ -106,14 +106,20 @@ class LanguageModel:
         context_ids = encode(context)
         return context_ids, whole[len(context_ids):]
 
-    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
-        """(sum of log-probs of the continuation, whether every token was the argmax)."""
-        return self.loglikelihood_tokens([self.encode_pair(c, x) for c, x in requests])
+    def loglikelihood(
+        self, requests: Sequence[tuple[str, str]], exclude: Sequence[int] | None = None
+    ) -> list[tuple[float, bool]]:
+        """(sum of log-probs of the continuation, whether every token was the argmax).
+
+        ``exclude``: token ids that never count as the argmax for the continuation's first
+        token (the greedy check only; the log-probs are unchanged)."""
+        return self.loglikelihood_tokens([self.encode_pair(c, x) for c, x in requests], exclude)
 
     def loglikelihood_tokens(
-        self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]
+        self, requests: Sequence[tuple[Sequence[int], Sequence[int]]],
+        exclude: Sequence[int] | None = None,
     ) -> list[tuple[float, bool]]:
-        """Like :meth:`loglikelihood` on token ids. An empty context must be [EOT] already;
+        """Like :meth:`loglikelihood` on token ids. An empty context becomes [EOT];
         an empty continuation gives (0.0, True)."""
         sequences = []
         for context, continuation in requests:
@@ -126,7 +132,7 @@ class LanguageModel:
             sequences.append((tokens[cut:], len(context) - cut))
         scores = scoring.score_sequences(
             self.model, sequences, self.block_size, self.batch_size, None, self.device,
-            self.vocab_size, self.on_batch,
+            self.vocab_size, self.on_batch, exclude,
         )
         return [(score.total, score.all_greedy) for score in scores]
 

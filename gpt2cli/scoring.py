@@ -98,11 +98,15 @@ def score_spans(
     device: str | torch.device = "cpu",
     vocab_size: int | None = None,
     on_batch: Callable[[int], None] | None = None,
+    exclude: Sequence[int] | None = None,
+    exclude_rows: Sequence[bool] | None = None,
 ) -> list[SpanScore]:
     """Score each (tokens, span) request; results come back in the order of the requests.
 
     ``vocab_size`` cuts padded vocabulary rows off the logits before the softmax.
     ``on_batch(n_windows)`` is called after every forward pass (progress).
+    ``exclude``: token ids never counted as the argmax at the first scored position of the
+    requests flagged in ``exclude_rows`` (all when None) -- the LAMBADA stop-word filter.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -134,6 +138,15 @@ def score_spans(
                             torch.from_numpy(col_index).to(device)].float()
             logprobs = torch.log_softmax(picked, dim=-1)
             chosen = logprobs.gather(1, targets_all[:, None])[:, 0]
+            if exclude:
+                firsts = np.cumsum([0] + [n for _, n, _ in rows[:-1]]).tolist()
+                firsts = [f for f, i in zip(firsts, chunk)
+                          if exclude_rows is None or exclude_rows[i]]
+                if firsts:
+                    masked = picked[firsts].clone()
+                    masked[:, torch.as_tensor(list(exclude), device=masked.device)] = -math.inf
+                    picked = picked.clone()
+                    picked[firsts] = masked
             greedy = picked.argmax(dim=-1) == targets_all
             chosen_np = chosen.double().cpu().numpy()
             greedy_np = greedy.cpu().numpy()
@@ -169,15 +182,22 @@ def score_sequences(
     device: str | torch.device = "cpu",
     vocab_size: int | None = None,
     on_batch: Callable[[int], None] | None = None,
+    exclude: Sequence[int] | None = None,
 ) -> list[SequenceScore]:
-    """Score many (tokens, first_scored) sequences, batching their windows together."""
+    """Score many (tokens, first_scored) sequences, batching their windows together.
+
+    ``exclude``: token ids not counted as the argmax at each sequence's first scored token.
+    """
     requests: list[tuple[Sequence[int], Span]] = []
     owners: list[int] = []
+    firsts: list[bool] = []
     for number, (tokens, first_scored) in enumerate(sequences):
-        for span in windows(len(tokens), first_scored, block_size, stride):
+        for k, span in enumerate(windows(len(tokens), first_scored, block_size, stride)):
             requests.append((tokens, span))
             owners.append(number)
-    scores = score_spans(model, requests, batch_size, device, vocab_size, on_batch)
+            firsts.append(k == 0)
+    scores = score_spans(model, requests, batch_size, device, vocab_size, on_batch,
+                         exclude, firsts)
     parts: list[list[SpanScore]] = [[] for _ in sequences]
     for owner, score in zip(owners, scores):
         parts[owner].append(score)

@@ -1,11 +1,201 @@
-"""`gpt2 eval` (being built: see its issue)."""
+"""``gpt2 eval``: the GPT-2 paper's zero-shot benchmarks (and lm-eval's versions of them)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 import typer
+
+from gpt2cli import console, results, tasks
+from gpt2cli.errors import UsageError
+from gpt2cli.fileio import atomic_write
+from gpt2cli.lm import LanguageModel, resolve_device
+from gpt2cli.tasks import data as taskdata
+from gpt2cli.tasks.base import EvalOptions, Task, TaskResult
 
 NAME = "eval"
 
 
+def _list_tasks(as_json: bool) -> None:
+    rows = []
+    for task in tasks.all_tasks():
+        rows.append({
+            "task": task.name, "description": task.description,
+            "paper_metric": task.paper_metric,
+            "files": [{"name": f.name, "url": f.url, "sha256": f.sha256, "source": f.source}
+                      for f in task.data_files],
+        })
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    for row in rows:
+        files = ", ".join(f["name"] + (" (--download)" if f["url"] else "") for f in row["files"])
+        sys.stdout.write(f"{row['task']:<14} {row['paper_metric']:<18} {files}\n"
+                         f"{'':14} {row['description']}\n")
+
+
+def _format(value: float | None) -> str:
+    if value is None:
+        return ""
+    if abs(value) >= 1000:
+        return f"{value:,.2f}"
+    return f"{value:.4f}"
+
+
+def _table(task_results: dict[str, TaskResult]) -> None:
+    from rich.table import Table
+
+    table = Table(title=None, show_edge=False)
+    for column, justify in (("task", "left"), ("metric", "left"), ("value", "right"),
+                            ("± stderr", "right"), ("n", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for name, result in task_results.items():
+        for k, (metric, value) in enumerate(result.metrics.items()):
+            arrow = "↑" if value.higher_is_better else "↓"
+            table.add_row(name if k == 0 else "", f"{metric} {arrow}", _format(value.value),
+                          _format(value.stderr), f"{result.n:,}" if k == 0 else "")
+    console.stderr_console().print(table)
+
+
+def eval_command(
+    names: list[str], model_spec: str | None, data: Path | None, data_dir: Path | None,
+    download: bool, output: Path | None, as_json: bool, options: EvalOptions,
+    device: str | None, dtype: str | None,
+) -> None:
+    chosen: list[Task] = []
+    for name in names:
+        task = tasks.get_task(name)
+        if task not in chosen:
+            chosen.append(task)
+    if data is not None and len(chosen) > 1:
+        raise UsageError("--data names one file, but more than one task was given",
+                         "use --data-dir DIR with the files under their published names")
+    if model_spec is None:
+        raise UsageError("missing --model", "pass a run directory, checkpoint or HF model")
+    paths = {task.name: taskdata.resolve(task, data, data_dir, download) for task in chosen}
+    timer = console.Stopwatch()
+    device = resolve_device(device)
+    import torch
+
+    torch.manual_seed(options.seed)
+    lm = LanguageModel.load(model_spec, device=device, dtype=dtype,
+                            batch_size=options.batch_size)
+    if options.stride is not None:
+        if not 1 <= options.stride <= lm.block_size:
+            raise UsageError(f"--stride must be between 1 and the model's context "
+                             f"{lm.block_size}")
+        lm.stride = options.stride
+    task_results: dict[str, TaskResult] = {}
+    task_data: dict[str, dict] = {}
+    with console.progress() as bar:
+        for task in chosen:
+            progress_id = bar.add_task(task.name, total=None, status="windows")
+            lm.on_batch = lambda n, progress_id=progress_id: bar.advance(progress_id, n)
+            task_timer = console.Stopwatch()
+            result = task.evaluate(lm, paths[task.name], options)
+            task_results[task.name] = result
+            path = paths[task.name]
+            task_data[task.name] = {
+                "data": str(path),
+                "data_sha256": taskdata.sha256_file(path) if path.is_file() else None,
+                "seconds": round(task_timer.seconds, 3),
+            }
+            if not console.stderr_is_tty():
+                main = result.metrics.get(task.paper_metric) or next(iter(result.metrics.values()))
+                console.info(f"gpt2 eval: {task.name}: {task.paper_metric} "
+                             f"{_format(main.value)} (n={result.n:,}, "
+                             f"{task_timer.seconds:.1f} s)")
+    lm.on_batch = None
+    config = {
+        "batch_size": options.batch_size, "device": str(device), "dtype": dtype,
+        "limit": options.limit, "seed": options.seed, "stride": options.stride,
+        "stop_word_filter": options.stop_word_filter, "block_size": lm.block_size,
+        "tasks": [task.name for task in chosen],
+    }
+    document = results.build(task_results, results.model_identity(model_spec, lm.loaded),
+                             config, task_data, timer.seconds)
+    text = results.dumps(document)
+    _table(task_results)
+    if output is not None:
+        with atomic_write(output, "w") as handle:
+            handle.write(text)
+    if as_json:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
 def register(app: typer.Typer) -> None:
-    @app.command(NAME, help="(not built yet)")
-    def _placeholder() -> None:
-        raise typer.Exit(1)
+    @app.command(NAME)
+    def evaluate(
+        names: list[str] = typer.Argument(
+            None, help="Tasks to run (see --list).", show_default=False, metavar="TASK...",
+        ),
+        model: str = typer.Option(
+            None, "--model", "-m", help="A run directory, checkpoint directory, HF-layout "
+            "directory, or HF model name in the local cache.", show_default=False,
+        ),
+        data: Path = typer.Option(
+            None, "--data", help="The task's data file (one task only).", show_default=False,
+        ),
+        data_dir: Path = typer.Option(
+            None, "--data-dir", help="A directory holding data files under their published "
+            "names (see --list).", show_default=False,
+        ),
+        download: bool = typer.Option(
+            False, "--download", help="Fetch missing data files from their public URL into "
+            "$XDG_CACHE_HOME/gpt2cli, checking their sha256.",
+        ),
+        output: Path = typer.Option(
+            None, "--output", "-o", help="Write the results JSON here (atomically).",
+            show_default=False,
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the results JSON on stdout (with --list: the tasks)."
+        ),
+        limit: int = typer.Option(
+            None, "--limit", help="Evaluate only the first N examples of each task "
+            "(documents/articles for the language-modelling tasks).", show_default=False,
+        ),
+        batch_size: int = typer.Option(8, "--batch-size", "-b",
+                                       help="Sequences per forward pass."),
+        device: str = typer.Option(
+            None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda when available).",
+            show_default=False,
+        ),
+        dtype: str = typer.Option(
+            None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).",
+            show_default=False,
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed for anything random."),
+        stride: int = typer.Option(
+            None, "--stride", help="Language-modelling tasks: overlapping windows moving S "
+            "tokens (default: disjoint windows, as lm-evaluation-harness).", show_default=False,
+        ),
+        stop_word_filter: bool = typer.Option(
+            False, "--stop-word-filter",
+            help="lambada: also report accuracy with the paper's stop-word filter.",
+        ),
+        zero_shot: bool = typer.Option(
+            False, "--zero-shot", help="Accepted for clarity: every task is zero-shot."
+        ),
+        list_tasks: bool = typer.Option(False, "--list", help="List the tasks and their files."),
+    ) -> None:
+        """Run zero-shot benchmarks (lambada, wikitext2, ...) on a model: a table on stderr,
+        the results JSON (lm-evaluation-harness's layout) with -o or --json."""
+        if list_tasks:
+            _list_tasks(as_json)
+            return
+        if not names:
+            raise UsageError("no task given", "name one or more tasks; see `gpt2 eval --list`")
+        if limit is not None and limit < 1:
+            raise UsageError(f"--limit must be at least 1, not {limit}")
+        if batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        if stride is not None and stride < 1:
+            raise UsageError("--stride must be at least 1")
+        options = EvalOptions(limit=limit, batch_size=batch_size, seed=seed,
+                              stop_word_filter=stop_word_filter, stride=stride)
+        eval_command(names, model, data, data_dir, download, output, as_json, options,
+                     device, dtype)

@@ -181,3 +181,44 @@ def _extract(archive: Path, member: str, target: Path, data_file: DataFile) -> N
     except (zipfile.BadZipFile, KeyError) as error:
         raise Gpt2Error(f"the download for {data_file.name} is not the expected archive "
                         f"({error})", f"get it from {data_file.source}") from None
+
+
+def read_text(path: Path) -> str:
+    """A data file as UTF-8 text; Gpt2Error naming the file (and line) when it cannot be."""
+    from gpt2cli.tasks.base import data_error
+
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise data_error(path, None, f"cannot read ({error.strerror or error})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise data_error(path, line, "not UTF-8 text (wrong file?)") from None
+
+
+def iter_jsonl(path: Path, field: str) -> list[tuple[int, str]]:
+    """(line number, obj[field]) of each non-blank line of a JSON Lines file, checked."""
+    import json
+
+    from gpt2cli.tasks.base import data_error
+
+    text = read_text(path)
+    lines = text.split("\n")
+    out: list[tuple[int, str]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as error:
+            last = not any(rest.strip() for rest in lines[number:])
+            what = "truncated JSON line" if last and not text.endswith("\n") else "not JSON"
+            raise data_error(path, number, f"{what} ({error.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get(field), str):
+            raise data_error(path, number, f"expected a JSON object with a string {field!r}")
+        out.append((number, obj[field]))
+    if not out:
+        raise data_error(path, None, "no examples in the file (empty?)")
+    return out
