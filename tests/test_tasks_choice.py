@@ -286,3 +286,24 @@ def test_choice_tasks_on_a_tiny_model(tmp_path, tiny_lm):
     cbt_file.write_text(_cbt_example("cat", CANDIDATES, "The XXXXX sat ."), "utf-8")
     result = get_task("cbt-cn").evaluate(tiny_lm, cbt_file, EvalOptions())
     assert result.n == 1 and result.metrics["acc"].value in (0.0, 1.0)
+
+
+def test_winograd_reads_the_published_latin1_encoding(tmp_path):
+    # the published WSCollection.xml declares ISO-8859-1 and has a stylesheet line
+    xml = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n'
+           '<?xml-stylesheet type="text/xsl" href="WSExample.xsl"?>\n<collection>\n<schema>\n'
+           "<text>\n<txt1>\nThe older students were bullying the younger ones at the caf\xe9, "
+           "so we punished \n</txt1>\n<pron>them</pron><txt2>.</txt2>\n</text>\n<answers>\n"
+           "<answer>The older students </answer>\n<answer>the younger ones </answer>\n"
+           "</answers>\n<correctAnswer> A </correctAnswer>\n</schema>\n</collection>\n")
+    data = tmp_path / "WSCollection.xml"
+    data.write_bytes(xml.encode("latin-1"))
+    [schema] = winograd.load(data)
+    assert schema.text() == ("The older students were bullying the younger ones at the café, "
+                             "so we punished them.")
+    assert schema.prefix() + schema.option(schema.answers[1]) == (
+        "The older students were bullying the younger ones at the café, so we punished "
+        "the younger ones")
+    assert schema.rest == "."
+    with pytest.raises(Gpt2Error, match="no such file"):
+        winograd.load(tmp_path / "absent.xml")

@@ -6,6 +6,7 @@ schemas; WSC273 is the first 273 of them (the first 273 ``<schema>`` elements ar
 shorter file is used whole). Each schema:
 ``<text><txt1>…</txt1><pron>…</pron><txt2>…</txt2></text>``, ``<answers>`` with two
 ``<answer>`` elements, ``<correctAnswer>A</correctAnswer>`` (A or B, maybe followed by a dot).
+The published file declares ``encoding="ISO-8859-1"``; the declaration is honoured.
 
 The sentence is txt1 + " " + pron + " " + txt2 (whitespace collapsed; no space before a txt2
 that starts with punctuation). Each answer replaces the pronoun, normalised as lm-eval's
@@ -85,9 +86,15 @@ def _line_of(raw: str, index: int) -> int | None:
 
 
 def load(path: Path, limit: int | None = None) -> list[Schema]:
-    raw = read_text(path)
     try:
-        root = ET.fromstring(raw)
+        data = path.read_bytes()
+    except OSError:
+        read_text(path)  # raises the Gpt2Error naming the file
+        raise
+    # bytes, so that the declared encoding is honoured (the published file is ISO-8859-1)
+    raw = data.decode("latin-1")
+    try:
+        root = ET.fromstring(data)
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
         raise data_error(path, line, f"not well-formed XML ({exc})") from exc
