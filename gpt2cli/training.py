@@ -33,6 +33,11 @@ _CRASH_ENV = "GPT2CLI_TEST_CRASH_AFTER_STEP"
 _NAN_ENV = "GPT2CLI_TEST_NAN_AT_STEP"
 
 
+def _simulate_crash() -> None:
+    """Test hook: die at once, as a power cut or SIGKILL would (tests may replace it)."""
+    os._exit(99)
+
+
 # --- precision ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -580,7 +585,7 @@ def _train(config: TrainConfig, run_dir: Path, resume_from: Path | None, env: Di
                 if env.is_main:
                     checkpoint.prune(run_dir, config.keep)
             if done == crash_after:
-                os._exit(99)
+                _simulate_crash()
         save(run_dir / checkpoint.FINAL, total)
         if metrics is not None:
             plotting.plot_losses(metrics.records, run_dir / "loss.png")

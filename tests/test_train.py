@@ -1,0 +1,350 @@
+"""`gpt2 train`: config, schedule, checkpoints, exact resume, kill -9 mid-save, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gpt2cli import checkpoint, mfu, optim, trainconfig, training, trainlog
+from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.model import GPT, config_for_size
+
+torch.set_num_threads(1)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def make_shards(directory: Path, documents: int = 150, val_tokens: int = 1500) -> Path:
+    """A tiny pack directory through shards.py's writer: patterned documents, so loss falls."""
+    from gpt2cli import shards, tokstream
+
+    rng = np.random.default_rng(0)
+    stream = directory.parent / f"{directory.name}.tokens"
+    with open(stream, "wb") as handle:
+        handle.write(tokstream.HEADER)
+        for _ in range(documents):
+            start = int(rng.integers(0, 500))
+            ids = (start + np.arange(int(rng.integers(20, 100))) % 13).astype(np.uint16)
+            handle.write(tokstream.encode_document(ids))
+    shards.pack([str(stream)], directory, shards.PackOptions(val_tokens=val_tokens))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_shards(tmp_path_factory.mktemp("train") / "shards")
+
+
+def options(data: Path, out: Path, **extra: object) -> dict:
+    base = dict(data=str(data), out=str(out), size="tiny", seq_len=32, batch_size=8,
+                micro_batch=4, max_steps=4, save_every=2, eval_every=2, eval_steps=2,
+                device="cpu")
+    base.update(extra)
+    return base
+
+
+def train_losses(run: Path) -> list[float]:
+    return [r["loss"] for r in trainlog.read_metrics(run / "metrics.jsonl")
+            if r["kind"] == "train"]
+
+
+# --- pieces ---------------------------------------------------------------------------------
+
+def test_schedule_warms_up_linearly_then_decays_to_a_tenth() -> None:
+    lrs = [optim.lr_at(s, 6e-4, 10, 100, 0.1) for s in range(101)]
+    assert lrs[0] == pytest.approx(6e-5) and lrs[9] == pytest.approx(6e-4)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[100] == pytest.approx(6e-5)
+    assert optim.lr_at(55, 6e-4, 10, 100, 0.1) == pytest.approx(0.5 * (6e-4 + 6e-5))
+    assert optim.lr_at(0, 1.0, 0, 10, 0.1) == 1.0
+
+
+def test_weight_decay_on_matrices_only() -> None:
+    model = GPT(config_for_size("tiny"))
+    decay, no_decay = optim.param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decay["params"]) and all(
+        p.dim() == 1 for p in no_decay["params"])
+    ids = [id(p) for p in decay["params"] + no_decay["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))  # tied head once
+    assert any(p is model.transformer.wte.weight for p in decay["params"])
+
+
+def test_defaults_from_the_gpt3_table() -> None:
+    assert trainconfig.default_lr(124_000_000) == 6e-4
+    assert trainconfig.default_lr(355_000_000) == 3e-4
+    assert trainconfig.default_lr(774_000_000) == 2.5e-4
+    assert trainconfig.default_lr(1_558_000_000) == 2e-4
+    assert trainconfig.default_warmup(512 * 1024, 100_000) == 716  # 375M tokens
+    assert trainconfig.default_warmup(512 * 1024, 200) == 20  # a tenth of a short run
+    c = trainconfig.TrainConfig()
+    assert (c.seq_len, c.batch_size, c.beta1, c.beta2, c.weight_decay, c.grad_clip,
+            c.min_lr_ratio, c.keep) == (1024, 512, 0.9, 0.95, 0.1, 1.0, 0.1, 3)
+
+
+def test_precision_selection() -> None:
+    cpu = training.choose_precision("cpu", "auto", False)
+    assert cpu.autocast_dtype is None and not cpu.grad_scaler
+    assert training.choose_precision("cuda", "auto", True).autocast_dtype == torch.bfloat16
+    fp16 = training.choose_precision("cuda", "auto", False)
+    assert fp16.autocast_dtype == torch.float16 and fp16.grad_scaler
+    assert training.choose_precision("cuda", "float32", True).autocast_dtype is None
+    with pytest.raises(UsageError):
+        training.choose_precision("cpu", "float16", False)
+    with training.choose_precision("cpu", "bfloat16", False).autocast():
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_micro_batch_candidates_and_mfu() -> None:
+    assert training.micro_batch_candidates(512, 64) == [64, 32, 16, 8, 4, 2, 1]
+    assert training.micro_batch_candidates(24) == [8, 4, 2, 1]
+    assert mfu.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert mfu.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert mfu.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert mfu.peak_tflops("NVIDIA L4") == 121.0
+    assert mfu.peak_tflops("Some CPU") is None
+    with torch.device("meta"):
+        model = GPT(config_for_size("124m"))
+    fpt = model.flops_per_token(1024)
+    # 124M at 150k tok/s on one H100: (6 x 124M + 12 L d T) x 150k / 989e12
+    value = mfu.mfu(150_000, fpt, 989.0)
+    assert value == pytest.approx(150_000 * fpt / 989e12) and 0.12 < value < 0.14
+    assert mfu.mfu(150_000, fpt, 989.0, devices=2) == pytest.approx(value / 2)
+    assert mfu.mfu(1.0, fpt, None) is None
+
+
+def test_config_precedence_and_yaml_checks(tmp_path: Path) -> None:
+    file = tmp_path / "run.yaml"
+    file.write_text("max-steps: 7\nseq_len: 64\nmicro_batch: auto\nmodel: {n_layer: 3}\n")
+    base = trainconfig.load_yaml(file)
+    config = trainconfig.build({"seq_len": 32, "lr": None}, base=base)
+    assert (config.max_steps, config.seq_len, config.micro_batch) == (7, 32, "auto")
+    assert config.model == {"n_layer": 3}
+    file.write_text("max_step: 7\n")
+    with pytest.raises(UsageError, match="unknown option 'max_step'"):
+        trainconfig.load_yaml(file)
+    file.write_text("seq_len: [1]\n")
+    with pytest.raises(UsageError, match="seq_len must be an integer"):
+        trainconfig.load_yaml(file)
+    with pytest.raises(UsageError, match="--micro-batch 16 is larger"):
+        trainconfig.build({"micro_batch": 16, "batch_size": 8})
+    saved = tmp_path / "config.yaml"
+    saved.write_text(config.to_yaml({"device": "cpu"}))
+    assert trainconfig.build({}, base=trainconfig.load_yaml(saved)) == config
+
+
+def test_checkpoint_completeness_and_pruning(tmp_path: Path) -> None:
+    model = GPT(config_for_size("tiny"))
+    run = tmp_path / "run"
+    for step in (1, 2, 3, 4):
+        meta = f"runtime: {{step: {step}}}\n"
+        checkpoint.save(run / "checkpoints" / checkpoint.step_name(step), model,
+                        {"format": 1}, meta, step)
+    checkpoint.prune(run, 2)
+    assert [s for s, _ in checkpoint.complete_steps(run)] == [3, 4]
+    # A directory without COMPLETE, or with a temporary name, is never taken.
+    (run / "checkpoints" / "step-00000009").mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()  # a writer that died: its pid is free
+    broken = run / "checkpoints" / f"step-00000010.tmp-{gone.pid}"
+    broken.mkdir()
+    (broken / "COMPLETE").touch()
+    assert checkpoint.latest_complete(run).name == "step-00000004"
+    assert checkpoint.latest_resumable(run).name == "step-00000004"
+    removed = checkpoint.remove_stale(run)
+    assert {p.name for p in removed} == {"step-00000009", broken.name}
+    assert not list(run.glob("checkpoints/*.tmp-*"))
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+def test_a_run_leaves_metrics_plot_checkpoints_and_final(data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    final = training.train(options(data, run, max_steps=6, keep=2))
+    assert final == run / "final" and checkpoint.is_complete(final)
+    assert [s for s, _ in checkpoint.complete_steps(run)] == [2, 4]  # --keep 2; 6 is final
+    for name in ("config.json", "model.safetensors", "training_state.pt", "run.yaml"):
+        assert (final / name).is_file()
+    records = trainlog.read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [2, 4, 6]
+    first, last = records[0], records[-2]
+    assert last["loss"] < first["loss"] and first["tokens"] == 8 * 32
+    assert (run / "loss.png").read_bytes().startswith(b"\x89PNG")
+    saved = trainconfig.load_yaml(run / "config.yaml")
+    assert saved["lr"] == 6e-4 and saved["max_steps"] == 6
+    assert trainconfig.load_runtime(run / "config.yaml")["grad_accum"] == 2
+    # The final model loads like any other (run dir spec).
+    from gpt2cli import modelref
+
+    loaded = modelref.load_model(str(run))
+    assert loaded.config.n_layer == 2
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_gives_the_same_losses_bit_for_bit(data: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = tmp_path / "whole"
+    training.train(options(data, whole, max_steps=5))
+    broken = tmp_path / "broken"
+
+    def crash() -> None:
+        raise _Crash
+
+    monkeypatch.setenv("GPT2CLI_TEST_CRASH_AFTER_STEP", "3")
+    monkeypatch.setattr(training, "_simulate_crash", crash)
+    with pytest.raises(_Crash):
+        training.train(options(data, broken, max_steps=5))
+    monkeypatch.delenv("GPT2CLI_TEST_CRASH_AFTER_STEP")
+    assert len(train_losses(broken)) == 3
+    training.train({"out": str(broken)}, resume=True)
+    assert train_losses(broken) == train_losses(whole)  # exact float equality
+    a = torch.load(whole / "final" / "training_state.pt", weights_only=True)
+    b = torch.load(broken / "final" / "training_state.pt", weights_only=True)
+    assert a["loader"] == b["loader"] and a["step"] == b["step"] == 5
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(whole / "final" / "model.safetensors"), load_file(
+        broken / "final" / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_kill_9_during_a_save_leaves_nothing_resume_would_take(data: Path,
+                                                               tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = {**ENV, "GPT2CLI_TEST_SAVE_SLEEP": "60", "GPT2CLI_TEST_SAVE_SLEEP_STEP": "4"}
+    args = [sys.executable, "-m", "gpt2cli", "train", "--data", str(data), "-o", str(run),
+            "--size", "tiny", "--seq-len", "32", "--batch-size", "8", "--micro-batch", "8",
+            "--max-steps", "6", "--save-every", "2", "--eval-every", "100", "--device", "cpu"]
+    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    tmp = None
+    while time.monotonic() < deadline and child.poll() is None:
+        found = list((run / "checkpoints").glob("step-00000004.tmp-*/run.yaml"))
+        if found:
+            tmp = found[0].parent
+            break
+        time.sleep(0.2)
+    assert tmp is not None, child.stderr.read().decode() if child.poll() is not None else ""
+    time.sleep(0.5)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stderr.close()
+    assert tmp.exists() and not checkpoint.is_complete(tmp)
+    assert checkpoint.latest_resumable(run).name == "step-00000002"
+    assert checkpoint.latest_complete(run).name == "step-00000002"
+    training.train({"out": str(run)}, resume=True)
+    assert not tmp.exists()
+    assert [s for s, _ in checkpoint.complete_steps(run)] == [2, 4]
+    assert [r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl")
+            if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+        data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    monkeypatch.setenv("GPT2CLI_TEST_NAN_AT_STEP", "3")
+    with pytest.raises(Gpt2Error, match=r"loss became nan at step 3: stopped; last good "
+                       r"checkpoint: .*step-00000002"):
+        training.train(options(data, run))
+    assert checkpoint.latest_resumable(run).name == "step-00000002"
+    assert not (run / "final").exists()
+    assert [r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl")
+            if r["kind"] == "train"] == [1, 2]
+
+
+def test_yaml_config_with_cli_override_and_custom_shape(data: Path, tmp_path: Path) -> None:
+    file = tmp_path / "run.yaml"
+    run = tmp_path / "run"
+    file.write_text(f"data: {data}\nout: {run}\nseq_len: 16\nbatch_size: 4\nmax_steps: 9\n"
+                    "model: {n_layer: 1, n_head: 2, n_embd: 32}\npad_vocab: 1\n"
+                    "device: cpu\neval_every: 100\n")
+    training.train({"max_steps": 2, "micro_batch": 2}, config_file=str(file))
+    runtime = trainconfig.load_runtime(run / "config.yaml")
+    assert runtime["model"]["n_layer"] == 1 and runtime["model"]["padded_vocab_size"] is None
+    assert runtime["grad_accum"] == 2 and len(train_losses(run)) == 2
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "too_long", "unknown_size",
+                                  "fsdp", "no_run", "other_size", "occupied", "micro"])
+def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    kwargs = options(data, run)
+    resume = False
+    expected: tuple[type, str]
+    if case == "missing":
+        kwargs["data"] = str(tmp_path / "nope")
+        expected = (Gpt2Error, "no such directory")
+    elif case == "empty":
+        (tmp_path / "empty").mkdir()
+        kwargs["data"] = str(tmp_path / "empty")
+        expected = (Gpt2Error, "not a pack directory")
+    elif case == "corrupt":
+        broken = make_shards(tmp_path / "broken", documents=20, val_tokens=0)
+        shard = next(broken.glob("*.shard"))
+        shard.write_bytes(shard.read_bytes()[:-5])
+        kwargs["data"] = str(broken)
+        expected = (Gpt2Error, "truncated")
+    elif case == "too_long":
+        kwargs.update(seq_len=100_000)
+        expected = (Gpt2Error, "fewer than one sequence")
+    elif case == "unknown_size":
+        kwargs.update(size="huge")
+        expected = (UsageError, "unknown model size 'huge'")
+    elif case == "fsdp":
+        kwargs.update(fsdp=True)
+        expected = (UsageError, "--fsdp needs a distributed launch")
+    elif case == "no_run":
+        kwargs, resume = {"out": str(run)}, True
+        expected = (Gpt2Error, "holds no run")
+    elif case == "other_size":
+        training.train(options(data, run, max_steps=2, eval_every=100))
+        kwargs, resume = {"out": str(run), "size": "mini"}, True
+        expected = (UsageError, "trained with --size tiny, not mini")
+    elif case == "occupied":
+        run.mkdir()
+        (run / "config.yaml").write_text("size: tiny\n")
+        expected = (UsageError, "already holds a run")
+    else:
+        kwargs.update(micro_batch=3)
+        expected = (UsageError, "does not divide")
+    with pytest.raises(expected[0], match=expected[1]):
+        training.train(kwargs, resume=resume)
+    if case == "occupied":
+        assert (run / "config.yaml").read_text() == "size: tiny\n"  # nothing lost
+
+
+def test_init_from_weights_of_another_size_and_fine_tuning(data: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    training.train(options(data, base, max_steps=2, eval_every=100))
+    with pytest.raises(UsageError, match="not --size mini"):
+        training.train(options(data, tmp_path / "x", size="mini", init_from=str(base)))
+    tuned = tmp_path / "tuned"
+    training.train(options(data, tuned, size=None, init_from=str(base / "final"),
+                           max_steps=1, eval_every=100))
+    first = train_losses(tuned)[0]
+    assert first < train_losses(base)[0]  # starts from the trained weights, not from scratch
+
+
+def test_cli_errors_are_one_line_with_exit_status(data: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gpt2cli", "train", "--data", str(tmp_path / "nope"), "-o",
+         str(tmp_path / "run"), "--size", "tiny", "--fsdp"],
+        env=ENV, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["gpt2 train: error: --fsdp needs a distributed launch (run it under "
+                     "torchrun, e.g. torchrun --nproc_per_node 8 -m gpt2cli train --fsdp ...)"]
