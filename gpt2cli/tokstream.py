@@ -54,6 +54,12 @@ class TokenStreamReader:
         self.documents = 0
         self.bytes_read = 0
 
+    def _read(self) -> bytes:
+        """What is available now, up to ``read_bytes`` (``read1``: a slow pipe is not
+        waited on until a whole buffer fills)."""
+        read1 = getattr(self.handle, "read1", None)
+        return read1(self.read_bytes) if read1 else self.handle.read(self.read_bytes)
+
     def _blocks(self, first: bytes) -> Iterator[np.ndarray]:
         """uint16 blocks of ids with every header removed and validated."""
         odd = b""
@@ -61,7 +67,7 @@ class TokenStreamReader:
         offset = 0  # byte offset of data[0] in the input
         while True:
             if not data:
-                data = self.handle.read(self.read_bytes)
+                data = self._read()
                 if not data:
                     break
             data = odd + data
@@ -79,12 +85,14 @@ class TokenStreamReader:
                     consumed -= len(held)
                     words = words[:last]
                     marks = marks[:-1]
-                    more = self.handle.read(self.read_bytes)
+                    more = self._read()
                     if more:
                         data = held + odd + more
                         odd = b""
                     else:
-                        raise Gpt2Error(f"{self.name}: truncated token stream (cut inside a header)")
+                        raise Gpt2Error(
+                            f"{self.name}: truncated token stream (cut inside a header)"
+                        )
                 keep = np.ones(words.size, dtype=bool)
                 for mark in marks:
                     mark = int(mark)
@@ -115,7 +123,12 @@ class TokenStreamReader:
             raise Gpt2Error(f"{self.name}: truncated token stream (odd number of bytes)")
 
     def _check_start(self) -> bytes:
-        first = self.handle.read(self.read_bytes)
+        first = self._read()
+        while first and len(first) < len(HEADER):
+            more = self._read()
+            if not more:
+                break
+            first += more
         if not first:
             raise Gpt2Error(f"{self.name}: empty input, not a gpt2 token stream",
                             "produce one with `gpt2 tokenize`")
@@ -131,7 +144,8 @@ class TokenStreamReader:
             eots = int(np.count_nonzero(words == EOT))
             self.documents += eots
             self.tokens += words.size - eots
-            last = int(words[-1])
+            if words.size:
+                last = int(words[-1])
             yield words
         if last != EOT:
             raise Gpt2Error(f"{self.name}: truncated token stream (last document not terminated)")
