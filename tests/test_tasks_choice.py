@@ -307,3 +307,56 @@ def test_winograd_reads_the_published_latin1_encoding(tmp_path):
     assert schema.rest == "."
     with pytest.raises(Gpt2Error, match="no such file"):
         winograd.load(tmp_path / "absent.xml")
+
+
+# ------------------------------------------------------------------------ through the CLI
+
+
+def _run_cli(*args, cwd=None):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NO_COLOR="1")
+    return subprocess.run([sys.executable, "-m", "gpt2cli", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    import torch
+
+    from gpt2cli import hf
+    from gpt2cli.model import GPT, config_for_size
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny-model")
+    hf.save_pretrained(GPT(config_for_size("tiny")), directory)
+    return directory
+
+
+def test_choice_tasks_through_gpt2_eval(tmp_path, tiny_model_dir):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    _write_jsonl(data_dir / "hellaswag_val.jsonl", HELLASWAG)
+    (data_dir / "WSCollection.xml").write_text(WSC_XML, "utf-8")
+    (data_dir / "cbtest_CN_valid_2000ex.txt").write_text(
+        _cbt_example("cat", CANDIDATES, "The XXXXX sat .") * 2, "utf-8")
+    proc = _run_cli("eval", "hellaswag", "winograd", "cbt-cn", "--model", str(tiny_model_dir),
+                    "--data-dir", str(data_dir), "--limit", "2", "--json", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert set(results["results"]) == {"hellaswag", "winograd", "cbt-cn"}
+    for task, metrics in (("hellaswag", ("acc", "acc_norm")), ("winograd", ("acc", "acc_full")),
+                          ("cbt-cn", ("acc",))):
+        for metric in metrics:
+            assert results["results"][task][f"{metric},none"] in (0.0, 0.5, 1.0)
+    assert results["n-samples"]["winograd"]["effective"] == 2
+
+    # a truncated file: one line naming the file and the line, exit 1
+    (data_dir / "hellaswag_val.jsonl").write_text(json.dumps(HELLASWAG[0]) + '\n{"ctx', "utf-8")
+    proc = _run_cli("eval", "hellaswag", "--model", str(tiny_model_dir), "--data-dir",
+                    str(data_dir), "--device", "cpu")
+    assert proc.returncode == 1
+    assert "hellaswag_val.jsonl: line 2: truncated JSON" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -281,3 +281,42 @@ def test_generation_tasks_on_a_tiny_model(tmp_path):
                     + "\n", "utf-8")
     result = get_task("cnndm").evaluate(lm, data, EvalOptions(seed=3))
     assert result.n == 1 and 0 <= result.metrics["rouge_avg"].value <= 1
+
+
+# ------------------------------------------------------------------------ through the CLI
+
+
+def test_generation_tasks_through_gpt2_eval(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from gpt2cli import hf
+    from gpt2cli.model import GPT, config_for_size
+
+    torch.manual_seed(0)
+    model_dir = tmp_path / "model"
+    hf.save_pretrained(GPT(config_for_size("tiny")), model_dir)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "NQ-open.dev.jsonl").write_text(
+        '{"question": "where is paris", "answer": ["France"]}\n', "utf-8")
+    (data / "coqa-dev-v1.0.json").write_text(json.dumps(COQA), "utf-8")
+    (data / "newstest2014-fren-src.en.sgm").write_text(_sgm(EN, "en"), "utf-8")
+    (data / "newstest2014-fren-ref.fr.sgm").write_text(_sgm(FR, "fr"), "utf-8")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NO_COLOR="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpt2cli", "eval", "nq", "coqa", "wmt14-en-fr", "--model",
+         str(model_dir), "--data-dir", str(data), "--limit", "1", "--json", "--device", "cpu",
+         "-o", str(tmp_path / "results.json")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert results["results"]["nq"]["exact_match,none"] == 0.0
+    assert 0.0 <= results["results"]["coqa"]["f1,none"] <= 1.0
+    assert 0.0 <= results["results"]["wmt14-en-fr"]["bleu,none"] <= 100.0
+    assert results["n-samples"]["coqa"]["effective"] == 1
+    assert json.loads((tmp_path / "results.json").read_text())["results"] == results["results"]
