@@ -224,8 +224,7 @@ def from_hf_state_dict(
             tensor = torch.cat([tensor, padding])
         ours["transformer." + name] = tensor.to(device=device, dtype=target_dtype).contiguous()
     ours["lm_head.weight"] = ours["transformer.wte.weight"]
-    with torch.device("meta"):
-        model = GPT(config)
+    model = GPT.without_weights(config)
     model.load_state_dict(ours, strict=True, assign=True)
     model.lm_head.weight = model.transformer.wte.weight  # re-tie after assign
     return model

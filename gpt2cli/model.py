@@ -234,6 +234,28 @@ class GPT(nn.Module):
         )
         self.lm_head = nn.Linear(config.n_embd, config.embedding_rows, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied
+        if not self.lm_head.weight.is_meta:  # built on "meta" to load weights: nothing to init
+            self.init_weights()
+
+    @classmethod
+    def without_weights(cls, config: GPTConfig) -> GPT:
+        """The model with every tensor on the "meta" device (no memory, no init): to count
+        parameters, or to fill with ``load_state_dict(..., assign=True)``."""
+        layers = (nn.Linear, nn.Embedding, nn.LayerNorm)
+        saved = [(layer, layer.reset_parameters) for layer in layers]
+        try:
+            for layer in layers:  # skip the default init: slow on "meta" the first time
+                layer.reset_parameters = lambda self: None  # type: ignore[method-assign]
+            with torch.device("meta"):
+                return cls(config)
+        finally:
+            for layer, reset in saved:
+                layer.reset_parameters = reset  # type: ignore[method-assign]
+
+    def init_weights(self) -> None:
+        """GPT-2's initialization: N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer)),
+        biases 0, LayerNorm weights 1."""
+        config = self.config
         self.apply(self._init_weights)
         # GPT-2 paper: residual projections scaled by 1/sqrt(N), N = 2 per layer.
         residual_std = 0.02 / math.sqrt(2 * config.n_layer)

@@ -1,11 +1,270 @@
-"""`gpt2 sample` (being built: see its issue)."""
+"""``gpt2 sample``: continue a prompt with a GPT-2 (KV-cache generation), streamed to stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import typer
 
+from gpt2cli import console, docs
+from gpt2cli.errors import UsageError
+from gpt2cli.tokenizer import EOT_TEXT, encode
+
 NAME = "sample"
+SEPARATOR = f"\n{EOT_TEXT}\n"  # between samples: the same delimiter `gpt2 tokenize` splits on
+
+HELP = f"""Continue PROMPT with a GPT-2 and stream the text to stdout.
+
+The prompt is the argument, else stdin (one trailing newline removed). An empty prompt samples
+from {EOT_TEXT}. Only the continuation is printed (--echo adds the prompt). With -n N the N
+samples are generated as one batch and printed one after the other, separated by a line
+{EOT_TEXT} (the delimiter `gpt2 tokenize` splits documents on); the output ends with a newline.
+
+--jsonl reads prompts as JSON Lines from stdin ({{"prompt": ...}} per line, other fields are
+copied to the output), unless PROMPT is given, and writes one JSON object per completion:
+prompt, text, sample, prompt_tokens, completion_tokens, finish_reason ("eot", "stop" or
+"length").
+
+A sample ends at {EOT_TEXT} (unless --ignore-eot), at a --stop string (not printed), or after
+--max-tokens tokens. A prompt longer than the model's context keeps its last tokens; generation
+past the context slides the window (keeping the last 3/4 of it).
+"""
+
+
+class _OrderedWriter:
+    """Streams rows in order: row k is written live once rows < k are complete, else buffered."""
+
+    def __init__(self, out: BinaryIO, rows: int, prefix: str) -> None:
+        self.out = out
+        self.rows = rows
+        self.prefix = prefix
+        self.current = 0
+        self.buffers: list[list[str]] = [[] for _ in range(rows)]
+        self.done = [False] * rows
+        self._write(prefix)
+
+    def _write(self, text: str) -> None:
+        if text:
+            self.out.write(text.encode("utf-8"))
+            self.out.flush()
+
+    def text(self, row: int, piece: str) -> None:
+        if row == self.current:
+            self._write(piece)
+        else:
+            self.buffers[row].append(piece)
+
+    def finished(self, row: int) -> None:
+        self.done[row] = True
+        while self.current < self.rows and self.done[self.current]:
+            self.current += 1
+            if self.current < self.rows:
+                self._write(SEPARATOR + self.prefix + "".join(self.buffers[self.current]))
+                self.buffers[self.current] = []
+            else:
+                self._write("\n")
+
+
+def _read_stdin_prompt() -> str:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError(
+            "no prompt: give PROMPT or pipe one on stdin", "use '' to sample from <|endoftext|>"
+        )
+    data = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    if data.endswith("\r\n"):
+        return data[:-2]
+    return data[:-1] if data.endswith("\n") else data
+
+
+def _jsonl_prompts(field: str) -> Iterator[docs.Document]:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("--jsonl reads prompts from stdin", f'pipe JSON Lines with a "{field}"')
+    yield from docs.iter_documents(["-"], fmt="jsonl", field=field)
+
+
+def _chunks(items: Iterator[docs.Document], size: int) -> Iterator[list[docs.Document]]:
+    chunk: list[docs.Document] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (`| head`): stop quietly, without a flush error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    raise typer.Exit(141)
+
+
+def run_sample(
+    prompt: str | None, model_spec: str, max_tokens: int, temperature: float,
+    top_k: int | None, top_p: float | None, greedy: bool, num_samples: int, seed: int | None,
+    stop: list[str], ignore_eot: bool, jsonl: bool, field: str, echo: bool, batch_size: int,
+    device_name: str, dtype_name: str,
+) -> None:
+    from gpt2cli import generation, modelref
+
+    generation.validate_options(max_tokens, temperature, top_k, top_p)
+    if num_samples <= 0:
+        raise UsageError(f"--num-samples must be positive, not {num_samples}")
+    if batch_size <= 0:
+        raise UsageError(f"--batch-size must be positive, not {batch_size}")
+    device = modelref.resolve_device(device_name)
+    dtype = modelref.resolve_dtype(dtype_name, device)
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    # Read a piped prompt before the (slow) model load, so usage errors come first.
+    single = prompt if prompt is not None else (None if jsonl else _read_stdin_prompt())
+    records = _jsonl_prompts(field) if single is None else None
+    loaded = modelref.load_model(model_spec, device=device, dtype=dtype)
+    import torch
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    options = dict(
+        greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, stop=stop,
+        ignore_eot=ignore_eot, num_samples=num_samples, generator=generator,
+        batch_size=batch_size,
+    )
+    timer = console.Stopwatch()
+    out = sys.stdout.buffer
+    produced = completions = 0
+    block = loaded.config.block_size
+    try:
+        if records is None:
+            assert single is not None
+            if not single:
+                console.info("gpt2 sample: empty prompt: generating from <|endoftext|>")
+            ids = encode(single)
+            if len(ids) > block:
+                console.warn(NAME, f"the prompt has {len(ids):,} tokens, more than the context "
+                                   f"{block}: keeping its last {block}")
+            if jsonl:
+                results = generation.generate(loaded.model, [ids], max_tokens, **options)
+                _write_jsonl(out, [single], [None], results)
+            else:
+                writer = _OrderedWriter(out, num_samples, single if echo else "")
+                results = generation.generate(
+                    loaded.model, [ids], max_tokens, on_text=writer.text,
+                    on_done=lambda c: writer.finished(c.sample_index), **options,
+                )
+            produced = sum(c.completion_tokens for c in results)
+            completions = len(results)
+        else:
+            per_chunk = max(1, batch_size // num_samples)
+            for chunk in _chunks(records, per_chunk):
+                prompts = [encode(doc.text) for doc in chunk]
+                for doc, ids in zip(chunk, prompts):
+                    if not ids:
+                        console.warn(NAME, f"{doc.source}: line {doc.line}: empty prompt: "
+                                           "generating from <|endoftext|>")
+                    elif len(ids) > block:
+                        console.warn(NAME, f"{doc.source}: line {doc.line}: prompt of "
+                                           f"{len(ids):,} tokens: keeping its last {block}")
+                results = generation.generate(loaded.model, prompts, max_tokens, **options)
+                _write_jsonl(out, [d.text for d in chunk], [d.fields for d in chunk], results)
+                produced += sum(c.completion_tokens for c in results)
+                completions += len(results)
+        out.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    seconds = timer.seconds
+    console.info(
+        f"gpt2 sample: {completions} completion(s), {produced:,} tokens in {seconds:.1f} s "
+        f"({produced / seconds:,.1f} tokens/s), seed {seed}, {loaded.description} "
+        f"on {device.type} {str(dtype).removeprefix('torch.')}"
+    )
+
+
+def _write_jsonl(out: BinaryIO, texts: list[str], fields: list[dict | None], results: list) -> None:
+    for completion in results:
+        record = dict(fields[completion.prompt_index] or {})
+        record.update(
+            prompt=texts[completion.prompt_index],
+            text=completion.text,
+            sample=completion.sample_index,
+            prompt_tokens=len(completion.prompt_ids),
+            completion_tokens=completion.completion_tokens,
+            finish_reason=completion.finish_reason,
+        )
+        if completion.prompt_truncated:
+            record["prompt_truncated"] = completion.prompt_truncated
+        out.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+    out.flush()
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(NAME, help="(not built yet)")
-    def _placeholder() -> None:
-        raise typer.Exit(1)
+    @app.command(NAME, help=HELP)
+    def sample(
+        prompt: str | None = typer.Argument(
+            None, help="The text to continue ('-' or absent: read stdin; '' : <|endoftext|>)."
+        ),
+        model: str = typer.Option(
+            ..., "--model", "-m",
+            help="A run directory (its newest complete checkpoint), a checkpoint or HF-layout "
+                 "directory, or an HF model name in the local cache (gpt2, gpt2-medium, ...).",
+        ),
+        max_tokens: int = typer.Option(
+            256, "--max-tokens", help="Most tokens to generate per sample (> 0)."
+        ),
+        temperature: float = typer.Option(
+            1.0, "--temperature", "-t", help="Softmax temperature (>= 0; 0 means greedy)."
+        ),
+        top_k: int | None = typer.Option(
+            None, "--top-k", help="Sample only from the K most likely tokens."
+        ),
+        top_p: float | None = typer.Option(
+            None, "--top-p", help="Nucleus sampling: the smallest set of tokens with mass P, "
+                                  "in (0, 1]."
+        ),
+        greedy: bool = typer.Option(
+            False, "--greedy", help="Always take the most likely token (no sampling)."
+        ),
+        num_samples: int = typer.Option(
+            1, "--num-samples", "-n", help="Samples per prompt, generated as one batch."
+        ),
+        seed: int | None = typer.Option(
+            None, "--seed", help="Random seed: the same seed on the same device gives the same "
+                                 "text (default: random, printed on stderr)."
+        ),
+        stop: list[str] = typer.Option(
+            [], "--stop", help="End a sample at this string (not printed); repeatable."
+        ),
+        ignore_eot: bool = typer.Option(
+            False, "--ignore-eot", help="Go on past <|endoftext|> (it is printed as text)."
+        ),
+        jsonl: bool = typer.Option(
+            False, "--jsonl", help="Read prompts as JSON Lines from stdin, write one JSON object "
+                                   "per completion."
+        ),
+        field: str = typer.Option(
+            "prompt", "--field", help="With --jsonl: the field that holds the prompt."
+        ),
+        echo: bool = typer.Option(
+            False, "--echo", help="Print the prompt before each sample (text output)."
+        ),
+        batch_size: int = typer.Option(
+            16, "--batch-size", help="With --jsonl: most sequences generated together."
+        ),
+        device: str = typer.Option(
+            "auto", "--device", help="cpu, cuda, cuda:N, or auto (cuda when available)."
+        ),
+        dtype: str = typer.Option(
+            "auto", "--dtype", help="fp32, bf16 or fp16; auto: bf16 on GPU, fp32 on CPU."
+        ),
+    ) -> None:
+        run_sample(
+            None if prompt == "-" else prompt, model, max_tokens, temperature, top_k, top_p,
+            greedy, num_samples, seed, stop, ignore_eot, jsonl, field, echo, batch_size,
+            device, dtype,
+        )

@@ -1,0 +1,187 @@
+"""The GPT-2 model: sizes, init, padded vocabulary, losses, the KV cache."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.model import GPT, SIZES, GPTConfig, config_for_size
+
+torch.set_num_threads(1)
+
+
+def tiny(**overrides: object) -> GPTConfig:
+    values = dict(n_layer=2, n_head=2, n_embd=64, block_size=64)
+    values.update(overrides)
+    return GPTConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def model() -> GPT:
+    torch.manual_seed(0)
+    return GPT(tiny()).eval()
+
+
+def ids(batch: int, length: int, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 50257, (batch, length), generator=generator)
+
+
+@pytest.mark.parametrize(
+    "names, shape",
+    [
+        (("124m", "117m", "small", "gpt2", "GPT2", " 124M "), (12, 12, 768)),
+        (("355m", "345m", "medium"), (24, 16, 1024)),
+        (("774m", "762m", "large"), (36, 20, 1280)),
+        (("1.5b", "1558m", "1542m", "xl", "1.5B"), (48, 25, 1600)),
+        (("tiny",), (2, 2, 64)),
+    ],
+)
+def test_sizes_by_every_name(names: tuple[str, ...], shape: tuple[int, int, int]) -> None:
+    for name in names:
+        config = config_for_size(name)
+        assert (config.n_layer, config.n_head, config.n_embd) == shape
+        assert config.vocab_size == 50257
+
+
+def test_unknown_size_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="unknown model size"):
+        config_for_size("7b")
+
+
+def test_config_for_size_returns_a_copy() -> None:
+    config_for_size("tiny").n_layer = 99
+    assert SIZES["tiny"].n_layer == 2
+
+
+@pytest.mark.parametrize(
+    "size, count", [("124m", 124_439_808), ("355m", 354_823_168), ("774m", 774_030_080),
+                    ("1.5b", 1_557_611_200)],
+)
+def test_parameter_counts_match_the_released_models(size: str, count: int) -> None:
+    model = GPT.without_weights(config_for_size(size))
+    assert model.num_parameters() == count
+    padded = config_for_size(size).with_padding(128)
+    assert GPT.without_weights(padded).num_parameters() == count
+
+
+def test_flops_per_token_formula() -> None:
+    model = GPT.without_weights(config_for_size("124m"))
+    n = model.num_parameters(non_embedding=True)
+    assert n == 124_439_808 - 1024 * 768
+    assert model.flops_per_token(1024) == 6 * n + 12 * 12 * 768 * 1024
+
+
+def test_config_dict_round_trip_and_errors() -> None:
+    config = tiny(padded_vocab_size=50304, dropout=0.1)
+    assert GPTConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(Gpt2Error, match="unknown key"):
+        GPTConfig.from_dict({**config.to_dict(), "n_lyer": 3})
+    with pytest.raises(Gpt2Error, match="not divisible"):
+        tiny(n_head=3)
+    with pytest.raises(Gpt2Error, match="smaller than"):
+        tiny(padded_vocab_size=100)
+    with pytest.raises(Gpt2Error, match="n_layer"):
+        GPTConfig.from_dict({"n_head": 2, "n_embd": 64})
+
+
+def test_init_follows_gpt2() -> None:
+    torch.manual_seed(0)
+    config = GPTConfig(n_layer=8, n_head=4, n_embd=256, block_size=64)
+    model = GPT(config)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    residual = torch.cat([b.attn.c_proj.weight.flatten() for b in model.transformer.h]
+                         + [b.mlp.c_proj.weight.flatten() for b in model.transformer.h])
+    assert residual.std().item() == pytest.approx(0.02 / math.sqrt(16), rel=0.05)
+    assert model.transformer.h[0].mlp.c_fc.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert model.transformer.wte.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    for name, parameter in model.named_parameters():
+        if name.endswith("bias"):
+            assert not parameter.any(), name
+        if ".ln_" in name and name.endswith("weight"):
+            assert (parameter == 1).all(), name
+
+
+def test_forward_loss_and_last(model: GPT) -> None:
+    x, y = ids(2, 16), ids(2, 16, seed=2)
+    logits, loss = model(x, y)
+    assert logits.shape == (2, 16, 50257)
+    expected = torch.nn.functional.cross_entropy(logits.view(-1, 50257), y.view(-1))
+    torch.testing.assert_close(loss, expected)
+    assert model(x)[1] is None
+    torch.testing.assert_close(model.forward_last(x), logits[:, -1])
+    y[:, :8] = -1  # ignored positions
+    _, masked = model(x, y)
+    expected = torch.nn.functional.cross_entropy(logits[:, 8:].reshape(-1, 50257),
+                                                 y[:, 8:].reshape(-1))
+    torch.testing.assert_close(masked, expected)
+
+
+def test_too_long_input_is_an_error(model: GPT) -> None:
+    with pytest.raises(Gpt2Error, match="longer than the model's context"):
+        model(ids(1, 65))
+
+
+def test_padded_vocabulary_changes_no_output(model: GPT) -> None:
+    padded = GPT(tiny().with_padding(128))
+    assert padded.transformer.wte.weight.shape[0] == 50304
+    state = model.state_dict()
+    extra = torch.randn(50304 - 50257, 64)  # whatever is in the padding rows must not matter
+    state["transformer.wte.weight"] = torch.cat([state["transformer.wte.weight"], extra])
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    padded.load_state_dict(state)
+    padded.eval()
+    x, y = ids(2, 16), ids(2, 16, seed=2)
+    logits, loss = model(x, y)
+    plogits, ploss = padded(x, y)
+    assert plogits.shape == logits.shape
+    torch.testing.assert_close(plogits, logits, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ploss, loss, rtol=0, atol=1e-6)
+    torch.testing.assert_close(padded.forward_last(x), logits[:, -1], rtol=0, atol=1e-5)
+    # Training through the padded model: the padding rows get no gradient.
+    padded.train()
+    _, ploss = padded(x, y)
+    ploss.backward()
+    assert not padded.transformer.wte.weight.grad[50257:].any()
+
+
+def test_kv_cache_gives_the_full_forward_logits(model: GPT) -> None:
+    x = ids(3, 40)
+    with torch.no_grad():
+        full, _ = model(x)
+        cache = model.new_cache(3)
+        pieces = [model.forward_cached(x[:, :10], cache, last_only=False)]
+        pieces.append(model.forward_cached(x[:, 10:25], cache, last_only=False))  # a chunk
+        for t in range(25, 40):
+            pieces.append(model.forward_cached(x[:, t:t + 1], cache, last_only=False))
+    assert cache.length == 40
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=0, atol=1e-5)
+
+
+def test_kv_cache_with_left_padding(model: GPT) -> None:
+    a, b = ids(1, 12)[0], ids(1, 20, seed=3)[0]
+    batch = torch.stack([torch.cat([torch.full((8,), 50256), a]), b])
+    with torch.no_grad():
+        cache = model.new_cache(2, pad=torch.tensor([8, 0]))
+        out = model.forward_cached(batch, cache, last_only=False)
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out[0, 8:], model(a[None])[0][0], rtol=0, atol=1e-5)
+        torch.testing.assert_close(out[1], model(b[None])[0][0], rtol=0, atol=1e-5)
+        step = model.forward_cached(torch.tensor([[7], [9]]), cache)
+        torch.testing.assert_close(
+            step[0], model.forward_last(torch.cat([a, torch.tensor([7])])[None])[0],
+            rtol=0, atol=1e-5,
+        )
+        cache.select(torch.tensor([1]))  # drop a finished row
+        step = model.forward_cached(torch.tensor([[5]]), cache)
+        expected = model.forward_last(torch.cat([b, torch.tensor([9, 5])])[None])
+        torch.testing.assert_close(step, expected, rtol=0, atol=1e-5)
+
+
+def test_kv_cache_overflow_is_an_error(model: GPT) -> None:
+    cache = model.new_cache(1, max_len=4)
+    with torch.no_grad(), pytest.raises(Gpt2Error, match="KV cache full"):
+        model.forward_cached(ids(1, 5), cache)
