@@ -32,7 +32,7 @@ from gpt2cli.tasks.base import (
     mean_stderr,
 )
 
-_URL_NOTE = "inside CBTest.tgz (CBTest/data/) from http://www.thespermwhale.com/jaseweston/babi/CBTest.tgz"
+_ARCHIVE = "http://www.thespermwhale.com/jaseweston/babi/CBTest.tgz"
 
 
 def detokenize(text: str) -> str:
@@ -114,7 +114,8 @@ class CBT(Task):
         self.description = f"Children's Book Test {kind} ({what}), {split} set: pick the word " \
                            f"that fills the blank, 10 candidates"
         self.data_files = (
-            DataFile(name=file, url=None, sha256=None, source=f"{size} examples, {_URL_NOTE}"),
+            DataFile(name=file, url=None, sha256=None,
+                     source=f"CBTest.tgz ({_ARCHIVE}), file CBTest/data/{file} ({size} examples)"),
         )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
