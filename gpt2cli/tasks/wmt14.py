@@ -1,13 +1,15 @@
 """WMT14 English-French translation, newstest2014, both directions (as the GPT-2 paper).
 
-Data: the SGML files of newstest2014 from ``test-full.tgz`` of the WMT14 shared task
-(www.statmt.org/wmt14/test-full.tgz, directory ``test-full/``), 3,003 segments each:
+Data: the SGML files of newstest2014, en-fr pair:
 
 - ``wmt14-en-fr``: ``newstest2014-fren-src.en.sgm`` (source) and
   ``newstest2014-fren-ref.fr.sgm`` (reference);
 - ``wmt14-fr-en``: ``newstest2014-fren-src.fr.sgm`` and ``newstest2014-fren-ref.en.sgm``.
 
-These are the files sacrebleu uses for ``-t wmt14/full``. Segments are read as sacrebleu reads
+Files of these names are in both published archives of the WMT14 test sets:
+``test-filtered.tgz`` (directory ``test/``; sacrebleu's ``-t wmt14``) and ``test-full.tgz``
+(directory ``test-full/``, 3,003 segments; sacrebleu's ``-t wmt14/full``), both at
+www.statmt.org/wmt14/. Report which one you used. Segments are read as sacrebleu reads
 them: each line starting with ``<seg `` gives its text between the tags, whitespace collapsed
 (entities are not unescaped). Both files go in one directory (``--data-dir``).
 
@@ -42,7 +44,9 @@ EXAMPLES = (
 )
 MAX_TOKENS_CAP = 256
 _SEG = re.compile(r"<seg.*?>(.*)</seg>.*?")
-_SOURCE = "WMT14 test-full.tgz (www.statmt.org/wmt14/test-full.tgz), test-full/ directory"
+_SPACES = re.compile(r"\s+")
+_SOURCE = ("the WMT14 test sets, www.statmt.org/wmt14/test-filtered.tgz (test/) or "
+           "www.statmt.org/wmt14/test-full.tgz (test-full/)")
 
 
 def read_sgm(path: Path) -> list[str]:
@@ -52,7 +56,7 @@ def read_sgm(path: Path) -> list[str]:
         if line.startswith("<seg "):
             if "</seg>" not in line:
                 raise data_error(path, number, "a <seg> without its </seg> (truncated file?)")
-            segments.append(" ".join(_SEG.sub(r"\1", line).split()))
+            segments.append(_SPACES.sub(" ", _SEG.sub(r"\1", line).strip()))
     if not segments:
         raise data_error(path, None, "no <seg> lines: expected a WMT .sgm file")
     return segments
