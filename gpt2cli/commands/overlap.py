@@ -1,11 +1,472 @@
-"""`gpt2 overlap` (being built: see its issue)."""
+"""``gpt2 overlap``: n-gram Bloom filters for train/test contamination (GPT-2 paper §4)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO
 
 import typer
 
+from gpt2cli import bloom, console
+from gpt2cli import overlap as core
+from gpt2cli.docs import FORMATS
+from gpt2cli.errors import UsageError
+from gpt2cli.fileio import atomic_write
+from gpt2cli.tokenizer import EOT_TEXT
+
 NAME = "overlap"
+
+NORMALISATION_HELP = (
+    "Text is lower-cased and split into words (maximal runs of letters and digits, any "
+    "script); an n-gram is n consecutive words of one document."
+)
+
+
+def _parse_count(value: str, option: str) -> int:
+    try:
+        number = float(value.replace("_", ""))
+    except ValueError:
+        raise UsageError(
+            f"{option} must be a number like 5e9 or 5000000000, not {value!r}") from None
+    if not number >= 1 or number != int(number) or number > 2**62:
+        raise UsageError(f"{option} must be a whole number of at least 1, not {value!r}")
+    return int(number)
+
+
+def _check_fp_rate(fp_rate: float) -> None:
+    if not 0.0 < fp_rate < 1.0:
+        raise UsageError(f"--fp-rate must be between 0 and 1 (exclusive), not {fp_rate:g}",
+                         "for example 1e-8")
+
+
+def _human_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1000
+    return f"{size:,.1f} TB"
+
+
+def _filter_summary(bloom_filter: bloom.BloomFilter) -> dict:
+    header = bloom_filter.header
+    return {
+        "path": str(bloom_filter.path) if bloom_filter.path else None,
+        "n": header.n,
+        "hashes": header.k,
+        "bits": header.m,
+        "bytes": header.file_size,
+        "capacity": header.capacity,
+        "items_added": header.items,
+        "distinct_estimate": round(bloom_filter.distinct_estimate),
+        "bits_set": header.bits_set,
+        "fill": bloom_filter.fill,
+        "target_fp_rate": header.fp_rate,
+        "estimated_fp_rate": bloom_filter.estimated_fp_rate,
+        "normalisation_version": header.normalisation_version,
+        "format_version": header.format_version,
+    }
+
+
+def _filter_line(bloom_filter: bloom.BloomFilter) -> str:
+    header = bloom_filter.header
+    return (
+        f"filter {bloom_filter.path or ''}: {header.n}-grams, {_human_bytes(header.file_size)}, "
+        f"k={header.k}, capacity {header.capacity:,}, ~{bloom_filter.distinct_estimate:,.0f} "
+        f"distinct n-grams added, fill {100 * bloom_filter.fill:.2f}%, estimated false-positive "
+        f"rate {bloom_filter.estimated_fp_rate:.2e} (target {header.fp_rate:.0e})"
+    )
+
+
+def _warn_over_capacity(command: str, bloom_filter: bloom.BloomFilter) -> None:
+    header = bloom_filter.header
+    if bloom_filter.estimated_fp_rate > 2 * header.fp_rate:
+        console.warn(command, "the filter is over capacity "
+                     f"(~{bloom_filter.distinct_estimate:,.0f} distinct n-grams for "
+                     f"{header.capacity:,}): its false-positive rate "
+                     f"{bloom_filter.estimated_fp_rate:.2e} exceeds the target "
+                     f"{header.fp_rate:.0e}")
+
+
+def _tracked(batches: Iterable[core.Batch], label: str) -> Iterator[core.Batch]:
+    """Progress on stderr (a TTY only) while batches flow."""
+    total = 0
+    with console.progress() as bar:
+        task = bar.add_task(label, total=None, status="")
+        for batch in batches:
+            total += batch.nbytes
+            bar.update(task, completed=total, status=f"{total / 1e6:,.1f} MB")
+            yield batch
+
+
+# ---------------------------------------------------------------------------------------------
+# build
+
+
+def build_command(inputs: list[str], output: Path, n: int, capacity: int | None, fp_rate: float,
+                  fmt: str | None, field: str, delimiter: str, errors: str, as_json: bool) -> None:
+    _check_fp_rate(fp_rate)
+    if n < 1:
+        raise UsageError(f"--n must be at least 1, not {n}")
+    timer = console.Stopwatch()
+    spooled: Path | None = None
+    sources = list(inputs)
+    if capacity is None and "-" in sources:
+        # stdin cannot be read twice: keep a copy for the second pass
+        spooled = core.spool_stdin(output.parent if str(output.parent) else Path("."))
+        sources = [str(spooled) if name == "-" else name for name in sources]
+    count_seconds = 0.0
+    try:
+        passes: list[str] = []
+
+        def pieces() -> Iterable:
+            return core.open_pieces(sources, fmt, field, delimiter, errors)
+
+        def on_pass(name: str) -> None:
+            nonlocal count_seconds
+            passes.append(name)
+            if name == "build" and len(passes) == 2:
+                count_seconds = timer.seconds
+                console.info(f"gpt2 overlap build: counted distinct {n}-grams in "
+                             f"{count_seconds:.1f} s; sizing the filter")
+
+        result = core.build_filter(pieces, output, n, fp_rate, capacity, on_pass=on_pass)
+    finally:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)
+    seconds = timer.seconds
+    header = result.header
+    built = bloom.BloomFilter.open(output)
+    rate = result.nbytes / 1e6 / max(seconds - count_seconds, 1e-9)
+    summary = (
+        f"gpt2 overlap build: {result.documents:,} documents, {_human_bytes(result.nbytes)} of "
+        f"text, {header.items:,} {n}-grams (~{result.distinct_estimate:,.0f} distinct) -> "
+        f"{output} ({_human_bytes(header.file_size)}, k={header.k}, capacity {header.capacity:,} "
+        f"from {'--capacity' if result.capacity_from == 'option' else 'a counting pass'}) in "
+        f"{seconds:.1f} s ({rate:,.1f} MB/s); fill {100 * built.fill:.2f}%, estimated "
+        f"false-positive rate {built.estimated_fp_rate:.2e}"
+    )
+    if result.documents == 0:
+        summary += " (empty input: the filter is empty)"
+    console.info(summary)
+    _warn_over_capacity("build", built)
+    if as_json:
+        record = _filter_summary(built)
+        record.update(documents=result.documents, text_bytes=result.nbytes,
+                      seconds=round(seconds, 3), capacity_from=result.capacity_from)
+        print(json.dumps(record))
+
+
+# ---------------------------------------------------------------------------------------------
+# merge
+
+
+def merge_command(inputs: list[str], output: Path, as_json: bool) -> None:
+    timer = console.Stopwatch()
+    core.merge_filters(inputs, output)
+    merged = bloom.BloomFilter.open(output)
+    console.info(f"gpt2 overlap merge: {len(inputs)} filters -> {output} in {timer.seconds:.1f} s; "
+                 + _filter_line(merged).split(": ", 1)[1])
+    _warn_over_capacity("merge", merged)
+    if as_json:
+        record = _filter_summary(merged)
+        record["inputs"] = list(inputs)
+        print(json.dumps(record))
+
+
+# ---------------------------------------------------------------------------------------------
+# check
+
+
+def _record(counts: core.Counts, fp_rate: float, per_doc: bool) -> dict:
+    record: dict = {"source": counts.name}
+    if per_doc:
+        record["document"] = counts.index
+        record["line"] = counts.line
+    else:
+        record["documents"] = counts.documents
+    percent = counts.percent
+    record.update(ngrams=counts.ngrams, found=counts.found,
+                  percent=None if percent is None else round(percent, 6),
+                  estimated_fp_rate=fp_rate)
+    return record
+
+
+def _percent_text(counts: core.Counts) -> str:
+    return "n/a (no n-grams)" if counts.percent is None else f"{counts.percent:.2f}%"
+
+
+def _print_table(rows: list[core.Counts], total: core.Counts, bloom_filter: bloom.BloomFilter,
+                 per_doc: bool, omitted: int) -> None:
+    from rich.table import Table
+
+    n = bloom_filter.header.n
+    table = Table(title=f"{n}-gram overlap with {bloom_filter.path}", title_justify="left")
+    table.add_column("document" if per_doc else "input", overflow="fold")
+    table.add_column(f"{n}-grams", justify="right")
+    table.add_column("found", justify="right")
+    table.add_column("overlap", justify="right")
+    for row in rows:
+        name = f"{row.name}:{row.line}" if per_doc else row.name
+        table.add_row(name, f"{row.ngrams:,}", f"{row.found:,}", _percent_text(row))
+    if omitted:
+        table.add_row(f"... {omitted:,} more (use --jsonl)", "", "", "")
+    if len(rows) + omitted > 1:
+        table.add_section()
+        table.add_row(f"total ({total.documents:,} documents)", f"{total.ngrams:,}",
+                      f"{total.found:,}", _percent_text(total))
+    console.stderr_console().print(table)
+
+
+TABLE_ROWS = 50
+
+
+def _write_document(out: IO[bytes], info: core.DocInfo, fmt: str | None, delimiter: str,
+                    first: bool) -> None:
+    if info.fields is not None:
+        out.write(json.dumps(info.fields, ensure_ascii=False).encode("utf-8") + b"\n")
+    elif fmt == "nul":
+        out.write(info.text.encode("utf-8") + b"\0")
+    else:
+        if not first:
+            out.write(f"\n{delimiter}\n".encode())
+        out.write(info.text.encode("utf-8"))
+
+
+def check_command(inputs: list[str], filter_path: Path, per_doc: bool, as_json: bool,
+                  as_jsonl: bool, probe: int | None, seed: int, exclude: bool,
+                  max_overlap: float, output: Path | None, fmt: str | None, field: str,
+                  delimiter: str, errors: str) -> None:
+    if as_json and as_jsonl:
+        raise UsageError("--json and --jsonl do not go together")
+    if not 0.0 <= max_overlap <= 100.0:
+        raise UsageError(f"--max-overlap is a percentage from 0 to 100, not {max_overlap:g}")
+    if exclude and output is None and (as_json or as_jsonl):
+        raise UsageError("--exclude-overlapping writes the kept documents to stdout, so "
+                         "--json/--jsonl need them to go to a file", "add -o FILE")
+    if output is not None and not exclude:
+        raise UsageError("-o/--output is for the documents kept by --exclude-overlapping")
+    if probe is not None and probe < 1:
+        raise UsageError(f"--probe must be a positive number, not {probe}")
+    bloom_filter = bloom.BloomFilter.open(filter_path)
+    fp_rate = bloom_filter.estimated_fp_rate
+    timer = console.Stopwatch()
+    run_inputs = inputs if inputs or probe is None else []
+    rows: list[core.Counts] = []
+    by_source: dict[str, core.Counts] = {}
+    total = core.Counts("total")
+    nbytes = 0
+    omitted = 0
+    kept = removed = 0
+    stdout_lines = as_jsonl
+
+    with ExitStack() as stack:
+        out: IO[bytes] | None = None
+        if exclude:
+            out = stack.enter_context(atomic_write(output, "wb")) if output else sys.stdout.buffer
+        if run_inputs:
+            make = core.document_pieces if exclude else core.open_pieces
+            pieces = make(run_inputs, fmt, field, delimiter, errors)
+            batcher = core.NgramBatcher(bloom_filter.header.n, keep_text=exclude)
+            batches = _tracked(batcher.batches(pieces), "check")
+            for batch, finished in core.check_batches(bloom_filter, batches):
+                nbytes += batch.nbytes
+                for info in finished:
+                    counts = core.Counts(info.source, info.ngrams, info.found, 1, info.line,
+                                         info.index)
+                    total.ngrams += info.ngrams
+                    total.found += info.found
+                    total.documents += 1
+                    if per_doc:
+                        if stdout_lines:
+                            print(json.dumps(_record(counts, fp_rate, True)), flush=False)
+                        if as_json or len(rows) < TABLE_ROWS:
+                            rows.append(counts)
+                        else:
+                            omitted += 1
+                    else:
+                        aggregate = by_source.setdefault(info.source, core.Counts(info.source))
+                        aggregate.ngrams += info.ngrams
+                        aggregate.found += info.found
+                        aggregate.documents += 1
+                    if out is not None:
+                        percent = counts.percent
+                        if percent is None or percent <= max_overlap:
+                            _write_document(out, info, fmt, delimiter, kept == 0)
+                            kept += 1
+                        else:
+                            removed += 1
+            if not per_doc:
+                rows = list(by_source.values())
+                if stdout_lines:
+                    for row in rows:
+                        print(json.dumps(_record(row, fp_rate, False)))
+        if exclude and out is sys.stdout.buffer:
+            out.flush()
+
+    seconds = timer.seconds
+    probe_result = core.probe(bloom_filter, probe, seed) if probe is not None else None
+
+    if run_inputs:
+        if total.documents == 0:
+            console.warn("overlap", "empty input: no documents to check")
+        elif total.ngrams == 0:
+            console.warn("overlap", f"no document has {bloom_filter.header.n} words: "
+                         "zero n-grams to check")
+        _print_table(rows, total, bloom_filter, per_doc, omitted)
+        console.info(f"gpt2 overlap check: {total.documents:,} documents, "
+                     f"{_human_bytes(nbytes)} of text in {seconds:.1f} s "
+                     f"({nbytes / 1e6 / seconds:,.1f} MB/s)")
+    if exclude:
+        console.info(f"gpt2 overlap check: kept {kept:,} documents with overlap <= "
+                     f"{max_overlap:g}%, removed {removed:,}"
+                     + (f" -> {output}" if output else ""))
+    if probe_result is not None:
+        console.info(
+            f"gpt2 overlap check: probe: {probe_result.false_positives:,} of "
+            f"{probe_result.probes:,} random {bloom_filter.header.n}-grams found: measured "
+            f"false-positive rate {probe_result.measured_fp_rate:.2e} (estimated "
+            f"{probe_result.estimated_fp_rate:.2e})")
+    console.info(_filter_line(bloom_filter))
+    _warn_over_capacity("check", bloom_filter)
+
+    probe_record = None
+    if probe_result is not None:
+        probe_record = {
+            "probes": probe_result.probes,
+            "false_positives": probe_result.false_positives,
+            "measured_fp_rate": probe_result.measured_fp_rate,
+            "estimated_fp_rate": probe_result.estimated_fp_rate,
+            "seed": seed,
+        }
+    if as_jsonl and probe_record is not None:
+        print(json.dumps({"probe": probe_record}))
+    if as_json:
+        document = {
+            "filter": _filter_summary(bloom_filter),
+            ("documents" if per_doc else "inputs"): [_record(r, fp_rate, per_doc) for r in rows],
+            "total": _record(total, fp_rate, False) if run_inputs else None,
+        }
+        if probe_record is not None:
+            document["probe"] = probe_record
+        if exclude:
+            document["kept"] = kept
+            document["removed"] = removed
+        print(json.dumps(document))
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# the typer group
+
+_FORMAT_HELP = ("Input format: jsonl, text, nul or file. Default: jsonl when the input starts "
+                "with '{', else text.")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(NAME, help="(not built yet)")
-    def _placeholder() -> None:
-        raise typer.Exit(1)
+    group = typer.Typer(
+        name=NAME,
+        help="N-gram overlap between a training corpus and test sets (GPT-2 paper §4): build a "
+        "Bloom filter of the training text's n-grams, merge filters, check test sets against "
+        "it. " + NORMALISATION_HELP,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+    )
+
+    files_argument = typer.Argument(None, help="Input files; '-' or none reads stdin.",
+                                    show_default=False)
+
+    @group.command("build")
+    def build(
+        files: list[str] = files_argument,
+        output: Path = typer.Option(..., "--output", "-o",
+                                    help="The filter file to write (atomically)."),
+        n: int = typer.Option(8, "--n", "-n", help="Words per n-gram."),
+        capacity: str = typer.Option(
+            None, "--capacity", "-c",
+            help="Distinct n-grams the filter must hold (e.g. 5e9). Default: counted with a "
+            "first pass over the input (a HyperLogLog estimate, plus 5%); stdin is copied to a "
+            "temporary file beside the output for that.", show_default=False),
+        fp_rate: float = typer.Option(
+            1e-8, "--fp-rate", "-p",
+            help="False-positive rate at capacity; sets m = -capacity ln(p) / (ln 2)^2 bits "
+            "and k = (m / capacity) ln 2 hash functions."),
+        fmt: str = typer.Option(None, "--format", "-f", help=_FORMAT_HELP, show_default=False),
+        field: str = typer.Option("text", "--field", help="JSON field that holds the text."),
+        delimiter: str = typer.Option(
+            EOT_TEXT, "--delimiter",
+            help="For --format text: a line holding only this string ends a document."),
+        errors: str = typer.Option(
+            "strict", "--errors",
+            help="Invalid UTF-8: strict (stop with an error), replace (U+FFFD) or ignore."),
+        as_json: bool = typer.Option(False, "--json",
+                                     help="Print a JSON summary of the filter on stdout."),
+    ) -> None:
+        """Add every n-gram of the input documents to a new Bloom filter file."""
+        if fmt is not None and fmt not in FORMATS:
+            raise UsageError(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
+        parsed = _parse_count(capacity, "--capacity") if capacity is not None else None
+        build_command(files or ["-"], output, n, parsed, fp_rate, fmt, field, delimiter, errors,
+                      as_json)
+
+    @group.command("merge")
+    def merge(
+        filters: list[str] = typer.Argument(..., help="Filter files built with the same --n, "
+                                            "--capacity and --fp-rate."),
+        output: Path = typer.Option(..., "--output", "-o",
+                                    help="The merged filter file to write (atomically)."),
+        as_json: bool = typer.Option(False, "--json",
+                                     help="Print a JSON summary of the filter on stdout."),
+    ) -> None:
+        """OR filters of identical shape into one (a corpus built in parts, e.g. a Slurm array)."""
+        merge_command(filters, output, as_json)
+
+    @group.command("check")
+    def check(
+        files: list[str] = files_argument,
+        filter_path: Path = typer.Option(..., "--filter", "-F", help="The filter file to check "
+                                         "against (used through a memory map)."),
+        per_doc: bool = typer.Option(False, "--per-doc",
+                                     help="Report every document instead of every input."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON report on stdout."),
+        as_jsonl: bool = typer.Option(False, "--jsonl",
+                                      help="Print one JSON line per input (or document)."),
+        probe: int = typer.Option(
+            None, "--probe",
+            help="Also query this many random n-grams (random 12-character words) and report "
+            "the measured false-positive rate; with no input files, only probe.",
+            show_default=False),
+        seed: int = typer.Option(0, "--seed", help="Random seed of --probe."),
+        exclude: bool = typer.Option(
+            False, "--exclude-overlapping",
+            help="Write the documents whose overlap is at most --max-overlap (decontaminated "
+            "test set), in the input's format, to -o or stdout."),
+        max_overlap: float = typer.Option(
+            0.0, "--max-overlap",
+            help="With --exclude-overlapping: the largest overlap (percent of the document's "
+            "n-grams found) a kept document may have. Documents with no n-grams are kept."),
+        output: Path = typer.Option(None, "--output", "-o", show_default=False,
+                                    help="With --exclude-overlapping: write the kept documents "
+                                    "here (atomically) instead of stdout."),
+        fmt: str = typer.Option(None, "--format", "-f", help=_FORMAT_HELP, show_default=False),
+        field: str = typer.Option("text", "--field", help="JSON field that holds the text."),
+        delimiter: str = typer.Option(
+            EOT_TEXT, "--delimiter",
+            help="For --format text: a line holding only this string ends a document."),
+        errors: str = typer.Option(
+            "strict", "--errors",
+            help="Invalid UTF-8: strict (stop with an error), replace (U+FFFD) or ignore."),
+    ) -> None:
+        """Share of each input's n-grams found in the filter (the paper's Table 6), with the
+        filter's estimated false-positive rate; a table on stderr, JSON on stdout."""
+        if fmt is not None and fmt not in FORMATS:
+            raise UsageError(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
+        inputs = files or ([] if probe is not None else ["-"])
+        check_command(inputs, filter_path, per_doc, as_json, as_jsonl, probe, seed, exclude,
+                      max_overlap, output, fmt, field, delimiter, errors)
+
+    app.add_typer(group, name=NAME)
+
