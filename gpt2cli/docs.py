@@ -1,9 +1,12 @@
 """Reading documents: JSON Lines, delimited text, NUL-separated records, or one file per document.
 
 Every reader streams: a document is delivered in *pieces* of bounded size, cut
-only just after a newline that is followed by a non-space character. GPT-2's
-pre-tokenizer never joins text across such a point, so encoding the pieces one
-by one gives exactly the ids of encoding the whole document.
+only just after a lone newline: one preceded and followed by non-whitespace
+characters. GPT-2's pre-tokenizer never joins text across such a point (the
+newline is a token of its own), so encoding the pieces one by one gives exactly
+the ids of encoding the whole document. (After a run of whitespace such as
+"\n\n" or "\r\n" it would not: "x\n\n\ny" is "x", "\n\n", "\n", "y", but
+"x\n\n\n" alone ends with the one token "\n\n\n".)
 """
 
 from __future__ import annotations
@@ -40,6 +43,18 @@ class Document:
     source: str
     line: int
     fields: dict | None = None  # the whole JSON object, for jsonl input
+
+
+def _safe_cut(buffer: list[str], following: str) -> bool:
+    """Whether the text may be cut between ``buffer`` and ``following`` (see above).
+
+    ``str.isspace`` covers every character of the pre-tokenizer's ``\\s`` (and a few
+    more, which only makes cuts rarer).
+    """
+    if not buffer or not following or following[0].isspace():
+        return False
+    last = buffer[-1]
+    return len(last) >= 2 and last[-1] == "\n" and not last[-2].isspace()
 
 
 def _source_name(name: str) -> str:
@@ -143,9 +158,8 @@ def _delimited_pieces(
                 pending_any = False
                 start_line = decode.line + 1
                 continue
-            if size >= piece_chars and part[:1] not in ("", " ", "\t", "\n", "\r", "\f", "\v"):
-                if buffer and buffer[-1].endswith("\n"):
-                    yield from flush(False)
+            if size >= piece_chars and _safe_cut(buffer, part):
+                yield from flush(False)
             buffer.append(part)
             size += len(part)
             pending_any = True
