@@ -85,10 +85,15 @@ if vals:
     print(f"val loss: {vals[0]['val_loss']:.3f} at step {vals[0]['step']} -> "
           f"{vals[-1]['val_loss']:.3f} at step {vals[-1]['step']}")
 summary = [json.loads(line) for line in open(work / "scores.jsonl")][-1]
-print("held-out score:", {k: v for k, v in summary.items() if k != "summary"})
+print("held-out score:", {k: round(v, 4) if isinstance(v, float) else v
+                          for k, v in summary.items() if k != "summary"})
 results = json.load(open(work / "results.json"))["results"]
 for task, metrics in results.items():
-    print(f"eval {task}:", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+    shown = {k.split(",")[0]: round(v, 4) for k, v in metrics.items()
+             if k.endswith(",none") and "_stderr" not in k and isinstance(v, float)}
+    print(f"eval {task}:", shown)
+overlap = json.load(open(work / "overlap.json"))
+print("overlap with training 8-grams:", json.dumps(overlap)[:300])
 print("sample:", (work / "sample.txt").read_text()[:300].replace("\n", "\\n"))
 PY
 cat >&2 <<TXT
