@@ -26,32 +26,17 @@ from gpt2cli import scoring
 from gpt2cli.tokenizer import EOT, decode, encode
 
 
-def resolve_device(device: str | None) -> str:
-    """``None``/``auto``: cuda when available, else mps, else cpu."""
-    if device in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    return device
+def resolve_device(device: str | None) -> torch.device:
+    """``None``/``auto``: cuda when available, else cpu; otherwise the named device, checked."""
+    from gpt2cli import modelref
+
+    return modelref.resolve_device(device or "auto")
 
 
-def load_model(spec: str, device: str = "cpu", dtype: str | None = None) -> Any:
-    """``gpt2cli.modelref.load_model`` (the one way every command resolves --model)."""
-    try:
-        from gpt2cli import modelref
-    except ImportError:  # pragma: no cover - until modelref lands: HF-layout directories only
-        from types import SimpleNamespace
+def load_model(spec: str, device: str | torch.device = "cpu", dtype: str | None = None) -> Any:
+    """``gpt2cli.modelref.load_model``: the one way every command resolves --model."""
+    from gpt2cli import modelref
 
-        from gpt2cli import hf
-
-        config = hf.read_config(spec)
-        torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16,
-                       "fp16": torch.float16, None: None}[dtype]
-        model = hf.from_hf_state_dict(hf.load_hf_tensors(spec), config, spec, device,
-                                      torch_dtype)
-        return SimpleNamespace(model=model, config=config, path=spec, description=spec)
     return modelref.load_model(spec, device=device, dtype=dtype)
 
 
@@ -86,7 +71,7 @@ class LanguageModel:
                    vocab_size=config.vocab_size, loaded=loaded)
 
     @classmethod
-    def load(cls, spec: str, device: str = "cpu", dtype: str | None = None,
+    def load(cls, spec: str, device: str | torch.device = "cpu", dtype: str | None = None,
              batch_size: int = 8) -> LanguageModel:
         loaded = load_model(spec, device=device, dtype=dtype)
         return cls.from_loaded(loaded, device=device, batch_size=batch_size)
@@ -169,22 +154,23 @@ class LanguageModel:
         """Continuations of each prompt: at most ``max_tokens`` tokens, cut before the first
         of ``until`` and at <|endoftext|>. Prompts longer than the context keep their last
         tokens. Greedy unless ``greedy=False`` (then top-k sampling at temperature 1)."""
+        if hasattr(self.model, "forward_cached"):
+            from gpt2cli import generation
+
+            completions = generation.generate(
+                self.model, [encode(prompt) for prompt in prompts], max_tokens, greedy=greedy,
+                top_k=top_k, stop=list(until), seed=seed, batch_size=self.batch_size,
+            )
+            return [completion.text for completion in completions]
         out = []
         generator = torch.Generator(device="cpu").manual_seed(seed)
         for prompt in prompts:
             ids = encode(prompt) or [EOT]
-            new = self._generate_ids(ids, max_tokens, until, greedy, top_k, generator)
+            new = self._generate_plain(ids, max_tokens, until, greedy, top_k, generator)
             text = decode(new)
             cut = min((text.find(s) for s in until if s and s in text), default=-1)
             out.append(text[:cut] if cut >= 0 else text)
         return out
-
-    def _generate_ids(self, ids: list[int], max_tokens: int, until: Sequence[str],
-                      greedy: bool, top_k: int | None, generator: torch.Generator) -> list[int]:
-        gen = _generation_module()
-        if gen is not None and hasattr(self.model, "forward_cached"):
-            return gen(self, ids, max_tokens, until, greedy, top_k, generator)
-        return self._generate_plain(ids, max_tokens, until, greedy, top_k, generator)
 
     def _generate_plain(self, ids: list[int], max_tokens: int, until: Sequence[str],
                         greedy: bool, top_k: int | None, generator: torch.Generator) -> list[int]:
@@ -216,8 +202,3 @@ def _pick(logits: torch.Tensor, greedy: bool, top_k: int | None,
         logits = logits.masked_fill(logits < threshold, -math.inf)
     probs = torch.softmax(logits, dim=-1)
     return int(torch.multinomial(probs, 1, generator=generator))
-
-
-def _generation_module() -> Callable | None:
-    """The KV-cache generator adapter, when gpt2cli.generation provides what we need."""
-    return None
