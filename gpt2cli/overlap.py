@@ -199,6 +199,7 @@ def build_filter(
     capacity: int | None,
     on_batch: Callable[[Batch], None] | None = None,
     on_pass: Callable[[str], None] | None = None,
+    in_memory: bool | None = None,
 ) -> BuildResult:
     """Build a filter from ``pieces()`` (called twice when the capacity must be counted first)."""
     if not 0.0 < fp_rate < 1.0:
@@ -224,7 +225,7 @@ def build_filter(
     batcher = NgramBatcher(n)
     nbytes = 0
     with atomic_write(output, "w+b") as handle:
-        bloom_filter = bloom.BloomFilter.create(handle, header)
+        bloom_filter = bloom.BloomFilter.create(handle, header, in_memory)
         for batch in batcher.batches(pieces()):
             bloom_filter.add(batch.hashes)
             nbytes += batch.nbytes

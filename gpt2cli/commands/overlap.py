@@ -268,6 +268,9 @@ def check_command(inputs: list[str], filter_path: Path, per_doc: bool, as_json: 
         if exclude:
             out = stack.enter_context(atomic_write(output, "wb")) if output else sys.stdout.buffer
         if run_inputs:
+            for name in run_inputs:  # every input gets a row, even an empty one
+                source = "<stdin>" if name == "-" else name
+                by_source.setdefault(source, core.Counts(source))
             make = core.document_pieces if exclude else core.open_pieces
             pieces = make(run_inputs, fmt, field, delimiter, errors)
             batcher = core.NgramBatcher(bloom_filter.header.n, keep_text=exclude)
