@@ -360,3 +360,86 @@ def test_choice_tasks_through_gpt2_eval(tmp_path, tiny_model_dir):
     assert proc.returncode == 1
     assert "hellaswag_val.jsonl: line 2: truncated JSON" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------- fidelity with lm-evaluation-harness (opt-in)
+
+_LMEVAL_TASK = """task: hellaswag_local
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    validation: {data}
+output_type: multiple_choice
+validation_split: validation
+process_docs: !function utils.process_docs
+doc_to_text: "{{{{query}}}}"
+doc_to_target: "{{{{label}}}}"
+doc_to_choice: "choices"
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
+"""
+
+_LMEVAL_RUN = """import json, sys, lm_eval
+from lm_eval.tasks import TaskManager
+model, tasks, out = sys.argv[1:]
+r = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model},tokenizer={model},"
+    "dtype=float32", tasks=["hellaswag_local"], task_manager=TaskManager(include_path=tasks),
+    device="cpu", batch_size=4, log_samples=True)
+res = r["results"]["hellaswag_local"]
+samples = sorted(r["samples"]["hellaswag_local"], key=lambda s: s["doc_id"])
+json.dump({"acc": res["acc,none"], "acc_norm": res["acc_norm,none"],
+           "acc_norm_se": res["acc_norm_stderr,none"],
+           "lls": [x[0] for s in samples for x in s["filtered_resps"]]}, open(out, "w"))
+"""
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("GPT2CLI_LMEVAL_PYTHON"),
+                    reason="set GPT2CLI_LMEVAL_PYTHON to a python with lm-eval 0.4 installed")
+def test_hellaswag_equals_lm_eval(tmp_path):
+    """Same tiny model, same file: per-choice log-likelihoods, acc and acc_norm equal lm-eval
+    0.4's ``hellaswag`` (run through a local-file copy of its task config)."""
+    import os
+    import subprocess
+
+    import torch
+    from _hf_tokenizer import write_gpt2_tokenizer  # tests/ is on sys.path (pytest rootdir)
+
+    from gpt2cli import hf
+    from gpt2cli.lm import LanguageModel
+    from gpt2cli.model import GPT, GPTConfig
+
+    torch.manual_seed(1)
+    model_dir = tmp_path / "model"
+    hf.save_pretrained(GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=256)), model_dir)
+    write_gpt2_tokenizer(model_dir)
+    rows = HELLASWAG + [
+        {"activity_label": "Café visit", "ctx_a": "Les amis vont au café [title] ici.",
+         "ctx_b": "they order", "endings": ["crème brûlée.", "coffee.", "nothing [step] at all.",
+                                            "a très  grand thé."], "label": 2},
+    ]
+    data = _write_jsonl(tmp_path / "hellaswag_val.jsonl", rows)
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "utils.py").write_text("from lm_eval.tasks.hellaswag.utils import process_docs\n")
+    (tasks / "hs.yaml").write_text(_LMEVAL_TASK.format(data=data))
+    (tmp_path / "run.py").write_text(_LMEVAL_RUN)
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    subprocess.run([os.environ["GPT2CLI_LMEVAL_PYTHON"], str(tmp_path / "run.py"),
+                    str(model_dir), str(tasks), str(tmp_path / "out.json")],
+                   check=True, env=env, cwd=tmp_path, capture_output=True, timeout=600)
+    theirs = json.loads((tmp_path / "out.json").read_text())
+
+    lm = LanguageModel.load(str(model_dir), device="cpu", dtype="fp32")
+    ours_lls: list[float] = []
+    plain = lm.loglikelihood
+    lm.loglikelihood = lambda requests: [ours_lls.append(r[0]) or r for r in plain(requests)]
+    result = get_task("hellaswag").evaluate(lm, data, EvalOptions())
+    assert ours_lls == pytest.approx(theirs["lls"], abs=1e-4)
+    assert result.metrics["acc"].value == pytest.approx(theirs["acc"], abs=1e-4)
+    assert result.metrics["acc_norm"].value == pytest.approx(theirs["acc_norm"], abs=1e-4)
+    assert result.metrics["acc_norm"].stderr == pytest.approx(theirs["acc_norm_se"], abs=1e-4)
