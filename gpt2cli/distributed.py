@@ -27,6 +27,7 @@ class DistEnv:
     local_rank: int = 0
     enabled: bool = False  # a process group is up
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # setup() created the process group (teardown destroys it)
 
     @property
     def is_main(self) -> bool:
@@ -65,14 +66,15 @@ def setup(device_request: str) -> DistEnv:
     device = resolve_device(device_request, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
-    return DistEnv(rank, world_size, local_rank, True, device)
+    return DistEnv(rank, world_size, local_rank, True, device, owns)
 
 
 def teardown(env: DistEnv) -> None:
-    if env.enabled and dist.is_initialized():
+    if env.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

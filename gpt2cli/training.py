@@ -259,25 +259,32 @@ def choose_micro_batch(config: TrainConfig, model: GPT, env: DistEnv,
 # --- RNG and resume state -------------------------------------------------------------------
 
 def rng_state(device: torch.device) -> dict[str, Any]:
-    np_state = np.random.get_state()
+    """Python, numpy, torch (and CUDA) generator states as plain Python values (bytes), so
+    they travel through all_gather_object and load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
-        "torch": torch.get_rng_state(),
+        "numpy": [name, keys.astype("<u4").tobytes(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().numpy().tobytes(),
     }
     if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
+        state["cuda"] = torch.cuda.get_rng_state(device).numpy().tobytes()
     return state
+
+
+def _byte_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
 def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     python = state["python"]
     random.setstate((python[0], tuple(python[1]), python[2]))
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy(), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
+    np.random.set_state((name, np.frombuffer(keys, dtype="<u4").astype(np.uint32), pos,
+                         has_gauss, cached))
+    torch.set_rng_state(_byte_tensor(state["torch"]))
     if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(_byte_tensor(state["cuda"]), device)
 
 
 def seed_everything(seed: int) -> None:
@@ -329,6 +336,8 @@ def prepare_config(given: dict[str, Any], config_file: str | None, resume: bool,
         if source is None:
             raise Gpt2Error(f"--resume: {run_dir} has no complete checkpoint",
                             "the run stopped before its first --save-every; start it again")
+        # Hardware options describe a launch, not the run: a resumed run takes them afresh.
+        saved = {k: v for k, v in saved.items() if k not in trainconfig.PER_LAUNCH}
         config = trainconfig.build(explicit, base=saved)
         config.out = str(run_dir)
         return config, run_dir, source
