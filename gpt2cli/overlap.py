@@ -200,12 +200,15 @@ def build_filter(
     on_batch: Callable[[Batch], None] | None = None,
     on_pass: Callable[[str], None] | None = None,
     in_memory: bool | None = None,
+    hashes: int | None = None,
 ) -> BuildResult:
     """Build a filter from ``pieces()`` (called twice when the capacity must be counted first)."""
     if not 0.0 < fp_rate < 1.0:
         raise UsageError(f"--fp-rate must be between 0 and 1 (exclusive), not {fp_rate:g}")
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}")
+    if hashes is not None:
+        bloom.optimal_shape(1, fp_rate, hashes)  # validate before any counting pass
     capacity_from = "option"
     if capacity is None:
         if on_pass:
@@ -218,7 +221,7 @@ def build_filter(
                             "empty filter")
         capacity = capacity_from_estimate(estimate)
         capacity_from = "estimate"
-    m, k = bloom.optimal_shape(capacity, fp_rate)
+    m, k = bloom.optimal_shape(capacity, fp_rate, hashes)
     header = bloom.Header(n=n, k=k, m=m, capacity=capacity, fp_rate=fp_rate)
     if on_pass:
         on_pass("build")

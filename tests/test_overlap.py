@@ -201,6 +201,10 @@ def test_optimal_shape() -> None:
     assert bloom.optimal_shape(100, 0.01) == (960, 7)
     with pytest.raises(bloom.UsageError):
         bloom.optimal_shape(100, 1.0)
+    # fewer hash functions: a larger filter that keeps the bound
+    m14, k14 = bloom.optimal_shape(1_000_000, 1e-8, hashes=14)
+    assert k14 == 14 and 1.15 * m < m14 < 1.2 * m
+    assert bloom.fp_rate_from_items(1_000_000, m14, k14) <= 1e-8
 
 
 def test_header_layout(corpus) -> None:
@@ -283,10 +287,12 @@ def test_check_per_input_table_and_json(corpus) -> None:
     assert "overlap" in err and "%" in err
 
 
-def test_measured_false_positive_rate_is_within_the_bound(tmp_path, corpus) -> None:
+@pytest.mark.parametrize("hashes", [None, "3"])
+def test_measured_false_positive_rate_is_within_the_bound(tmp_path, corpus, hashes) -> None:
     distinct = len({g for t in corpus["train"] for g in exact_ngrams(t, 8)})
     small = tmp_path / "small.bloom"
-    code, _, err = gpt2("overlap", "build", "-o", str(small), "--fp-rate", "0.02",
+    extra = ["--hashes", hashes] if hashes else []
+    code, _, err = gpt2("overlap", "build", "-o", str(small), "--fp-rate", "0.02", *extra,
                         "--capacity", str(distinct), str(corpus["train_path"]))
     assert code == 0, err
     code, out, err = gpt2("overlap", "check", "-F", str(small), "--probe", "20000", "--json")

@@ -107,7 +107,8 @@ def _tracked(batches: Iterable[core.Batch], label: str) -> Iterator[core.Batch]:
 
 
 def build_command(inputs: list[str], output: Path, n: int, capacity: int | None, fp_rate: float,
-                  fmt: str | None, field: str, delimiter: str, errors: str, as_json: bool) -> None:
+                  hashes: int | None, fmt: str | None, field: str, delimiter: str, errors: str,
+                  as_json: bool) -> None:
     _check_fp_rate(fp_rate)
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}")
@@ -133,7 +134,8 @@ def build_command(inputs: list[str], output: Path, n: int, capacity: int | None,
                 console.info(f"gpt2 overlap build: counted distinct {n}-grams in "
                              f"{count_seconds:.1f} s; sizing the filter")
 
-        result = core.build_filter(pieces, output, n, fp_rate, capacity, on_pass=on_pass)
+        result = core.build_filter(pieces, output, n, fp_rate, capacity, on_pass=on_pass,
+                                   hashes=hashes)
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
@@ -397,6 +399,11 @@ def register(app: typer.Typer) -> None:
             1e-8, "--fp-rate", "-p",
             help="False-positive rate at capacity; sets m = -capacity ln(p) / (ln 2)^2 bits "
             "and k = (m / capacity) ln 2 hash functions."),
+        hashes: int = typer.Option(
+            None, "--hashes", "-k",
+            help="Use this many hash functions instead of the optimal k (27 at 1e-8): the "
+            "filter grows so that the false-positive bound still holds (14 at 1e-8: 17% "
+            "larger, about twice as fast to build).", show_default=False),
         fmt: str = typer.Option(None, "--format", "-f", help=_FORMAT_HELP, show_default=False),
         field: str = typer.Option("text", "--field", help="JSON field that holds the text."),
         delimiter: str = typer.Option(
@@ -412,8 +419,8 @@ def register(app: typer.Typer) -> None:
         if fmt is not None and fmt not in FORMATS:
             raise UsageError(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
         parsed = _parse_count(capacity, "--capacity") if capacity is not None else None
-        build_command(files or ["-"], output, n, parsed, fp_rate, fmt, field, delimiter, errors,
-                      as_json)
+        build_command(files or ["-"], output, n, parsed, fp_rate, hashes, fmt, field, delimiter,
+                      errors, as_json)
 
     @group.command("merge")
     def merge(
