@@ -80,10 +80,10 @@ python3 - "$WORK" <<'PY'
 import json, sys
 from pathlib import Path
 work = Path(sys.argv[1])
-vals = [r for r in map(json.loads, open(work / "run/metrics.jsonl")) if "val_loss" in r]
+vals = [r for r in map(json.loads, open(work / "run/metrics.jsonl")) if r.get("kind") == "val"]
 if vals:
-    print(f"val loss: {vals[0]['val_loss']:.3f} at step {vals[0]['step']} -> "
-          f"{vals[-1]['val_loss']:.3f} at step {vals[-1]['step']}")
+    print(f"val loss: {vals[0]['loss']:.3f} at step {vals[0]['step']} -> "
+          f"{vals[-1]['loss']:.3f} at step {vals[-1]['step']}")
 summary = [json.loads(line) for line in open(work / "scores.jsonl")][-1]
 print("held-out score:", {k: round(v, 4) if isinstance(v, float) else v
                           for k, v in summary.items() if k != "summary"})
