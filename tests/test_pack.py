@@ -468,3 +468,30 @@ def test_pack_help_reads_well() -> None:
     for option in ("--output", "--shard-tokens", "--val-tokens", "--val-fraction", "--seed",
                    "--shuffle-buffer", "--name", "--append", "--merge", "--verify", "--json"):
         assert option in text
+
+
+def test_loader_chunked_order_for_large_splits(loader_dir: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shards, "GLOBAL_SHUFFLE_TOKENS", 0)
+    monkeypatch.setattr(shards, "CHUNK_TOKENS", 100)
+    monkeypatch.setattr(shards, "BUFFER_TOKENS", 1000)
+    loader = TokenLoader(loader_dir, "train", seq_len=20, batch_size=3, seed=6)
+    order = loader._order(0)
+    assert order.chunk == 5 and order.group == 10
+    assert loader.windows_per_epoch == loader.num_windows // 5 * 5
+    windows = _epoch_windows(loader, 0)
+    assert len(set(windows)) == len(windows) == loader.batches_per_epoch * 3
+    assert max(windows) < loader.num_windows and windows != sorted(windows)
+    assert windows != _epoch_windows(loader, 1)
+    # Ranks stay disjoint, and resuming is exact, in this order too.
+    ranks = [set(_epoch_windows(TokenLoader(loader_dir, "train", seq_len=20, batch_size=3,
+                                            seed=6, rank=r, world_size=2), 0))
+             for r in range(2)]
+    assert not ranks[0] & ranks[1]
+    for _ in range(7):
+        next(loader)
+    state = loader.state_dict()
+    expected = [next(loader)[0].tolist() for _ in range(3)]
+    resumed = TokenLoader(loader_dir, "train", seq_len=20, batch_size=3, seed=6)
+    resumed.load_state_dict(state)
+    assert [next(resumed)[0].tolist() for _ in range(3)] == expected
