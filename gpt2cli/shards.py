@@ -1236,7 +1236,8 @@ class TokenLoader:
 
     Window w starts at token w*T, so each token is a target once per epoch. Each epoch
     visits the windows in a fresh pseudo-random order (without replacement) drawn from
-    (seed, epoch); rank r of world_size takes global positions r, r + world_size, ...;
+    (seed, epoch), chunked for large splits (see ``_EpochOrder``); rank r of world_size
+    takes global positions r, r + world_size, ...;
     every rank gets the same number of batches per epoch (the remainder is dropped).
     Iterating never ends unless ``epochs`` is given. ``state_dict()`` /
     ``load_state_dict()`` resume exactly at the next batch.
