@@ -3,7 +3,7 @@
 ``wikitext_detokenizer`` is lm-evaluation-harness's (``lm_eval/tasks/wikitext/
 preprocess_wikitext.py``, itself from Megatron-LM), character for character, so word
 perplexities match lm-eval's. ``ptb_detokenizer`` is Megatron-LM's zero-shot PTB
-detokenizer. ``onebw_detokenizer`` undoes the One Billion Word tokenization of punctuation.
+detokenizer, except that ``N`` becomes `` 1 `` (Megatron's "1 " glues it to the word before). ``onebw_detokenizer`` undoes the One Billion Word tokenization of punctuation.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def ptb_detokenizer(string: str) -> str:
     string = string.replace(" \n", "\n")
     string = string.replace("\n ", "\n")
     string = string.replace(" n't", "n't")
-    string = string.replace(" N ", "1 ")
+    string = string.replace(" N ", " 1 ")  # Megatron writes "1 " here, gluing "the1"
     string = string.replace("$ 1", "$1")
     string = string.replace("# 1", "#1")
     return string
