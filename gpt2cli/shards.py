@@ -39,7 +39,7 @@ import struct
 import sys
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -1358,7 +1358,3 @@ class TokenLoader:
         self.epoch = int(state["epoch"])
         self.step = consumed // per_step
 
-
-def iter_split_tokens(directory: str | os.PathLike[str], split: str) -> Iterable[np.ndarray]:
-    with ShardDataset(directory) as dataset:
-        yield from dataset.iter_tokens(split)

@@ -495,3 +495,18 @@ def test_loader_chunked_order_for_large_splits(loader_dir: Path,
     resumed = TokenLoader(loader_dir, "train", seq_len=20, batch_size=3, seed=6)
     resumed.load_state_dict(state)
     assert [next(resumed)[0].tolist() for _ in range(3)] == expected
+
+
+def test_refuses_to_read_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from gpt2cli.commands import pack as pack_command
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(pack_command, "sys", types.SimpleNamespace(stdin=Terminal()))
+    run = gpt2("pack", "-o", tmp_path / "out")
+    assert run.code == 2 and "stdin is a terminal" in run.stderr
+    assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -163,4 +164,8 @@ def register(app: typer.Typer) -> None:
         )
         if not 1 <= level <= 22:
             raise UsageError("--level must be between 1 and 22")
-        _pack(streams or ["-"], output, options)
+        inputs = streams or ["-"]
+        if "-" in inputs and sys.stdin.isatty():
+            raise UsageError("stdin is a terminal, not a token stream",
+                             "pipe `gpt2 tokenize` into it, or name STREAM files")
+        _pack(inputs, output, options)
