@@ -13,13 +13,17 @@ with a single space as a delimiter"):
 ASCII text is normalised identically everywhere; characters outside ASCII follow
 the Unicode database of the running Python (``unicodedata.unidata_version``).
 
-Hashing, version 1 (stable: independent of ``PYTHONHASHSEED``, platform and run):
-each word's UTF-8 bytes are hashed with a splitmix64-mixed, position-keyed sum;
-the n word hashes of an n-gram are combined with fixed odd multipliers and
-mixed again into one 64-bit n-gram hash ``g``. The k bit positions are
-``(a + i*b) mod m`` for i = 0..k-1 with ``a = g mod m`` and
-``b = 1 + mix(g ^ C) mod (m-1)`` (double hashing). All arithmetic is uint64
-wrap-around in numpy, so it is vectorised and identical on every machine.
+Hashing, version 1 (stable: independent of ``PYTHONHASHSEED``, platform and run;
+all arithmetic is uint64 with wrap-around, vectorised with numpy; ``mix`` is
+splitmix64's finaliser, the constants are below):
+
+* word: ``h = mix((len * GOLDEN ^ SEED_WORD) + c0)`` then ``h = mix(h + cj)`` for
+  j = 1, 2, ... where ``cj`` is bytes 8j..8j+7 of the word's UTF-8 read as a
+  little-endian uint64, zero-padded past the word's end;
+* n-gram of words w0..w(n-1): ``g = mix((sum_j h(wj) * R_j) ^ SEED_NGRAM ^ n)`` with
+  ``R_j = mix(j + 1) | 1``;
+* bit positions (double hashing): ``a = g mod m``, ``b = 1 + mix(g ^ SEED_STEP) mod (m - 1)``,
+  position i = ``(a + i*b) mod m`` for i = 0..k-1.
 
 Filter file, version 1 (little-endian); see ``HEADER_FORMAT`` and docs/overlap.md:
 
@@ -92,11 +96,40 @@ def normalise(text: str) -> str:
     return " ".join(words(text))
 
 
+_SPACE_TABLE = np.zeros(256, dtype=bool)
+_SPACE_TABLE[list(b" \n\t\r\v\f")] = True
+
+
+def _normalise_token(token: bytes) -> bytes:
+    return _NON_WORD.sub(" ", token.decode("utf-8").lower()).encode("utf-8")
+
+
 def normalised_bytes(text: str) -> bytes:
-    """UTF-8 of the words of ``text``, separated by one or more spaces (fast; same words)."""
+    """UTF-8 of the words of ``text``, separated by one or more spaces (fast; same words).
+
+    ASCII bytes go through one ``bytes.translate``. Only the whitespace-delimited tokens
+    that hold a non-ASCII character are decoded, lower-cased and split with the regular
+    expression: ASCII whitespace is neither cased nor case-ignorable, so lower-casing a
+    token alone (Greek final sigma included) equals lower-casing the whole text.
+    """
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_TABLE)
-    return _NON_WORD.sub(" ", text.lower()).encode("utf-8")
+    data = text.encode("utf-8")
+    array = np.frombuffer(data, dtype=np.uint8)
+    spaces = np.flatnonzero(_SPACE_TABLE[array])
+    non_ascii = np.flatnonzero(array >= 0x80)
+    after = np.searchsorted(spaces, non_ascii)  # index of the first space after each byte
+    token_ends = np.append(spaces, array.size)[after]
+    token_starts = np.insert(spaces + 1, 0, 0)[after]
+    first = np.flatnonzero(np.diff(token_starts, prepend=-1))  # one entry per token
+    out: list[bytes] = []
+    done = 0
+    for begin, end in zip(token_starts[first].tolist(), token_ends[first].tolist()):
+        out.append(data[done:begin])
+        out.append(_normalise_token(data[begin:end]))
+        done = end
+    out.append(data[done:])
+    return b"".join(out).translate(_ASCII_TABLE)
 
 
 # ---------------------------------------------------------------------------------------------

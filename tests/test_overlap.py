@@ -137,6 +137,18 @@ def test_fast_ascii_path_gives_the_same_words() -> None:
     assert bloom.normalised_bytes(text).decode().split() == bloom.words(text)
 
 
+def test_fast_mixed_path_gives_the_same_words() -> None:
+    """Only tokens with non-ASCII characters take the slow path; the words do not change."""
+    rng = random.Random(4)
+    alphabet = [*"aAbBzZ09 _.,'\n\t-\v\f\r", "Σ", "σ", "ς", "İ", "é", "e\u0301", "“", "”",
+                "\u00a0", "\u2028", "\u0085", "東", "\u212a", "ǅ", "ß", "ﬁ", "Ⅻ", "²", "\u200d",
+                "ʼ", "·", "\u0345"]
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert bloom.normalised_bytes(text).decode().split() == bloom.words(text), repr(text)
+    assert bloom.normalise("ΟΔΟΣ. AΣ Σ") == "οδος aς σ"  # final sigma needs its context
+
+
 # ------------------------------------------------------------------------------------------------
 # hashing
 
