@@ -403,7 +403,7 @@ def register(app: typer.Typer) -> None:
             None, "--hashes", "-k",
             help="Use this many hash functions instead of the optimal k (27 at 1e-8): the "
             "filter grows so that the false-positive bound still holds (14 at 1e-8: 17% "
-            "larger, about twice as fast to build).", show_default=False),
+            "larger, half the bits to set per n-gram, a faster build).", show_default=False),
         fmt: str = typer.Option(None, "--format", "-f", help=_FORMAT_HELP, show_default=False),
         field: str = typer.Option("text", "--field", help="JSON field that holds the text."),
         delimiter: str = typer.Option(
