@@ -231,6 +231,9 @@ def test_winograd_requests_partial_and_full(tmp_path):
                               "the city councilmen", " feared violence.")
     assert ("The man lifted the boy onto the boy's", " shoulders.") in lm.requests
     assert ("", "The man lifted the boy onto the man's shoulders.") in lm.requests
+    # lm-eval 0.4's wsc273 continuation: " " + text after the pronoun (two spaces)
+    assert ("The man lifted the boy onto the man's", "  shoulders.") in lm.requests
+    assert result.metrics["acc_lm_eval"].value == pytest.approx(2 / 3)
     assert result.n == 3
     assert result.metrics["acc"].value == pytest.approx(2 / 3)
     assert result.metrics["acc_full"].value == pytest.approx(1 / 3)
@@ -443,3 +446,78 @@ def test_hellaswag_equals_lm_eval(tmp_path):
     assert result.metrics["acc"].value == pytest.approx(theirs["acc"], abs=1e-4)
     assert result.metrics["acc_norm"].value == pytest.approx(theirs["acc_norm"], abs=1e-4)
     assert result.metrics["acc_norm"].stderr == pytest.approx(theirs["acc_norm_se"], abs=1e-4)
+
+
+_LMEVAL_WSC_RUN = """import json, sys, lm_eval
+from lm_eval.tasks import TaskManager
+model, tasks, out = sys.argv[1:]
+r = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model},tokenizer={model},"
+    "dtype=float32", tasks=["wsc273_local"], task_manager=TaskManager(include_path=tasks),
+    device="cpu", batch_size=4, log_samples=True)
+samples = sorted(r["samples"]["wsc273_local"], key=lambda s: s["doc_id"])
+json.dump({"acc": r["results"]["wsc273_local"]["acc,none"],
+           "requests": [list(map(list, s["arguments"])) for s in samples],
+           "lls": [x[0] for s in samples for x in s["filtered_resps"]]}, open(out, "w"))
+"""
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("GPT2CLI_LMEVAL_PYTHON"),
+                    reason="set GPT2CLI_LMEVAL_PYTHON to a python with lm-eval 0.4 installed")
+def test_winograd_acc_lm_eval_equals_lm_eval(tmp_path):
+    """acc_lm_eval equals lm-eval 0.4's wsc273 (its own task files, fed the fields the Hugging
+    Face winograd_wsc builder makes from the same XML)."""
+    import os
+    import subprocess
+    import xml.etree.ElementTree as ET
+
+    import torch
+    from _hf_tokenizer import write_gpt2_tokenizer
+
+    from gpt2cli import hf
+    from gpt2cli.lm import LanguageModel
+    from gpt2cli.model import GPT, GPTConfig
+
+    torch.manual_seed(2)
+    model_dir = tmp_path / "model"
+    hf.save_pretrained(GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=256)), model_dir)
+    write_gpt2_tokenizer(model_dir)
+    xml = tmp_path / "WSCollection.xml"
+    xml.write_text(WSC_XML, "utf-8")
+    rows = []
+    for schema in ET.fromstring(WSC_XML):  # the HF builder's fields
+        text = schema.find("text")
+        left, right, pron = (" ".join((text.findtext(t) or "").split())
+                             for t in ("txt1", "txt2", "pron"))
+        rows.append({"text": " ".join([left, pron, right]).strip(), "pronoun": pron,
+                     "pronoun_loc": len(left) + 1 if left else 0,
+                     "options": [" ".join(a.text.split()) for a in schema.iter("answer")],
+                     "label": int("B" in schema.findtext("correctAnswer"))})
+    data = _write_jsonl(tmp_path / "wsc.jsonl", rows)
+    python = os.environ["GPT2CLI_LMEVAL_PYTHON"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    where = subprocess.run([python, "-c", "import lm_eval, os; print(os.path.dirname("
+                            "lm_eval.__file__))"], check=True, capture_output=True, text=True,
+                           env=env).stdout.strip()
+    source = Path(where) / "tasks" / "wsc273"
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "utils.py").write_text((source / "utils.py").read_text())
+    config = [line for line in (source / "default.yaml").read_text().splitlines()
+              if not line.startswith(("dataset_path", "dataset_name", "task:"))]
+    (tasks / "wsc.yaml").write_text("task: wsc273_local\ndataset_path: json\n"
+                                    f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
+                                    + "\n".join(config) + "\n")
+    (tmp_path / "run.py").write_text(_LMEVAL_WSC_RUN)
+    subprocess.run([python, str(tmp_path / "run.py"), str(model_dir), str(tasks),
+                    str(tmp_path / "out.json")], check=True, env=env, cwd=tmp_path,
+                   capture_output=True, timeout=600)
+    theirs = json.loads((tmp_path / "out.json").read_text())
+
+    lm = LanguageModel.load(str(model_dir), device="cpu", dtype="fp32")
+    schemas = winograd.load(xml)
+    ours = [list(s.lm_eval_request(a)) for s in schemas for a in s.answers]
+    assert ours == [request for doc in theirs["requests"] for request in doc]
+    result = get_task("winograd").evaluate(lm, xml, EvalOptions())
+    assert result.metrics["acc_lm_eval"].value == pytest.approx(theirs["acc"], abs=1e-4)
+    lls = [ll for ll, _ in lm.loglikelihood([tuple(r) for r in ours])]
+    assert lls == pytest.approx(theirs["lls"], abs=1e-4)

@@ -14,12 +14,16 @@ that starts with punctuation). Each answer replaces the pronoun, normalised as l
 leading A/An/The/She/He/It/They/My/His/Her/Their is lower-cased unless the pronoun starts a
 sentence.
 
-Two scorings (Trinh & Le, 2018):
-- ``acc`` (partial scoring, the paper's headline and lm-eval's ``wsc273``): log-probability of
-  the words after the pronoun (" " + txt2) given txt1 + the substituted answer;
+Scorings (Trinh & Le, 2018), each choosing the answer with the higher score (first on ties):
+- ``acc`` (partial scoring, the paper's headline): log-probability of the words after the
+  pronoun (" " + txt2) given txt1 + the substituted answer;
 - ``acc_full`` (full scoring): log-probability of the whole substituted sentence, given only
-  ``<|endoftext|>``.
-The answer with the higher score is chosen (the first on ties).
+  ``<|endoftext|>``;
+- ``acc_lm_eval``: partial scoring exactly as lm-evaluation-harness 0.4's ``wsc273`` does it
+  (on the Hugging Face ``winograd_wsc`` text, txt1 + " " + pron + " " + txt2): its
+  continuation is " " + the text after the pronoun, which itself starts with a space, so
+  lm-eval scores "  feared violence." with two spaces (and "  ." where txt2 is "."). Given so
+  that figures can be set beside lm-eval's; ``acc`` is the clean version.
 """
 
 from __future__ import annotations
@@ -73,6 +77,18 @@ class Schema:
 
     def text(self) -> str:
         return self.prefix() + self.pron + self.rest
+
+    def lm_eval_request(self, answer: str) -> tuple[str, str]:
+        """(context, continuation) as lm-eval 0.4's ``wsc273`` builds them from the Hugging
+        Face ``winograd_wsc`` fields (text, pronoun_loc)."""
+        text = " ".join([self.txt1, self.pron, self.txt2]).strip()
+        loc = len(self.txt1) + 1 if self.txt1 else 0
+        if self.pron.lower() in _POSSESSIVE:
+            answer += "'s"
+        first = answer.split()[0] if answer.split() else ""
+        if text[loc - 2] != "." and first in _UPPER:
+            answer = answer.replace(first, first.lower())
+        return text[:loc] + answer, " " + text[loc + len(self.pron):]
 
 
 def _line_of(raw: str, index: int) -> int | None:
@@ -142,25 +158,28 @@ class Winograd(Task):
         schemas = load(data, check_limit(options.limit))
         partial_requests = []
         full_requests = []
+        lm_eval_requests = []
         for s in schemas:
             for answer in s.answers:
                 option = s.option(answer)
                 partial_requests.append((s.prefix() + option, s.rest))
                 full_requests.append(("", s.prefix() + option + s.rest))
-        partial = lm.loglikelihood(partial_requests)
-        full = lm.loglikelihood(full_requests)  # empty context: <|endoftext|>
-        acc: list[float] = []
-        acc_full: list[float] = []
+                lm_eval_requests.append(s.lm_eval_request(answer))
+        n = len(partial_requests)
+        # one call, so the model batches all of them; an empty context means <|endoftext|>
+        scores = [ll for ll, _ in lm.loglikelihood(
+            partial_requests + full_requests + lm_eval_requests)]
+        figures: dict[str, list[float]] = {"acc": [], "acc_full": [], "acc_lm_eval": []}
         i = 0
         for s in schemas:
             k = len(s.answers)
-            acc.append(float(argmax([ll for ll, _ in partial[i : i + k]]) == s.gold))
-            acc_full.append(float(argmax([ll for ll, _ in full[i : i + k]]) == s.gold))
+            for offset, values in zip((0, n, 2 * n), figures.values()):
+                values.append(float(argmax(scores[offset + i : offset + i + k]) == s.gold))
             i += k
         return TaskResult(
             metrics={
-                "acc": Metric(sum(acc) / len(acc), mean_stderr(acc), True),
-                "acc_full": Metric(sum(acc_full) / len(acc_full), mean_stderr(acc_full), True),
+                name: Metric(sum(values) / len(values), mean_stderr(values), True)
+                for name, values in figures.items()
             },
             n=len(schemas),
         )
