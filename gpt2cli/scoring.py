@@ -91,6 +91,24 @@ def model_logits(model: Callable, idx: torch.Tensor) -> torch.Tensor:
     return out.logits
 
 
+def selected_logits(model: Callable, idx: torch.Tensor, rows: torch.Tensor,
+                    cols: torch.Tensor) -> torch.Tensor:
+    """Logits (N, V) at positions (rows[i], cols[i]) of ``idx`` (B, T).
+
+    For ``gpt2cli.model.GPT`` the output layer runs only at those positions (a log-likelihood
+    request scores a few tokens of a long context: this skips most of the 50257-wide matmul);
+    other models run their full forward.
+    """
+    trunk = getattr(model, "_trunk", None)
+    head = getattr(model, "_logits", None)
+    if trunk is not None and head is not None and hasattr(model, "_check_length"):
+        model._check_length(idx.shape[1])
+        pos = torch.arange(idx.shape[1], dtype=torch.long, device=idx.device)
+        hidden = trunk(idx, pos, None)  # (B, T, C)
+        return head(hidden[rows, cols])
+    return model_logits(model, idx)[rows, cols]
+
+
 def score_spans(
     model: Callable,
     requests: Sequence[tuple[Sequence[int], Span]],
@@ -127,15 +145,16 @@ def score_spans(
                 )
                 rows.append((n_in - span.n_scored, span.n_scored, targets))
             idx = torch.from_numpy(batch).to(device)
-            logits = model_logits(model, idx)
-            if vocab_size is not None and logits.shape[-1] > vocab_size:
-                logits = logits[..., :vocab_size]
-            # Gather every scored position of the batch into one (N, V) matrix.
-            row_index = np.concatenate([np.full(n, r) for r, (_, n, _) in enumerate(rows)])
-            col_index = np.concatenate([np.arange(p, p + n) for p, n, _ in rows])
+            # Every scored position of the batch, gathered into one (N, V) matrix.
+            row_index = torch.from_numpy(
+                np.concatenate([np.full(n, r) for r, (_, n, _) in enumerate(rows)])).to(device)
+            col_index = torch.from_numpy(
+                np.concatenate([np.arange(p, p + n) for p, n, _ in rows])).to(device)
             targets_all = torch.from_numpy(np.concatenate([t for _, _, t in rows])).to(device)
-            picked = logits[torch.from_numpy(row_index).to(device),
-                            torch.from_numpy(col_index).to(device)].float()
+            picked = selected_logits(model, idx, row_index, col_index)
+            if vocab_size is not None and picked.shape[-1] > vocab_size:
+                picked = picked[..., :vocab_size]
+            picked = picked.float()
             logprobs = torch.log_softmax(picked, dim=-1)
             chosen = logprobs.gather(1, targets_all[:, None])[:, 0]
             if exclude:
