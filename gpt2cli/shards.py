@@ -709,6 +709,11 @@ class Packer:
 
     def add_block(self, words: np.ndarray) -> None:
         """Ids straight from a stream (documents may start and end anywhere)."""
+        if not words.size:
+            return
+        if self.splitter.rate == 0.0:  # everything is train: no per-document work
+            self.writer("train").write(words)
+            return
         ends = np.flatnonzero(words == EOT)
         bounds = [0, *(ends + 1).tolist()]
         if bounds[-1] != len(words):
