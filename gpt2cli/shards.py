@@ -595,9 +595,11 @@ def prepare_directory(directory: Path, options: PackOptions) -> bool:
     if not directory.exists():
         try:
             directory.mkdir(parents=True)
+            return True
+        except FileExistsError:
+            pass  # a parallel pack made it just now
         except OSError as error:
             raise Gpt2Error(f"-o {directory}: cannot create ({error.strerror})") from None
-        return True
     entries = [entry for entry in directory.iterdir() if entry.name != ".manifest.lock"]
     if entries and not options.append:
         raise UsageError(f"-o {directory}: directory is not empty",
@@ -808,11 +810,9 @@ def pack(
         _write_yaml(directory / part_manifest_name(options.name), manifest)
     except BaseException:
         packer.abort()
-        if created:
+        if created and {entry.name for entry in directory.iterdir()} <= {".manifest.lock"}:
             try:
-                for leftover in directory.iterdir():
-                    if leftover.name == ".manifest.lock":
-                        leftover.unlink()
+                (directory / ".manifest.lock").unlink(missing_ok=True)
                 directory.rmdir()
             except OSError:
                 pass

@@ -510,3 +510,29 @@ def test_refuses_to_read_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     run = gpt2("pack", "-o", tmp_path / "out")
     assert run.code == 2 and "stdin is a terminal" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_concurrent_appends_into_a_new_directory(tmp_path: Path) -> None:
+    import threading
+
+    out = tmp_path / "new" / "corpus"
+    errors: list[BaseException] = []
+
+    def run(part: int) -> None:
+        stream = write_stream(tmp_path / f"{part}.tok", make_docs(80, seed=part))
+        try:
+            shards.pack([str(stream)], out, shards.PackOptions(
+                name=f"part-{part:02d}", append=True, shard_tokens=1500, block_tokens=100))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(part,)) for part in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    manifest = yaml.safe_load((out / "manifest.yaml").read_text())
+    assert manifest["parts"] == [f"part-{part:02d}" for part in range(4)]
+    assert manifest["splits"]["train"]["documents"] == 320
+    assert gpt2("pack", "--verify", out).code == 0
