@@ -28,7 +28,7 @@ BATCH_CHARS = 1 << 21
 CAPACITY_MARGIN = 1.05  # HyperLogLog estimate (std. error 0.8% at p=14) times this
 
 
-@dataclass
+@dataclass(slots=True)
 class DocInfo:
     """One document: where it is, and its counts so far."""
 
@@ -39,11 +39,13 @@ class DocInfo:
     text_parts: list[str] | None = None
     ngrams: int = 0
     found: int = 0
-    words: int = 0
 
     @property
     def text(self) -> str:
         return "".join(self.text_parts or [])
+
+
+_UNTRACKED = DocInfo(-1, "", 0)  # stands for every document when documents are not tracked
 
 
 @dataclass
@@ -65,11 +67,15 @@ class _Carry:
 class NgramBatcher:
     """Turns pieces of documents into batches of n-gram hashes."""
 
-    def __init__(self, n: int, keep_text: bool = False, batch_chars: int = BATCH_CHARS) -> None:
+    def __init__(self, n: int, keep_text: bool = False, batch_chars: int = BATCH_CHARS,
+                 track: bool = True) -> None:
+        """``keep_text``: keep each document's text and JSON fields (to write it out);
+        ``track``: give each document a ``DocInfo`` (off for building: only hashes count)."""
         if n < 1:
             raise UsageError(f"--n must be at least 1, not {n}")
         self.n = n
         self.keep_text = keep_text
+        self.track = track or keep_text
         self.batch_chars = batch_chars
         self.documents = 0
         self._carry = _Carry()
@@ -90,40 +96,48 @@ class NgramBatcher:
         n = self.n
         docs: list[DocInfo] = []
         finished: list[DocInfo] = []
-        piece_doc = np.empty(len(pieces), dtype=np.int64)
-        encoded: list[bytes] = []
-        chars = nbytes = 0
+        owner: list[int] = []  # index into docs of every piece
         current = self._carry.doc
         if current is not None:
             docs.append(current)
-        for i, piece in enumerate(pieces):
+        keep_text, track = self.keep_text, self.track
+        for piece in pieces:
             if current is None:
-                current = DocInfo(self.documents, piece.source, piece.line, piece.fields,
-                                  [] if self.keep_text else None)
+                current = DocInfo(self.documents, piece.source, piece.line,
+                                  piece.fields if keep_text else None,
+                                  [] if keep_text else None) if track else _UNTRACKED
                 self.documents += 1
                 docs.append(current)
-            if self.keep_text:
+            if keep_text:
                 current.text_parts.append(piece.text)
-            data = bloom.normalised_bytes(piece.text)
-            chars += len(piece.text)
-            nbytes += len(data) if piece.text.isascii() else len(piece.text.encode("utf-8"))
-            encoded.append(data)
-            piece_doc[i] = len(docs) - 1
+            owner.append(len(docs) - 1)
             if piece.last:
                 finished.append(current)
                 current = None
-        lengths = np.fromiter((len(e) + 1 for e in encoded), dtype=np.int64, count=len(encoded))
-        piece_start = np.concatenate(([0], np.cumsum(lengths)[:-1])) if encoded else lengths
-        data = np.frombuffer(b" ".join(encoded), dtype=np.uint8) if encoded else np.zeros(
-            0, dtype=np.uint8)
+        piece_doc = np.array(owner, dtype=np.int64)
+        texts = [piece.text for piece in pieces]
+        joined = " ".join(texts)  # a space never joins two words
+        lengths = np.fromiter((len(text) + 1 for text in texts), dtype=np.int64,
+                              count=len(texts))
+        chars = int(lengths.sum()) - len(texts)
+        if joined.isascii():  # one translate for the whole batch; offsets are character counts
+            buffer = bloom.normalised_bytes(joined)
+            nbytes = chars
+        else:
+            encoded = [bloom.normalised_bytes(text) for text in texts]
+            buffer = b" ".join(encoded)
+            lengths = np.fromiter((len(e) + 1 for e in encoded), dtype=np.int64,
+                                  count=len(encoded))
+            nbytes = sum(len(text) if text.isascii() else len(text.encode("utf-8"))
+                         for text in texts)
+        piece_start = np.concatenate(([0], np.cumsum(lengths)[:-1])) if texts else lengths
+        data = np.frombuffer(buffer, dtype=np.uint8)
         word_hash, starts = bloom.word_hashes(data)
         word_doc = piece_doc[np.searchsorted(piece_start, starts, side="right") - 1]
         carried = self._carry.word_hashes
         if carried.size:
             word_hash = np.concatenate((carried, word_hash))
             word_doc = np.concatenate((np.zeros(carried.size, dtype=np.int64), word_doc))
-        for index, count in enumerate(np.bincount(word_doc, minlength=len(docs))):
-            docs[index].words += int(count)
         hashes = bloom.ngram_hashes(word_hash, n)
         doc = word_doc[: hashes.size]
         if n > 1 and hashes.size:
@@ -168,7 +182,7 @@ def estimate_distinct(pieces: Iterable[Piece], n: int,
                       on_batch: Callable[[Batch], None] | None = None) -> tuple[float, int, int]:
     """(HyperLogLog estimate of distinct n-grams, documents, bytes) in one pass."""
     registers = np.zeros(bloom.HLL_REGISTERS, dtype=np.uint8)
-    batcher = NgramBatcher(n)
+    batcher = NgramBatcher(n, track=False)
     nbytes = 0
     for batch in batcher.batches(pieces):
         bloom.hll_update(registers, batch.hashes)
@@ -225,7 +239,7 @@ def build_filter(
     header = bloom.Header(n=n, k=k, m=m, capacity=capacity, fp_rate=fp_rate)
     if on_pass:
         on_pass("build")
-    batcher = NgramBatcher(n)
+    batcher = NgramBatcher(n, track=False)
     nbytes = 0
     with atomic_write(output, "w+b") as handle:
         bloom_filter = bloom.BloomFilter.create(handle, header, in_memory)

@@ -202,7 +202,7 @@ def _percent_text(counts: core.Counts) -> str:
 
 
 def _print_table(rows: list[core.Counts], total: core.Counts, bloom_filter: bloom.BloomFilter,
-                 per_doc: bool, omitted: int) -> None:
+                 per_doc: bool, omitted: int, rows_on_stdout: bool) -> None:
     from rich.table import Table
 
     n = bloom_filter.header.n
@@ -215,7 +215,8 @@ def _print_table(rows: list[core.Counts], total: core.Counts, bloom_filter: bloo
         name = f"{row.name}:{row.line}" if per_doc else row.name
         table.add_row(name, f"{row.ngrams:,}", f"{row.found:,}", _percent_text(row))
     if omitted:
-        table.add_row(f"... {omitted:,} more (use --jsonl)", "", "", "")
+        where = "on stdout" if rows_on_stdout else "use --jsonl"
+        table.add_row(f"... {omitted:,} more ({where})", "", "", "")
     if len(rows) + omitted > 1:
         table.add_section()
         table.add_row(f"total ({total.documents:,} documents)", f"{total.ngrams:,}",
@@ -321,7 +322,7 @@ def check_command(inputs: list[str], filter_path: Path, per_doc: bool, as_json: 
         elif total.ngrams == 0:
             console.warn("overlap", f"no document has {bloom_filter.header.n} words: "
                          "zero n-grams to check")
-        _print_table(rows, total, bloom_filter, per_doc, omitted)
+        _print_table(rows, total, bloom_filter, per_doc, omitted, as_jsonl)
         console.info(f"gpt2 overlap check: {total.documents:,} documents, "
                      f"{_human_bytes(nbytes)} of text in {seconds:.1f} s "
                      f"({nbytes / 1e6 / seconds:,.1f} MB/s)")
