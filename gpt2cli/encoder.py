@@ -47,7 +47,8 @@ class EncodedBatch:
 def _encode(texts: list[str], last: list[bool]) -> EncodedBatch:
     encoding = get_encoding()
     ids = [encoding.encode_ordinary(text) for text in texts]
-    return EncodedBatch(ids, last, sum(len(text.encode("utf-8", "surrogatepass")) for text in texts))
+    text_bytes = sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
+    return EncodedBatch(ids, last, text_bytes)
 
 
 def _batches(pieces: Iterable[Piece], batch_chars: int) -> Iterator[tuple[list[str], list[bool]]]:

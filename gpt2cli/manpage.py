@@ -18,8 +18,10 @@ SECTION = "1"
 
 EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "": [
-        ("Tokenize a corpus and pack it into shards",
-         "cat docs.jsonl | gpt2 tokenize | gpt2 pack -o shards/"),
+        (
+            "Tokenize a corpus and pack it into shards",
+            "cat docs.jsonl | gpt2 tokenize | gpt2 pack -o shards/",
+        ),
         ("Train the 345M model", "gpt2 train --size 345m --data shards/ -o runs/medium"),
         ("Zero-shot LAMBADA", "gpt2 eval lambada --zero-shot --model runs/medium"),
     ],
@@ -30,53 +32,81 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("Back to text", "gpt2 tokenize --decode < docs.tok"),
     ],
     "pack": [
-        ("Pack a stream into shards with a validation split",
-         "gpt2 tokenize < docs.jsonl | gpt2 pack -o shards/ --val-tokens 1000000"),
+        (
+            "Pack a stream into shards with a validation split",
+            "gpt2 tokenize < docs.jsonl | gpt2 pack -o shards/ --val-tokens 1000000",
+        ),
         ("Check every shard", "gpt2 pack --verify shards/"),
     ],
     "train": [
         ("Train 124M on one GPU", "gpt2 train --size 124m --data shards/ -o runs/small"),
-        ("Eight GPUs with FSDP",
-         "torchrun --nproc_per_node 8 -m gpt2cli train --size 1.5b --data shards/ -o runs/xl --fsdp"),
+        (
+            "Eight GPUs with FSDP",
+            "torchrun --nproc_per_node 8 -m gpt2cli train --size 1.5b --data shards/ -o runs/xl --fsdp",
+        ),
         ("Resume after a crash", "gpt2 train --resume -o runs/small"),
-        ("A tiny model on the CPU",
-         "gpt2 train --size tiny --data shards/ -o runs/t --device cpu --max-steps 200"),
+        (
+            "A tiny model on the CPU",
+            "gpt2 train --size tiny --data shards/ -o runs/t --device cpu --max-steps 200",
+        ),
     ],
     "sample": [
         ("Complete a prompt", 'gpt2 sample --model runs/small "The meaning of life is"'),
-        ("Three samples with top-k",
-         'echo "In a shocking finding," | gpt2 sample --model gpt2-medium -n 3 --top-k 40 --seed 1'),
-        ("Prompts in, completions out",
-         "gpt2 sample --model gpt2 --jsonl < prompts.jsonl > completions.jsonl"),
+        (
+            "Three samples with top-k",
+            'echo "In a shocking finding," | gpt2 sample --model gpt2-medium -n 3 --top-k 40 --seed 1',
+        ),
+        (
+            "Prompts in, completions out",
+            "gpt2 sample --model gpt2 --jsonl < prompts.jsonl > completions.jsonl",
+        ),
     ],
     "score": [
-        ("Per-document perplexity", "cat essays.jsonl | gpt2 score --model runs/small > scores.jsonl"),
+        (
+            "Per-document perplexity",
+            "cat essays.jsonl | gpt2 score --model runs/small > scores.jsonl",
+        ),
         ("Per-token log-probabilities", "gpt2 score --model gpt2 --per-token < doc.txt"),
     ],
     "eval": [
-        ("Zero-shot LAMBADA",
-         "gpt2 eval lambada --zero-shot --model gpt2 --data ~/data/lambada_test.jsonl"),
-        ("Language-modelling benchmarks into a results file",
-         "gpt2 eval wikitext2 wikitext103 ptb enwik8 text8 --model runs/small "
-         "--data-dir ~/data -o results.json"),
+        (
+            "Zero-shot LAMBADA",
+            "gpt2 eval lambada --zero-shot --model gpt2 --data ~/data/lambada_test.jsonl",
+        ),
+        (
+            "Language-modelling benchmarks into a results file",
+            "gpt2 eval wikitext2 wikitext103 ptb enwik8 text8 --model runs/small "
+            "--data-dir ~/data -o results.json",
+        ),
         ("List the tasks", "gpt2 eval --list"),
     ],
     "overlap": [
-        ("Build a filter of the training set's 8-grams",
-         "cat corpus/*.jsonl | gpt2 overlap build -o train.bloom"),
-        ("Merge filters built on several machines", "gpt2 overlap merge -o train.bloom part-*.bloom"),
-        ("Share of each test set's 8-grams in the training data",
-         "gpt2 overlap check --filter train.bloom wiki.test.raw ptb.test.txt"),
+        (
+            "Build a filter of the training set's 8-grams",
+            "cat corpus/*.jsonl | gpt2 overlap build -o train.bloom",
+        ),
+        (
+            "Merge filters built on several machines",
+            "gpt2 overlap merge -o train.bloom part-*.bloom",
+        ),
+        (
+            "Share of each test set's 8-grams in the training data",
+            "gpt2 overlap check --filter train.bloom wiki.test.raw ptb.test.txt",
+        ),
     ],
 }
 
 ENVIRONMENT = [
     ("NO_COLOR", "When set, messages and tables on stderr are plain text."),
-    ("HF_HOME, HF_HUB_CACHE",
-     "Where Hugging Face model names are looked up (never downloaded)."),
-    ("XDG_CACHE_HOME", "Evaluation data fetched with --download goes under $XDG_CACHE_HOME/gpt2cli."),
-    ("RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT",
-     "Set by torchrun; gpt2 train runs distributed when they are present."),
+    ("HF_HOME, HF_HUB_CACHE", "Where Hugging Face model names are looked up (never downloaded)."),
+    (
+        "XDG_CACHE_HOME",
+        "Evaluation data fetched with --download goes under $XDG_CACHE_HOME/gpt2cli.",
+    ),
+    (
+        "RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT",
+        "Set by torchrun; gpt2 train runs distributed when they are present.",
+    ),
 ]
 
 EXIT_STATUS = [
@@ -151,8 +181,11 @@ def render(prog: str, command, name: str, see_also: list[str], detail: bool = Tr
         for sub_name, sub in sorted(subcommands.items()):
             if not detail:
                 summary = (sub.help or "").strip().split("\n\n")[0]
-                out += [".TP", f"\\fB{_escape(prog)} {_escape(sub_name)}\\fR",
-                        _escape(" ".join(summary.split()))]
+                out += [
+                    ".TP",
+                    f"\\fB{_escape(prog)} {_escape(sub_name)}\\fR",
+                    _escape(" ".join(summary.split())),
+                ]
                 continue
             out += [".SS " + _escape(f"{prog} {sub_name}"), _synopsis(f"{prog} {sub_name}", sub)]
             out += [".PP", _paragraphs(sub.help or sub.short_help or "")]
@@ -165,15 +198,26 @@ def render(prog: str, command, name: str, see_also: list[str], detail: bool = Tr
         out += [".TP", f"\\fB{_escape(variable)}\\fR", _escape(meaning)]
     out += [
         ".SH FILES",
-        _escape("Standard input is read when no FILE is given or FILE is '-'. Data is written to "
-                "standard output, messages and progress to standard error. Output files are "
-                "written to a temporary name in the same directory and renamed when complete."),
+        _escape(
+            "Standard input is read when no FILE is given or FILE is '-'. Data is written to "
+            "standard output, messages and progress to standard error. Output files are "
+            "written to a temporary name in the same directory and renamed when complete."
+        ),
     ]
     examples = EXAMPLES.get(name, [])
     if examples:
         out.append(".SH EXAMPLES")
         for caption, line in examples:
-            out += [".PP", _escape(caption) + ":", ".PP", ".RS 4", ".nf", _escape(line), ".fi", ".RE"]
+            out += [
+                ".PP",
+                _escape(caption) + ":",
+                ".PP",
+                ".RS 4",
+                ".nf",
+                _escape(line),
+                ".fi",
+                ".RE",
+            ]
     out += [".SH SEE ALSO", ", ".join(f"\\fB{_escape(page)}\\fR(1)" for page in see_also)]
     return "\n".join(out) + "\n"
 

@@ -1,4 +1,4 @@
-"""GPT-2's byte-level BPE through tiktoken, from ranks bundled in the package (never the network)."""
+"""GPT-2's byte-level BPE through tiktoken, from ranks bundled in the package (no network)."""
 
 from __future__ import annotations
 

@@ -139,7 +139,9 @@ def register(app: typer.Typer) -> None:
             "strict", "--errors",
             help="Invalid UTF-8: strict (stop with an error), replace (U+FFFD) or ignore.",
         ),
-        ids: bool = typer.Option(False, "--ids", help="Write JSON Lines, one array of ids per document."),
+        ids: bool = typer.Option(
+            False, "--ids", help="Write JSON Lines, one array of ids per document."
+        ),
         decode: bool = typer.Option(
             False, "--decode", "-d",
             help="Decode a token stream (or --ids lines) back to text; documents are "
