@@ -42,7 +42,8 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("Train 124M on one GPU", "gpt2 train --size 124m --data shards/ -o runs/small"),
         (
             "Eight GPUs with FSDP",
-            "torchrun --nproc_per_node 8 -m gpt2cli train --size 1.5b --data shards/ -o runs/xl --fsdp",
+            "torchrun --nproc_per_node 8 -m gpt2cli train --size 1.5b --data shards/ "
+            "-o runs/xl --fsdp",
         ),
         ("Resume after a crash", "gpt2 train --resume -o runs/small"),
         (
@@ -54,7 +55,8 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("Complete a prompt", 'gpt2 sample --model runs/small "The meaning of life is"'),
         (
             "Three samples with top-k",
-            'echo "In a shocking finding," | gpt2 sample --model gpt2-medium -n 3 --top-k 40 --seed 1',
+            'echo "In a shocking finding," | gpt2 sample --model gpt2-medium -n 3 '
+            "--top-k 40 --seed 1",
         ),
         (
             "Prompts in, completions out",
