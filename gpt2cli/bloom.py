@@ -47,6 +47,7 @@ Filter file, version 1 (little-endian); see ``HEADER_FORMAT`` and docs/overlap.m
 
 from __future__ import annotations
 
+import errno
 import math
 import mmap
 import os
@@ -418,6 +419,7 @@ class BloomFilter:
         """
         handle.seek(0)
         handle.truncate(header.file_size)  # sparse zeros
+        _reserve(handle, header.file_size)
         registers = np.zeros(HLL_REGISTERS, dtype=np.uint8)
         handle.write(header.pack(registers))
         handle.flush()
@@ -553,6 +555,20 @@ def popcount(words: np.ndarray) -> int:
     for part in iter_chunks(words.size):
         count += int(np.bitwise_count(np.asarray(words[part])).sum(dtype=np.int64))
     return count
+
+
+def _reserve(handle, size: int) -> None:
+    """Allocate the file's disk blocks now: a full disk fails here, with a message, rather
+    than as SIGBUS in the middle of writing through the memory map."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(handle.fileno(), 0, size)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise Gpt2Error(f"no room for a {size:,}-byte filter file: {error.strerror}",
+                            "free disk space or write the filter elsewhere") from None
+        # the filesystem cannot preallocate (EOPNOTSUPP, EINVAL): carry on with a sparse file
 
 
 def available_memory() -> int:

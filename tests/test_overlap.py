@@ -428,3 +428,22 @@ def test_other_bad_options(tmp_path, corpus) -> None:
     code, _, err = gpt2("overlap", "check", "-F", str(corpus["filter"]), "--max-overlap", "101",
                         "--exclude-overlapping", "-")
     assert_one_line_error(code, err, 2, "--max-overlap")
+
+
+def test_stdin_build_is_spooled_and_equals_the_file_build(tmp_path, corpus) -> None:
+    out = tmp_path / "stdin.bloom"
+    code, _, err = gpt2("overlap", "build", "-o", str(out), stdin=corpus["train_path"].read_bytes())
+    assert code == 0, err
+    assert "counting pass" in err
+    assert out.read_bytes() == corpus["filter"].read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stdin.bloom"]  # spool removed
+
+
+def test_over_capacity_is_warned(tmp_path, corpus) -> None:
+    out = tmp_path / "tiny.bloom"
+    code, _, err = gpt2("overlap", "build", "--capacity", "100", "-o", str(out),
+                        str(corpus["train_path"]))
+    assert code == 0
+    assert "gpt2 overlap build: warning: the filter is over capacity" in err
+    code, _, err = gpt2("overlap", "check", "-F", str(out), str(corpus["test_path"]))
+    assert code == 0 and "over capacity" in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -14,7 +14,7 @@ import typer
 from gpt2cli import bloom, console
 from gpt2cli import overlap as core
 from gpt2cli.docs import FORMATS
-from gpt2cli.errors import UsageError
+from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write
 from gpt2cli.tokenizer import EOT_TEXT
 
@@ -35,6 +35,18 @@ def _parse_count(value: str, option: str) -> int:
     if not number >= 1 or number != int(number) or number > 2**62:
         raise UsageError(f"{option} must be a whole number of at least 1, not {value!r}")
     return int(number)
+
+
+@contextmanager
+def _os_errors() -> Iterator[None]:
+    """File-system errors (permission, missing directory, full disk) as one-line errors."""
+    try:
+        yield
+    except (BrokenPipeError, KeyboardInterrupt):
+        raise
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        raise Gpt2Error(f"{where}{error.strerror or error}") from None
 
 
 def _check_fp_rate(fp_rate: float) -> None:
@@ -154,7 +166,7 @@ def build_command(inputs: list[str], output: Path, n: int, capacity: int | None,
     if result.documents == 0:
         summary += " (empty input: the filter is empty)"
     console.info(summary)
-    _warn_over_capacity("build", built)
+    _warn_over_capacity("overlap build", built)
     if as_json:
         record = _filter_summary(built)
         record.update(documents=result.documents, text_bytes=result.nbytes,
@@ -172,7 +184,7 @@ def merge_command(inputs: list[str], output: Path, as_json: bool) -> None:
     merged = bloom.BloomFilter.open(output)
     console.info(f"gpt2 overlap merge: {len(inputs)} filters -> {output} in {timer.seconds:.1f} s; "
                  + _filter_line(merged).split(": ", 1)[1])
-    _warn_over_capacity("merge", merged)
+    _warn_over_capacity("overlap merge", merged)
     if as_json:
         record = _filter_summary(merged)
         record["inputs"] = list(inputs)
@@ -318,9 +330,9 @@ def check_command(inputs: list[str], filter_path: Path, per_doc: bool, as_json: 
 
     if run_inputs:
         if total.documents == 0:
-            console.warn("overlap", "empty input: no documents to check")
+            console.warn("overlap check", "empty input: no documents to check")
         elif total.ngrams == 0:
-            console.warn("overlap", f"no document has {bloom_filter.header.n} words: "
+            console.warn("overlap check", f"no document has {bloom_filter.header.n} words: "
                          "zero n-grams to check")
         _print_table(rows, total, bloom_filter, per_doc, omitted, as_jsonl)
         console.info(f"gpt2 overlap check: {total.documents:,} documents, "
@@ -337,7 +349,7 @@ def check_command(inputs: list[str], filter_path: Path, per_doc: bool, as_json: 
             f"false-positive rate {probe_result.measured_fp_rate:.2e} (estimated "
             f"{probe_result.estimated_fp_rate:.2e})")
     console.info(_filter_line(bloom_filter))
-    _warn_over_capacity("check", bloom_filter)
+    _warn_over_capacity("overlap check", bloom_filter)
 
     probe_record = None
     if probe_result is not None:
@@ -420,8 +432,9 @@ def register(app: typer.Typer) -> None:
         if fmt is not None and fmt not in FORMATS:
             raise UsageError(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
         parsed = _parse_count(capacity, "--capacity") if capacity is not None else None
-        build_command(files or ["-"], output, n, parsed, fp_rate, hashes, fmt, field, delimiter,
-                      errors, as_json)
+        with _os_errors():
+            build_command(files or ["-"], output, n, parsed, fp_rate, hashes, fmt, field,
+                          delimiter, errors, as_json)
 
     @group.command("merge")
     def merge(
@@ -433,7 +446,8 @@ def register(app: typer.Typer) -> None:
                                      help="Print a JSON summary of the filter on stdout."),
     ) -> None:
         """OR filters of identical shape into one (a corpus built in parts, e.g. a Slurm array)."""
-        merge_command(filters, output, as_json)
+        with _os_errors():
+            merge_command(filters, output, as_json)
 
     @group.command("check")
     def check(
@@ -476,8 +490,9 @@ def register(app: typer.Typer) -> None:
         if fmt is not None and fmt not in FORMATS:
             raise UsageError(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
         inputs = files or ([] if probe is not None else ["-"])
-        check_command(inputs, filter_path, per_doc, as_json, as_jsonl, probe, seed, exclude,
-                      max_overlap, output, fmt, field, delimiter, errors)
+        with _os_errors():
+            check_command(inputs, filter_path, per_doc, as_json, as_jsonl, probe, seed, exclude,
+                          max_overlap, output, fmt, field, delimiter, errors)
 
     app.add_typer(group, name=NAME)
 
