@@ -142,7 +142,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pack token streams into zstd shards with a YAML manifest, split into train and
         val by whole documents. Shards appear only when complete and the manifest last,
-        so an interrupted pack never leaves a listed shard half-written."""
+        so an interrupted pack never leaves a listed shard half-written. `--verify DIR`
+        checks a pack; `--merge DIR` joins the parts of parallel `--append --name` runs.
+        Example: gpt2 tokenize corpus.jsonl | gpt2 pack -o shards/ --val-tokens 1000000"""
         if verify is not None or merge is not None:
             if verify is not None and merge is not None:
                 raise UsageError("--verify and --merge do not go together")
