@@ -1,0 +1,109 @@
+"""CPU training throughput: our GPT + AdamW step vs transformers' GPT2LMHeadModel, same process.
+
+Same shape (default 4 layers, 4 heads, 256 wide, T=256), batch, optimizer (AdamW 0.9/0.95,
+decay 0.1 on matrices, clipping at 1.0) and fp32. Rounds alternate between the two models so that
+machine load hits both alike; the figure is the median over rounds. Goal: ratio >= 1.2.
+
+    python bench/bench_train.py [--layers 4] [--width 256] [--seq 256] [--batch 8] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from gpt2cli import optim
+from gpt2cli.model import GPT, GPTConfig
+
+
+def ours(args: argparse.Namespace, compiled: bool = False):
+    config = GPTConfig(n_layer=args.layers, n_head=args.heads, n_embd=args.width,
+                       block_size=args.seq)
+    if args.pad_vocab > 1:
+        config = config.with_padding(args.pad_vocab)
+    model = GPT(config).train()
+    opt = optim.make_adamw(model, 6e-4, 0.1, (0.9, 0.95), 1e-8, fused=False)
+    forward = torch.compile(model) if compiled else model
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> float:
+        _, loss = forward(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return step
+
+
+def theirs(args: argparse.Namespace):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=args.layers, n_head=args.heads, n_embd=args.width,
+                        n_positions=args.seq, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    model = GPT2LMHeadModel(config).train()
+    opt = optim.make_adamw(model, 6e-4, 0.1, (0.9, 0.95), 1e-8, fused=False)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> float:
+        loss = model(input_ids=x, labels=x).loss  # shifts inside: the usual HF training call
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return step
+
+
+def timed(step, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(x, y)
+    return x.numel() * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=2, help="steps per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pad-vocab", type=int, default=64, help="as `gpt2 train` (1: none)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time our model under torch.compile (gpt2 train --compile)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 50257, (args.batch, args.seq + 1))
+    x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+    a, b = ours(args), theirs(args)
+    a(x, y), b(x, y)  # warm-up
+    mine, hf = [], []
+    for _ in range(args.rounds):
+        mine.append(timed(a, x, y, args.steps))
+        hf.append(timed(b, x, y, args.steps))
+    m, h = statistics.median(mine), statistics.median(hf)
+    print(f"shape: {args.layers} layers, {args.width} wide, T={args.seq}, batch {args.batch}, "
+          f"fp32, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"gpt2cli      {m:10,.0f} tokens/s  (rounds: {', '.join(f'{v:,.0f}' for v in mine)})")
+    print(f"transformers {h:10,.0f} tokens/s  (rounds: {', '.join(f'{v:,.0f}' for v in hf)})")
+    print(f"ratio        {m / h:10.2f}x  (goal >= 1.2x)")
+    if args.compile:
+        c = ours(args, compiled=True)
+        c(x, y)  # compiles
+        rounds = [timed(c, x, y, args.steps) for _ in range(args.rounds)]
+        hf = [timed(b, x, y, args.steps) for _ in range(args.rounds)]
+        m, h = statistics.median(rounds), statistics.median(hf)
+        print(f"compiled     {m:10,.0f} tokens/s vs transformers {h:,.0f}: ratio {m / h:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
