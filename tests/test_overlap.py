@@ -447,3 +447,17 @@ def test_over_capacity_is_warned(tmp_path, corpus) -> None:
     assert "gpt2 overlap build: warning: the filter is over capacity" in err
     code, _, err = gpt2("overlap", "check", "-F", str(out), str(corpus["test_path"]))
     assert code == 0 and "over capacity" in err
+
+
+def test_bit_positions_follow_the_documented_formula(corpus) -> None:
+    """position i = (a + i*b) mod m, a = g mod m, b = 1 + mix(g ^ SEED_STEP) mod (m - 1)."""
+    bloom_filter = bloom.BloomFilter.open(corpus["filter"])
+    m, k = bloom_filter.header.m, bloom_filter.header.k
+    hashes = bloom.text_ngram_hashes(corpus["train"][0], 8)[:20]
+    positions = bloom_filter.positions(hashes)
+    for g, row in zip(hashes.tolist(), positions.tolist()):
+        a = g % m
+        b = 1 + bloom._mix_int(g ^ int(bloom._SEED_STEP)) % (m - 1)
+        assert row == [(a + i * b) % m for i in range(k)]
+        words = np.asarray(bloom_filter.words)
+        assert all(int(words[p // 64]) >> (p % 64) & 1 for p in row)  # all set: it was added
