@@ -405,9 +405,11 @@ class BloomFilter:
                 what = "truncated" if size < header.file_size else "trailing bytes after"
                 raise Gpt2Error(f"{path}: {what} filter file ({size:,} bytes, expected "
                                 f"{header.file_size:,})")
-            words = np.memmap(handle, dtype="<u8", mode="r", offset=DATA_OFFSET,
-                              shape=(header.m // 64,))
-        return cls(header, registers, words, path)
+            mapped = np.memmap(handle, dtype="<u8", mode="r", offset=DATA_OFFSET,
+                               shape=(header.m // 64,))
+        # a plain ndarray view of the map (it keeps the map alive): numpy's memmap subclass
+        # adds overhead to every take()
+        return cls(header, registers, mapped.view(np.ndarray), path)
 
     @classmethod
     def create(cls, handle, header: Header, in_memory: bool | None = None) -> BloomFilter:
