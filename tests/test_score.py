@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from gpt2cli import scoring
+from gpt2cli import scoring, tokstream
 from gpt2cli.lm import LanguageModel
 from gpt2cli.tokenizer import EOT, encode
 
 transformers = pytest.importorskip("transformers")
 torch.set_num_threads(1)
 BLOCK = 32
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
 
 
 def tiny_hf(block: int = BLOCK, seed: int = 0):
@@ -187,16 +185,29 @@ def test_document_metrics_empty_and_values() -> None:
 # ---------------------------------------------------------------- the command
 
 
-def run(args: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gpt2cli", *args], input=stdin,
-                          capture_output=True, env=ENV, timeout=300)
+@pytest.fixture()
+def cli(capsysbinary: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """Run `gpt2 ...` in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    from gpt2cli.cli import main
+
+    def invoke(args: list[str]) -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "argv", ["gpt2", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        captured = capsysbinary.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return invoke
 
 
-def test_score_command(model_dir: Path, hf_model, tmp_path: Path) -> None:
+def test_score_command(model_dir: Path, hf_model, tmp_path: Path, cli) -> None:
     texts = ["Hello world, this is a test of scoring.", "", "word " * 40]
     source = tmp_path / "docs.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    result = run(["score", "--model", str(model_dir), "--per-token", "--summary", "-b", "2",
+    result = cli(["score", "--model", str(model_dir), "--per-token", "--summary", "-b", "2",
                   str(source)])
     assert result.returncode == 0, result.stderr.decode()
     lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
@@ -226,22 +237,23 @@ def test_score_command(model_dir: Path, hf_model, tmp_path: Path) -> None:
     assert b"gpt2 score: 3 documents" in result.stderr
 
     # A token stream of the same documents scores the same.
-    stream = run(["tokenize", str(source)])
-    assert stream.returncode == 0
-    again = run(["score", "--model", str(model_dir), "-", "--stride", "8"], stdin=stream.stdout)
+    stream = tmp_path / "docs.tok"
+    stream.write_bytes(tokstream.HEADER + b"".join(
+        tokstream.encode_document(encode(t)) for t in texts))
+    again = cli(["score", "--model", str(model_dir), str(stream), "--stride", "8"])
     assert again.returncode == 0, again.stderr.decode()
     strided = [json.loads(line) for line in again.stdout.decode().splitlines()]
     assert [r["tokens"] for r in strided] == [r["tokens"] for r in lines[:3]]
     assert strided[0]["nll"] == pytest.approx(lines[0]["nll"], abs=1e-3)  # fits in one window
 
 
-def test_score_bad_input(model_dir: Path, tmp_path: Path) -> None:
+def test_score_bad_input(model_dir: Path, tmp_path: Path, cli) -> None:
     source = tmp_path / "a.txt"
     source.write_text("some text\n")
-    bad_stride = run(["score", "--model", str(model_dir), "--stride", "33", str(source)])
+    bad_stride = cli(["score", "--model", str(model_dir), "--stride", "33", str(source)])
     assert bad_stride.returncode == 2
     assert b"--stride" in bad_stride.stderr and b"Traceback" not in bad_stride.stderr
-    missing = run(["score", "--model", str(tmp_path / "nope"), str(source)])
+    missing = cli(["score", "--model", str(tmp_path / "nope"), str(source)])
     assert missing.returncode == 1 and b"Traceback" not in missing.stderr
-    no_file = run(["score", "--model", str(model_dir), str(tmp_path / "absent.txt")])
+    no_file = cli(["score", "--model", str(model_dir), str(tmp_path / "absent.txt")])
     assert no_file.returncode == 1 and b"absent.txt" in no_file.stderr
