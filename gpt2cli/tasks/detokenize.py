@@ -3,7 +3,8 @@
 ``wikitext_detokenizer`` is lm-evaluation-harness's (``lm_eval/tasks/wikitext/
 preprocess_wikitext.py``, itself from Megatron-LM), character for character, so word
 perplexities match lm-eval's. ``ptb_detokenizer`` is Megatron-LM's zero-shot PTB
-detokenizer, except that ``N`` becomes `` 1 `` (Megatron's "1 " glues it to the word before). ``onebw_detokenizer`` undoes the One Billion Word tokenization of punctuation.
+detokenizer, except that ``N`` becomes `` 1 `` (Megatron's "1 " glues it to the word
+before). ``onebw_detokenizer`` undoes the One Billion Word tokenization of punctuation.
 """
 
 from __future__ import annotations
