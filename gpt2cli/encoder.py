@@ -30,7 +30,7 @@ def default_threads() -> int:
 
 @dataclass
 class EncodedBatch:
-    ids: list[list[int]]  # one list per piece
+    ids: list[np.ndarray] | list[list[int]]  # one uint32 array (or list) per piece
     last: list[bool]  # whether each piece ends its document
     text_bytes: int
 
@@ -46,7 +46,13 @@ class EncodedBatch:
 
 def _encode(texts: list[str], last: list[bool]) -> EncodedBatch:
     encoding = get_encoding()
-    ids = [encoding.encode_ordinary(text) for text in texts]
+    to_numpy = getattr(encoding, "encode_to_numpy", None)
+    if to_numpy is not None:
+        # Ordinary encoding (no special token allowed, none refused) straight into a uint32
+        # buffer, the GIL released: no Python list of ints to build and convert.
+        ids = [to_numpy(text, allowed_special=set(), disallowed_special=()) for text in texts]
+    else:
+        ids = [encoding.encode_ordinary(text) for text in texts]
     text_bytes = sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
     return EncodedBatch(ids, last, text_bytes)
 

@@ -54,7 +54,8 @@ def encode_command(
         for batch in encode_pieces(pieces, threads):
             if ids:
                 for piece_ids, last in zip(batch.ids, batch.last):
-                    current.extend(piece_ids)
+                    current.extend(piece_ids.tolist() if hasattr(piece_ids, "tolist")
+                                   else piece_ids)
                     if last:
                         out.write(json.dumps(current, separators=(",", ":")).encode() + b"\n")
                         current = []
