@@ -105,6 +105,17 @@ def test_precision_selection() -> None:
 def test_micro_batch_candidates_and_mfu() -> None:
     assert training.micro_batch_candidates(512, 64) == [64, 32, 16, 8, 4, 2, 1]
     assert training.micro_batch_candidates(24) == [8, 4, 2, 1]
+    from gpt2cli.distributed import DistEnv
+
+    cpu = training.choose_precision("cpu", "auto", False)
+    for batch, world, expected in ((512, 1, 8), (12, 1, 4), (512, 2, 8), (6, 2, 1)):
+        config = trainconfig.build({"batch_size": batch})
+        assert training.choose_micro_batch(config, None, DistEnv(world_size=world), cpu) == expected
+    with pytest.raises(UsageError, match="does not split over 3"):
+        training.choose_micro_batch(trainconfig.build({"batch_size": 8}), None,
+                                    DistEnv(world_size=3), cpu)
+    assert trainconfig.total_steps(trainconfig.build({"max_tokens": 10**6}), 0) == 2
+    assert trainconfig.total_steps(trainconfig.build({"batch_size": 2, "seq_len": 8}), 100) == 6
     assert mfu.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert mfu.peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert mfu.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
