@@ -26,6 +26,7 @@ from gpt2cli.tasks.base import DataFile, EvalOptions, Task, mean_stderr
 from gpt2cli.tasks.detokenize import onebw_detokenizer, ptb_detokenizer, wikitext_detokenizer
 from gpt2cli.tasks.lambada import split_example
 from gpt2cli.tasks.wikitext import count_words, split_articles
+from gpt2cli.tokenizer import encode
 
 transformers = pytest.importorskip("transformers")
 torch.set_num_threads(1)
@@ -37,6 +38,7 @@ LAMBADA_LINES = [
     "When she came home, she found her keys on the table",
     "He said hello to everyone in the room before leaving leaving",
     "word",
+    "He came home and found them them",  # a stop-word target: the filter must miss it
 ]
 WIKI_RAW = (
     " \n = Robert Boulter = \n \n Robert Boulter is an English film , television and theatre "
@@ -145,7 +147,10 @@ def test_lambada_metrics_by_hand(lm: LanguageModel, data_dir: Path) -> None:
     result = task.evaluate(lm, data_dir / "lambada_test.jsonl", EvalOptions(
         stop_word_filter=True))
     model = lm.model
-    lls, hits = [], []
+    from gpt2cli.tasks.lambada import stop_word_token_ids
+
+    stop_ids = torch.tensor(stop_word_token_ids())
+    lls, hits, hits_filtered = [], [], []
     for text in LAMBADA_LINES:
         context, target = split_example(text)
         ctx, cont = lm.encode_pair(context, target)
@@ -156,14 +161,21 @@ def test_lambada_metrics_by_hand(lm: LanguageModel, data_dir: Path) -> None:
         positions = range(len(ctx) - 1, len(whole) - 1)
         lls.append(sum(float(logprobs[p, whole[p + 1]]) for p in positions))
         hits.append(float(all(int(logits[0, p].argmax()) == whole[p + 1] for p in positions)))
-    assert result.n == 4
-    assert result.metrics["acc"].value == pytest.approx(sum(hits) / 4)
+        masked = logits[0].clone()
+        masked[len(ctx) - 1, stop_ids] = -math.inf  # stop words never win the first token
+        hits_filtered.append(float(all(int(masked[p].argmax()) == whole[p + 1]
+                                       for p in positions)))
+    assert result.n == 5
+    assert result.metrics["acc"].value == pytest.approx(sum(hits) / 5)
     assert 0 < result.metrics["acc"].value < 1  # the repeated words are predicted
-    assert result.metrics["perplexity"].value == pytest.approx(math.exp(-sum(lls) / 4),
+    assert result.metrics["perplexity"].value == pytest.approx(math.exp(-sum(lls) / 5),
                                                                rel=1e-5)
-    assert result.metrics["acc_stop_word_filter"].value >= 0
+    assert result.metrics["acc_stop_word_filter"].value == pytest.approx(
+        sum(hits_filtered) / 5)
+    assert hits[-1] == 1.0 and hits_filtered[-1] == 0.0
+    assert len(stop_ids) > 100 and encode(" the")[0] in stop_ids.tolist()
     limited = task.evaluate(lm, data_dir / "lambada_test.jsonl", EvalOptions(limit=2))
-    assert limited.n == 2 and limited.extra["original"] == 4
+    assert limited.n == 2 and limited.extra["original"] == 5
 
 
 def test_wikitext_metrics_by_hand(lm: LanguageModel, data_dir: Path) -> None:
@@ -340,7 +352,7 @@ def test_eval_command_results_json(model_dir: Path, data_dir: Path, tmp_path: Pa
     wiki = written["results"]["wikitext2"]
     assert isinstance(wiki["word_perplexity,none"], float)
     assert wiki["word_perplexity_stderr,none"] == "N/A"
-    assert written["n-samples"]["lambada"] == {"original": 4, "effective": 3}
+    assert written["n-samples"]["lambada"] == {"original": 5, "effective": 3}
     assert written["n-samples"]["wikitext2"] == {"original": 2, "effective": 2}
     assert written["higher_is_better"]["lambada"] == {
         "acc": True, "perplexity": False, "acc_stop_word_filter": True}
@@ -376,7 +388,7 @@ def test_eval_bad_input(case: str, model_dir: Path, data_dir: Path, tmp_path: Pa
         args[-1], expect = str(tmp_path / "none.jsonl"), b"none.jsonl"
     elif case == "truncated":
         lambada.write_text(lambada.read_text() + '{"text": "cut off')
-        expect = b"line 5: truncated"
+        expect = b"line 6: truncated"
     elif case == "wrong_format":
         args = ["eval", "wikitext2", "--model", str(model_dir), "--data", str(lambada)]
         expect = b"not a raw WikiText file"
