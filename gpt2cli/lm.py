@@ -61,6 +61,12 @@ class LanguageModel:
         self.loaded = loaded  # the LoadedModel, when there is one (identity for results)
         self.on_batch = on_batch  # progress callback: windows done per forward pass
 
+    @property
+    def token_budget(self) -> int:
+        """Tokens per forward pass: ``batch_size`` full-context windows' worth (shorter
+        windows are packed more to a batch)."""
+        return self.batch_size * self.block_size
+
     @classmethod
     def from_loaded(cls, loaded: Any, device: str | torch.device = "cpu",
                     batch_size: int = 8) -> LanguageModel:
@@ -117,7 +123,7 @@ class LanguageModel:
             sequences.append((tokens[cut:], len(context) - cut))
         scores = scoring.score_sequences(
             self.model, sequences, self.block_size, self.batch_size, None, self.device,
-            self.vocab_size, self.on_batch, exclude,
+            self.vocab_size, self.on_batch, exclude, self.token_budget,
         )
         return [(score.total, score.all_greedy) for score in scores]
 
@@ -125,7 +131,7 @@ class LanguageModel:
         """Per-token log-probs of whole documents (rolling windows, ``self.stride``)."""
         return scoring.score_documents(
             self.model, documents, self.block_size, self.batch_size, self.stride, self.device,
-            self.vocab_size, self.on_batch,
+            self.vocab_size, self.on_batch, token_budget=self.token_budget,
         )
 
     def rolling_nll(self, text: str) -> tuple[float, int]:

@@ -109,6 +109,20 @@ def selected_logits(model: Callable, idx: torch.Tensor, rows: torch.Tensor,
     return model_logits(model, idx)[rows, cols]
 
 
+def _batches(order: list[int], lengths: Sequence[int], batch_size: int,
+             token_budget: int | None) -> Iterator[list[int]]:
+    """Consecutive runs of ``order`` (longest first): ``batch_size`` rows, or more while the
+    padded batch stays within ``token_budget`` tokens."""
+    begin = 0
+    while begin < len(order):
+        width = max(1, lengths[order[begin]])
+        rows = batch_size
+        if token_budget is not None:
+            rows = max(batch_size, token_budget // width)
+        yield order[begin : begin + rows]
+        begin += rows
+
+
 def score_spans(
     model: Callable,
     requests: Sequence[tuple[Sequence[int], Span]],
@@ -118,8 +132,13 @@ def score_spans(
     on_batch: Callable[[int], None] | None = None,
     exclude: Sequence[int] | None = None,
     exclude_rows: Sequence[bool] | None = None,
+    token_budget: int | None = None,
 ) -> list[SpanScore]:
     """Score each (tokens, span) request; results come back in the order of the requests.
+
+    A forward pass takes ``batch_size`` windows, or with ``token_budget`` as many more short
+    windows as fit in that many (padded) tokens: LAMBADA-length requests then run dozens to
+    a batch for the memory of ``batch_size`` full-context windows.
 
     ``vocab_size`` cuts padded vocabulary rows off the logits before the softmax.
     ``on_batch(n_windows)`` is called after every forward pass (progress).
@@ -128,11 +147,11 @@ def score_spans(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    order = sorted(range(len(requests)), key=lambda i: -(requests[i][1].end - requests[i][1].start))
+    lengths = [span.end - span.start for _, span in requests]
+    order = sorted(range(len(requests)), key=lambda i: -lengths[i])
     results: list[SpanScore | None] = [None] * len(requests)
     with torch.inference_mode():
-        for begin in range(0, len(order), batch_size):
-            chunk = order[begin : begin + batch_size]
+        for chunk in _batches(order, lengths, batch_size, token_budget):
             width = max(requests[i][1].end - requests[i][1].start for i in chunk)
             batch = np.zeros((len(chunk), width), dtype=np.int64)
             rows: list[tuple[int, int, np.ndarray]] = []  # (first row position, n, targets)
@@ -202,6 +221,7 @@ def score_sequences(
     vocab_size: int | None = None,
     on_batch: Callable[[int], None] | None = None,
     exclude: Sequence[int] | None = None,
+    token_budget: int | None = None,
 ) -> list[SequenceScore]:
     """Score many (tokens, first_scored) sequences, batching their windows together.
 
@@ -216,7 +236,7 @@ def score_sequences(
             owners.append(number)
             firsts.append(k == 0)
     scores = score_spans(model, requests, batch_size, device, vocab_size, on_batch,
-                         exclude, firsts)
+                         exclude, firsts, token_budget)
     parts: list[list[SpanScore]] = [[] for _ in sequences]
     for owner, score in zip(owners, scores):
         parts[owner].append(score)
@@ -240,11 +260,12 @@ def score_documents(
     vocab_size: int | None = None,
     on_batch: Callable[[int], None] | None = None,
     prefix: int = EOT,
+    token_budget: int | None = None,
 ) -> list[SequenceScore]:
     """Per-token log-probabilities of whole documents, each predicted after ``prefix``."""
     sequences = [([prefix, *list(doc)], 1) for doc in documents]
     return score_sequences(model, sequences, block_size, batch_size, stride, device,
-                           vocab_size, on_batch)
+                           vocab_size, on_batch, token_budget=token_budget)
 
 
 def count_windows(lengths: Iterable[int], block_size: int, stride: int | None = None) -> int:

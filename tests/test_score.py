@@ -144,9 +144,21 @@ def test_batching_does_not_change_scores(hf_model) -> None:
     documents = [rng.integers(0, 50257, n).tolist() for n in (0, 3, 40, 7, 90, 1)]
     one = scoring.score_documents(hf_model, documents, BLOCK, batch_size=1)
     many = scoring.score_documents(hf_model, documents, BLOCK, batch_size=7)
-    for a, b, doc in zip(one, many, documents):
+    packed = scoring.score_documents(hf_model, documents, BLOCK, batch_size=1,
+                                     token_budget=2 * BLOCK)
+    for a, b, c, doc in zip(one, many, packed, documents):
         assert len(a.logprobs) == len(doc)
         np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
+        np.testing.assert_allclose(a.logprobs, c.logprobs, atol=1e-4)
+
+
+def test_token_budget_packs_short_windows() -> None:
+    lengths = [32, 32, 10, 10, 10, 10, 10, 10, 10, 3]
+    order = list(range(len(lengths)))
+    assert list(scoring._batches(order, lengths, 2, None)) == [[0, 1], [2, 3], [4, 5], [6, 7],
+                                                               [8, 9]]
+    assert list(scoring._batches(order, lengths, 2, 64)) == [[0, 1], [2, 3, 4, 5, 6, 7],
+                                                             [8, 9]]
 
 
 def test_loglikelihood_greedy_and_truncation(hf_model) -> None:

@@ -158,8 +158,11 @@ def register(app: typer.Typer) -> None:
             None, "--limit", help="Evaluate only the first N examples of each task "
             "(documents/articles for the language-modelling tasks).", show_default=False,
         ),
-        batch_size: int = typer.Option(8, "--batch-size", "-b",
-                                       help="Sequences per forward pass."),
+        batch_size: int = typer.Option(
+            8, "--batch-size", "-b",
+            help="Full-context sequences per forward pass (shorter ones are packed more to a "
+            "batch, within the same number of tokens).",
+        ),
         device: str = typer.Option(
             None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda when available).",
             show_default=False,

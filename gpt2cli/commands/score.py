@@ -156,8 +156,11 @@ def register(app: typer.Typer) -> None:
             None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).",
             show_default=False,
         ),
-        batch_size: int = typer.Option(8, "--batch-size", "-b",
-                                       help="Windows per forward pass."),
+        batch_size: int = typer.Option(
+            8, "--batch-size", "-b",
+            help="Full-context windows per forward pass (shorter windows are packed more to a "
+            "batch, within the same number of tokens).",
+        ),
         stride: int = typer.Option(
             None, "--stride",
             help="Overlapping windows moving S tokens: every token is predicted with at least "
