@@ -638,18 +638,76 @@ def _input_token_estimate(inputs: list[str]) -> int | None:
     return total
 
 
-class _Splitter:
-    """Decides, document by document, train or val; deterministic from the seed."""
+def _splitmix64_array(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
 
-    def __init__(self, options: PackOptions, estimate: int | None) -> None:
+
+def _units(seed: int, salt: int, indices: np.ndarray) -> np.ndarray:
+    """Deterministic uniform numbers in [0, 1), one per index (vectorized)."""
+    base = np.uint64(_splitmix64(_splitmix64(seed & _MASK64) ^ salt))
+    mixed = _splitmix64_array(indices.astype(np.uint64) ^ base)
+    return (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def choose_val_documents(inputs: list[str], val_tokens: int, seed: int,
+                         estimate: int) -> set[int]:
+    """For --val-tokens on files: a first pass over the streams picks whole documents
+    (numbered in input order) in the order of a seeded hash until they hold at least
+    ``val_tokens`` tokens, so the val split is a sample of the whole input. Memory
+    grows with the candidates only (documents whose hash falls under a threshold)."""
+    threshold = min(1.0, 4.0 * val_tokens / max(estimate, 1))
+    while True:
+        units, numbers, lengths = [], [], []
+        document = 0
+        for name in inputs:
+            with open(name, "rb") as handle:
+                carry = 0
+                for words in TokenStreamReader(handle, name).blocks():
+                    ends = np.flatnonzero(words == EOT)
+                    if not ends.size:
+                        carry += words.size
+                        continue
+                    sizes = np.diff(ends, prepend=-1)
+                    sizes[0] += carry
+                    carry = int(words.size - 1 - ends[-1])
+                    index = np.arange(document, document + ends.size, dtype=np.int64)
+                    u = _units(seed, 0x5A11, index)
+                    keep = u < threshold
+                    units.append(u[keep])
+                    numbers.append(index[keep])
+                    lengths.append(sizes[keep])
+                    document += ends.size
+        if not units:
+            return set()
+        u, index, size = np.concatenate(units), np.concatenate(numbers), np.concatenate(lengths)
+        order = np.argsort(u, kind="stable")
+        total = np.cumsum(size[order])
+        if (total.size and total[-1] >= val_tokens) or threshold >= 1.0:
+            take = int(np.searchsorted(total, val_tokens)) + 1
+            return set(index[order[:take]].tolist())
+        threshold = 1.0
+
+
+class _Splitter:
+    """Decides, document by document (numbered in input order), train or val;
+    deterministic from the seed."""
+
+    def __init__(self, options: PackOptions, chosen: set[int] | None = None) -> None:
         self.seed = options.seed
         self.val_tokens = options.val_tokens
-        if options.val_fraction:
+        self.chosen = chosen
+        if chosen is not None:
+            self.rate = 1.0 if chosen else 0.0  # (rate 0: no per-document work)
+        elif options.val_fraction:
             self.rate = options.val_fraction
         elif options.val_tokens:
-            # Spread the validation documents over the whole input when its size is known;
-            # on a pipe, draw every other document from the start until N tokens are chosen.
-            self.rate = min(1.0, 1.1 * options.val_tokens / estimate) if estimate else 0.5
+            # On a pipe, whose length is unknown: every other document (on average) from
+            # the start, until N tokens are chosen.
+            self.rate = 0.5
         else:
             self.rate = 0.0
         self.val_taken = 0
@@ -657,6 +715,8 @@ class _Splitter:
     def is_val(self, index: int) -> bool:
         if self.rate == 0.0:
             return False
+        if self.chosen is not None:
+            return index in self.chosen
         if self.val_tokens and self.val_taken >= self.val_tokens:
             return False
         return _unit(self.seed, 0x5A11, index) < self.rate
@@ -667,10 +727,10 @@ class _Shuffler:
 
     def __init__(self, size: int, seed: int) -> None:
         self.size = size
-        self.buffer: list[np.ndarray] = []
+        self.buffer: list[tuple[str, np.ndarray]] = []
         self.rng = np.random.default_rng([seed, 0x5B0F])
 
-    def push(self, document: np.ndarray) -> np.ndarray | None:
+    def push(self, document: tuple[str, np.ndarray]) -> tuple[str, np.ndarray] | None:
         if len(self.buffer) < self.size:
             self.buffer.append(document)
             return None
@@ -678,7 +738,7 @@ class _Shuffler:
         out, self.buffer[slot] = self.buffer[slot], document
         return out
 
-    def drain(self) -> Iterator[np.ndarray]:
+    def drain(self) -> Iterator[tuple[str, np.ndarray]]:
         order = self.rng.permutation(len(self.buffer))
         buffer, self.buffer = self.buffer, []
         for slot in order:
@@ -688,10 +748,11 @@ class _Shuffler:
 class Packer:
     """Routes whole documents from token streams to the train/val shard writers."""
 
-    def __init__(self, directory: Path, options: PackOptions, estimate: int | None) -> None:
+    def __init__(self, directory: Path, options: PackOptions,
+                 chosen: set[int] | None = None) -> None:
         self.directory = directory
         self.options = options
-        self.splitter = _Splitter(options, estimate)
+        self.splitter = _Splitter(options, chosen)
         self.writers: dict[str, ShardWriter] = {}
         self.doc_index = 0  # documents started so far
         self.open_split: str | None = None  # split of the document in progress
@@ -738,12 +799,12 @@ class Packer:
         self.writer("val").write(words[is_val])
         self.writer("train").write(words[~is_val])
 
-    def add_document(self, document: np.ndarray) -> None:
-        """One whole document, terminator included."""
+    def label_document(self, document: np.ndarray) -> str:
+        """The split of the next whole document (terminator included), in input order."""
         split = self._start_document()
         if split == "val":
             self.splitter.val_taken += len(document)
-        self.writer(split).write(document)
+        return split
 
     def close(self) -> list[ShardInfo]:
         shards: list[ShardInfo] = []
@@ -767,11 +828,15 @@ def pack(
     directory = Path(directory)
     created = prepare_directory(directory, options)
     result = PackResult(directory, options.name)
-    packer = Packer(directory, options, _input_token_estimate(inputs))
-    result.val_rate = packer.splitter.rate
+    estimate = _input_token_estimate(inputs)
+    packer = Packer(directory, options)
     shuffler = _Shuffler(options.shuffle_buffer, options.seed) if options.shuffle_buffer else None
     task = progress.add_task("pack", total=None, status="") if progress else None
     try:
+        if options.val_tokens and estimate is not None:
+            chosen = choose_val_documents(inputs, options.val_tokens, options.seed, estimate)
+            packer = Packer(directory, options, chosen)
+        result.val_rate = packer.splitter.rate
         for name in inputs:
             handle = open_binary_input(name)
             source = "<stdin>" if name == "-" else name
@@ -786,16 +851,16 @@ def pack(
                 else:
                     for document in reader:
                         doc = np.append(document, np.uint16(EOT))
-                        out = shuffler.push(doc)
+                        out = shuffler.push((packer.label_document(doc), doc))
                         if out is not None:
-                            packer.add_document(out)
+                            packer.writer(out[0]).write(out[1])
             finally:
                 if handle is not sys.stdin.buffer:
                     handle.close()
             result.input_bytes += reader.bytes_read
         if shuffler is not None:
-            for doc in shuffler.drain():
-                packer.add_document(doc)
+            for split, doc in shuffler.drain():
+                packer.writer(split).write(doc)
         result.shards = packer.close()
         manifest = _manifest_dict(
             result.shards, part=options.name, created=_now(),
@@ -823,7 +888,9 @@ def pack(
     if options.val_tokens and packer.splitter.val_taken < options.val_tokens:
         result.warnings.append(
             f"the val split has {packer.splitter.val_taken:,} tokens, fewer than the "
-            f"{options.val_tokens:,} asked for (the input is too small)"
+            f"{options.val_tokens:,} asked for (the input is too small"
+            + ("; on a pipe, val documents are drawn from its start, one in two)"
+               if estimate is None else ")")
         )
     return result
 
