@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
         val_tokens: int = typer.Option(
             0, "--val-tokens",
             help="Put whole documents totalling at least this many tokens in the val split "
-            "(drawn across the input when its size is known, from its start on a pipe).",
+            "(a sample of the whole input when reading files; from the start of a pipe).",
             show_default=False,
         ),
         val_fraction: float = typer.Option(
