@@ -42,8 +42,10 @@ def step_dir_name(step: int) -> str:
 
 
 def is_complete(path: str | os.PathLike[str]) -> bool:
-    """A checkpoint directory whose save finished (its COMPLETE marker exists)."""
-    return (Path(path) / COMPLETE_MARKER).is_file()
+    """A checkpoint directory whose save finished: COMPLETE exists and the directory was renamed
+    from its temporary ``*.tmp-<pid>`` name (COMPLETE is written before that rename)."""
+    path = Path(path)
+    return ".tmp-" not in path.name and (path / COMPLETE_MARKER).is_file()
 
 
 def complete_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
@@ -138,7 +140,7 @@ def resolve_model_dir(spec: str | os.PathLike[str]) -> tuple[Path, str]:
     if path.is_dir():
         if (path / hf.CONFIG_NAME).exists():
             if not is_complete(path) and (
-                (path / TRAINING_STATE).exists() or ".tmp-" in path.name
+                (path / TRAINING_STATE).exists() or (path / COMPLETE_MARKER).exists()
             ):
                 raise Gpt2Error(
                     f"{text}: an incomplete checkpoint (no {COMPLETE_MARKER} marker: its save did "

@@ -198,8 +198,9 @@ def test_model_specs_run_dir_checkpoint_file(tmp_path: Path, hf_dir: Path) -> No
     assert loaded.path == run / "final"
     assert loaded.config == model.config
     assert not loaded.model.training
-    with pytest.raises(Gpt2Error, match="incomplete checkpoint"):
-        modelref.load_model(run / "checkpoints" / "step-00000300")
+    for incomplete in ("step-00000300", "step-00000400.tmp-123"):
+        with pytest.raises(Gpt2Error, match="incomplete checkpoint"):
+            modelref.load_model(run / "checkpoints" / incomplete)
     assert modelref.load_model(run / "checkpoints" / "step-00000100").path.name == "step-00000100"
     assert modelref.load_model(hf_dir / "model.safetensors").path == hf_dir
     (tmp_path / "notes.txt").write_text("hi")
