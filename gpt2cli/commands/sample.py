@@ -108,10 +108,23 @@ def _quiet_broken_pipe() -> None:
 
 
 def run_sample(
-    prompt: str | None, model_spec: str, max_tokens: int, temperature: float,
-    top_k: int | None, top_p: float | None, greedy: bool, num_samples: int, seed: int | None,
-    stop: list[str], ignore_eot: bool, jsonl: bool, field: str, echo: bool, batch_size: int,
-    device_name: str, dtype_name: str,
+    prompt: str | None,
+    model_spec: str,
+    max_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    greedy: bool,
+    num_samples: int,
+    seed: int | None,
+    stop: list[str],
+    ignore_eot: bool,
+    jsonl: bool,
+    field: str,
+    echo: bool,
+    batch_size: int,
+    device_name: str,
+    dtype_name: str,
 ) -> None:
     from gpt2cli import generation, modelref
 
@@ -134,8 +147,14 @@ def run_sample(
 
     generator = torch.Generator(device=device).manual_seed(seed)
     options = dict(
-        greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, stop=stop,
-        ignore_eot=ignore_eot, num_samples=num_samples, generator=generator,
+        greedy=greedy,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        stop=stop,
+        ignore_eot=ignore_eot,
+        num_samples=num_samples,
+        generator=generator,
         batch_size=batch_size,
     )
     timer = console.Stopwatch()
@@ -149,16 +168,23 @@ def run_sample(
                 console.info("gpt2 sample: empty prompt: generating from <|endoftext|>")
             ids = encode(single)
             if len(ids) > block:
-                console.warn(NAME, f"the prompt has {len(ids):,} tokens, more than the context "
-                                   f"{block}: keeping its last {block}")
+                console.warn(
+                    NAME,
+                    f"the prompt has {len(ids):,} tokens, more than the context "
+                    f"{block}: keeping its last {block}",
+                )
             if jsonl:
                 results = generation.generate(loaded.model, [ids], max_tokens, **options)
                 _write_jsonl(out, [single], [None], results)
             else:
                 writer = _OrderedWriter(out, num_samples, single if echo else "")
                 results = generation.generate(
-                    loaded.model, [ids], max_tokens, on_text=writer.text,
-                    on_done=lambda c: writer.finished(c.sample_index), **options,
+                    loaded.model,
+                    [ids],
+                    max_tokens,
+                    on_text=writer.text,
+                    on_done=lambda c: writer.finished(c.sample_index),
+                    **options,
                 )
             produced = sum(c.completion_tokens for c in results)
             completions = len(results)
@@ -168,11 +194,17 @@ def run_sample(
                 prompts = [encode(doc.text) for doc in chunk]
                 for doc, ids in zip(chunk, prompts):
                     if not ids:
-                        console.warn(NAME, f"{doc.source}: line {doc.line}: empty prompt: "
-                                           "generating from <|endoftext|>")
+                        console.warn(
+                            NAME,
+                            f"{doc.source}: line {doc.line}: empty prompt: "
+                            "generating from <|endoftext|>",
+                        )
                     elif len(ids) > block:
-                        console.warn(NAME, f"{doc.source}: line {doc.line}: prompt of "
-                                           f"{len(ids):,} tokens: keeping its last {block}")
+                        console.warn(
+                            NAME,
+                            f"{doc.source}: line {doc.line}: prompt of "
+                            f"{len(ids):,} tokens: keeping its last {block}",
+                        )
                 results = generation.generate(loaded.model, prompts, max_tokens, **options)
                 _write_jsonl(out, [d.text for d in chunk], [d.fields for d in chunk], results)
                 produced += sum(c.completion_tokens for c in results)
@@ -209,64 +241,109 @@ def register(app: typer.Typer) -> None:
     @app.command(NAME, help=HELP)
     def sample(
         prompt: str | None = typer.Argument(
-            None, help="The text to continue ('-' or absent: read stdin; '' : <|endoftext|>)."
+            None,
+            metavar="PROMPT",
+            help="The text to continue ('-' or absent: read stdin; '' : <|endoftext|>).",
         ),
         model: str = typer.Option(
-            ..., "--model", "-m",
+            ...,
+            "--model",
+            "-m",
+            metavar="SPEC",
             help="A run directory (its newest complete checkpoint), a checkpoint or HF-layout "
-                 "directory, or an HF model name in the local cache (gpt2, gpt2-medium, ...).",
+            "directory, or an HF model name in the local cache (gpt2, gpt2-medium, ...).",
         ),
         max_tokens: int = typer.Option(
-            256, "--max-tokens", help="Most tokens to generate per sample (> 0)."
+            256, "--max-tokens", metavar="N", help="Most tokens to generate per sample (> 0)."
         ),
         temperature: float = typer.Option(
-            1.0, "--temperature", "-t", help="Softmax temperature (>= 0; 0 means greedy)."
+            1.0,
+            "--temperature",
+            "-t",
+            metavar="T",
+            help="Softmax temperature (>= 0; 0 means greedy).",
         ),
         top_k: int | None = typer.Option(
-            None, "--top-k", help="Sample only from the K most likely tokens."
+            None, "--top-k", metavar="K", help="Sample only from the K most likely tokens."
         ),
         top_p: float | None = typer.Option(
-            None, "--top-p", help="Nucleus sampling: the smallest set of tokens with mass P, "
-                                  "in (0, 1]."
+            None,
+            "--top-p",
+            metavar="P",
+            help="Nucleus sampling: the smallest set of tokens with mass P, in (0, 1].",
         ),
         greedy: bool = typer.Option(
             False, "--greedy", help="Always take the most likely token (no sampling)."
         ),
         num_samples: int = typer.Option(
-            1, "--num-samples", "-n", help="Samples per prompt, generated as one batch."
+            1,
+            "--num-samples",
+            "-n",
+            metavar="N",
+            help="Samples per prompt, generated as one batch.",
         ),
         seed: int | None = typer.Option(
-            None, "--seed", help="Random seed: the same seed on the same device gives the same "
-                                 "text (default: random, printed on stderr)."
+            None,
+            "--seed",
+            metavar="S",
+            help="Random seed: the same seed on the same device gives the same "
+            "text (default: random, printed on stderr).",
         ),
         stop: list[str] = typer.Option(
-            [], "--stop", help="End a sample at this string (not printed); repeatable."
+            [],
+            "--stop",
+            metavar="TEXT",
+            help="End a sample at this string (not printed); repeatable.",
         ),
         ignore_eot: bool = typer.Option(
             False, "--ignore-eot", help="Go on past <|endoftext|> (it is printed as text)."
         ),
         jsonl: bool = typer.Option(
-            False, "--jsonl", help="Read prompts as JSON Lines from stdin, write one JSON object "
-                                   "per completion."
+            False,
+            "--jsonl",
+            help="Read prompts as JSON Lines from stdin, write one JSON object per completion.",
         ),
         field: str = typer.Option(
-            "prompt", "--field", help="With --jsonl: the field that holds the prompt."
+            "prompt",
+            "--field",
+            metavar="NAME",
+            help="With --jsonl: the field that holds the prompt.",
         ),
         echo: bool = typer.Option(
             False, "--echo", help="Print the prompt before each sample (text output)."
         ),
         batch_size: int = typer.Option(
-            16, "--batch-size", help="With --jsonl: most sequences generated together."
+            16, "--batch-size", metavar="N", help="With --jsonl: most sequences generated together."
         ),
         device: str = typer.Option(
-            "auto", "--device", help="cpu, cuda, cuda:N, or auto (cuda when available)."
+            "auto",
+            "--device",
+            metavar="DEVICE",
+            help="cpu, cuda, cuda:N, or auto (cuda when available).",
         ),
         dtype: str = typer.Option(
-            "auto", "--dtype", help="fp32, bf16 or fp16; auto: bf16 on GPU, fp32 on CPU."
+            "auto",
+            "--dtype",
+            metavar="DTYPE",
+            help="fp32, bf16 or fp16; auto: bf16 on GPU, fp32 on CPU.",
         ),
     ) -> None:
         run_sample(
-            None if prompt == "-" else prompt, model, max_tokens, temperature, top_k, top_p,
-            greedy, num_samples, seed, stop, ignore_eot, jsonl, field, echo, batch_size,
-            device, dtype,
+            None if prompt == "-" else prompt,
+            model,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            greedy,
+            num_samples,
+            seed,
+            stop,
+            ignore_eot,
+            jsonl,
+            field,
+            echo,
+            batch_size,
+            device,
+            dtype,
         )
