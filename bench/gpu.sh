@@ -53,17 +53,17 @@ python - "$WORK" <<'EOF' 2>&1 | tee "$OUT/gpu_checks.txt"
 import json, subprocess, sys
 from pathlib import Path
 import torch
-from gpt2cli import training, optim, trainlog
+from gpt2cli import hardware, training, optim, trainlog
 from gpt2cli.model import GPT, config_for_size
 
 work = Path(sys.argv[1])
 data = str(work / "shards")
-p = training.choose_precision("cuda", "auto", torch.cuda.is_bf16_supported())
+p = hardware.choose_precision("cuda", "auto", torch.cuda.is_bf16_supported())
 assert p.autocast_dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
 model = GPT(config_for_size("tiny")).cuda()
 opt = optim.make_adamw(model, 1e-3, 0.1, (0.9, 0.95), 1e-8, fused=True)
 assert opt.defaults.get("fused") is True, opt.defaults
-m = training.probe_micro_batch(GPT(config_for_size("124m")).cuda(), [64, 32, 16, 8, 4, 2, 1],
+m = hardware.probe_micro_batch(GPT(config_for_size("124m")).cuda(), [64, 32, 16, 8, 4, 2, 1],
                                1024, p, torch.device("cuda"))
 assert m & (m - 1) == 0
 print("micro-batch auto for 124m at T=1024:", m)

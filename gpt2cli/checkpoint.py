@@ -17,12 +17,14 @@ name. A directory without ``COMPLETE``, or with a ``.tmp-`` name, is never used.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -207,3 +209,40 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise Gpt2Error(f"{file}: not a gpt2 training state (format {STATE_FORMAT})")
     return state
+
+
+# --- random generators -----------------------------------------------------------------------
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA) generator states as plain Python values (bytes), so
+    they travel through all_gather_object and load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, keys.astype("<u4").tobytes(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().numpy().tobytes(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device).numpy().tobytes()
+    return state
+
+
+def _byte_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.frombuffer(keys, dtype="<u4").astype(np.uint32), pos,
+                         has_gauss, cached))
+    torch.set_rng_state(_byte_tensor(state["torch"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(_byte_tensor(state["cuda"]), device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -32,8 +32,6 @@ RUN_DEFINING = (
     "size", "model", "data", "seq_len", "batch_size", "lr", "min_lr_ratio", "warmup",
     "weight_decay", "beta1", "beta2", "eps", "grad_clip", "seed", "pad_vocab", "init_from",
 )
-# Options that only describe this launch (hardware); written as given, re-resolved on resume.
-PER_LAUNCH = ("device", "dtype", "compile", "micro_batch", "fsdp")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 

@@ -1,27 +1,35 @@
-"""The training loop of `gpt2 train`: set-up, gradient accumulation, validation, checkpoints.
+"""`gpt2 train`: the run's config and directory, the data, the model, and the loop
+(gradient accumulation, validation, checkpoints) in :class:`Trainer`.
 
 Pieces live beside it: ``trainconfig`` (options), ``optim`` (AdamW groups, LR schedule),
-``distributed`` (torchrun, DDP/FSDP), ``checkpoint`` (run directory), ``trainlog`` (metrics and
-progress), ``plotting`` (loss.png), ``mfu`` (peak table). No CLI code here.
+``hardware`` (precision, micro-batch), ``distributed`` (torchrun, DDP/FSDP), ``checkpoint``
+(run directory, resume state), ``trainlog`` (metrics, progress), ``plotting`` (loss.png),
+``mfu`` (peak table). No CLI code here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import math
 import os
-import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from gpt2cli import checkpoint, distributed, mfu, optim, plotting, trainconfig, trainlog
+from gpt2cli import (
+    checkpoint,
+    console,
+    distributed,
+    hardware,
+    mfu,
+    optim,
+    plotting,
+    trainconfig,
+    trainlog,
+)
 from gpt2cli.distributed import DistEnv
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model import GPT, GPTConfig, config_for_size
@@ -36,46 +44,6 @@ _NAN_ENV = "GPT2CLI_TEST_NAN_AT_STEP"
 def _simulate_crash() -> None:
     """Test hook: die at once, as a power cut or SIGKILL would (tests may replace it)."""
     os._exit(99)
-
-
-# --- precision ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Precision:
-    """How the forward pass runs: autocast dtype (None: plain fp32) and loss scaling."""
-
-    device_type: str
-    autocast_dtype: torch.dtype | None
-    grad_scaler: bool
-
-    @property
-    def name(self) -> str:
-        if self.autocast_dtype is None:
-            return "float32"
-        return str(self.autocast_dtype).removeprefix("torch.")
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
-
-
-def choose_precision(device_type: str, request: str, bf16_supported: bool) -> Precision:
-    """CUDA: bf16 autocast, or fp16 autocast + GradScaler where bf16 is missing. CPU: fp32
-    (bf16 autocast on request). Weights and optimizer state stay fp32 in every case."""
-    if request == "float32":
-        return Precision(device_type, None, False)
-    if device_type == "cpu":
-        if request == "float16":
-            raise UsageError("--dtype float16 needs CUDA", "use float32 or bfloat16 on CPU")
-        if request == "bfloat16":
-            return Precision("cpu", torch.bfloat16, False)
-        return Precision("cpu", None, False)
-    if request == "bfloat16" and not bf16_supported:
-        raise UsageError("--dtype bfloat16: this GPU has no bf16", "use --dtype float16")
-    if request == "bfloat16" or (request == "auto" and bf16_supported):
-        return Precision(device_type, torch.bfloat16, False)
-    return Precision(device_type, torch.float16, True)
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -185,131 +153,7 @@ def build_model(config: TrainConfig, resume_from: Path | None,
     return model, "new model, random initialisation"
 
 
-# --- micro-batch ----------------------------------------------------------------------------
-
-def micro_batch_candidates(per_rank: int, cap: int | None = None) -> list[int]:
-    """Powers of two that divide the per-rank batch, largest first (at most ``cap``)."""
-    out = []
-    m = 1
-    while m <= per_rank:
-        if per_rank % m == 0 and (cap is None or m <= cap):
-            out.append(m)
-        m *= 2
-    return out[::-1]
-
-
-def probe_micro_batch(model: GPT, candidates: list[int], seq_len: int, precision: Precision,
-                      device: torch.device, fraction: float = 0.9) -> int:
-    """The largest candidate whose forward + backward + AdamW step fits in ``fraction`` of the
-    GPU's memory. The trial optimizer has lr 0 and no decay, so the weights stay as they are."""
-    trial = torch.optim.AdamW(model.parameters(), lr=0.0, weight_decay=0.0)
-    torch.cuda.set_per_process_memory_fraction(fraction, device)
-    chosen = 1
-    try:
-        for m in candidates:
-            ok = True
-            try:
-                x = torch.randint(0, model.config.vocab_size, (m, seq_len), device=device)
-                with precision.autocast():
-                    _, loss = model(x, x)
-                loss.backward()
-                trial.step()
-                torch.cuda.synchronize(device)
-            except torch.OutOfMemoryError:
-                ok = False
-            finally:
-                x = loss = None
-                model.zero_grad(set_to_none=True)
-                gc.collect()
-                torch.cuda.empty_cache()
-            if ok:
-                chosen = m
-                break
-    finally:
-        trial.state.clear()
-        del trial
-        gc.collect()
-        torch.cuda.empty_cache()
-        torch.cuda.set_per_process_memory_fraction(1.0, device)
-    return chosen
-
-
-def choose_micro_batch(config: TrainConfig, model: GPT, env: DistEnv,
-                       precision: Precision) -> int:
-    if config.batch_size % env.world_size:
-        raise UsageError(f"--batch-size {config.batch_size} does not split over "
-                         f"{env.world_size} processes", "use a multiple of the world size")
-    per_rank = config.batch_size // env.world_size
-    if isinstance(config.micro_batch, int):
-        if per_rank % config.micro_batch:
-            raise UsageError(
-                f"--micro-batch {config.micro_batch} does not divide the {per_rank} sequences "
-                f"each of the {env.world_size} process(es) computes per step",
-                "pick a divisor, or --micro-batch auto",
-            )
-        return config.micro_batch
-    if env.device.type != "cuda":
-        return micro_batch_candidates(per_rank, trainconfig.CPU_MICRO_BATCH)[0]
-    model.to(env.device)
-    chosen = probe_micro_batch(model, micro_batch_candidates(per_rank, 1024), config.seq_len,
-                               precision, env.device)
-    return distributed.all_reduce_min(chosen, env)
-
-
-# --- RNG and resume state -------------------------------------------------------------------
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """Python, numpy, torch (and CUDA) generator states as plain Python values (bytes), so
-    they travel through all_gather_object and load with ``weights_only=True``."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [name, keys.astype("<u4").tobytes(), int(pos), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state().numpy().tobytes(),
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device).numpy().tobytes()
-    return state
-
-
-def _byte_tensor(data: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    python = state["python"]
-    random.setstate((python[0], tuple(python[1]), python[2]))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.frombuffer(keys, dtype="<u4").astype(np.uint32), pos,
-                         has_gauss, cached))
-    torch.set_rng_state(_byte_tensor(state["torch"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(_byte_tensor(state["cuda"]), device)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 # --- the run --------------------------------------------------------------------------------
-
-@dataclass
-class RunPlan:
-    """Everything resolved before the first step."""
-
-    config: TrainConfig
-    run_dir: Path
-    total_steps: int
-    lr: float
-    warmup: int
-    micro_batch: int
-    accum: int
-    precision: Precision
-    compile: bool
-    resume_from: Path | None
-
 
 def prepare_config(given: dict[str, Any], config_file: str | None, resume: bool,
                    env_world: int) -> tuple[TrainConfig, Path, Path | None]:
@@ -336,8 +180,10 @@ def prepare_config(given: dict[str, Any], config_file: str | None, resume: bool,
         if source is None:
             raise Gpt2Error(f"--resume: {run_dir} has no complete checkpoint",
                             "the run stopped before its first --save-every; start it again")
-        # Hardware options describe a launch, not the run: a resumed run takes them afresh.
-        saved = {k: v for k, v in saved.items() if k not in trainconfig.PER_LAUNCH}
+        # Hardware options carry over unless flags change them; a run sharded with FSDP may
+        # resume in a single process (checkpoints hold the full state either way).
+        if env_world == 0:
+            saved.pop("fsdp", None)
         config = trainconfig.build(explicit, base=saved)
         config.out = str(run_dir)
         return config, run_dir, source
@@ -361,256 +207,258 @@ def train(given: dict[str, Any], config_file: str | None = None, resume: bool = 
     )
     env = distributed.setup(config.device)
     try:
-        return _train(config, run_dir, resume_from, env)
+        return Trainer(config, run_dir, resume_from, env).run()
     finally:
         distributed.teardown(env)
 
 
-def _train(config: TrainConfig, run_dir: Path, resume_from: Path | None, env: DistEnv) -> Path:
-    device = env.device
-    is_cuda = device.type == "cuda"
-    _, train_tokens, has_val = open_data(config)
-    if is_cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    bf16 = is_cuda and torch.cuda.is_bf16_supported()
-    precision = choose_precision(device.type, config.dtype, bf16)
-    use_compile = config.compile if config.compile is not None else is_cuda
+class Trainer:
+    """One launch of a run: model, optimizer, data and run directory, set up; ``run()`` loops."""
 
-    state: dict[str, Any] | None = None
-    if resume_from is not None:
-        state = checkpoint.load_state(resume_from)
-    saved_model = None
-    if resume_from is not None:
-        saved_model = trainconfig.load_runtime(run_dir / "config.yaml").get("model")
-    model, origin = build_model(config, resume_from, saved_model)
-    if config.seq_len > model.config.block_size:
-        raise UsageError(f"--seq-len {config.seq_len} is longer than the model's context "
-                         f"{model.config.block_size}")
-    model.train()
-    n_params = model.num_parameters()
+    def __init__(self, config: TrainConfig, run_dir: Path, resume_from: Path | None,
+                 env: DistEnv) -> None:
+        self.config, self.run_dir, self.env = config, run_dir, env
+        self.device = device = env.device
+        is_cuda = device.type == "cuda"
+        _, train_tokens, self.has_val = open_data(config)
+        if is_cuda:
+            hardware.enable_tf32()
+        bf16 = is_cuda and torch.cuda.is_bf16_supported()
+        self.precision = hardware.choose_precision(device.type, config.dtype, bf16)
+        self.compiled = config.compile if config.compile is not None else is_cuda
 
-    total = trainconfig.total_steps(config, train_tokens)
-    tokens_per_step = config.batch_size * config.seq_len
-    if config.lr is None:
-        config.lr = trainconfig.default_lr(n_params)
-    if config.warmup is None:
-        config.warmup = trainconfig.default_warmup(tokens_per_step, total)
-    if config.size is None and not config.init_from:
-        config.size = "124m"
-    micro = choose_micro_batch(config, model, env, precision)
-    accum = config.batch_size // (env.world_size * micro)
-    mode = "fsdp" if config.fsdp else ("ddp" if env.enabled else "none")
-    runtime = {
-        "device": str(device), "dtype": precision.name, "compile": use_compile,
-        "micro_batch": micro, "grad_accum": accum, "world_size": env.world_size,
-        "parallel": mode, "total_steps": total, "parameters": n_params,
-        "model": dataclasses.replace(model.config).to_dict(),
-    }
+        state = checkpoint.load_state(resume_from) if resume_from is not None else None
+        saved_model = None
+        if resume_from is not None:
+            saved_model = trainconfig.load_runtime(run_dir / "config.yaml").get("model")
+        model, self.origin = build_model(config, resume_from, saved_model)
+        if config.seq_len > model.config.block_size:
+            raise UsageError(f"--seq-len {config.seq_len} is longer than the model's context "
+                             f"{model.config.block_size}")
+        model.train()
+        self.n_params = model.num_parameters()
 
-    # Seeds (every rank the same: identical initialisation and dropout streams per rank offset).
-    seed_everything(config.seed + env.rank)
-    start_step = 0
-    tokens_seen = 0
-    loader = make_loader(config, "train", micro, env)
-    if state is not None:
-        start_step = int(state["step"])
-        tokens_seen = int(state["tokens"])
-        # The loader counts windows taken over all ranks, so its state fits any world size
-        # and micro-batch that divide it; our micro-batch may differ from the saved run's.
-        loader_state = dict(state["loader"][0], batch_size=micro)
-        loader.load_state_dict(loader_state)
-    if start_step >= total:
-        raise UsageError(f"--resume: {run_dir} already finished its {total} steps",
-                         "raise --max-steps / --max-tokens to train further")
-
-    model.to(device)
-    raw = model
-    if mode == "fsdp":
-        distributed.shard(model)
-    forward_model: torch.nn.Module = model
-    if use_compile:
-        forward_model = torch.compile(model)
-    if mode == "ddp":
-        forward_model = distributed.wrap_ddp(forward_model, env)
-    sync_target = forward_model if mode == "ddp" else raw
-    optimizer = optim.make_adamw(raw, config.lr, config.weight_decay,
-                                 (config.beta1, config.beta2), config.eps, fused=is_cuda)
-    scaler = torch.amp.GradScaler("cuda") if precision.grad_scaler else None
-    if state is not None:
-        distributed.load_optimizer_state(raw, optimizer, state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        rngs = state["rng"]
-        set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0], device)
-
-    # The run directory: config, metrics, stale leftovers of an interrupted save.
-    run_yaml_text = config.to_yaml(runtime)
-    if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.remove_stale(run_dir)
-        checkpoint.write_text_atomic(run_dir / "config.yaml", run_yaml_text)
-    distributed.barrier(env)
-    metrics = trainlog.MetricsLog(run_dir / "metrics.jsonl",
-                                  resume_step=start_step if state is not None else None
-                                  ) if env.is_main else None
-
-    flops_per_token = raw.flops_per_token(config.seq_len) if hasattr(
-        raw, "flops_per_token") else 6 * n_params
-    peak = config.peak_tflops
-    if peak is None and is_cuda:
-        peak = mfu.peak_tflops(torch.cuda.get_device_name(device))
-    progress = trainlog.Progress(total, start_step, config.log_every, enabled=env.is_main)
-    progress.message(
-        f"gpt2 train: {origin}; {n_params / 1e6:,.1f}M parameters; {total} steps of "
-        f"{config.batch_size} x {config.seq_len} tokens = {config.batch_size} sequences "
-        f"({env.world_size} process(es) x {accum} micro-batches of {micro}); lr {config.lr:g}, "
-        f"warmup {config.warmup}; {device}, {precision.name}"
-        f"{', compiled' if use_compile else ''}{', ' + mode.upper() if mode != 'none' else ''}"
-    )
-
-    def save(target: Path, step: int) -> None:
-        """Collective (FSDP gathers); rank 0 writes."""
-        if mode == "fsdp":
-            model_state = distributed.full_model_state(raw, env)
-        optimizer_state = distributed.full_optimizer_state(raw, optimizer, env)
-        state_out = {
-            "format": checkpoint.STATE_FORMAT,
-            "step": step,
-            "tokens": tokens_seen,
-            "world_size": env.world_size,
-            "optimizer": optimizer_state,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": distributed.gather_objects(rng_state(device), env),
-            "loader": distributed.gather_objects(loader.state_dict(), env),
+        self.total = trainconfig.total_steps(config, train_tokens)
+        self.tokens_per_step = config.batch_size * config.seq_len
+        if config.lr is None:
+            config.lr = trainconfig.default_lr(self.n_params)
+        if config.warmup is None:
+            config.warmup = trainconfig.default_warmup(self.tokens_per_step, self.total)
+        if config.size is None and not config.init_from:
+            config.size = "124m"
+        self.micro = hardware.choose_micro_batch(config, model, env, self.precision)
+        self.accum = config.batch_size // (env.world_size * self.micro)
+        self.mode = "fsdp" if config.fsdp else ("ddp" if env.enabled else "none")
+        self.runtime = {
+            "device": str(device), "dtype": self.precision.name, "compile": self.compiled,
+            "micro_batch": self.micro, "grad_accum": self.accum, "world_size": env.world_size,
+            "parallel": self.mode, "total_steps": self.total, "parameters": self.n_params,
+            "model": model.config.to_dict(),
         }
-        if env.is_main:
-            to_write: GPT = raw
-            if mode == "fsdp":
-                with torch.device("meta"):
-                    to_write = GPT(raw.config)
-                to_write.load_state_dict(model_state, assign=True)
-                to_write.lm_head.weight = to_write.transformer.wte.weight
-            meta = config.to_yaml({**runtime, "step": step, "tokens": tokens_seen})
-            checkpoint.save(target, to_write, state_out, meta, step)
-        distributed.barrier(env)
 
-    def validate(step: int) -> float | None:
-        if not has_val:
+        # Every rank initialised the same weights (seeded in build_model); dropout and any other
+        # randomness get a stream per rank.
+        checkpoint.seed_everything(config.seed + env.rank)
+        self.start_step = self.tokens = 0
+        self.loader = make_loader(config, "train", self.micro, env)
+        if state is not None:
+            self.start_step, self.tokens = int(state["step"]), int(state["tokens"])
+            # The loader counts windows taken over all ranks, so its state fits any world size
+            # and micro-batch that divide it; our micro-batch may differ from the saved run's.
+            self.loader.load_state_dict(dict(state["loader"][0], batch_size=self.micro))
+        if self.start_step >= self.total:
+            raise UsageError(f"--resume: {run_dir} already finished its {self.total} steps",
+                             "raise --max-steps / --max-tokens to train further")
+
+        model.to(device)
+        self.raw = model  # the GPT itself (sharded in place by FSDP)
+        if self.mode == "fsdp":
+            distributed.shard(model)
+        self.model: torch.nn.Module = torch.compile(model) if self.compiled else model
+        if self.mode == "ddp":
+            self.model = distributed.wrap_ddp(self.model, env)
+        self.sync_target = self.model if self.mode == "ddp" else self.raw
+        self.optimizer = optim.make_adamw(model, config.lr, config.weight_decay,
+                                          (config.beta1, config.beta2), config.eps,
+                                          fused=is_cuda)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision.grad_scaler else None
+        if state is not None:
+            distributed.load_optimizer_state(model, self.optimizer, state["optimizer"])
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            rngs = state["rng"]
+            checkpoint.set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0],
+                                     device)
+        self.last_saved = str(resume_from) if resume_from is not None else None
+
+        # The run directory: config, metrics, leftovers of an interrupted save.
+        if env.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            checkpoint.remove_stale(run_dir)
+            checkpoint.write_text_atomic(run_dir / "config.yaml", config.to_yaml(self.runtime))
+        distributed.barrier(env)
+        self.metrics = trainlog.MetricsLog(
+            run_dir / "metrics.jsonl", resume_step=self.start_step if state else None
+        ) if env.is_main else None
+        self.flops_per_token = model.flops_per_token(config.seq_len)
+        self.peak = config.peak_tflops
+        if self.peak is None and is_cuda:
+            self.peak = mfu.peak_tflops(torch.cuda.get_device_name(device))
+
+    def describe(self) -> str:
+        c, mode = self.config, self.mode
+        return (
+            f"gpt2 train: {self.origin}; {self.n_params / 1e6:,.1f}M parameters; {self.total} "
+            f"steps of {c.batch_size} sequences x {c.seq_len} tokens ({self.env.world_size} "
+            f"process(es) x {self.accum} micro-batches of {self.micro}); lr {c.lr:g}, warmup "
+            f"{c.warmup}; {self.device}, {self.precision.name}"
+            f"{', compiled' if self.compiled else ''}"
+            f"{', ' + mode.upper() if mode != 'none' else ''}"
+        )
+
+    def step(self, step: int, batches: Any) -> tuple[float, float, float]:
+        """One optimizer step (0-based ``step``): accumulate gradients over the micro-batches,
+        check the loss, clip, update. Returns (mean loss over all ranks, lr, gradient norm)."""
+        config, device = self.config, self.device
+        lr = optim.lr_at(step, config.lr, config.warmup, self.total, config.min_lr_ratio)
+        optim.set_lr(self.optimizer, lr)
+        loss_sum = torch.zeros((), device=device)
+        for micro_step in range(self.accum):
+            x, y = next(batches)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            sync = micro_step == self.accum - 1
+            with distributed.gradient_sync(self.sync_target, self.mode, sync), \
+                    self.precision.autocast():
+                _, loss = self.model(x, y)
+            loss = loss / self.accum
+            loss_sum += loss.detach().float()
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        if step + 1 == int(os.environ.get(_NAN_ENV, "-1")):
+            loss_sum = loss_sum * float("nan")
+        mean_loss = distributed.all_reduce_mean(loss_sum, self.env).item()
+        if not math.isfinite(mean_loss):
+            kept = f"; last good checkpoint: {self.last_saved}" if self.last_saved else ""
+            raise Gpt2Error(
+                f"loss became {mean_loss} at step {step + 1}: stopped{kept}",
+                "lower --lr, check the data, or --resume from the checkpoint",
+            )
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), max_norm)
+        if hasattr(norm, "full_tensor"):  # FSDP: a DTensor
+            norm = norm.full_tensor()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.tokens += self.tokens_per_step
+        return mean_loss, lr, float(norm)
+
+    def validate(self, step: int) -> float | None:
+        """Mean loss over --eval-steps micro-batches of the val split (the same ones each time)."""
+        if not self.has_val:
             return None
-        val_loader = make_loader(config, "val", micro, env)
-        forward_model.eval()
-        total_loss = torch.zeros((), device=device)
+        loader = make_loader(self.config, "val", self.micro, self.env)
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
         count = 0
         with torch.no_grad():
-            for x, y in val_loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with precision.autocast():
-                    _, loss = forward_model(x, y)
-                total_loss += loss.float()
+            for x, y in loader:
+                x, y = x.to(self.device), y.to(self.device)
+                with self.precision.autocast():
+                    _, loss = self.model(x, y)
+                total += loss.float()
                 count += 1
-                if count >= config.eval_steps:
+                if count >= self.config.eval_steps:
                     break
-        forward_model.train()
-        mean = distributed.all_reduce_mean(total_loss / max(count, 1), env).item()
-        if metrics is not None:
-            metrics.write({"kind": "val", "step": step, "loss": mean, "tokens": tokens_seen})
-            plotting.plot_losses(metrics.records, run_dir / "loss.png")
-        progress.message(f"step {step}/{total}  val loss {mean:.4f}")
+        self.model.train()
+        mean = distributed.all_reduce_mean(total / max(count, 1), self.env).item()
+        if self.metrics is not None:
+            self.metrics.write({"kind": "val", "step": step, "loss": mean, "tokens": self.tokens})
+            plotting.plot_losses(self.metrics.records, self.run_dir / "loss.png")
         return mean
 
-    crash_after = int(os.environ.get(_CRASH_ENV, "-1"))
-    nan_at = int(os.environ.get(_NAN_ENV, "-1"))
-    batches = iter(loader)
-    step_time_ema: float | None = None
-    started = time.perf_counter()
-    last_saved = str(resume_from) if resume_from is not None else None
-    try:
-        for step in range(start_step, total):
-            t0 = time.perf_counter()
-            lr = optim.lr_at(step, config.lr, config.warmup, total, config.min_lr_ratio)
-            optim.set_lr(optimizer, lr)
-            loss_sum = torch.zeros((), device=device)
-            for micro_step in range(accum):
-                try:
-                    x, y = next(batches)
-                except StopIteration:
-                    batches = iter(loader)
-                    x, y = next(batches)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                last = micro_step == accum - 1
-                with distributed.gradient_sync(sync_target, mode, last), precision.autocast():
-                    _, loss = forward_model(x, y)
-                loss = loss / accum
-                loss_sum += loss.detach().float()
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                else:
-                    loss.backward()
-            if step + 1 == nan_at:
-                loss_sum = loss_sum * float("nan")
-            mean_loss = distributed.all_reduce_mean(loss_sum, env).item()
-            if not math.isfinite(mean_loss):
-                kept = f"; last good checkpoint: {last_saved}" if last_saved else ""
-                raise Gpt2Error(
-                    f"loss became {mean_loss} at step {step + 1}: stopped{kept}",
-                    "lower --lr, check the data, or --resume from the checkpoint",
-                )
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
-            norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), max_norm)
-            if hasattr(norm, "full_tensor"):
-                norm = norm.full_tensor()
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            tokens_seen += tokens_per_step
-            seconds = time.perf_counter() - t0
-            # Skip the first step of a launch (compilation, warm-up) in the speed average.
-            if step > start_step:
-                step_time_ema = seconds if step_time_ema is None else (
-                    0.9 * step_time_ema + 0.1 * seconds)
-            speed = tokens_per_step / (step_time_ema or seconds)
-            record = {
-                "kind": "train", "step": done, "loss": mean_loss, "lr": lr,
-                "grad_norm": float(norm), "tokens": tokens_seen, "tokens_per_s": speed,
-                "mfu": mfu.mfu(speed, flops_per_token, peak, env.world_size),
-                "step_s": seconds, "elapsed_s": time.perf_counter() - started,
-            }
-            if metrics is not None:
-                metrics.write(record)
-            progress.step(record, (total - done) * (step_time_ema or seconds))
-            if done % config.eval_every == 0 or done == total:
-                validate(done)
-            if done % config.save_every == 0 and done != total:
-                target = run_dir / checkpoint.CHECKPOINTS / checkpoint.step_name(done)
-                save(target, done)
-                last_saved = str(target)
-                if env.is_main:
-                    checkpoint.prune(run_dir, config.keep)
-            if done == crash_after:
-                _simulate_crash()
-        save(run_dir / checkpoint.FINAL, total)
-        if metrics is not None:
-            plotting.plot_losses(metrics.records, run_dir / "loss.png")
-    finally:
-        progress.close()
-        if metrics is not None:
-            metrics.close()
-            if metrics.records:
-                with contextlib.suppress(Exception):
-                    plotting.plot_losses(metrics.records, run_dir / "loss.png")
-    last_train = next((r for r in reversed(metrics.records) if r["kind"] == "train"), None) \
-        if metrics is not None else None
-    if env.is_main and last_train is not None:
-        trainlog.console.info(
-            f"gpt2 train: {total} steps, {tokens_seen:,} tokens, final loss "
-            f"{last_train['loss']:.4f}, {time.perf_counter() - started:.1f} s; "
-            f"model in {run_dir / checkpoint.FINAL}"
-        )
-    return run_dir / checkpoint.FINAL
+    def save(self, target: Path, step: int) -> None:
+        """Write a checkpoint. Collective (FSDP gathers the full state); rank 0 writes."""
+        env = self.env
+        model_state = distributed.full_model_state(self.raw, env) if self.mode == "fsdp" else None
+        state = {
+            "format": checkpoint.STATE_FORMAT,
+            "step": step,
+            "tokens": self.tokens,
+            "world_size": env.world_size,
+            "optimizer": distributed.full_optimizer_state(self.raw, self.optimizer, env),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": distributed.gather_objects(checkpoint.rng_state(self.device), env),
+            "loader": distributed.gather_objects(self.loader.state_dict(), env),
+        }
+        if env.is_main:
+            to_write: GPT = self.raw
+            if model_state is not None:
+                with torch.device("meta"):
+                    to_write = GPT(self.raw.config)
+                to_write.load_state_dict(model_state, assign=True)
+                to_write.lm_head.weight = to_write.transformer.wte.weight
+            meta = self.config.to_yaml({**self.runtime, "step": step, "tokens": self.tokens})
+            checkpoint.save(target, to_write, state, meta, step)
+        distributed.barrier(env)
+
+    def run(self) -> Path:
+        config, total = self.config, self.total
+        progress = trainlog.Progress(total, self.start_step, config.log_every, self.env.is_main)
+        progress.message(self.describe())
+        crash_after = int(os.environ.get(_CRASH_ENV, "-1"))
+        batches = iter(self.loader)  # endless: epoch after epoch
+        step_time: float | None = None
+        started = time.perf_counter()
+        try:
+            for step in range(self.start_step, total):
+                t0 = time.perf_counter()
+                loss, lr, norm = self.step(step, batches)
+                done = step + 1
+                seconds = time.perf_counter() - t0
+                if step > self.start_step:  # the first step of a launch compiles, warms up
+                    step_time = seconds if step_time is None else 0.9 * step_time + 0.1 * seconds
+                speed = self.tokens_per_step / (step_time or seconds)
+                record = {
+                    "kind": "train", "step": done, "loss": loss, "lr": lr, "grad_norm": norm,
+                    "tokens": self.tokens, "tokens_per_s": speed,
+                    "mfu": mfu.mfu(speed, self.flops_per_token, self.peak, self.env.world_size),
+                    "step_s": seconds, "elapsed_s": time.perf_counter() - started,
+                }
+                if self.metrics is not None:
+                    self.metrics.write(record)
+                progress.step(record, (total - done) * (step_time or seconds))
+                if done % config.eval_every == 0 or done == total:
+                    val = self.validate(done)
+                    if val is not None:
+                        progress.message(f"step {done}/{total}  val loss {val:.4f}")
+                if done % config.save_every == 0 and done != total:
+                    target = self.run_dir / checkpoint.CHECKPOINTS / checkpoint.step_name(done)
+                    self.save(target, done)
+                    self.last_saved = str(target)
+                    if self.env.is_main:
+                        checkpoint.prune(self.run_dir, config.keep)
+                if done == crash_after:
+                    _simulate_crash()
+            final = self.run_dir / checkpoint.FINAL
+            self.save(final, total)
+        finally:
+            progress.close()
+            if self.metrics is not None:
+                self.metrics.close()
+                if self.metrics.records:
+                    with contextlib.suppress(Exception):  # never hide the real error
+                        plotting.plot_losses(self.metrics.records, self.run_dir / "loss.png")
+        if self.metrics is not None:
+            console.info(
+                f"gpt2 train: {total} steps, {self.tokens:,} tokens, final loss {loss:.4f}, "
+                f"{time.perf_counter() - started:.1f} s; model in {final}"
+            )
+        return final

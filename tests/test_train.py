@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpt2cli import checkpoint, mfu, optim, trainconfig, training, trainlog
+from gpt2cli import checkpoint, hardware, mfu, optim, trainconfig, training, trainlog
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model import GPT, config_for_size
 
@@ -90,29 +90,29 @@ def test_defaults_from_the_gpt3_table() -> None:
 
 
 def test_precision_selection() -> None:
-    cpu = training.choose_precision("cpu", "auto", False)
+    cpu = hardware.choose_precision("cpu", "auto", False)
     assert cpu.autocast_dtype is None and not cpu.grad_scaler
-    assert training.choose_precision("cuda", "auto", True).autocast_dtype == torch.bfloat16
-    fp16 = training.choose_precision("cuda", "auto", False)
+    assert hardware.choose_precision("cuda", "auto", True).autocast_dtype == torch.bfloat16
+    fp16 = hardware.choose_precision("cuda", "auto", False)
     assert fp16.autocast_dtype == torch.float16 and fp16.grad_scaler
-    assert training.choose_precision("cuda", "float32", True).autocast_dtype is None
+    assert hardware.choose_precision("cuda", "float32", True).autocast_dtype is None
     with pytest.raises(UsageError):
-        training.choose_precision("cpu", "float16", False)
-    with training.choose_precision("cpu", "bfloat16", False).autocast():
+        hardware.choose_precision("cpu", "float16", False)
+    with hardware.choose_precision("cpu", "bfloat16", False).autocast():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
 def test_micro_batch_candidates_and_mfu() -> None:
-    assert training.micro_batch_candidates(512, 64) == [64, 32, 16, 8, 4, 2, 1]
-    assert training.micro_batch_candidates(24) == [8, 4, 2, 1]
+    assert hardware.micro_batch_candidates(512, 64) == [64, 32, 16, 8, 4, 2, 1]
+    assert hardware.micro_batch_candidates(24) == [8, 4, 2, 1]
     from gpt2cli.distributed import DistEnv
 
-    cpu = training.choose_precision("cpu", "auto", False)
+    cpu = hardware.choose_precision("cpu", "auto", False)
     for batch, world, expected in ((512, 1, 8), (12, 1, 4), (512, 2, 8), (6, 2, 1)):
         config = trainconfig.build({"batch_size": batch})
-        assert training.choose_micro_batch(config, None, DistEnv(world_size=world), cpu) == expected
+        assert hardware.choose_micro_batch(config, None, DistEnv(world_size=world), cpu) == expected
     with pytest.raises(UsageError, match="does not split over 3"):
-        training.choose_micro_batch(trainconfig.build({"batch_size": 8}), None,
+        hardware.choose_micro_batch(trainconfig.build({"batch_size": 8}), None,
                                     DistEnv(world_size=3), cpu)
     assert trainconfig.total_steps(trainconfig.build({"max_tokens": 10**6}), 0) == 2
     assert trainconfig.total_steps(trainconfig.build({"batch_size": 2, "seq_len": 8}), 100) == 6
