@@ -413,6 +413,9 @@ class Trainer:
         config, total = self.config, self.total
         progress = trainlog.Progress(total, self.start_step, config.log_every, self.env.is_main)
         progress.message(self.describe())
+        if not self.has_val:
+            progress.message(f"gpt2 train: {config.data} has no val split long enough for "
+                             f"--seq-len {config.seq_len}: no validation")
         crash_after = int(os.environ.get(_CRASH_ENV, "-1"))
         batches = iter(self.loader)  # endless: epoch after epoch
         step_time: float | None = None
