@@ -289,7 +289,8 @@ def test_yaml_config_with_cli_override_and_custom_shape(data: Path, tmp_path: Pa
 # --- bad input ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "too_long", "unknown_size",
-                                  "fsdp", "no_run", "other_size", "occupied", "micro"])
+                                  "fsdp", "no_run", "other_size", "foreign", "occupied",
+                                  "micro"])
 def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     kwargs = options(data, run)
@@ -324,6 +325,12 @@ def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> 
         training.train(options(data, run, max_steps=2, eval_every=100))
         kwargs, resume = {"out": str(run), "size": "mini"}, True
         expected = (UsageError, "trained with --size tiny, not mini")
+    elif case == "foreign":
+        training.train(options(data, run, max_steps=2, eval_every=100))
+        hf_config = run / "final" / "config.json"
+        hf_config.write_text(hf_config.read_text().replace('"n_layer": 2', '"n_layer": 3'))
+        kwargs, resume = {"out": str(run), "max_steps": 3}, True
+        expected = (UsageError, "checkpoint is a 3 layers.* model, the run's config gives 2 lay")
     elif case == "occupied":
         run.mkdir()
         (run / "config.yaml").write_text("size: tiny\n")
