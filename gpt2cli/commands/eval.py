@@ -130,7 +130,7 @@ def register(app: typer.Typer) -> None:
     @app.command(NAME)
     def evaluate(
         names: list[str] = typer.Argument(
-            None, help="Tasks to run (see --list).", show_default=False, metavar="TASK...",
+            None, help="Tasks to run (see --list).", show_default=False, metavar="TASK",
         ),
         model: str = typer.Option(
             None, "--model", "-m", help="A run directory, checkpoint directory, HF-layout "
