@@ -31,7 +31,6 @@ import datetime
 import fcntl
 import hashlib
 import math
-import mmap
 import os
 import re
 import stat
@@ -163,7 +162,7 @@ class ShardReader:
                     f"{self.name}: truncated or damaged shard ({size:,} bytes, "
                     f"the header says {end:,})"
                 )
-            self._mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+            self._fd = handle.fileno()
         except BaseException:
             handle.close()
             raise
@@ -171,11 +170,18 @@ class ShardReader:
         self._entries: list[tuple[int, int, int]] = []
         self._decompressor = zstandard.ZstdDecompressor()
 
+    def _pread(self, offset: int, length: int) -> bytes:
+        """Bytes at ``offset`` (pread: no mapping that would count the file in our RSS)."""
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise Gpt2Error(f"{self.name}: truncated shard (short read at byte {offset:,})")
+        return data
+
     @property
     def index(self) -> np.ndarray:
         if self._index is None:
             start = self.header.index_offset
-            raw = self._mmap[start : start + INDEX_ENTRY.itemsize * self.header.num_blocks]
+            raw = self._pread(start, INDEX_ENTRY.itemsize * self.header.num_blocks)
             if zlib.crc32(raw) != self.header.index_crc:
                 raise Gpt2Error(f"{self.name}: the block index is corrupt (checksum mismatch)",
                                 "re-pack this shard")
@@ -200,7 +206,7 @@ class ShardReader:
         if self._index is None:
             self.index  # noqa: B018 - loads and checks the index
         offset, length, crc = self._entries[block]
-        frame = self._mmap[offset : offset + length]
+        frame = self._pread(offset, length)
         if zlib.crc32(frame) != crc:
             raise _corrupt(self.name, block, self.header, "checksum mismatch")
         header = self.header
@@ -235,9 +241,6 @@ class ShardReader:
             yield self.block(b)
 
     def close(self) -> None:
-        if self._mmap is not None:
-            self._mmap.close()
-            self._mmap = None
         self._handle.close()
 
     def __enter__(self) -> ShardReader:
