@@ -112,6 +112,24 @@ class LanguageModel:
     ) -> list[tuple[float, bool]]:
         """Like :meth:`loglikelihood` on token ids. An empty context becomes [EOT];
         an empty continuation gives (0.0, True)."""
+        scores = self._loglikelihood_scores(requests, exclude)
+        if exclude:
+            return [(score.total, bool(score.greedy_filtered.all())) for score in scores]
+        return [(score.total, score.all_greedy) for score in scores]
+
+    def loglikelihood_filtered(
+        self, requests: Sequence[tuple[str, str]], exclude: Sequence[int]
+    ) -> list[tuple[float, bool, bool]]:
+        """(log-prob, greedy, greedy with ``exclude`` barred from the first token), one pass."""
+        scores = self._loglikelihood_scores(
+            [self.encode_pair(c, x) for c, x in requests], exclude)
+        return [(score.total, score.all_greedy, bool(score.greedy_filtered.all()))
+                for score in scores]
+
+    def _loglikelihood_scores(
+        self, requests: Sequence[tuple[Sequence[int], Sequence[int]]],
+        exclude: Sequence[int] | None,
+    ) -> list[scoring.SequenceScore]:
         sequences = []
         for context, continuation in requests:
             if not context:
@@ -121,11 +139,10 @@ class LanguageModel:
             # inputs (lm-eval: (context + continuation)[-(max_length + 1):][:-1]).
             cut = max(0, min(len(tokens) - self.block_size - 1, len(context) - 1))
             sequences.append((tokens[cut:], len(context) - cut))
-        scores = scoring.score_sequences(
+        return scoring.score_sequences(
             self.model, sequences, self.block_size, self.batch_size, None, self.device,
             self.vocab_size, self.on_batch, exclude, self.token_budget,
         )
-        return [(score.total, score.all_greedy) for score in scores]
 
     def score_documents(self, documents: Sequence[Sequence[int]]) -> list[scoring.SequenceScore]:
         """Per-token log-probs of whole documents (rolling windows, ``self.stride``)."""

@@ -81,6 +81,7 @@ def windows(
 class SpanScore:
     logprobs: np.ndarray  # float64, one per scored token
     greedy: np.ndarray  # bool, whether each scored token was the argmax
+    greedy_filtered: np.ndarray | None = None  # the same with ``exclude`` applied
 
 
 def model_logits(model: Callable, idx: torch.Tensor) -> torch.Tensor:
@@ -142,8 +143,9 @@ def score_spans(
 
     ``vocab_size`` cuts padded vocabulary rows off the logits before the softmax.
     ``on_batch(n_windows)`` is called after every forward pass (progress).
-    ``exclude``: token ids never counted as the argmax at the first scored position of the
-    requests flagged in ``exclude_rows`` (all when None) -- the LAMBADA stop-word filter.
+    ``exclude``: also report ``greedy_filtered``, where these token ids never count as the
+    argmax at the first scored position of the requests flagged in ``exclude_rows`` (all when
+    None) -- the LAMBADA stop-word filter.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -176,21 +178,26 @@ def score_spans(
             picked = picked.float()
             logprobs = torch.log_softmax(picked, dim=-1)
             chosen = logprobs.gather(1, targets_all[:, None])[:, 0]
+            greedy = picked.argmax(dim=-1) == targets_all
+            filtered_np = None
             if exclude:
                 firsts = np.cumsum([0] + [n for _, n, _ in rows[:-1]]).tolist()
                 firsts = [f for f, i in zip(firsts, chunk)
                           if exclude_rows is None or exclude_rows[i]]
+                filtered = greedy.clone()
                 if firsts:
                     masked = picked[firsts].clone()
                     masked[:, torch.as_tensor(list(exclude), device=masked.device)] = -math.inf
-                    picked = picked.clone()
-                    picked[firsts] = masked
-            greedy = picked.argmax(dim=-1) == targets_all
+                    index = torch.as_tensor(firsts, device=greedy.device)
+                    filtered[index] = masked.argmax(dim=-1) == targets_all[index]
+                filtered_np = filtered.cpu().numpy()
             chosen_np = chosen.double().cpu().numpy()
             greedy_np = greedy.cpu().numpy()
             at = 0
             for i, (_, n, _) in zip(chunk, rows):
-                results[i] = SpanScore(chosen_np[at : at + n], greedy_np[at : at + n])
+                results[i] = SpanScore(
+                    chosen_np[at : at + n], greedy_np[at : at + n],
+                    filtered_np[at : at + n] if filtered_np is not None else None)
                 at += n
             if on_batch is not None:
                 on_batch(len(chunk))
@@ -201,6 +208,7 @@ def score_spans(
 class SequenceScore:
     logprobs: np.ndarray  # float64, one per scored token, in order
     greedy: np.ndarray  # bool
+    greedy_filtered: np.ndarray | None = None  # with ``exclude`` applied (when given)
 
     @property
     def total(self) -> float:
@@ -225,7 +233,8 @@ def score_sequences(
 ) -> list[SequenceScore]:
     """Score many (tokens, first_scored) sequences, batching their windows together.
 
-    ``exclude``: token ids not counted as the argmax at each sequence's first scored token.
+    ``exclude``: token ids not counted as the argmax at each sequence's first scored token
+    (in ``greedy_filtered``).
     """
     requests: list[tuple[Sequence[int], Span]] = []
     owners: list[int] = []
@@ -243,8 +252,11 @@ def score_sequences(
     out = []
     for pieces in parts:
         if pieces:
-            out.append(SequenceScore(np.concatenate([p.logprobs for p in pieces]),
-                                     np.concatenate([p.greedy for p in pieces])))
+            filtered = [p.greedy_filtered for p in pieces]
+            out.append(SequenceScore(
+                np.concatenate([p.logprobs for p in pieces]),
+                np.concatenate([p.greedy for p in pieces]),
+                None if any(f is None for f in filtered) else np.concatenate(filtered)))
         else:
             out.append(SequenceScore(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool)))
     return out

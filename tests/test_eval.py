@@ -173,6 +173,11 @@ def test_lambada_metrics_by_hand(lm: LanguageModel, data_dir: Path) -> None:
     assert result.metrics["acc_stop_word_filter"].value == pytest.approx(
         sum(hits_filtered) / 5)
     assert hits[-1] == 1.0 and hits_filtered[-1] == 0.0
+    requests = [split_example(text) for text in LAMBADA_LINES]
+    assert [float(g) for _, g in lm.loglikelihood(requests, exclude=stop_word_token_ids())] \
+        == hits_filtered
+    assert [(float(g), float(f)) for _, g, f in lm.loglikelihood_filtered(
+        requests, stop_word_token_ids())] == list(zip(hits, hits_filtered))
     assert len(stop_ids) > 100 and encode(" the")[0] in stop_ids.tolist()
     limited = task.evaluate(lm, data_dir / "lambada_test.jsonl", EvalOptions(limit=2))
     assert limited.n == 2 and limited.extra["original"] == 5

@@ -78,7 +78,11 @@ class Lambada(Task):
         if options.limit is not None:
             examples = examples[: options.limit]
         requests = [split_example(text) for _, text in examples]
-        results = lm.loglikelihood(requests)
+        if options.stop_word_filter:
+            both = lm.loglikelihood_filtered(requests, stop_word_token_ids())
+            results = [(ll, greedy) for ll, greedy, _ in both]
+        else:
+            results = lm.loglikelihood(requests)
         lls = [ll for ll, _ in results]
         hits = [1.0 if greedy else 0.0 for _, greedy in results]
         mean_ll = math.fsum(lls) / len(lls)
@@ -89,8 +93,7 @@ class Lambada(Task):
             "perplexity": Metric(ppl, ppl * ll_err if ll_err is not None else None, False),
         }
         if options.stop_word_filter:
-            filtered = lm.loglikelihood(requests, exclude=stop_word_token_ids())
-            hits_sw = [1.0 if greedy else 0.0 for _, greedy in filtered]
+            hits_sw = [1.0 if filtered else 0.0 for _, _, filtered in both]
             metrics["acc_stop_word_filter"] = Metric(
                 math.fsum(hits_sw) / len(hits_sw), mean_stderr(hits_sw), True)
         return TaskResult(metrics, n=len(requests), extra={"original": total,
