@@ -50,7 +50,7 @@ paper = {
     ("wikitext2", "word_perplexity"): [29.41, 22.76, 19.93, 18.34],
     ("ptb", "word_perplexity"): [65.85, 47.33, 40.31, 35.76],
     ("enwik8", "bits_per_byte"): [1.16, 1.01, 0.97, 0.93],
-    ("text8", "bits_per_character"): [1.17, 1.06, 1.02, 0.98],
+    ("text8", "bits_per_char"): [1.17, 1.06, 1.02, 0.98],
     ("wikitext103", "word_perplexity"): [37.50, 26.37, 22.05, 17.48],
     ("1bw", "word_perplexity"): [75.20, 55.72, 44.575, 42.16],
 }
