@@ -178,7 +178,7 @@ def test_checkpoint_completeness_and_pruning(tmp_path: Path) -> None:
 
 def test_a_run_leaves_metrics_plot_checkpoints_and_final(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    final = training.train(options(data, run, max_steps=6, keep=2))
+    final = training.train(options(data, run, max_steps=6, keep=2, peak_tflops=1.0))
     assert final == run / "final" and checkpoint.is_complete(final)
     assert [s for s, _ in checkpoint.complete_steps(run)] == [2, 4]  # --keep 2; 6 is final
     for name in ("config.json", "model.safetensors", "training_state.pt", "run.yaml"):
@@ -188,6 +188,10 @@ def test_a_run_leaves_metrics_plot_checkpoints_and_final(data: Path, tmp_path: P
     assert [r["step"] for r in records if r["kind"] == "val"] == [2, 4, 6]
     first, last = records[0], records[-2]
     assert last["loss"] < first["loss"] and first["tokens"] == 8 * 32
+    # MFU against the given peak (the CUDA path's formula, here with a fake 1 TFLOP/s CPU).
+    flops = GPT(config_for_size("tiny")).flops_per_token(32)
+    assert last["mfu"] == pytest.approx(last["tokens_per_s"] * flops / 1e12)
+    assert "MFU" in trainlog.status_text(last, 10.0)
     assert (run / "loss.png").read_bytes().startswith(b"\x89PNG")
     saved = trainconfig.load_yaml(run / "config.yaml")
     assert saved["lr"] == 6e-4 and saved["max_steps"] == 6
