@@ -11,7 +11,6 @@ import typer
 from gpt2cli import console, results, tasks
 from gpt2cli.errors import UsageError
 from gpt2cli.fileio import atomic_write
-from gpt2cli.lm import LanguageModel, resolve_device
 from gpt2cli.tasks import data as taskdata
 from gpt2cli.tasks.base import EvalOptions, Task, TaskResult
 
@@ -76,8 +75,11 @@ def eval_command(
         raise UsageError("missing --model", "pass a run directory, checkpoint or HF model")
     paths = {task.name: taskdata.resolve(task, data, data_dir, download) for task in chosen}
     timer = console.Stopwatch()
+    import torch  # deferred: every gpt2 command imports this module at start-up
+
+    from gpt2cli.lm import LanguageModel, resolve_device
+
     device = resolve_device(device)
-    import torch
 
     torch.manual_seed(options.seed)
     lm = LanguageModel.load(model_spec, device=device, dtype=dtype,

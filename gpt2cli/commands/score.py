@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import typer
 
-from gpt2cli import console, docs, scoring, tokstream
+from gpt2cli import console, docs, tokstream
 from gpt2cli.errors import UsageError
 from gpt2cli.fileio import open_binary_input
-from gpt2cli.lm import LanguageModel, resolve_device
 from gpt2cli.tokenizer import EOT_TEXT, decode_bytes, encode, get_encoding
 
 NAME = "score"
@@ -77,6 +76,10 @@ def score_command(
     fmt: str | None, field: str, delimiter: str, errors: str,
 ) -> None:
     timer = console.Stopwatch()
+    # Deferred: every gpt2 command imports this module at start-up, and these import torch.
+    from gpt2cli import scoring
+    from gpt2cli.lm import LanguageModel, resolve_device
+
     lm = LanguageModel.load(model_spec, device=resolve_device(device), dtype=dtype,
                             batch_size=batch_size)
     if stride is not None and not 1 <= stride <= lm.block_size:
