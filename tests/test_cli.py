@@ -44,3 +44,10 @@ def test_runtime_error_is_one_line_without_traceback() -> None:
     assert result.returncode == 1
     lines = result.stderr.decode().strip().splitlines()
     assert lines == ["gpt2 tokenize: error: /no/such/file.txt: no such file"]
+
+
+def test_start_up_does_not_import_torch() -> None:
+    """Every command pays for what the app imports at start-up: torch only when needed."""
+    code = "import sys, gpt2cli.cli; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False"
