@@ -9,7 +9,7 @@
 # Settings: N=8  FP_RATE=1e-8  MAX_OVERLAP=0.0  JOBS=$(nproc) (filters built in parallel)
 set -euo pipefail
 
-usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 [ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { usage; exit 0; }
 [ $# -ge 4 ] || { usage >&2; exit 2; }
 OUT=$1; shift

@@ -9,7 +9,7 @@
 # Settings: STEPS=200 SEQ_LEN=1024 BATCH=32 MICRO_BATCH=auto LR=1e-4 DEVICE=auto
 set -euo pipefail
 
-usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 [ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { usage; exit 0; }
 [ $# -eq 3 ] || { usage >&2; exit 2; }
 WEIGHTS=$1 DATA=$2 OUT=$3

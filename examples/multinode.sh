@@ -9,7 +9,7 @@
 #   RDZV_ID=gpt2cli     job id shared by all nodes
 set -euo pipefail
 
-usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 [ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { usage; exit 0; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 CONFIG=$1; shift

@@ -14,7 +14,7 @@
 #   TRAIN=1    set TRAIN=0 to stop after building the dataset
 set -euo pipefail
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 [ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { usage; exit 0; }
 [ $# -eq 2 ] || { usage >&2; exit 2; }
 CORPUS=$1

@@ -5,6 +5,7 @@
 #   corpus → tokenize | pack → train (a small model, a few minutes) → sample
 #          → score held-out text → eval a LAMBADA-style file → overlap vs training data
 #
+# usage: examples/quickstart.sh   (no arguments; settings below)
 # Settings (environment variables, with defaults):
 #   WORK=gpt2-quickstart   work directory (replaced when it holds an earlier quickstart)
 #   STEPS=300              training steps          SIZE=tiny      model size
@@ -26,7 +27,7 @@ EVAL_EVERY=${EVAL_EVERY:-100}
 LAMBADA=${LAMBADA:-200}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 case "${1:-}" in -h|--help) usage; exit 0 ;; "") ;; *) usage >&2; exit 2 ;; esac
 for number in STEPS SEQ_LEN BATCH MICRO_BATCH MAX_FILES EVAL_EVERY LAMBADA; do
   [[ ${!number} =~ ^[0-9]+$ ]] || { echo "quickstart: $number must be a number, not '${!number}'" >&2; exit 2; }

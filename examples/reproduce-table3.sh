@@ -12,7 +12,7 @@
 #           LIMIT= (empty: every example)  DEVICE=auto  BATCH=8
 set -euo pipefail
 
-usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 [ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { usage; exit 0; }
 [ $# -eq 3 ] || { usage >&2; exit 2; }
 WEIGHTS=$1 DATA=$2 OUT=$3

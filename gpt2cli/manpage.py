@@ -138,7 +138,7 @@ def _option_lines(command) -> list[str]:
     """One ``.TP`` entry per option, from the same help records ``--help`` prints."""
     context = command.make_context(command.name, [], resilient_parsing=True)
     lines: list[str] = []
-    for param in command.params:
+    for param in command.get_params(context):
         if getattr(param, "hidden", False) or param.param_type_name != "option":
             continue
         record = param.get_help_record(context)
