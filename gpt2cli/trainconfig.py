@@ -146,6 +146,10 @@ def load_runtime(path: str | Path) -> dict[str, Any]:
     return runtime if isinstance(runtime, dict) else {}
 
 
+# A YAML key may also be spelled as its command-line flag's long name.
+_YAML_ALIASES = {"output": "out"}
+
+
 def load_yaml(path: str | Path, source: str | None = None) -> dict[str, Any]:
     """Read a run.yaml: a mapping of option names (dashes or underscores) to values."""
     source = source or str(path)
@@ -169,6 +173,7 @@ def load_yaml(path: str | Path, source: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
+        name = _YAML_ALIASES.get(name, name)
         if name not in OPTION_NAMES:
             raise UsageError(f"{source}: unknown option {key!r}",
                              "see `gpt2 train --help` for the option names")

@@ -75,6 +75,18 @@ def open_data(config: TrainConfig) -> tuple[Any, int, bool]:
     return dataset, train_tokens, has_val
 
 
+def val_micro_batch(config: TrainConfig, micro: int, env: DistEnv) -> int | None:
+    """The largest micro-batch up to ``micro`` that the val split fills on every rank."""
+    size = micro
+    while size >= 1:
+        try:
+            make_loader(config, "val", size, env)
+            return size
+        except Gpt2Error:
+            size //= 2
+    return None
+
+
 def make_loader(config: TrainConfig, split: str, micro: int, env: DistEnv) -> Any:
     from gpt2cli import shards
 
@@ -248,6 +260,8 @@ class Trainer:
             config.size = "124m"
         self.micro = hardware.choose_micro_batch(config, model, env, self.precision)
         self.accum = config.batch_size // (env.world_size * self.micro)
+        self.val_micro = val_micro_batch(config, self.micro, env) if self.has_val else None
+        self.has_val = self.val_micro is not None
         self.mode = "fsdp" if config.fsdp else ("ddp" if env.enabled else "none")
         self.runtime = {
             "device": str(device), "dtype": self.precision.name, "compile": self.compiled,
@@ -364,7 +378,7 @@ class Trainer:
         """Mean loss over --eval-steps micro-batches of the val split (the same ones each time)."""
         if not self.has_val:
             return None
-        loader = make_loader(self.config, "val", self.micro, self.env)
+        loader = make_loader(self.config, "val", self.val_micro, self.env)
         self.model.eval()
         total = torch.zeros((), device=self.device)
         count = 0
@@ -414,8 +428,8 @@ class Trainer:
         progress = trainlog.Progress(total, self.start_step, config.log_every, self.env.is_main)
         progress.message(self.describe())
         if not self.has_val:
-            progress.message(f"gpt2 train: {config.data} has no val split long enough for "
-                             f"--seq-len {config.seq_len}: no validation")
+            progress.message(f"gpt2 train: {config.data} has no val split long enough for one "
+                             f"sequence of --seq-len {config.seq_len} per process: no validation")
         crash_after = int(os.environ.get(_CRASH_ENV, "-1"))
         batches = iter(self.loader)  # endless: epoch after epoch
         step_time: float | None = None
