@@ -167,6 +167,12 @@ def _delimited_pieces(
         yield from flush(True)
 
 
+def check_format(fmt: str | None) -> None:
+    """A usage error for a ``--format`` that is not one of FORMATS (None: detect)."""
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
+
+
 def iter_pieces(
     inputs: Iterable[str],
     fmt: str | None = None,
@@ -179,8 +185,7 @@ def iter_pieces(
 
     ``fmt`` None picks ``jsonl`` when an input's first byte is ``{``, else ``text``.
     """
-    if fmt is not None and fmt not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
+    check_format(fmt)
     for name in inputs:
         source = _source_name(name)
         handle = open_binary_input(name)

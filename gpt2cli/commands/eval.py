@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from gpt2cli import console, results, tasks
+from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
 from gpt2cli.fileio import atomic_write
 from gpt2cli.tasks import data as taskdata
@@ -135,8 +136,7 @@ def register(app: typer.Typer) -> None:
             None, help="Tasks to run (see --list).", show_default=False, metavar="TASK",
         ),
         model: str = typer.Option(
-            None, "--model", "-m", help="A run directory, checkpoint directory, HF-layout "
-            "directory, or HF model name in the local cache.", show_default=False,
+            None, "--model", "-m", help=options.MODEL_HELP, show_default=False,
         ),
         data: Path = typer.Option(
             None, "--data", help="The task's data file (one task only).", show_default=False,
@@ -165,14 +165,8 @@ def register(app: typer.Typer) -> None:
             help="Full-context sequences per forward pass (shorter ones are packed more to a "
             "batch, within the same number of tokens).",
         ),
-        device: str = typer.Option(
-            None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda when available).",
-            show_default=False,
-        ),
-        dtype: str = typer.Option(
-            None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).",
-            show_default=False,
-        ),
+        device: str = options.DEVICE,
+        dtype: str = options.DTYPE,
         seed: int = typer.Option(0, "--seed", help="Seed for anything random."),
         stride: int = typer.Option(
             None, "--stride", help="Language-modelling tasks: overlapping windows moving S "

@@ -13,10 +13,10 @@ import typer
 
 from gpt2cli import bloom, console
 from gpt2cli import overlap as core
-from gpt2cli.docs import FORMATS
+from gpt2cli.commands import options
+from gpt2cli.docs import check_format
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write
-from gpt2cli.tokenizer import EOT_TEXT
 
 NAME = "overlap"
 
@@ -380,8 +380,6 @@ def check_command(inputs: list[str], filter_path: Path, per_doc: bool, as_json: 
 # ---------------------------------------------------------------------------------------------
 # the typer group
 
-_FORMAT_HELP = ("Input format: jsonl, text, nul or file. Default: jsonl when the input starts "
-                "with '{', else text.")
 
 
 def register(app: typer.Typer) -> None:
@@ -417,20 +415,15 @@ def register(app: typer.Typer) -> None:
             help="Use this many hash functions instead of the optimal k (27 at 1e-8): the "
             "filter grows so that the false-positive bound still holds (14 at 1e-8: 17% "
             "larger, half the bits to set per n-gram, a faster build).", show_default=False),
-        fmt: str = typer.Option(None, "--format", "-f", help=_FORMAT_HELP, show_default=False),
-        field: str = typer.Option("text", "--field", help="JSON field that holds the text."),
-        delimiter: str = typer.Option(
-            EOT_TEXT, "--delimiter",
-            help="For --format text: a line holding only this string ends a document."),
-        errors: str = typer.Option(
-            "strict", "--errors",
-            help="Invalid UTF-8: strict (stop with an error), replace (U+FFFD) or ignore."),
+        fmt: str = options.FORMAT,
+        field: str = options.FIELD,
+        delimiter: str = options.DELIMITER,
+        errors: str = options.ERRORS,
         as_json: bool = typer.Option(False, "--json",
                                      help="Print a JSON summary of the filter on stdout."),
     ) -> None:
         """Add every n-gram of the input documents to a new Bloom filter file."""
-        if fmt is not None and fmt not in FORMATS:
-            raise UsageError(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
+        check_format(fmt)
         parsed = _parse_count(capacity, "--capacity") if capacity is not None else None
         with _os_errors():
             build_command(files or ["-"], output, n, parsed, fp_rate, hashes, fmt, field,
@@ -476,19 +469,14 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(None, "--output", "-o", show_default=False,
                                     help="With --exclude-overlapping: write the kept documents "
                                     "here (atomically) instead of stdout."),
-        fmt: str = typer.Option(None, "--format", "-f", help=_FORMAT_HELP, show_default=False),
-        field: str = typer.Option("text", "--field", help="JSON field that holds the text."),
-        delimiter: str = typer.Option(
-            EOT_TEXT, "--delimiter",
-            help="For --format text: a line holding only this string ends a document."),
-        errors: str = typer.Option(
-            "strict", "--errors",
-            help="Invalid UTF-8: strict (stop with an error), replace (U+FFFD) or ignore."),
+        fmt: str = options.FORMAT,
+        field: str = options.FIELD,
+        delimiter: str = options.DELIMITER,
+        errors: str = options.ERRORS,
     ) -> None:
         """Share of each input's n-grams found in the filter (the paper's Table 6), with the
         filter's estimated false-positive rate; a table on stderr, JSON on stdout."""
-        if fmt is not None and fmt not in FORMATS:
-            raise UsageError(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
+        check_format(fmt)
         inputs = files or ([] if probe is not None else ["-"])
         with _os_errors():
             check_command(inputs, filter_path, per_doc, as_json, as_jsonl, probe, seed, exclude,

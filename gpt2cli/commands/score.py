@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import typer
 
 from gpt2cli import console, docs, tokstream
+from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
 from gpt2cli.fileio import open_binary_input
-from gpt2cli.tokenizer import EOT_TEXT, decode_bytes, encode, get_encoding
+from gpt2cli.tokenizer import decode_bytes, encode, get_encoding
 
 NAME = "score"
 CHUNK_TOKENS = 1 << 18  # documents are read and scored in chunks of about this many tokens
@@ -148,17 +149,10 @@ def register(app: typer.Typer) -> None:
             "none reads stdin.", show_default=False,
         ),
         model: str = typer.Option(
-            ..., "--model", "-m", help="A run directory, checkpoint directory, HF-layout "
-            "directory, or HF model name in the local cache.", show_default=False,
+            ..., "--model", "-m", help=options.MODEL_HELP, show_default=False,
         ),
-        device: str = typer.Option(
-            None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda when available).",
-            show_default=False,
-        ),
-        dtype: str = typer.Option(
-            None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).",
-            show_default=False,
-        ),
+        device: str = options.DEVICE,
+        dtype: str = options.DTYPE,
         batch_size: int = typer.Option(
             8, "--batch-size", "-b",
             help="Full-context windows per forward pass (shorter windows are packed more to a "
@@ -176,19 +170,10 @@ def register(app: typer.Typer) -> None:
         summary: bool = typer.Option(
             False, "--summary", help="Write the corpus summary as the last JSON line too."
         ),
-        fmt: str = typer.Option(
-            None, "--format", "-f", help="Input format: jsonl, text, nul or file. Default: "
-            "jsonl when the input starts with '{', else text.", show_default=False,
-        ),
-        field: str = typer.Option("text", "--field", help="JSON field that holds the text."),
-        delimiter: str = typer.Option(
-            EOT_TEXT, "--delimiter",
-            help="For --format text: a line holding only this string ends a document.",
-        ),
-        errors: str = typer.Option(
-            "strict", "--errors",
-            help="Invalid UTF-8: strict (stop with an error), replace or ignore.",
-        ),
+        fmt: str = options.FORMAT,
+        field: str = options.FIELD,
+        delimiter: str = options.DELIMITER,
+        errors: str = options.ERRORS,
     ) -> None:
         """Score documents under a model: one JSON line per document with tokens, characters,
         bytes, words, nll (nats), ppl (per token), bits_per_byte and word_ppl. Every token is

@@ -11,6 +11,7 @@ from typing import BinaryIO
 import typer
 
 from gpt2cli import console, docs, tokstream
+from gpt2cli.commands import options
 from gpt2cli.encoder import default_threads, encode_pieces
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write, binary_stdout, open_binary_input
@@ -125,21 +126,10 @@ def register(app: typer.Typer) -> None:
         files: list[str] = typer.Argument(
             None, help="Input files; '-' or none reads stdin.", show_default=False
         ),
-        fmt: str = typer.Option(
-            None, "--format", "-f",
-            help="Input format: jsonl, text, nul or file. Default: jsonl when the input "
-            "starts with '{', else text.",
-            show_default=False,
-        ),
-        field: str = typer.Option("text", "--field", help="JSON field that holds the text."),
-        delimiter: str = typer.Option(
-            EOT_TEXT, "--delimiter",
-            help="For --format text: a line holding only this string ends a document.",
-        ),
-        errors: str = typer.Option(
-            "strict", "--errors",
-            help="Invalid UTF-8: strict (stop with an error), replace (U+FFFD) or ignore.",
-        ),
+        fmt: str = options.FORMAT,
+        field: str = options.FIELD,
+        delimiter: str = options.DELIMITER,
+        errors: str = options.ERRORS,
         ids: bool = typer.Option(
             False, "--ids", help="Write JSON Lines, one array of ids per document."
         ),
