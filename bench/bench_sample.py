@@ -42,7 +42,7 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         hf.save_pretrained(GPT(config_for_size(args.size)), tmp)
-        ours = hf.load_pretrained(tmp).eval().use_inference_layout()  # as `gpt2 sample` does
+        ours = hf.load_pretrained(tmp).eval()
         theirs = GPT2LMHeadModel.from_pretrained(tmp).eval()
     prompt = encode(PROMPT)
     print(f"{args.size}, {len(prompt)}-token prompt, {args.tokens} new tokens, greedy, "

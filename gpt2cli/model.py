@@ -276,21 +276,6 @@ class GPT(nn.Module):
             torch.nn.init.ones_(module.weight)
             torch.nn.init.zeros_(module.bias)
 
-    def use_inference_layout(self) -> GPT:
-        """Store each weight matrix as the transpose of an (in, out) contiguous tensor (the
-        layout of Hugging Face's Conv1D), in place, for faster CPU decoding; outputs unchanged.
-
-        With one token per step the matmuls are matrix-vector products, which CPU BLAS runs
-        markedly faster in this layout (the output layer included). For inference only: the
-        parameters become non-contiguous, which training code (DDP, FSDP, fused optimizers)
-        may not expect. Returns the model.
-        """
-        with torch.no_grad():
-            for module in self.modules():
-                if isinstance(module, (nn.Linear, nn.Embedding)) and module.weight.is_contiguous():
-                    module.weight.data = module.weight.data.t().contiguous().t()
-        return self
-
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Parameters (the tied embedding counted once, padding rows not counted).
 

@@ -141,8 +141,6 @@ def run_sample(
     single = prompt if prompt is not None else (None if jsonl else _read_stdin_prompt())
     records = _jsonl_prompts(field) if single is None else None
     loaded = modelref.load_model(model_spec, device=device, dtype=dtype)
-    if device.type == "cpu":
-        loaded.model.use_inference_layout()
     import torch
 
     generator = torch.Generator(device=device).manual_seed(seed)
