@@ -11,64 +11,25 @@ A model spec is, in this order:
    Hugging Face cache (never downloaded).
 
 A checkpoint directory without ``COMPLETE`` is never used: it is a save that did not finish.
-The layout constants and ``latest_complete`` live here (not in ``checkpoint.py``) so that model
-loading needs nothing from the training code.
+The layout and its lookup rules have one home, ``gpt2cli.checkpoint``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from gpt2cli import hf
+from gpt2cli.checkpoint import CHECKPOINTS as CHECKPOINTS_DIR
+from gpt2cli.checkpoint import COMPLETE as COMPLETE_MARKER
+from gpt2cli.checkpoint import FINAL as FINAL_DIR
+from gpt2cli.checkpoint import STATE_FILE as TRAINING_STATE
+from gpt2cli.checkpoint import is_complete, latest_complete
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model import GPT, GPTConfig
-
-# Run directory layout (see the README): RUN/final/ and RUN/checkpoints/step-00000100/, each a
-# complete checkpoint iff it contains the (empty) file COMPLETE, written last.
-FINAL_DIR = "final"
-CHECKPOINTS_DIR = "checkpoints"
-COMPLETE_MARKER = "COMPLETE"
-TRAINING_STATE = "training_state.pt"
-STEP_DIR_RE = re.compile(r"^step-(\d+)$")
-
-
-def step_dir_name(step: int) -> str:
-    return f"step-{step:08d}"
-
-
-def is_complete(path: str | os.PathLike[str]) -> bool:
-    """A checkpoint directory whose save finished: COMPLETE exists and the directory was renamed
-    from its temporary ``*.tmp-<pid>`` name (COMPLETE is written before that rename)."""
-    path = Path(path)
-    return ".tmp-" not in path.name and (path / COMPLETE_MARKER).is_file()
-
-
-def complete_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
-    """(step, path) of the complete ``RUN/checkpoints/step-N`` directories, by step."""
-    found: list[tuple[int, Path]] = []
-    try:
-        entries = list((Path(run_dir) / CHECKPOINTS_DIR).iterdir())
-    except OSError:
-        return found
-    for entry in entries:
-        match = STEP_DIR_RE.match(entry.name)
-        if match and entry.is_dir() and is_complete(entry):
-            found.append((int(match.group(1)), entry))
-    return sorted(found)
-
-
-def latest_complete(run_dir: str | os.PathLike[str], include_final: bool = True) -> Path | None:
-    """``RUN/final`` if complete, else the highest-step complete checkpoint; None if none."""
-    final = Path(run_dir) / FINAL_DIR
-    if include_final and final.is_dir() and is_complete(final):
-        return final
-    checkpoints = complete_checkpoints(run_dir)
-    return checkpoints[-1][1] if checkpoints else None
 
 
 def is_run_dir(path: str | os.PathLike[str]) -> bool:
