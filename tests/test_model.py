@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model import GPT, SIZES, GPTConfig, config_for_size
@@ -186,3 +187,22 @@ def test_kv_cache_overflow_is_an_error(model: GPT) -> None:
     with torch.no_grad(), pytest.raises(Gpt2Error, match="KV cache full"):
         model.forward_cached(ids(1, 5), cache)
 
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_cpu_cross_entropy_equals_torch_loss_and_gradient(ignore: bool) -> None:
+    from gpt2cli.model import cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(37, 300)
+    logits[:, 290:] = float("-inf")  # padded vocabulary columns
+    targets = torch.randint(0, 290, (37,))
+    if ignore:
+        targets[::4] = -1
+    ours = logits.clone().requires_grad_(True)
+    reference = logits.clone().requires_grad_(True)
+    (3 * cross_entropy(ours, targets)).backward()
+    (3 * F.cross_entropy(reference, targets, ignore_index=-1)).backward()
+    torch.testing.assert_close(ours.grad, reference.grad)
+    torch.testing.assert_close(cross_entropy(logits, targets),
+                               F.cross_entropy(logits, targets, ignore_index=-1))
