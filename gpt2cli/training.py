@@ -435,6 +435,10 @@ class Trainer:
         step_time: float | None = None
         started = time.perf_counter()
         try:
+            if self.start_step == 0:  # the untrained model's val loss, for "before and after"
+                val = self.validate(0)
+                if val is not None:
+                    progress.message(f"step 0/{total}  val loss {val:.4f}")
             for step in range(self.start_step, total):
                 t0 = time.perf_counter()
                 loss, lr, norm = self.step(step, batches)

@@ -185,8 +185,9 @@ def test_a_run_leaves_metrics_plot_checkpoints_and_final(data: Path, tmp_path: P
         assert (final / name).is_file()
     records = trainlog.read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
-    assert [r["step"] for r in records if r["kind"] == "val"] == [2, 4, 6]
-    first, last = records[0], records[-2]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [0, 2, 4, 6]
+    train = [r for r in records if r["kind"] == "train"]
+    first, last = train[0], train[-1]
     assert last["loss"] < first["loss"] and first["tokens"] == 8 * 32
     # MFU against the given peak (the CUDA path's formula, here with a fake 1 TFLOP/s CPU).
     flops = GPT(config_for_size("tiny")).flops_per_token(32)

@@ -119,8 +119,8 @@ def register(app: typer.Typer) -> None:
         ),
         eval_every: int = typer.Option(
             None, "--eval-every", show_default=False,
-            help="Validate on the val split every this many steps, and at the end "
-            "[default: 250].",
+            help="Validate on the val split before the first step, every this many steps "
+            "and at the end [default: 250].",
         ),
         eval_steps: int = typer.Option(
             None, "--eval-steps", show_default=False,
