@@ -94,8 +94,10 @@ for task, metrics in results.items():
              if k.endswith(",none") and "_stderr" not in k and isinstance(v, float)}
     print(f"eval {task}:", shown)
 overlap = json.load(open(work / "overlap.json"))
-print("overlap with training 8-grams:", json.dumps(overlap)[:300])
-print("sample:", (work / "sample.txt").read_text()[:300].replace("\n", "\\n"))
+print("8-grams also in the training documents:", ", ".join(
+    f"{Path(row['source']).name} {row['percent']:.2f}%" for row in overlap["inputs"]),
+    f"(filter false-positive rate ~{overlap['total']['estimated_fp_rate']:.1e})")
+print("sample:", repr((work / "sample.txt").read_text()[:300]))
 PY
 cat >&2 <<TXT
 
