@@ -12,35 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
+from _cli_runner import gpt2  # tests/ is on sys.path (pytest rootdir)
 
 from gpt2cli import shards, tokstream
-from gpt2cli.cli import app
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.shards import ShardDataset, TokenLoader
 from gpt2cli.tokenizer import EOT
-
-runner = CliRunner()
-
-
-class Run:
-    """The outcome of one in-process `gpt2 ...` call, as cli.main would report it."""
-
-    def __init__(self, result) -> None:
-        self.stdout = result.stdout_bytes
-        self.stderr = result.stderr
-        error = result.exception
-        if isinstance(error, Gpt2Error):
-            self.code = error.exit_code
-            self.stderr += f"error: {error}\n"
-        elif error is not None and not isinstance(error, SystemExit):
-            raise error
-        else:
-            self.code = result.exit_code
-
-
-def gpt2(*args: str | Path, stdin: bytes | None = None) -> Run:
-    return Run(runner.invoke(app, [str(a) for a in args], input=stdin))
 
 
 def make_docs(count: int, seed: int = 0, max_len: int = 300) -> list[np.ndarray]:

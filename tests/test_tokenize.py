@@ -9,33 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from _cli_runner import gpt2  # tests/ is on sys.path (pytest rootdir)
 
 from gpt2cli import docs, fileio, tokstream
-from gpt2cli.cli import app
 from gpt2cli.encoder import encode_pieces
-from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.errors import UsageError
 from gpt2cli.tokenizer import EOT, EOT_TEXT, VOCAB_SIZE, decode, encode, get_encoding
-
-runner = CliRunner()
-
-
-class Run:
-    def __init__(self, result) -> None:
-        self.stdout = result.stdout_bytes
-        self.stderr = result.stderr
-        error = result.exception
-        if isinstance(error, Gpt2Error):
-            self.code = error.exit_code
-            self.stderr += f"error: {error}\n"
-        elif error is not None and not isinstance(error, SystemExit):
-            raise error
-        else:
-            self.code = result.exit_code
-
-
-def gpt2(*args: str | Path, stdin: bytes | None = None) -> Run:
-    return Run(runner.invoke(app, [str(a) for a in args], input=stdin))
 
 
 def stream_docs(data: bytes) -> list[list[int]]:
