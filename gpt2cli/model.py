@@ -392,6 +392,16 @@ class GPT(nn.Module):
         logits = full[..., :V] if full.shape[-1] != V else full
         return logits, loss
 
+    def forward_at(
+        self, idx: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits (N, vocab_size) at positions (rows[i], cols[i]) of ids (B, T) only: the
+        output layer, most of a small model's work, runs just where a score is needed."""
+        self._check_length(idx.shape[1])
+        pos = torch.arange(idx.shape[1], dtype=torch.long, device=idx.device)  # (T,)
+        hidden = self._trunk(idx, pos, None)  # (B, T, C)
+        return self._logits(hidden[rows, cols])
+
     def forward_last(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, vocab_size) of the last position only."""
         B, T = idx.shape

@@ -100,13 +100,8 @@ def selected_logits(model: Callable, idx: torch.Tensor, rows: torch.Tensor,
     request scores a few tokens of a long context: this skips most of the 50257-wide matmul);
     other models run their full forward.
     """
-    trunk = getattr(model, "_trunk", None)
-    head = getattr(model, "_logits", None)
-    if trunk is not None and head is not None and hasattr(model, "_check_length"):
-        model._check_length(idx.shape[1])
-        pos = torch.arange(idx.shape[1], dtype=torch.long, device=idx.device)
-        hidden = trunk(idx, pos, None)  # (B, T, C)
-        return head(hidden[rows, cols])
+    if hasattr(model, "forward_at"):
+        return model.forward_at(idx, rows, cols)
     return model_logits(model, idx)[rows, cols]
 
 
