@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from gpt2cli import modelref
 from gpt2cli.errors import UsageError
 
 
@@ -39,21 +40,15 @@ def launched_by_torchrun() -> bool:
 
 
 def resolve_device(request: str, local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA when available, else CPU; under torchrun, process N takes cuda:N."""
-    request = request or "auto"
-    if request == "auto":
-        request = "cuda" if torch.cuda.is_available() else "cpu"
-    if request.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {request}: CUDA is not available on this machine",
-                             "use --device cpu")
-        if request == "cuda":
-            request = f"cuda:{local_rank}"
-        device = torch.device(request)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {request}: only {torch.cuda.device_count()} GPU(s) here")
+    """``modelref.resolve_device``, and under torchrun process N takes cuda:N for ``cuda``."""
+    device = modelref.resolve_device(request)
+    if device.type != "cuda":
         return device
-    return torch.device("cpu")
+    if device.index is None:
+        device = torch.device("cuda", local_rank)
+    if device.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) here")
+    return device
 
 
 def setup(device_request: str) -> DistEnv:

@@ -22,22 +22,8 @@ from typing import Any
 
 import torch
 
-from gpt2cli import scoring
+from gpt2cli import modelref, scoring
 from gpt2cli.tokenizer import EOT, decode, encode
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``None``/``auto``: cuda when available, else cpu; otherwise the named device, checked."""
-    from gpt2cli import modelref
-
-    return modelref.resolve_device(device or "auto")
-
-
-def load_model(spec: str, device: str | torch.device = "cpu", dtype: str | None = None) -> Any:
-    """``gpt2cli.modelref.load_model``: the one way every command resolves --model."""
-    from gpt2cli import modelref
-
-    return modelref.load_model(spec, device=device, dtype=dtype)
 
 
 class LanguageModel:
@@ -79,7 +65,7 @@ class LanguageModel:
     @classmethod
     def load(cls, spec: str, device: str | torch.device = "cpu", dtype: str | None = None,
              batch_size: int = 8) -> LanguageModel:
-        loaded = load_model(spec, device=device, dtype=dtype)
+        loaded = modelref.load_model(spec, device=device, dtype=dtype)
         return cls.from_loaded(loaded, device=device, batch_size=batch_size)
 
     # ------------------------------------------------------------------ log-likelihoods

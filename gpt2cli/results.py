@@ -25,25 +25,17 @@ standard error), as lm-eval 0.4 writes them.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 from gpt2cli import __version__
+from gpt2cli.fileio import sha256_file
 from gpt2cli.tasks.base import TaskResult
 
 SCHEMA_VERSION = 1
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_identity(spec: str, loaded: Any) -> dict:

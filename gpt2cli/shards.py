@@ -49,7 +49,7 @@ import yaml
 import zstandard
 
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import atomic_write, fsync_directory, open_binary_input
+from gpt2cli.fileio import atomic_write, fsync_directory, open_binary_input, sha256_file
 from gpt2cli.tokenizer import EOT, VOCAB_SIZE
 from gpt2cli.tokstream import TokenStreamReader
 
@@ -248,14 +248,6 @@ class ShardReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

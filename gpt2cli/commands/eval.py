@@ -78,7 +78,8 @@ def eval_command(
     timer = console.Stopwatch()
     import torch  # deferred: every gpt2 command imports this module at start-up
 
-    from gpt2cli.lm import LanguageModel, resolve_device
+    from gpt2cli.lm import LanguageModel
+    from gpt2cli.modelref import resolve_device
 
     device = resolve_device(device)
 

@@ -79,7 +79,8 @@ def score_command(
     timer = console.Stopwatch()
     # Deferred: every gpt2 command imports this module at start-up, and these import torch.
     from gpt2cli import scoring
-    from gpt2cli.lm import LanguageModel, resolve_device
+    from gpt2cli.lm import LanguageModel
+    from gpt2cli.modelref import resolve_device
 
     lm = LanguageModel.load(model_spec, device=resolve_device(device), dtype=dtype,
                             batch_size=batch_size)

@@ -17,7 +17,6 @@ published URL (a local mirror; the tests use one on 127.0.0.1).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from gpt2cli import console
 from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.fileio import sha256_file
 from gpt2cli.tasks.base import DataFile, Task
 
 MIRROR_ENV = "GPT2CLI_DATA_MIRROR"
@@ -36,14 +36,6 @@ CHUNK = 1 << 20
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "gpt2cli"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _where_to_get(task: Task, data_file: DataFile) -> str:
