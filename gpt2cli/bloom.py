@@ -22,25 +22,31 @@ splitmix64's finaliser, the constants are below):
   little-endian uint64, zero-padded past the word's end;
 * n-gram of words w0..w(n-1): ``g = mix((sum_j h(wj) * R_j) ^ SEED_NGRAM ^ n)`` with
   ``R_j = mix(j + 1) | 1``;
-* bit positions (double hashing): ``a = g mod m``, ``b = 1 + mix(g ^ SEED_STEP) mod (m - 1)``,
-  position i = ``(a + i*b) mod m`` for i = 0..k-1.
+* the filter is *blocked* (a split-block Bloom filter): the m bits are B blocks of k
+  64-bit words (m = 64 k B) and an n-gram sets one bit in each word of one block:
+  block ``b = g mod B``; in its word j (j = 0..k-1) the bit
+  ``(h_(j div 8) >> 8 (j mod 8)) mod 64`` (the low 6 bits of byte j mod 8 of h_(j div 8))
+  where ``h_i = mix(g + (i + 1) GOLDEN)``.
+  So the whole n-gram lives in k*8 consecutive bytes (one to four cache lines), read or
+  written at once, instead of k random places of a classic Bloom filter.
 
-Filter file, version 1 (little-endian); see ``HEADER_FORMAT`` and docs/overlap.md:
+Filter file, version 2 (little-endian); see ``HEADER_FORMAT`` and the README:
 
     offset  size   field
     0       8      magic b"G2BLOOM\\x1a"
-    8       4      format version (1; covers the hashing scheme)
+    8       4      format version (2; covers the hashing scheme and the block layout)
     12      4      normalisation version (1)
     16      4      n (words per n-gram)
-    20      4      k (hash functions)
-    24      8      m (bits in the bit array, a multiple of 64)
+    20      4      k (bits per n-gram = 64-bit words per block)
+    24      8      m (bits in the bit array, a multiple of 64 k)
     32      8      capacity (distinct n-grams the filter was sized for)
     40      8      items added (n-grams inserted, repeats counted)
     48      8      bits set (population count of the bit array)
     56      8      target false-positive rate (float64)
     64      4      HyperLogLog precision p (14)
-    68      4      CRC-32 of bytes 0..67 and of the HLL registers
-    72      56     zero
+    68      8      false-positive rate at the current fill (float64, computed from the bits)
+    76      4      CRC-32 of bytes 0..75 and of the HLL registers
+    80      48     zero
     128     2**p   HyperLogLog registers (uint8), distinct n-gram estimate
     20480   m/8    the bit array: bit i is bit (i % 8) of byte i // 8
 """
@@ -48,6 +54,7 @@ Filter file, version 1 (little-endian); see ``HEADER_FORMAT`` and docs/overlap.m
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import mmap
 import os
@@ -63,10 +70,10 @@ import numpy as np
 from gpt2cli.errors import Gpt2Error, UsageError
 
 MAGIC = b"G2BLOOM\x1a"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 NORMALISATION_VERSION = 1
-HEADER_FORMAT = "<8sIIIIQQQQdII"
-HEADER_FIELDS = struct.calcsize(HEADER_FORMAT)  # 72
+HEADER_FORMAT = "<8sIIIIQQQQdIdI"
+HEADER_FIELDS = struct.calcsize(HEADER_FORMAT)  # 80
 HEADER_SIZE = 128
 HLL_PRECISION = 14
 HLL_REGISTERS = 1 << HLL_PRECISION
@@ -141,7 +148,6 @@ _C2 = _U64(0x94D049BB133111EB)
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
 _SEED_WORD = _U64(0x2545F4914F6CDD1D)
 _SEED_NGRAM = _U64(0xD6E8FEB86659FD93)
-_SEED_STEP = _U64(0xA0761D6478BD642F)
 _SEED_HLL = _U64(0xE7037ED1A0B428DB)
 _S30, _S27, _S31 = _U64(30), _U64(27), _U64(31)
 
@@ -163,22 +169,6 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-_SIX, _LOW6, _EXPONENT = _U64(6), _U64(63), _U64(1023)
-_FIFTY_TWO = _U64(52)
-
-
-def bit_masks(position: np.ndarray) -> np.ndarray:
-    """``1 << (position % 64)`` as uint64, built as the float 2**s (numpy's shift is slow)."""
-    exponent = position & _LOW6
-    exponent += _EXPONENT
-    exponent <<= _FIFTY_TWO
-    return exponent.view(np.float64).astype(np.uint64)
-
-
-def _advance(position: np.ndarray, step: np.ndarray, m: np.uint64) -> None:
-    """``position = (position + step) % m`` in place, for position, step < m < 2**63."""
-    position += step
-    np.minimum(position, position - m, out=position)  # position - m wraps above when < m
 
 
 def _multipliers(n: int) -> np.ndarray:
@@ -252,37 +242,69 @@ def text_ngram_hashes(text: str, n: int) -> np.ndarray:
 # sizing
 
 
-def optimal_shape(capacity: int, fp_rate: float, hashes: int | None = None) -> tuple[int, int]:
-    """(m bits rounded up to a multiple of 64, k hashes) for ``capacity`` items at ``fp_rate``.
+def _log_factorials(count: int) -> np.ndarray:
+    return np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, count, dtype=np.float64)))))
 
-    By default the optimum: m = -n ln p / (ln 2)^2 and k = (m / n) ln 2 rounded to the
-    nearest integer (at least 1). With ``hashes`` (fewer than optimal: fewer memory
-    accesses, a faster build) k is that number and m the least size that still keeps
-    (1 - e^(-k n / m))^k <= p: m = -k n / ln(1 - p^(1/k)).
+
+def fp_rate_at_load(load: float, k: int) -> float:
+    """False-positive rate of a blocked filter whose blocks hold ``load`` distinct n-grams on
+    average: a block holds c of them with probability Poisson(c; load), each of its k words
+    then has a given bit set with probability 1 - (63/64)^c, and a new n-gram is a false
+    positive when its k bits (one per word) are all set: sum_c P(c) (1 - (63/64)^c)^k."""
+    if load <= 0.0:
+        return 0.0
+    count = np.arange(int(load + 12.0 * math.sqrt(load) + 40.0))
+    log_pmf = -load + count * math.log(load) - _log_factorials(count.size)
+    per_word = -np.expm1(count * math.log1p(-1.0 / 64.0))
+    return float(np.sum(np.exp(log_pmf) * per_word ** k))
+
+
+def fp_rate_from_items(items: float, m: int, k: int) -> float:
+    """The expected false-positive rate after ``items`` distinct n-grams (m bits, k per n-gram)."""
+    return fp_rate_at_load(items / (m // (64 * k)), k)
+
+
+def _max_load(fp_rate: float, k: int, steps: int = 60) -> float:
+    """The largest average block load that keeps the false-positive rate at most ``fp_rate``."""
+    low, high = 0.0, 64.0 * k
+    while fp_rate_at_load(high, k) <= fp_rate:
+        low, high = high, 2 * high
+    for _ in range(steps):
+        middle = (low + high) / 2
+        low, high = (middle, high) if fp_rate_at_load(middle, k) <= fp_rate else (low, middle)
+    return low
+
+
+MAX_HASHES = 64
+DEFAULT_HASHES_LIMIT = 32  # more words per block cost build time for a few % of memory
+
+
+@functools.lru_cache(maxsize=16)
+def default_hashes(fp_rate: float) -> int:
+    """k for ``fp_rate``: the fewest bits per n-gram whose filter is within 10% of the smallest
+    (over k <= 32); at 1e-8 that is 20, a filter 1.27x the size of a classic Bloom filter's."""
+    loads = {k: _max_load(fp_rate, k, 24) for k in range(1, DEFAULT_HASHES_LIMIT + 1)}
+    bits = {k: 64 * k / load for k, load in loads.items() if load > 0}
+    smallest = min(bits.values())
+    return min(k for k, per_item in bits.items() if per_item <= 1.1 * smallest)
+
+
+def optimal_shape(capacity: int, fp_rate: float, hashes: int | None = None) -> tuple[int, int]:
+    """(m bits, k bits per n-gram) of the smallest blocked filter that holds ``capacity``
+    distinct n-grams at a false-positive rate of at most ``fp_rate`` (see ``fp_rate_at_load``).
+
+    k is ``hashes`` when given (fewer: less work per n-gram, a larger filter), else
+    ``default_hashes(fp_rate)``; m is 64 k times the number of blocks.
     """
     if not 0.0 < fp_rate < 1.0:
         raise UsageError(f"--fp-rate must be between 0 and 1 (exclusive), not {fp_rate:g}")
     if capacity < 1:
         raise UsageError(f"--capacity must be at least 1, not {capacity}")
-    if hashes is not None:
-        if not 1 <= hashes <= 64:
-            raise UsageError(f"--hashes must be from 1 to 64, not {hashes}")
-        raw = -hashes * capacity / math.log1p(-(fp_rate ** (1.0 / hashes)))
-        return max(64, 64 * math.ceil(raw / 64)), hashes
-    raw = -capacity * math.log(fp_rate) / (math.log(2) ** 2)
-    m = max(64, 64 * math.ceil(raw / 64))
-    k = max(1, round(m / capacity * math.log(2)))
-    return m, k
-
-
-def fp_rate_from_fill(bits_set: int, m: int, k: int) -> float:
-    """Probability that a new item finds all its k bits set, at the current fill."""
-    return (bits_set / m) ** k if m else 1.0
-
-
-def fp_rate_from_items(items: float, m: int, k: int) -> float:
-    """The textbook estimate (1 - e^(-k n / m))^k."""
-    return (1.0 - math.exp(-k * items / m)) ** k
+    if hashes is not None and not 1 <= hashes <= MAX_HASHES:
+        raise UsageError(f"--hashes must be from 1 to {MAX_HASHES}, not {hashes}")
+    k = hashes or default_hashes(fp_rate)
+    blocks = max(1, math.ceil(capacity / _max_load(fp_rate, k)))
+    return 64 * k * blocks, k
 
 
 def hll_update(registers: np.ndarray, hashes: np.ndarray) -> None:
@@ -324,6 +346,7 @@ class Header:
     fp_rate: float
     items: int = 0
     bits_set: int = 0
+    fill_fp_rate: float = 0.0
     format_version: int = FORMAT_VERSION
     normalisation_version: int = NORMALISATION_VERSION
 
@@ -333,8 +356,9 @@ class Header:
 
     def pack(self, registers: np.ndarray) -> bytes:
         fields = struct.pack(
-            "<8sIIIIQQQQdI", MAGIC, self.format_version, self.normalisation_version, self.n,
+            HEADER_FORMAT[:-1], MAGIC, self.format_version, self.normalisation_version, self.n,
             self.k, self.m, self.capacity, self.items, self.bits_set, self.fp_rate, HLL_PRECISION,
+            self.fill_fp_rate,
         )
         crc = zlib.crc32(registers.tobytes(), zlib.crc32(fields))
         head = fields + struct.pack("<I", crc)
@@ -359,7 +383,7 @@ def _read_header(path: Path, handle) -> tuple[Header, np.ndarray]:
     if version != FORMAT_VERSION:
         raise Gpt2Error(f"{name}: filter format version {version}, this gpt2 reads version "
                         f"{FORMAT_VERSION}", "rebuild the filter with this version")
-    (_, _, norm, n, k, m, capacity, items, bits_set, fp_rate, precision,
+    (_, _, norm, n, k, m, capacity, items, bits_set, fp_rate, precision, fill_fp_rate,
      crc) = struct.unpack_from(HEADER_FORMAT, head, 0)
     registers = np.frombuffer(head[HEADER_SIZE:], dtype=np.uint8).copy()
     if zlib.crc32(registers.tobytes(), zlib.crc32(head[: HEADER_FIELDS - 4])) != crc:
@@ -367,9 +391,9 @@ def _read_header(path: Path, handle) -> tuple[Header, np.ndarray]:
     if norm != NORMALISATION_VERSION:
         raise Gpt2Error(f"{name}: normalisation version {norm}, this gpt2 uses version "
                         f"{NORMALISATION_VERSION}", "rebuild the filter with this version")
-    if precision != HLL_PRECISION or m % 64 or m == 0 or k == 0 or n == 0:
+    if precision != HLL_PRECISION or k == 0 or m == 0 or m % (64 * k) or n == 0:
         raise Gpt2Error(f"{name}: corrupt filter header")
-    header = Header(n, k, m, capacity, fp_rate, items, bits_set, version, norm)
+    header = Header(n, k, m, capacity, fp_rate, items, bits_set, fill_fp_rate, version, norm)
     return header, registers
 
 
@@ -382,7 +406,7 @@ class BloomFilter:
         self.registers = registers
         self.words = words  # little-endian uint64 view of the bit array
         self.path = path
-        self._multipliers = _multipliers(header.n)
+        self.blocks = words.view(np.dtype((np.void, 8 * header.k)))  # one item per block
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -442,7 +466,7 @@ class BloomFilter:
 
     def finish(self, handle) -> None:
         """Count the set bits, write or flush the bit array and rewrite the header."""
-        self.header.bits_set = popcount(self.words)
+        self.header.bits_set, self.header.fill_fp_rate = bit_statistics(self.words, self.header.k)
         if isinstance(self.words, np.memmap):
             self.words.flush()
         else:
@@ -455,24 +479,28 @@ class BloomFilter:
 
     # -- hashing ---------------------------------------------------------------------------
 
-    def _start(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        m = _U64(self.header.m)
-        first = hashes % m
-        step = mix64(hashes ^ _SEED_STEP)
-        step %= _U64(self.header.m - 1)
-        step += _U64(1)
-        return first, step
+    def _locate(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(block of each hash, its bit within each word of the block: shape (len, k), 0..63)."""
+        k = self.header.k
+        block = (hashes % _U64(self.header.m // (64 * k))).astype(np.intp)
+        mixed = np.empty((hashes.size, -(-k // 8)), dtype="<u8")  # 8 byte-sized fields each
+        for i in range(mixed.shape[1]):
+            mixed[:, i] = mix64(hashes + _U64(((i + 1) * int(_GOLDEN)) & _MASK64))
+        bits = np.empty((hashes.size, k), dtype=np.uint64)
+        np.bitwise_and(mixed.view(np.uint8)[:, :k], np.uint8(63), out=bits, casting="unsafe")
+        return block, bits
+
+    def _masks(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(block of each hash, the words to OR into it: shape (len, k))."""
+        block, bits = self._locate(hashes)
+        return block, np.left_shift(_U64(1), bits, out=bits)
 
     def positions(self, hashes: np.ndarray) -> np.ndarray:
         """All k bit positions of each hash, shape (len, k) (for tests and documentation)."""
-        position, step = self._start(hashes)
-        m = _U64(self.header.m)
-        out = np.empty((hashes.size, self.header.k), dtype=np.uint64)
-        for i in range(self.header.k):
-            out[:, i] = position
-            position = position.copy()
-            _advance(position, step, m)
-        return out
+        block, bits = self._locate(hashes)
+        k = self.header.k
+        word = block.astype(np.uint64)[:, None] * _U64(k) + np.arange(k, dtype=np.uint64)
+        return word * _U64(64) + bits
 
     # -- adding and querying ---------------------------------------------------------------
 
@@ -486,46 +514,25 @@ class BloomFilter:
             self._add(hashes[start : start + ADD_CHUNK])
 
     def _add(self, hashes: np.ndarray) -> None:
-        words = self.words
-        m = _U64(self.header.m)
-        position, step = self._start(hashes)
-        for i in range(self.header.k):
-            index = (position >> _SIX).astype(np.intp)
-            mask = bit_masks(position)
-            current = words.take(index)
-            current |= mask
-            words[index] = current  # duplicate indices: the last write wins...
-            lost = (words.take(index) & mask) == 0
-            if lost.any():  # ...so redo those few with an unbuffered OR
-                np.bitwise_or.at(words, index[lost], mask[lost])
-            if i + 1 < self.header.k:
-                _advance(position, step, m)
+        blocks, k = self.blocks, self.header.k
+        block, masks = self._masks(hashes)
+        while block.size:
+            rows = blocks.take(block).view(np.uint64).reshape(-1, k)
+            rows |= masks
+            blocks[block] = rows.view(blocks.dtype).reshape(-1)  # a repeated block: one wins...
+            written = blocks.take(block).view(np.uint64).reshape(-1, k)
+            lost = np.flatnonzero((written != rows).any(axis=1))
+            block, masks = block[lost], masks[lost]  # ...the others go again
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         """Boolean array: True where all k bits are set (present, or a false positive)."""
         found = np.zeros(hashes.size, dtype=bool)
         for start in range(0, hashes.size, ADD_CHUNK):
-            part = hashes[start : start + ADD_CHUNK]
-            found[start + self._contains(part)] = True
+            block, masks = self._masks(hashes[start : start + ADD_CHUNK])
+            rows = self.blocks.take(block).view(np.uint64).reshape(-1, self.header.k)
+            rows &= masks
+            found[start : start + block.size] = (rows == masks).all(axis=1)
         return found
-
-    def _contains(self, hashes: np.ndarray) -> np.ndarray:
-        """Indices of the hashes whose k bits are all set; stops probing a hash at its first 0."""
-        words = self.words
-        m = _U64(self.header.m)
-        position, step = self._start(hashes)
-        alive = np.arange(hashes.size)
-        for i in range(self.header.k):
-            bits = words.take((position >> _SIX).astype(np.intp))
-            bits &= bit_masks(position)
-            keep = bits != 0
-            if not keep.all():
-                alive, position, step = alive[keep], position[keep], step[keep]
-                if alive.size == 0:
-                    break
-            if i + 1 < self.header.k:
-                _advance(position, step, m)
-        return alive
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -535,7 +542,8 @@ class BloomFilter:
 
     @property
     def estimated_fp_rate(self) -> float:
-        return fp_rate_from_fill(self.header.bits_set, self.header.m, self.header.k)
+        """The chance that an n-gram never added finds its bits set, from the bits themselves."""
+        return self.header.fill_fp_rate
 
     @property
     def distinct_estimate(self) -> float:
@@ -543,7 +551,7 @@ class BloomFilter:
         return min(hll_estimate(self.registers), float(self.header.items))
 
 
-ADD_CHUNK = 1 << 14  # n-grams per round of k bit updates (keeps re-reads in cache)
+ADD_CHUNK = 1 << 12  # n-grams per round of block updates (fewer repeated blocks, in cache)
 CHUNK_WORDS = 1 << 23  # 64 MiB of bit array at a time
 
 
@@ -552,11 +560,16 @@ def iter_chunks(total: int, chunk: int = CHUNK_WORDS) -> Iterator[slice]:
         yield slice(start, min(start + chunk, total))
 
 
-def popcount(words: np.ndarray) -> int:
-    count = 0
-    for part in iter_chunks(words.size):
-        count += int(np.bitwise_count(np.asarray(words[part])).sum(dtype=np.int64))
-    return count
+def bit_statistics(words: np.ndarray, k: int) -> tuple[int, float]:
+    """(bits set, false-positive rate): the mean over blocks of the product over a block's
+    words of the share of bits set in the word, the exact chance that a random n-gram
+    never added finds all its bits set."""
+    count, hits = 0, 0.0
+    for part in iter_chunks(words.size, CHUNK_WORDS - CHUNK_WORDS % k):
+        ones = np.bitwise_count(np.asarray(words[part]))
+        count += int(ones.sum(dtype=np.int64))
+        hits += float(np.prod(ones.reshape(-1, k) / 64.0, axis=1).sum())
+    return count, hits / (words.size // k)
 
 
 def _reserve(handle, size: int) -> None:

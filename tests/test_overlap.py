@@ -210,22 +210,46 @@ def test_ngram_hashes_of_batches_equal_per_document_hashes() -> None:
 
 def test_optimal_shape() -> None:
     m, k = bloom.optimal_shape(1_000_000, 1e-8)
-    assert m % 64 == 0 and abs(m - 1_000_000 * 38.34) < 0.01 * m
-    assert k == 27
-    assert bloom.optimal_shape(100, 0.01) == (960, 7)
+    assert k == 18 and m % (64 * k) == 0
+    classic = 1_000_000 * 38.34  # -n ln p / (ln 2)^2 bits of an unblocked filter
+    assert 1.25 * classic < m < 1.35 * classic
+    # the least number of blocks that keeps the bound
+    assert bloom.fp_rate_from_items(1_000_000, m, k) <= 1e-8
+    assert bloom.fp_rate_from_items(1_000_000, m - 64 * k, k) > 1e-8
+    assert bloom.optimal_shape(100, 0.01) == (1280, 5)
     with pytest.raises(bloom.UsageError):
         bloom.optimal_shape(100, 1.0)
-    # fewer hash functions: a larger filter that keeps the bound
+    with pytest.raises(bloom.UsageError):
+        bloom.optimal_shape(100, 1e-8, hashes=65)
+    # fewer bits per n-gram: a larger filter that keeps the bound
     m14, k14 = bloom.optimal_shape(1_000_000, 1e-8, hashes=14)
-    assert k14 == 14 and 1.15 * m < m14 < 1.2 * m
+    assert k14 == 14 and m14 > m
     assert bloom.fp_rate_from_items(1_000_000, m14, k14) <= 1e-8
+
+
+def test_false_positive_formula_matches_a_simulated_filter() -> None:
+    """fp_rate_at_load against random items in blocks of k words, one random bit per word."""
+    rng = np.random.default_rng(0)
+    k, blocks, items = 4, 2000, 30_000
+    words = np.zeros((blocks, k), dtype=np.uint64)
+    block = rng.integers(0, blocks, items)
+    bit = rng.integers(0, 64, (items, k)).astype(np.uint64)
+    np.bitwise_or.at(words, block, np.left_shift(np.uint64(1), bit))
+    probes = 1_000_000  # ~2,500 false positives: 4 standard deviations are 8%
+    block = rng.integers(0, blocks, probes)
+    mask = np.left_shift(np.uint64(1), rng.integers(0, 64, (probes, k)).astype(np.uint64))
+    measured = np.mean(((words[block] & mask) == mask).all(axis=1))
+    _, from_bits = bloom.bit_statistics(words.reshape(-1), k)
+    assert abs(measured - from_bits) < 0.08 * from_bits
+    assert abs(bloom.fp_rate_at_load(items / blocks, k) - from_bits) < 0.08 * from_bits
 
 
 def test_header_layout(corpus) -> None:
     data = corpus["filter"].read_bytes()
     assert data[:8] == b"G2BLOOM\x1a"
     version, norm, n, k, m, capacity, items, bits_set = struct.unpack_from("<IIIIQQQQ", data, 8)
-    assert (version, norm, n) == (1, 1, 8)
+    assert (version, norm, n) == (2, 1, 8)
+    assert 0 < struct.unpack_from("<d", data, 68)[0] < 1e-8  # false-positive rate at this fill
     assert len(data) == bloom.DATA_OFFSET + m // 8
     words = np.frombuffer(data, dtype="<u8", offset=bloom.DATA_OFFSET)
     assert bits_set == int(np.bitwise_count(words).sum())
@@ -368,10 +392,10 @@ def test_truncated_and_other_version_filters(tmp_path, corpus) -> None:
     short.write_bytes(data[:50])
     code, _, err = gpt2("overlap", "check", "-F", str(short), str(corpus["test_path"]))
     assert_one_line_error(code, err, 1, "truncated")
-    other = tmp_path / "v2.bloom"
-    other.write_bytes(data[:8] + struct.pack("<I", 2) + data[12:])
+    other = tmp_path / "v1.bloom"
+    other.write_bytes(data[:8] + struct.pack("<I", 1) + data[12:])  # the unblocked format
     code, _, err = gpt2("overlap", "check", "-F", str(other), str(corpus["test_path"]))
-    assert_one_line_error(code, err, 1, "format version 2")
+    assert_one_line_error(code, err, 1, "format version 1")
     corrupt = tmp_path / "corrupt.bloom"
     corrupt.write_bytes(data[:40] + b"\xff" + data[41:])
     code, _, err = gpt2("overlap", "check", "-F", str(corrupt), str(corpus["test_path"]))
@@ -450,14 +474,16 @@ def test_over_capacity_is_warned(tmp_path, corpus) -> None:
 
 
 def test_bit_positions_follow_the_documented_formula(corpus) -> None:
-    """position i = (a + i*b) mod m, a = g mod m, b = 1 + mix(g ^ SEED_STEP) mod (m - 1)."""
+    """Block b = g mod B; in its word j the bit (h_(j div 8) >> 8 (j mod 8)) mod 64,
+    h_i = mix(g + (i + 1) GOLDEN)."""
     bloom_filter = bloom.BloomFilter.open(corpus["filter"])
     m, k = bloom_filter.header.m, bloom_filter.header.k
     hashes = bloom.text_ngram_hashes(corpus["train"][0], 8)[:20]
     positions = bloom_filter.positions(hashes)
+    golden = int(bloom._GOLDEN)
     for g, row in zip(hashes.tolist(), positions.tolist()):
-        a = g % m
-        b = 1 + bloom._mix_int(g ^ int(bloom._SEED_STEP)) % (m - 1)
-        assert row == [(a + i * b) % m for i in range(k)]
+        b = g % (m // (64 * k))
+        h = [bloom._mix_int(g + (i + 1) * golden) for i in range(8)]
+        assert row == [(b * k + j) * 64 + (h[j // 8] >> (8 * (j % 8))) % 64 for j in range(k)]
         words = np.asarray(bloom_filter.words)
         assert all(int(words[p // 64]) >> (p % 64) & 1 for p in row)  # all set: it was added

@@ -408,13 +408,13 @@ def register(app: typer.Typer) -> None:
             "temporary file beside the output for that.", show_default=False),
         fp_rate: float = typer.Option(
             1e-8, "--fp-rate", "-p",
-            help="False-positive rate at capacity; sets m = -capacity ln(p) / (ln 2)^2 bits "
-            "and k = (m / capacity) ln 2 hash functions."),
+            help="False-positive rate at capacity: the filter gets the fewest blocks of k "
+            "64-bit words (k bits per n-gram, one per word of one block) that keep it."),
         hashes: int = typer.Option(
             None, "--hashes", "-k",
-            help="Use this many hash functions instead of the optimal k (27 at 1e-8): the "
-            "filter grows so that the false-positive bound still holds (14 at 1e-8: 17% "
-            "larger, half the bits to set per n-gram, a faster build).", show_default=False),
+            help="Bits per n-gram (1-64) instead of the default (18 at 1e-8): fewer is less "
+            "work per n-gram and a larger filter for the same bound (14 at 1e-8: 15% "
+            "larger, a faster build).", show_default=False),
         fmt: str = options.FORMAT,
         field: str = options.FIELD,
         delimiter: str = options.DELIMITER,
