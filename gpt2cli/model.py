@@ -229,23 +229,28 @@ class _CrossEntropy(torch.autograd.Function):
     gradient, scatters into it and reads the log-softmax back: on a CPU, where a (tokens x 50257)
     matrix lives in main memory, those passes cost as much as the output matmul. Here the forward
     keeps only the log-sum-exp per row, and the backward writes softmax x scale in one pass
-    (the scale folded into the exponent) and subtracts at the targets.
+    (the scale folded into the exponent) and subtracts at the targets. Columns from ``classes``
+    on (padding of the output layer) take no probability and get a zero gradient.
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor,
+                classes: int) -> torch.Tensor:
         # Row chunks small enough for the cache, so logsumexp's temporaries never reach memory.
-        lse = torch.cat([torch.logsumexp(rows, dim=-1) for rows in logits.split(_CE_ROWS)])
+        lse = torch.cat([torch.logsumexp(rows[:, :classes], dim=-1)
+                         for rows in logits.split(_CE_ROWS)])
         valid = targets >= 0
         safe = targets.clamp(min=0)
         picked = logits.gather(1, safe[:, None]).squeeze(1)
         count = valid.sum().clamp(min=1).to(logits.dtype)
         ctx.save_for_backward(logits, lse, safe, valid, count)
+        ctx.classes = classes
         return torch.where(valid, lse - picked, 0.0).sum() / count
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         logits, lse, safe, valid, count = ctx.saved_tensors
+        classes = ctx.classes
         scale = torch.where(valid, grad / count, 0.0)  # (N,)
         negative = bool((scale < 0).any())
         # softmax * scale = exp(logits - lse + log scale); log 0 = -inf gives 0
@@ -257,19 +262,25 @@ class _CrossEntropy(torch.autograd.Function):
             out[rows].exp_()
         if negative:
             out.mul_(scale[:, None])
+        out[:, classes:] = 0.0
         out.scatter_add_(1, safe[:, None], -scale[:, None])
-        return out, None
+        return out, None, None
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of (N, V) logits against (N,) targets, -1 ignored.
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                  classes: int | None = None) -> torch.Tensor:
+    """Mean cross-entropy of (N, C) logits against (N,) targets, -1 ignored; only the first
+    ``classes`` columns count (the rest is padding), all of them by default.
 
     On CUDA ``F.cross_entropy`` (which torch.compile fuses); elsewhere :class:`_CrossEntropy`,
     which gives the same loss and gradient with less memory traffic.
     """
+    classes = logits.shape[-1] if classes is None else classes
     if logits.is_cuda or logits.dtype != torch.float32:
+        if classes != logits.shape[-1]:
+            logits = logits[:, :classes]
         return F.cross_entropy(logits, targets, ignore_index=-1)
-    return _CrossEntropy.apply(logits, targets)
+    return _CrossEntropy.apply(logits, targets, classes)
 
 
 class GPT(nn.Module):
@@ -384,11 +395,8 @@ class GPT(nn.Module):
         V = self.config.vocab_size
         loss = None
         if targets is not None:
-            if full.shape[-1] != V:
-                # Padding columns take no probability mass: the loss equals the unpadded one.
-                # (In place is safe: the matmul's backward needs its inputs, not its output.)
-                full[..., V:] = float("-inf")
-            loss = cross_entropy(full.view(-1, full.size(-1)), targets.reshape(-1))
+            # Padding columns take no probability mass: the loss equals the unpadded one.
+            loss = cross_entropy(full.view(-1, full.size(-1)), targets.reshape(-1), V)
         logits = full[..., :V] if full.shape[-1] != V else full
         return logits, loss
 

@@ -206,3 +206,19 @@ def test_cpu_cross_entropy_equals_torch_loss_and_gradient(ignore: bool) -> None:
     torch.testing.assert_close(ours.grad, reference.grad)
     torch.testing.assert_close(cross_entropy(logits, targets),
                                F.cross_entropy(logits, targets, ignore_index=-1))
+
+
+def test_cpu_cross_entropy_ignores_padding_columns() -> None:
+    """``classes``: the columns past it (the padded output layer) take no probability and get a
+    zero gradient, whatever they hold."""
+    from gpt2cli.model import cross_entropy
+
+    torch.manual_seed(1)
+    logits = torch.randn(21, 300) * 3
+    targets = torch.randint(0, 290, (21,))
+    ours = logits.clone().requires_grad_(True)
+    reference = logits[:, :290].clone().requires_grad_(True)
+    (2 * cross_entropy(ours, targets, 290)).backward()
+    (2 * F.cross_entropy(reference, targets)).backward()
+    torch.testing.assert_close(ours.grad[:, :290], reference.grad)
+    assert torch.count_nonzero(ours.grad[:, 290:]) == 0
