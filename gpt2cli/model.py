@@ -164,11 +164,25 @@ class KVCache:
 _FEW_ROWS = 64
 
 
+def _onednn_linear() -> Any:
+    """oneDNN's linear on dense tensors (the op torch.compile's CPU backend calls), if present."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._linear_pointwise.default
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_ONEDNN_LINEAR = _onednn_linear()
+
+
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters) that multiplies weight-first for a few rows on a CPU.
 
     CPU BLAS computes rows x weight^T for 2 to 64 rows (a decoding step's batch) up to 3x slower
-    than weight x rows^T, and a single row fastest as a matrix-vector product.
+    than weight x rows^T; a single row without autograd goes through oneDNN, whose kernel
+    streams the weights near the memory bandwidth (~1.5x BLAS's matrix-vector product).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,7 +190,10 @@ class Linear(nn.Linear):
         if x.device.type != "cpu" or not 0 < rows <= _FEW_ROWS:
             return super().forward(x)
         flat = x.reshape(rows, self.in_features)
-        if rows == 1:
+        if (rows == 1 and _ONEDNN_LINEAR is not None and x.dtype == torch.float32
+                and not torch.is_grad_enabled()):
+            y = _ONEDNN_LINEAR(flat, self.weight, self.bias, "none", [], "")
+        elif rows == 1:
             y = (torch.mv(self.weight, flat[0]) if self.bias is None
                  else torch.addmv(self.bias, self.weight, flat[0]))
         else:

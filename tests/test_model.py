@@ -222,3 +222,25 @@ def test_cpu_cross_entropy_ignores_padding_columns() -> None:
     (2 * F.cross_entropy(reference, targets)).backward()
     torch.testing.assert_close(ours.grad[:, :290], reference.grad)
     assert torch.count_nonzero(ours.grad[:, 290:]) == 0
+
+
+@pytest.mark.parametrize("rows", [1, 5, 64, 65])
+def test_linear_paths_equal_nn_linear(rows: int) -> None:
+    """Few rows on a CPU go weight-first (one row through oneDNN when no gradient is needed):
+    same outputs and, with autograd, the same gradients as ``F.linear``."""
+    from gpt2cli.model import Linear
+
+    torch.manual_seed(rows)
+    layer = Linear(48, 80)
+    x = torch.randn(rows, 1, 48, requires_grad=True)
+    expected = F.linear(x, layer.weight, layer.bias)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x.detach()), expected.detach(), atol=1e-5, rtol=1e-5)
+    got = layer(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    got.square().sum().backward()
+    grads = (x.grad.clone(), layer.weight.grad.clone())
+    x.grad, layer.weight.grad = None, None
+    expected.square().sum().backward()
+    torch.testing.assert_close(grads[0], x.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[1], layer.weight.grad, atol=1e-5, rtol=1e-5)
