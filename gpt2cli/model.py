@@ -169,9 +169,11 @@ def _onednn_linear() -> Any:
     if not torch.backends.mkldnn.is_available():
         return None
     try:
-        return torch.ops.mkldnn._linear_pointwise.default
-    except (AttributeError, RuntimeError):
+        op = torch.ops.mkldnn._linear_pointwise.default
+        probe = op(torch.ones(1, 2), torch.ones(3, 2), torch.ones(3), "none", [], "")
+    except (AttributeError, RuntimeError, TypeError):  # absent, or another signature
         return None
+    return op if probe.tolist() == [[3.0, 3.0, 3.0]] else None
 
 
 _ONEDNN_LINEAR = _onednn_linear()
