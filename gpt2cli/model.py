@@ -219,6 +219,8 @@ class CausalSelfAttention(nn.Module):
         self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
     ) -> torch.Tensor:
         B, T, C = x.shape
+        if cache is not None and T == 1 and cache._mask is None and x.device.type == "cpu":
+            return self._decode_step(x, cache, layer)
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
@@ -233,6 +235,17 @@ class CausalSelfAttention(nn.Module):
             )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+    def _decode_step(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+        """One new position per row, no padding, on a CPU: the same attention in fewer ops
+        (a decoding step there is short enough for per-op overhead to show)."""
+        B, _, C = x.shape
+        head = C // self.n_head
+        qkv = self.c_attn(x).view(B, 3, self.n_head, 1, head)  # one position: no transpose
+        k, v = cache.update(layer, qkv[:, 1], qkv[:, 2])  # (B, nh, S, hs)
+        scores = torch.matmul(qkv[:, 0], k.transpose(-1, -2)).mul_(1.0 / math.sqrt(head))
+        y = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, nh, 1, hs)
+        return self.resid_dropout(self.c_proj(y.view(B, 1, C)))
 
 
 class MLP(nn.Module):
