@@ -11,7 +11,7 @@ reports MB of text per second and the child's peak RSS:
 * count: the HyperLogLog counting pass that sizes a filter when --capacity is absent;
 * build: adding every 8-gram (capacity given, one pass);
 * check: a test set (5% of its documents copied from the training text) against the filter;
-* the same build and check with ``--hashes 14`` (fewer hash functions, a larger filter).
+* the same build and check with ``--hashes 14`` (fewer bits per n-gram, a larger filter).
 
 MB/s is wall-clock; MB/cpu-s divides by the phase's CPU time, which is the
 per-core figure that holds on a shared machine.
