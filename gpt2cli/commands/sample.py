@@ -11,6 +11,7 @@ from typing import BinaryIO
 import typer
 
 from gpt2cli import console, docs
+from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
 from gpt2cli.tokenizer import EOT_TEXT, encode
 
@@ -86,17 +87,6 @@ def _jsonl_prompts(field: str) -> Iterator[docs.Document]:
     yield from docs.iter_documents(["-"], fmt="jsonl", field=field)
 
 
-def _chunks(items: Iterator[docs.Document], size: int) -> Iterator[list[docs.Document]]:
-    chunk: list[docs.Document] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _quiet_broken_pipe() -> None:
     """The reader went away (`| head`): stop quietly, without a flush error at exit."""
     try:
@@ -126,7 +116,7 @@ def run_sample(
     device_name: str,
     dtype_name: str,
 ) -> None:
-    from gpt2cli import generation, modelref
+    from gpt2cli import generation, modelref, scoring
 
     generation.validate_options(max_tokens, temperature, top_k, top_p)
     if num_samples <= 0:
@@ -188,7 +178,7 @@ def run_sample(
             completions = len(results)
         else:
             per_chunk = max(1, batch_size // num_samples)
-            for chunk in _chunks(records, per_chunk):
+            for chunk in scoring.chunked(records, per_chunk):
                 prompts = [encode(doc.text) for doc in chunk]
                 for doc, ids in zip(chunk, prompts):
                     if not ids:
@@ -244,12 +234,7 @@ def register(app: typer.Typer) -> None:
             help="The text to continue ('-' or absent: read stdin; '' : <|endoftext|>).",
         ),
         model: str = typer.Option(
-            ...,
-            "--model",
-            "-m",
-            metavar="SPEC",
-            help="A run directory (its newest complete checkpoint), a checkpoint or HF-layout "
-            "directory, or an HF model name in the local cache (gpt2, gpt2-medium, ...).",
+            ..., "--model", "-m", metavar="SPEC", help=options.MODEL_HELP, show_default=False,
         ),
         max_tokens: int = typer.Option(
             256, "--max-tokens", metavar="N", help="Most tokens to generate per sample (> 0)."
@@ -313,18 +298,8 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(
             16, "--batch-size", metavar="N", help="With --jsonl: most sequences generated together."
         ),
-        device: str = typer.Option(
-            "auto",
-            "--device",
-            metavar="DEVICE",
-            help="cpu, cuda, cuda:N, or auto (cuda when available).",
-        ),
-        dtype: str = typer.Option(
-            "auto",
-            "--dtype",
-            metavar="DTYPE",
-            help="fp32, bf16 or fp16; auto: bf16 on GPU, fp32 on CPU.",
-        ),
+        device: str = options.DEVICE,
+        dtype: str = options.DTYPE,
     ) -> None:
         run_sample(
             None if prompt == "-" else prompt,
