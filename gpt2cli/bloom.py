@@ -68,6 +68,7 @@ from pathlib import Path
 import numpy as np
 
 from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.fileio import open_file
 
 MAGIC = b"G2BLOOM\x1a"
 FORMAT_VERSION = 2
@@ -414,15 +415,7 @@ class BloomFilter:
     def open(cls, path: str | os.PathLike[str]) -> BloomFilter:
         """Open an existing filter read-only through a memory map."""
         path = Path(path)
-        try:
-            handle = open(path, "rb")  # noqa: SIM115 - closed below; the map outlives it
-        except FileNotFoundError:
-            raise Gpt2Error(f"{path}: no such filter file") from None
-        except IsADirectoryError:
-            raise Gpt2Error(f"{path}: is a directory, not a filter file") from None
-        except PermissionError:
-            raise Gpt2Error(f"{path}: permission denied") from None
-        with handle:
+        with open_file(path, "filter file") as handle:  # the map outlives it
             header, registers = _read_header(path, handle)
             size = os.fstat(handle.fileno()).st_size
             if size != header.file_size:

@@ -64,18 +64,21 @@ def fsync_directory(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def open_binary_input(name: str) -> BinaryIO:
-    """``-`` is stdin; anything else is a file that must exist."""
-    if name == "-":
-        return sys.stdin.buffer
+def open_file(name: str | os.PathLike[str], what: str = "file") -> BinaryIO:
+    """An existing file opened for binary reading, or a one-line error naming it as ``what``."""
     try:
         return open(name, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
-        raise Gpt2Error(f"{name}: no such file") from None
+        raise Gpt2Error(f"{name}: no such {what}") from None
     except IsADirectoryError:
-        raise Gpt2Error(f"{name}: is a directory, not a file") from None
+        raise Gpt2Error(f"{name}: is a directory, not a {what}") from None
     except PermissionError:
         raise Gpt2Error(f"{name}: permission denied") from None
+
+
+def open_binary_input(name: str) -> BinaryIO:
+    """``-`` is stdin; anything else is a file that must exist."""
+    return sys.stdin.buffer if name == "-" else open_file(name)
 
 
 def binary_stdout(what: str = "binary data", suggestion: str | None = None) -> BinaryIO:
