@@ -19,17 +19,12 @@ from gpt2cli import optim
 from gpt2cli.model import GPT, GPTConfig
 
 
-def ours(args: argparse.Namespace, compiled: bool = False):
-    config = GPTConfig(n_layer=args.layers, n_head=args.heads, n_embd=args.width,
-                       block_size=args.seq)
-    if args.pad_vocab > 1:
-        config = config.with_padding(args.pad_vocab)
-    model = GPT(config).train()
+def training_step(model: torch.nn.Module, loss_of):
+    """One AdamW step (the same optimizer and clipping for both models) on ``loss_of(x, y)``."""
     opt = optim.make_adamw(model, 6e-4, 0.1, (0.9, 0.95), 1e-8, fused=False)
-    forward = torch.compile(model) if compiled else model
 
     def step(x: torch.Tensor, y: torch.Tensor) -> float:
-        _, loss = forward(x, y)
+        loss = loss_of(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -37,6 +32,16 @@ def ours(args: argparse.Namespace, compiled: bool = False):
         return loss.item()
 
     return step
+
+
+def ours(args: argparse.Namespace, compiled: bool = False):
+    config = GPTConfig(n_layer=args.layers, n_head=args.heads, n_embd=args.width,
+                       block_size=args.seq)
+    if args.pad_vocab > 1:
+        config = config.with_padding(args.pad_vocab)
+    model = GPT(config).train()
+    forward = torch.compile(model) if compiled else model
+    return training_step(model, lambda x, y: forward(x, y)[1])
 
 
 def theirs(args: argparse.Namespace):
@@ -45,17 +50,8 @@ def theirs(args: argparse.Namespace):
     config = GPT2Config(n_layer=args.layers, n_head=args.heads, n_embd=args.width,
                         n_positions=args.seq, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     model = GPT2LMHeadModel(config).train()
-    opt = optim.make_adamw(model, 6e-4, 0.1, (0.9, 0.95), 1e-8, fused=False)
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> float:
-        loss = model(input_ids=x, labels=x).loss  # shifts inside: the usual HF training call
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss.item()
-
-    return step
+    # labels=x: the model shifts inside, the usual HF training call
+    return training_step(model, lambda x, y: model(input_ids=x, labels=x).loss)
 
 
 def timed(step, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
