@@ -64,6 +64,19 @@ def wait_rss(process: subprocess.Popen) -> tuple[int, float]:
     return process.returncode, usage.ru_maxrss / 1024
 
 
+def peak_rss_run(command: list[str], source: Path, sink: Path | None = None) -> tuple[float, float]:
+    """Run ``command`` with ``source`` on stdin (and stdout to ``sink``): (peak RSS MB, seconds);
+    exits with the child's stderr when it fails."""
+    with open(source, "rb") as stdin, open(sink or os.devnull, "wb") as stdout:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+        code, rss = wait_rss(child)
+        wall = time.perf_counter() - start
+    if code:
+        sys.exit(child.stderr.read().decode() if child.stderr else f"{command[-1]} failed")
+    return rss, wall
+
+
 def reported_mb_s(stderr: str) -> float:
     match = re.search(r"\(([\d,.]+) MB/s\)", stderr)
     return float(match.group(1).replace(",", "")) if match else float("nan")
@@ -149,26 +162,13 @@ def main() -> None:
                     handle.write(chunk)
             large_size = large.stat().st_size
             stream = work / "large.tok"
-            with open(large, "rb") as source, open(stream, "wb") as sink:
-                start = time.perf_counter()
-                child = subprocess.Popen(
-                    [*GPT2, "tokenize", "--threads", str(threads), "--format", "text"],
-                    stdin=source, stdout=sink, stderr=subprocess.PIPE)
-                code, rss = wait_rss(child)
-                wall = time.perf_counter() - start
-            if code:
-                sys.exit(child.stderr.read().decode() if child.stderr else "tokenize failed")
+            rss, wall = peak_rss_run(
+                [*GPT2, "tokenize", "--threads", str(threads), "--format", "text"], large, stream)
             print(f"large input {large_size / 1e6:,.0f} MB: gpt2 tokenize peak RSS {rss:,.0f} MB "
                   f"({wall:.0f} s)")
             out = work / "large-pack"
-            with open(stream, "rb") as source:
-                start = time.perf_counter()
-                child = subprocess.Popen([*GPT2, "pack", "-o", str(out), "--val-tokens",
-                                          "1000000"], stdin=source, stderr=subprocess.PIPE)
-                code, rss = wait_rss(child)
-                wall = time.perf_counter() - start
-            if code:
-                sys.exit(child.stderr.read().decode() if child.stderr else "pack failed")
+            rss, wall = peak_rss_run([*GPT2, "pack", "-o", str(out), "--val-tokens", "1000000"],
+                                     stream)
             print(f"large input {stream.stat().st_size / 1e6:,.0f} MB of tokens: gpt2 pack peak "
                   f"RSS {rss:,.0f} MB ({wall:.0f} s)")
             base = subprocess.Popen([*GPT2, "--version"], stdout=subprocess.DEVNULL)
