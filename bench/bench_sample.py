@@ -10,13 +10,17 @@ on CPU; prints tokens/s and the ratio, measured in the same process, runs interl
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+# As the `gpt2` command sets it (before torch allocates), for both models' weights alike.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -67,6 +71,7 @@ def main() -> None:
         theirs.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=4,
                         pad_token_id=EOT)
     for batch in [int(b) for b in args.batches.split(",")]:
+        generation.prepare_model(ours, batch)  # as `gpt2 sample` does after loading
         times: dict[str, list[float]] = {"ours": [], "transformers": []}
         outputs = {}
         for _ in range(args.repeats):

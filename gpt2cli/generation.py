@@ -202,6 +202,15 @@ def _generate_batch(
             logits = model.forward_cached(next_ids[:, None], cache)
 
 
+def prepare_model(model: GPT, rows: int) -> None:
+    """Lay out the model's weights for generating ``rows`` sequences at a time: on a CPU, one
+    row reads the output layer faster column-major, several rows row-major (the layout it is
+    loaded and trained in). Values never change; the transposition costs a copy of the matrix
+    (~0.15 s for 124M), once per model, not per call."""
+    on_cpu = model.transformer.wte.weight.device.type == "cpu"
+    model.output_layer_column_major(on_cpu and rows == 1)
+
+
 def generate(
     model: GPT,
     prompts: Sequence[Sequence[int]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -149,17 +150,39 @@ def test_padded_vocabulary_changes_no_output(model: GPT) -> None:
     assert not padded.transformer.wte.weight.grad[50257:].any()
 
 
-def test_kv_cache_gives_the_full_forward_logits(model: GPT) -> None:
-    x = ids(3, 40)
+@pytest.mark.parametrize("batch, column_major", [(1, False), (3, False), (1, True), (3, True)])
+def test_kv_cache_gives_the_full_forward_logits(
+    model: GPT, batch: int, column_major: bool
+) -> None:
+    """Prefill, a chunk, then one position at a time (the CPU's functional decoding step),
+    with the output layer in either memory layout."""
+    if column_major:
+        model = copy.deepcopy(model)
+        model.output_layer_column_major()
+        weight = model.lm_head.weight
+        assert weight is model.transformer.wte.weight and weight.stride() == (1, weight.shape[0])
+    x = ids(batch, 40)
     with torch.no_grad():
         full, _ = model(x)
-        cache = model.new_cache(3)
+        cache = model.new_cache(batch)
         pieces = [model.forward_cached(x[:, :10], cache, last_only=False)]
         pieces.append(model.forward_cached(x[:, 10:25], cache, last_only=False))  # a chunk
         for t in range(25, 40):
             pieces.append(model.forward_cached(x[:, t:t + 1], cache, last_only=False))
     assert cache.length == 40
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=0, atol=1e-5)
+
+
+def test_output_layer_layout_round_trip(model: GPT) -> None:
+    """Column-major and back: the same tied Parameter, the same values, row-major again."""
+    model = copy.deepcopy(model)
+    before = model.lm_head.weight.detach().clone()
+    model.output_layer_column_major()
+    model.output_layer_column_major()  # already column-major: nothing to do
+    model.output_layer_column_major(False)
+    weight = model.transformer.wte.weight
+    assert weight is model.lm_head.weight and weight.is_contiguous()
+    assert torch.equal(weight, before)
 
 
 def test_kv_cache_with_left_padding(model: GPT) -> None:

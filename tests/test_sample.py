@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -40,11 +41,21 @@ def model(model_dir: Path) -> GPT:
     return hf.load_pretrained(model_dir)
 
 
-def test_greedy_equals_transformers_generate(model_dir: Path, model: GPT) -> None:
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_greedy_equals_transformers_generate(model_dir: Path, model: GPT,
+                                             one_by_one: bool) -> None:
+    """In one left-padded batch, and one prompt at a time as `gpt2 sample` prepares the model
+    for one row (column-major output layer, the CPU's one-row decoding step)."""
     transformers = pytest.importorskip("transformers")
     reference = transformers.GPT2LMHeadModel.from_pretrained(model_dir).eval()
     prompts = [PROMPT, encode("Hello"), encode("A much longer prompt, of several more tokens")]
-    ours = generation.generate(model, prompts, 40, greedy=True)
+    if one_by_one:
+        model = copy.deepcopy(model)
+        generation.prepare_model(model, 1)
+        assert not model.lm_head.weight.is_contiguous()
+        ours = [generation.generate(model, [p], 40, greedy=True)[0] for p in prompts]
+    else:
+        ours = generation.generate(model, prompts, 40, greedy=True)
     for prompt, completion in zip(prompts, ours):
         x = torch.tensor([prompt])
         out = reference.generate(x, attention_mask=torch.ones_like(x), do_sample=False,

@@ -131,6 +131,9 @@ def run_sample(
     single = prompt if prompt is not None else (None if jsonl else _read_stdin_prompt())
     records = _jsonl_prompts(field) if single is None else None
     loaded = modelref.load_model(model_spec, device=device, dtype=dtype)
+    per_chunk = max(1, batch_size // num_samples)  # --jsonl: prompts generated together
+    rows = min(batch_size, num_samples * (per_chunk if single is None else 1))
+    generation.prepare_model(loaded.model, rows)
     import torch
 
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -177,7 +180,6 @@ def run_sample(
             produced = sum(c.completion_tokens for c in results)
             completions = len(results)
         else:
-            per_chunk = max(1, batch_size // num_samples)
             for chunk in scoring.chunked(records, per_chunk):
                 prompts = [encode(doc.text) for doc in chunk]
                 for doc, ids in zip(chunk, prompts):
