@@ -109,6 +109,12 @@ ENVIRONMENT = [
         "RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT",
         "Set by torchrun; gpt2 train runs distributed when they are present.",
     ),
+    (
+        "THP_MEM_ALLOC_ENABLE",
+        "PyTorch's switch for large CPU tensors on transparent huge pages (Linux); gpt2 sets it "
+        "to 1 unless it is set (0 turns it off). Streaming the weights, as a CPU decoding step "
+        "does, is faster on huge pages.",
+    ),
 ]
 
 EXIT_STATUS = [
