@@ -493,7 +493,7 @@ class GPT(nn.Module):
     def _decode_cpu(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Logits (B, vocab_size) of one new position per row (no padding), on a CPU, without
         autograd or dropout: ``_trunk`` and ``_logits`` in functional calls on the parameters,
-        because at batch 1 the module calls and reshapes cost a fifth of a 124M step there."""
+        because at batch 1 the module calls and reshapes cost about a tenth of a 124M step."""
         config, modules = self.config, self.transformer
         C, eps, t = config.n_embd, config.layer_norm_epsilon, cache.length
         B = ids.shape[0]
