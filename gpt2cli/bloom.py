@@ -170,8 +170,6 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-
-
 def _multipliers(n: int) -> np.ndarray:
     return np.array([_mix_int(j + 1) | 1 for j in range(n)], dtype=np.uint64)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -10,11 +11,14 @@ import pytest
 
 @pytest.fixture()
 def cli(capsysbinary: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
-    """Run `gpt2 ...` in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    """Run `gpt2 ...` in this process (no interpreter start-up), ``stdin`` piped in:
+    (exit code, stdout, stderr)."""
     from gpt2cli.cli import main
 
-    def invoke(args: list[str]) -> subprocess.CompletedProcess:
+    def invoke(args: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess:
         monkeypatch.setattr(sys, "argv", ["gpt2", *args])
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
         code = 0
         try:
             main()

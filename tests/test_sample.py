@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
 import subprocess
@@ -168,33 +167,15 @@ def gpt2(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
                           capture_output=True, env=env)
 
 
-def sample_in_process(
-    monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes], *args: str,
-    stdin: bytes = b"",
-) -> tuple[int, bytes, bytes]:
+def sample_in_process(cli, *args: str, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
     """`gpt2 sample ARGS` run in this process: (exit status, stdout, stderr)."""
-    from gpt2cli.cli import app
-    from gpt2cli.errors import Gpt2Error
-
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-    code = 0
-    try:
-        app(["sample", *args], prog_name="gpt2")
-    except SystemExit as error:
-        code = error.code if isinstance(error.code, int) else 1
-    except Gpt2Error as error:  # what cli.main turns into one line
-        print(f"gpt2 sample: error: {error}", file=sys.stderr)
-        code = error.exit_code
-    out, err = capsysbinary.readouterr()
-    return code, out, err
+    result = cli(["sample", *args], stdin=stdin)
+    return result.returncode, result.stdout, result.stderr
 
 
-def test_cli_samples_streamed_and_separated(
-    model_dir: Path, model: GPT, monkeypatch: pytest.MonkeyPatch,
-    capsysbinary: pytest.CaptureFixture[bytes],
-) -> None:
+def test_cli_samples_streamed_and_separated(model_dir: Path, model: GPT, cli) -> None:
     code, out, err = sample_in_process(
-        monkeypatch, capsysbinary, "-m", str(model_dir), "--max-tokens", "12", "-n", "3",
+        cli, "-m", str(model_dir), "--max-tokens", "12", "-n", "3",
         "--seed", "4", "--ignore-eot", "The meaning of life is",
     )
     assert code == 0, err
@@ -204,7 +185,7 @@ def test_cli_samples_streamed_and_separated(
     assert texts == [c.text for c in expected]
     assert b"seed 4" in err
     code, echoed, _ = sample_in_process(
-        monkeypatch, capsysbinary, "-m", str(model_dir), "--max-tokens", "12", "--seed", "4",
+        cli, "-m", str(model_dir), "--max-tokens", "12", "--seed", "4",
         "--ignore-eot", "--echo", stdin=b"The meaning of life is\n",
     )
     assert code == 0
@@ -212,10 +193,9 @@ def test_cli_samples_streamed_and_separated(
     assert echoed.decode() == "The meaning of life is" + single.text + "\n"
 
 
-def test_cli_jsonl(model_dir: Path, model: GPT, monkeypatch: pytest.MonkeyPatch,
-                   capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+def test_cli_jsonl(model_dir: Path, model: GPT, cli) -> None:
     lines = b'{"prompt": "The meaning of life is", "id": 1}\n{"prompt": ""}\n'
-    code, out, err = sample_in_process(monkeypatch, capsysbinary, "-m", str(model_dir),
+    code, out, err = sample_in_process(cli, "-m", str(model_dir),
                                        "--jsonl", "--greedy", "--max-tokens", "8", stdin=lines)
     assert code == 0, err
     records = [json.loads(line) for line in out.decode().splitlines()]
@@ -227,21 +207,19 @@ def test_cli_jsonl(model_dir: Path, model: GPT, monkeypatch: pytest.MonkeyPatch,
     assert records[0]["finish_reason"] == greedy.finish_reason
     assert records[1]["prompt_tokens"] == 1
     assert b"empty prompt" in err
-    code, _, err = sample_in_process(monkeypatch, capsysbinary, "-m", str(model_dir),
+    code, _, err = sample_in_process(cli, "-m", str(model_dir),
                                      "--jsonl", stdin=b"not json\n")
     assert code == 1 and b"line 1: malformed JSON" in err
 
 
-def test_cli_bad_values_are_usage_errors(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
-) -> None:
+def test_cli_bad_values_are_usage_errors(model_dir: Path, cli) -> None:
     for args in (["--top-p", "0"], ["--top-p", "1.5"], ["--temperature", "-1"],
                  ["--max-tokens", "0"], ["--dtype", "fp8"], ["-n", "0"], ["--top-k", "x"]):
-        code, _, err = sample_in_process(monkeypatch, capsysbinary, "-m", str(model_dir),
+        code, _, err = sample_in_process(cli, "-m", str(model_dir),
                                          *args, "hi")
         assert code == 2, args
         assert b"Traceback" not in err
-    code, _, err = sample_in_process(monkeypatch, capsysbinary, "-m", str(model_dir), stdin=b"")
+    code, _, err = sample_in_process(cli, "-m", str(model_dir), stdin=b"")
     assert code == 0
     assert b"empty prompt" in err
 
