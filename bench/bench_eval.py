@@ -29,19 +29,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpt2cli import hf
-from gpt2cli.lm import LanguageModel
-from gpt2cli.model import GPT, config_for_size
-from gpt2cli.tasks.base import EvalOptions
-from gpt2cli.tasks.lambada import Lambada
+from gpt2cli.evaluate.language_model import LanguageModel
+from gpt2cli.evaluate.tasks.base import EvalOptions
+from gpt2cli.evaluate.tasks.lambada import Lambada
+from gpt2cli.model import hf
+from gpt2cli.model.gpt import GPT, config_for_size
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _hf_tokenizer import write_gpt2_tokenizer  # noqa: E402
 
-WORDS = ("the a of and to in was he she it that his her with for on as had at by but not "
-         "they from said were all one there would when what so up out about into could "
-         "time man little old see them more like then than now house door hand eyes back "
-         "looked asked thought knew long way came went night room told face voice day")
+WORDS = (
+    "the a of and to in was he she it that his her with for on as had at by but not "
+    "they from said were all one there would when what so up out about into could "
+    "time man little old see them more like then than now house door hand eyes back "
+    "looked asked thought knew long way came went night room told face voice day"
+)
 
 YAML = """task: lambada_bench
 dataset_path: json
@@ -120,35 +122,57 @@ def main() -> None:
         task_dir.mkdir()
         (task_dir / "lambada_bench.yaml").write_text(YAML.format(data=data))
 
-        lm = LanguageModel.load(str(model_dir), device=args.device, dtype="fp32",
-                                batch_size=args.batch_size)
+        lm = LanguageModel.load(
+            str(model_dir), device=args.device, dtype="fp32", batch_size=args.batch_size
+        )
         task = Lambada()
         task.evaluate(lm, data, EvalOptions(limit=2))  # warm-up
         start = time.perf_counter()
         result = task.evaluate(lm, data, EvalOptions(batch_size=args.batch_size))
         ours = time.perf_counter() - start
-        print(f"model {args.size} (random weights), device {args.device}, threads "
-              f"{torch.get_num_threads()}, {args.examples} LAMBADA-format examples")
-        print(f"gpt2cli  (batch {args.batch_size:>2}): {args.examples / ours:8.2f} examples/s "
-              f"({ours:.2f} s)  acc {result.metrics['acc'].value:.4f} "
-              f"ppl {result.metrics['perplexity'].value:.4f}")
+        print(
+            f"model {args.size} (random weights), device {args.device}, threads "
+            f"{torch.get_num_threads()}, {args.examples} LAMBADA-format examples"
+        )
+        print(
+            f"gpt2cli  (batch {args.batch_size:>2}): {args.examples / ours:8.2f} examples/s "
+            f"({ours:.2f} s)  acc {result.metrics['acc'].value:.4f} "
+            f"ppl {result.metrics['perplexity'].value:.4f}"
+        )
         if python is None:
             print("lm-evaluation-harness not available: set GPT2CLI_LMEVAL_PYTHON")
             return
-        env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-               "TOKENIZERS_PARALLELISM": "false"}
+        env = {
+            **os.environ,
+            "HF_DATASETS_OFFLINE": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
         done = subprocess.run(
-            [python, "-c", LMEVAL_SCRIPT, str(model_dir), str(task_dir),
-             str(args.lmeval_batch_size), args.device, str(args.threads)],
-            capture_output=True, text=True, env=env, check=False,
+            [
+                python,
+                "-c",
+                LMEVAL_SCRIPT,
+                str(model_dir),
+                str(task_dir),
+                str(args.lmeval_batch_size),
+                args.device,
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
         )
         if done.returncode != 0:
             print(done.stderr[-3000:])
             raise SystemExit("lm-eval failed")
         theirs = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"lm-eval  (batch {args.lmeval_batch_size:>2}): "
-              f"{args.examples / theirs['seconds']:8.2f} examples/s ({theirs['seconds']:.2f} s)"
-              f"  acc {theirs['acc']:.4f} ppl {theirs['perplexity']:.4f}")
+        print(
+            f"lm-eval  (batch {args.lmeval_batch_size:>2}): "
+            f"{args.examples / theirs['seconds']:8.2f} examples/s ({theirs['seconds']:.2f} s)"
+            f"  acc {theirs['acc']:.4f} ppl {theirs['perplexity']:.4f}"
+        )
         print(f"ratio (ours / lm-eval): {theirs['seconds'] / ours:.2f}x (goal >= 1.5)")
 
 

@@ -28,14 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2cli import shards, tokstream
-from gpt2cli.tokenizer import EOT
+from gpt2cli.data import shards
+from gpt2cli.text import token_stream
+from gpt2cli.text.tokenizer import EOT
 
 
 def synthetic_stream(path: Path, tokens: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     with open(path, "wb") as handle:
-        handle.write(tokstream.HEADER)
+        handle.write(token_stream.HEADER)
         written = 0
         while written < tokens:
             ids = (rng.zipf(1.2, size=1 << 20) - 1) % EOT
@@ -82,9 +83,11 @@ def main() -> None:
         result = shards.pack([str(stream)], work / "packed", shards.PackOptions())
         pack_seconds = time.perf_counter() - start
         size = sum(info.bytes for info in result.shards)
-        print(f"corpus: {result.tokens:,} tokens, {result.documents:,} documents "
-              f"({'synthetic Zipf' if args.stream is None else args.stream}); packed in "
-              f"{pack_seconds:.1f} s, {size / 1e6:.1f} MB ({2 * result.tokens / size:.2f}x)")
+        print(
+            f"corpus: {result.tokens:,} tokens, {result.documents:,} documents "
+            f"({'synthetic Zipf' if args.stream is None else args.stream}); packed in "
+            f"{pack_seconds:.1f} s, {size / 1e6:.1f} MB ({2 * result.tokens / size:.2f}x)"
+        )
 
         dataset = shards.ShardDataset(work / "packed")
         flat = work / "flat.u16"
@@ -116,19 +119,23 @@ def main() -> None:
             shards.GLOBAL_SHUFFLE_TOKENS = 0
             try:
                 large = shards.TokenLoader(work / "packed", "train", seq_len, batch, seed=1)
-                chunked = time_batches(lambda large=large: next(large), batch_tokens,
-                                       args.seconds)
+                chunked = time_batches(lambda large=large: next(large), batch_tokens, args.seconds)
             finally:
                 shards.GLOBAL_SHUFFLE_TOKENS = saved
-            cold = shards.TokenLoader(work / "packed", "train", seq_len, batch, seed=1,
-                                      cache_bytes=4 << 20)
+            cold = shards.TokenLoader(
+                work / "packed", "train", seq_len, batch, seed=1, cache_bytes=4 << 20
+            )
             uncached = time_batches(lambda cold=cold: next(cold), batch_tokens, args.seconds)
-            print(f"T={seq_len} B={batch}: numpy.memmap reference {reference / 1e6:.1f} M tok/s; "
-                  f"loader: small split {cached / 1e6:.1f} M tok/s ({cached / reference:.2f}x), "
-                  f"large split {chunked / 1e6:.1f} M tok/s ({chunked / reference:.2f}x), "
-                  f"no locality {uncached / 1e6:.1f} M tok/s ({uncached / reference:.2f}x)")
-        print(f"(M tokens per CPU-second of one core; torch threads 1; {os.cpu_count()} cpus, "
-              f"load average {os.getloadavg()[0]:.1f})")
+            print(
+                f"T={seq_len} B={batch}: numpy.memmap reference {reference / 1e6:.1f} M tok/s; "
+                f"loader: small split {cached / 1e6:.1f} M tok/s ({cached / reference:.2f}x), "
+                f"large split {chunked / 1e6:.1f} M tok/s ({chunked / reference:.2f}x), "
+                f"no locality {uncached / 1e6:.1f} M tok/s ({uncached / reference:.2f}x)"
+            )
+        print(
+            f"(M tokens per CPU-second of one core; torch threads 1; {os.cpu_count()} cpus, "
+            f"load average {os.getloadavg()[0]:.1f})"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

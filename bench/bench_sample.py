@@ -24,9 +24,10 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gpt2cli import generation, hf  # noqa: E402
-from gpt2cli.model import GPT, config_for_size  # noqa: E402
-from gpt2cli.tokenizer import EOT, encode  # noqa: E402
+from gpt2cli import hf  # noqa: E402
+from gpt2cli.infer import generation
+from gpt2cli.model.gpt import GPT, config_for_size  # noqa: E402
+from gpt2cli.text.tokenizer import EOT, encode  # noqa: E402
 
 PROMPT = "The meaning of life is a question that has been asked by many people over the years"
 
@@ -49,27 +50,33 @@ def main() -> None:
         ours = hf.load_pretrained(tmp).eval()
         theirs = GPT2LMHeadModel.from_pretrained(tmp).eval()
     prompt = encode(PROMPT)
-    print(f"{args.size}, {len(prompt)}-token prompt, {args.tokens} new tokens, greedy, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"{args.size}, {len(prompt)}-token prompt, {args.tokens} new tokens, greedy, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
 
     def run_ours(batch: int) -> list[list[int]]:
-        out = generation.generate(ours, [prompt] * batch, args.tokens, greedy=True,
-                                  ignore_eot=True)
+        out = generation.generate(ours, [prompt] * batch, args.tokens, greedy=True, ignore_eot=True)
         return [c.ids for c in out]
 
     def run_theirs(batch: int) -> list[list[int]]:
         x = torch.tensor([prompt] * batch)
         with torch.inference_mode():
-            out = theirs.generate(x, attention_mask=torch.ones_like(x), do_sample=False,
-                                  max_new_tokens=args.tokens, min_new_tokens=args.tokens,
-                                  pad_token_id=EOT, use_cache=True)
-        return out[:, len(prompt):].tolist()
+            out = theirs.generate(
+                x,
+                attention_mask=torch.ones_like(x),
+                do_sample=False,
+                max_new_tokens=args.tokens,
+                min_new_tokens=args.tokens,
+                pad_token_id=EOT,
+                use_cache=True,
+            )
+        return out[:, len(prompt) :].tolist()
 
     # Warm up both (allocator, kernels) on a few tokens.
     generation.generate(ours, [prompt], 4, greedy=True)
     with torch.inference_mode():
-        theirs.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=4,
-                        pad_token_id=EOT)
+        theirs.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=4, pad_token_id=EOT)
     for batch in [int(b) for b in args.batches.split(",")]:
         generation.prepare_model(ours, batch)  # as `gpt2 sample` does after loading
         times: dict[str, list[float]] = {"ours": [], "transformers": []}
@@ -82,8 +89,10 @@ def main() -> None:
         same = outputs["ours"] == outputs["transformers"]
         rate = {name: batch * args.tokens / statistics.median(t) for name, t in times.items()}
         ratio = rate["ours"] / rate["transformers"]
-        print(f"batch {batch}: ours {rate['ours']:8.1f} tok/s   transformers "
-              f"{rate['transformers']:8.1f} tok/s   ratio {ratio:.2f}x   same tokens: {same}")
+        print(
+            f"batch {batch}: ours {rate['ours']:8.1f} tok/s   transformers "
+            f"{rate['transformers']:8.1f} tok/s   ratio {ratio:.2f}x   same tokens: {same}"
+        )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 
 Builds a random-weight GPT-2 of the given shape, saves it in HF layout and loads the same
 weights into ``transformers.GPT2LMHeadModel``. Documents of random ids are scored with
-``gpt2cli.scoring.score_documents`` (rolling windows of the full context, batched and sorted
+``gpt2cli.infer.scoring.score_documents`` (rolling windows of the full context, batched and sorted
 by length) and, as the reference, by a loop over exactly the same windows and batches that
 calls the transformers model and takes ``log_softmax`` + ``gather`` -- the plain way. Both
 return the per-token log-probs; they are checked to agree. Prints scored tokens per second
@@ -22,13 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpt2cli import hf, scoring
-from gpt2cli.model import GPT, config_for_size
-from gpt2cli.tokenizer import EOT
+from gpt2cli.infer import scoring
+from gpt2cli.model import hf
+from gpt2cli.model.gpt import GPT, config_for_size
+from gpt2cli.text.tokenizer import EOT
 
 
-def reference_scores(model, documents: list[list[int]], block: int, batch_size: int,
-                     device: str) -> list[np.ndarray]:
+def reference_scores(
+    model, documents: list[list[int]], block: int, batch_size: int, device: str
+) -> list[np.ndarray]:
     requests = []
     for number, doc in enumerate(documents):
         full = [EOT, *doc]
@@ -38,16 +40,17 @@ def reference_scores(model, documents: list[list[int]], block: int, batch_size: 
     parts: list[list[tuple[int, np.ndarray]]] = [[] for _ in documents]
     with torch.inference_mode():
         for begin in range(0, len(requests), batch_size):
-            chunk = requests[begin: begin + batch_size]
+            chunk = requests[begin : begin + batch_size]
             width = max(r[2].end - r[2].start for r in chunk)
             batch = torch.zeros((len(chunk), width), dtype=torch.long)
             for row, (_, full, span) in enumerate(chunk):
-                batch[row, : span.end - span.start] = torch.tensor(full[span.start: span.end])
+                batch[row, : span.end - span.start] = torch.tensor(full[span.start : span.end])
             logprobs = torch.log_softmax(model(batch.to(device)).logits.float(), dim=-1)
             for row, (number, full, span) in enumerate(chunk):
                 n_in = span.end - span.start
-                targets = torch.tensor(full[span.end - span.n_scored + 1: span.end + 1],
-                                       device=device)
+                targets = torch.tensor(
+                    full[span.end - span.n_scored + 1 : span.end + 1], device=device
+                )
                 positions = torch.arange(n_in - span.n_scored, n_in, device=device)
                 values = logprobs[row, positions, targets].double().cpu().numpy()
                 parts[number].append((span.end, values))
@@ -96,19 +99,25 @@ def main() -> None:
     # warm-up (allocator, kernels) on a short document
     scoring.score_documents(ours, [documents[0][:64]], block, device=args.device)
     reference_scores(reference, [documents[0][:64]], block, 1, args.device)
-    t_ref, ref = timed(lambda: reference_scores(reference, documents, block, args.batch_size,
-                                                args.device))
-    t_ours, got = timed(lambda: scoring.score_documents(ours, documents, block,
-                                                        args.batch_size, device=args.device))
+    t_ref, ref = timed(
+        lambda: reference_scores(reference, documents, block, args.batch_size, args.device)
+    )
+    t_ours, got = timed(
+        lambda: scoring.score_documents(ours, documents, block, args.batch_size, device=args.device)
+    )
     worst = max(float(np.abs(a.logprobs - b).max()) for a, b in zip(got, ref))
-    print(f"model {args.size} ({ours.num_parameters() / 1e6:.0f}M, random weights), "
-          f"device {args.device}, threads {torch.get_num_threads()}, {args.docs} docs x "
-          f"{args.doc_tokens} tokens = {tokens:,} tokens in {windows} windows of <= {block}, "
-          f"batch {args.batch_size}")
+    print(
+        f"model {args.size} ({ours.num_parameters() / 1e6:.0f}M, random weights), "
+        f"device {args.device}, threads {torch.get_num_threads()}, {args.docs} docs x "
+        f"{args.doc_tokens} tokens = {tokens:,} tokens in {windows} windows of <= {block}, "
+        f"batch {args.batch_size}"
+    )
     print(f"transformers forward loop: {tokens / t_ref:10.1f} tokens/s ({t_ref:.2f} s)")
     print(f"gpt2cli scoring          : {tokens / t_ours:10.1f} tokens/s ({t_ours:.2f} s)")
-    print(f"ratio (ours / transformers): {t_ref / t_ours:.2f}x (goal >= 1.0); "
-          f"max |logprob difference| {worst:.2e}")
+    print(
+        f"ratio (ours / transformers): {t_ref / t_ours:.2f}x (goal >= 1.0); "
+        f"max |logprob difference| {worst:.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ import time
 
 import torch
 
-from gpt2cli import optim
-from gpt2cli.model import GPT, GPTConfig
+from gpt2cli.model.gpt import GPT, GPTConfig
+from gpt2cli.train import optimizer
 
 
 def training_step(model: torch.nn.Module, loss_of):
     """One AdamW step (the same optimizer and clipping for both models) on ``loss_of(x, y)``."""
-    opt = optim.make_adamw(model, 6e-4, 0.1, (0.9, 0.95), 1e-8, fused=False)
+    opt = optimizer.make_adamw(model, 6e-4, 0.1, (0.9, 0.95), 1e-8, fused=False)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> float:
         loss = loss_of(x, y)
@@ -35,8 +35,9 @@ def training_step(model: torch.nn.Module, loss_of):
 
 
 def ours(args: argparse.Namespace, compiled: bool = False):
-    config = GPTConfig(n_layer=args.layers, n_head=args.heads, n_embd=args.width,
-                       block_size=args.seq)
+    config = GPTConfig(
+        n_layer=args.layers, n_head=args.heads, n_embd=args.width, block_size=args.seq
+    )
     if args.pad_vocab > 1:
         config = config.with_padding(args.pad_vocab)
     model = GPT(config).train()
@@ -47,8 +48,15 @@ def ours(args: argparse.Namespace, compiled: bool = False):
 def theirs(args: argparse.Namespace):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(n_layer=args.layers, n_head=args.heads, n_embd=args.width,
-                        n_positions=args.seq, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config = GPT2Config(
+        n_layer=args.layers,
+        n_head=args.heads,
+        n_embd=args.width,
+        n_positions=args.seq,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     model = GPT2LMHeadModel(config).train()
     # labels=x: the model shifts inside, the usual HF training call
     return training_step(model, lambda x, y: model(input_ids=x, labels=x).loss)
@@ -71,8 +79,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="steps per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pad-vocab", type=int, default=64, help="as `gpt2 train` (1: none)")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time our model under torch.compile (gpt2 train --compile)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time our model under torch.compile (gpt2 train --compile)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
     if args.threads:
@@ -87,8 +98,10 @@ def main() -> None:
         mine.append(timed(a, x, y, args.steps))
         hf.append(timed(b, x, y, args.steps))
     m, h = statistics.median(mine), statistics.median(hf)
-    print(f"shape: {args.layers} layers, {args.width} wide, T={args.seq}, batch {args.batch}, "
-          f"fp32, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"shape: {args.layers} layers, {args.width} wide, T={args.seq}, batch {args.batch}, "
+        f"fp32, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print(f"gpt2cli      {m:10,.0f} tokens/s  (rounds: {', '.join(f'{v:,.0f}' for v in mine)})")
     print(f"transformers {h:10,.0f} tokens/s  (rounds: {', '.join(f'{v:,.0f}' for v in hf)})")
     print(f"ratio        {m / h:10.2f}x  (goal >= 1.2x)")

@@ -49,7 +49,7 @@ if ! python -c "import zstandard" 2>/dev/null; then
     fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-python -c "import gpt2cli.training, gpt2cli.shards"  # every import the run needs, or fail here
+python -c "import gpt2cli.train.trainer, gpt2cli.data.shards"  # every import the run needs, or fail here
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 python - <<'EOF' | tee "$OUT/env.txt"
 import torch
@@ -78,7 +78,7 @@ import json, subprocess, sys
 from pathlib import Path
 import torch
 from gpt2cli import hardware, training, optim, trainlog
-from gpt2cli.model import GPT, config_for_size
+from gpt2cli.model.gpt import GPT, config_for_size
 
 work = Path(sys.argv[1])
 data = str(work / "shards")

@@ -20,8 +20,10 @@ from pathlib import Path
 def stdlib_sources(limit: int) -> list[tuple[str, str]]:
     root = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(
-        path for path in root.rglob("*.py")
-        if "site-packages" not in path.parts and "test" not in path.parts
+        path
+        for path in root.rglob("*.py")
+        if "site-packages" not in path.parts
+        and "test" not in path.parts
         and "tests" not in path.parts
     )
     documents = []
@@ -66,7 +68,8 @@ def main() -> None:
     train, heldout = [], []
     for index, (name, text) in enumerate(documents):
         (heldout if index % args.holdout == args.holdout - 1 else train).append(
-            {"name": name, "text": text})
+            {"name": name, "text": text}
+        )
     for file_name, rows in (("train.jsonl", train), ("heldout.jsonl", heldout)):
         with open(args.outdir / file_name, "w", encoding="utf-8") as handle:
             for row in rows:

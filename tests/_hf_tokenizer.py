@@ -2,7 +2,7 @@
 
 The tests never download anything; transformers' GPT2TokenizerFast (used by
 lm-evaluation-harness's ``hf`` backend) reads these files, which give the same ids as
-``gpt2cli.tokenizer`` (checked in the fidelity test).
+``gpt2cli.text.tokenizer`` (checked in the fidelity test).
 """
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gpt2cli.tokenizer import EOT, EOT_TEXT, get_encoding
+from gpt2cli.text.tokenizer import EOT, EOT_TEXT, get_encoding
 
 
 def _bytes_to_unicode() -> dict[int, str]:
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes = printable[:]
     extra = 0
     for b in range(256):
@@ -37,7 +40,7 @@ def _split(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
                 best, best_rank = i, rank
         if best is None:
             return parts
-        parts = parts[:best] + [parts[best] + parts[best + 1]] + parts[best + 2:]
+        parts = parts[:best] + [parts[best] + parts[best + 1]] + parts[best + 2 :]
 
 
 def write_gpt2_tokenizer(directory: Path) -> None:
@@ -58,8 +61,15 @@ def write_gpt2_tokenizer(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    (directory / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "GPT2Tokenizer", "model_max_length": 1024,
-        "bos_token": EOT_TEXT, "eos_token": EOT_TEXT, "unk_token": EOT_TEXT,
-        "add_prefix_space": False,
-    }))
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "GPT2Tokenizer",
+                "model_max_length": 1024,
+                "bos_token": EOT_TEXT,
+                "eos_token": EOT_TEXT,
+                "unk_token": EOT_TEXT,
+                "add_prefix_space": False,
+            }
+        )
+    )

@@ -9,8 +9,9 @@ COMMANDS = ("tokenize", "pack", "train", "sample", "score", "eval", "overlap")
 
 
 def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gpt2cli", *args], input=stdin,
-                          capture_output=True)
+    return subprocess.run(
+        [sys.executable, "-m", "gpt2cli", *args], input=stdin, capture_output=True
+    )
 
 
 def test_version() -> None:

@@ -13,21 +13,22 @@ import pytest
 import torch
 from test_train import make_shards  # tests/ is on sys.path (pytest rootdir)
 
-from gpt2cli import checkpoint, training, trainlog
+from gpt2cli.train import checkpoint, trainer
+from gpt2cli.train import log as trainlog
 
 WORKER = textwrap.dedent("""
     import sys
     import torch
     import torch.distributed as dist
-    from gpt2cli import training
+    from gpt2cli.train import trainer
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")  # one group for both runs (saves a start-up)
     data, ddp_run, fsdp_run = sys.argv[1:4]
     options = dict(data=data, size="tiny", seq_len=32, batch_size=8, micro_batch=2,
                    max_steps=4, save_every=2, eval_every=2, eval_steps=2, device="cpu")
-    training.train({**options, "out": ddp_run})
-    training.train({**options, "out": fsdp_run, "fsdp": True})
+    trainer.train({**options, "out": ddp_run})
+    trainer.train({**options, "out": fsdp_run, "fsdp": True})
     dist.destroy_process_group()
 """)
 
@@ -42,18 +43,43 @@ def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
     data = make_shards(tmp_path / "shards")
     single = tmp_path / "single"
     # One process: 8 sequences per step as 2 micro-batches of 4.
-    training.train(dict(data=str(data), out=str(single), size="tiny", seq_len=32, batch_size=8,
-                        micro_batch=4, max_steps=4, save_every=2, eval_every=2, eval_steps=2,
-                        device="cpu"))
+    trainer.train(
+        dict(
+            data=str(data),
+            out=str(single),
+            size="tiny",
+            seq_len=32,
+            batch_size=8,
+            micro_batch=4,
+            max_steps=4,
+            save_every=2,
+            eval_every=2,
+            eval_steps=2,
+            device="cpu",
+        )
+    )
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RANK", None)
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(data), str(ddp), str(fsdp)],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(data),
+            str(ddp),
+            str(fsdp),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # Two processes: 8 sequences per step as 2 ranks x 2 micro-batches of 2, same windows.
@@ -70,5 +96,5 @@ def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
         for name, tensor in reference.items():
             torch.testing.assert_close(weights[name], tensor, atol=1e-5, rtol=0)
     # A checkpoint written by 2 FSDP ranks resumes in one process (portable state).
-    training.train({"out": str(fsdp), "max_steps": 5, "device": "cpu"}, resume=True)
+    trainer.train({"out": str(fsdp), "max_steps": 5, "device": "cpu"}, resume=True)
     assert len(losses(fsdp, "train")) == 5

@@ -18,15 +18,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt2cli import tasks
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.lm import LanguageModel
-from gpt2cli.tasks import data as taskdata
-from gpt2cli.tasks.base import DataFile, EvalOptions, Task, mean_stderr
-from gpt2cli.tasks.detokenize import onebw_detokenizer, ptb_detokenizer, wikitext_detokenizer
-from gpt2cli.tasks.lambada import split_example
-from gpt2cli.tasks.wikitext import count_words, split_articles
-from gpt2cli.tokenizer import encode
+from gpt2cli.evaluate import tasks
+from gpt2cli.evaluate.language_model import LanguageModel
+from gpt2cli.evaluate.tasks import data as taskdata
+from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Task, mean_stderr
+from gpt2cli.evaluate.tasks.detokenize import (
+    onebw_detokenizer,
+    ptb_detokenizer,
+    wikitext_detokenizer,
+)
+from gpt2cli.evaluate.tasks.lambada import split_example
+from gpt2cli.evaluate.tasks.wikitext import count_words, split_articles
+from gpt2cli.text.tokenizer import encode
 
 transformers = pytest.importorskip("transformers")
 torch.set_num_threads(1)
@@ -53,8 +57,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     # Default initialisation: the residual stream is dominated by the token embedding, so the
     # tied head's argmax repeats the last token, and "... dog dog" targets are hits.
-    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=64, n_positions=BLOCK,
-                                     vocab_size=50257)
+    config = transformers.GPT2Config(
+        n_layer=2, n_head=2, n_embd=64, n_positions=BLOCK, vocab_size=50257
+    )
     directory = tmp_path_factory.mktemp("eval") / "tiny"
     transformers.GPT2LMHeadModel(config).eval().save_pretrained(directory)
     return directory
@@ -68,15 +73,17 @@ def lm(model_dir: Path) -> LanguageModel:
 @pytest.fixture()
 def data_dir(tmp_path: Path) -> Path:
     (tmp_path / "lambada_test.jsonl").write_text(
-        "".join(json.dumps({"text": line}) + "\n" for line in LAMBADA_LINES))
+        "".join(json.dumps({"text": line}) + "\n" for line in LAMBADA_LINES)
+    )
     (tmp_path / "wikitext-2-raw").mkdir()
     (tmp_path / "wikitext-2-raw" / "wiki.test.raw").write_text(WIKI_RAW)
     return tmp_path
 
 
 def run(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gpt2cli", *args], capture_output=True,
-                          env=env or ENV, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gpt2cli", *args], capture_output=True, env=env or ENV, timeout=300
+    )
 
 
 # ---------------------------------------------------------------- registry and helpers
@@ -100,15 +107,25 @@ def test_mean_stderr() -> None:
 
 
 def test_detokenizers_on_known_strings() -> None:
-    assert wikitext_detokenizer(" The station 's 1 @,@ 000 @-@ seat hall ( built in 1900 ) "
-                                ", he said .\n = = History = = \n") == \
-        " The station's 1,000-seat hall (built in 1900), he said .\n== History ==\n"
-    assert wikitext_detokenizer('He said " hello " and left ; then') == \
-        'He said "hello" and left; then'
-    assert ptb_detokenizer(" it was n't black monday \n the N stocks fell $ N \n") == \
-        " it wasn't black monday\nthe 1 stocks fell $ N\n"
-    assert onebw_detokenizer("The cat , he said , was n't there .") == \
-        "The cat, he said, wasn't there."
+    assert (
+        wikitext_detokenizer(
+            " The station 's 1 @,@ 000 @-@ seat hall ( built in 1900 ) "
+            ", he said .\n = = History = = \n"
+        )
+        == " The station's 1,000-seat hall (built in 1900), he said .\n== History ==\n"
+    )
+    assert (
+        wikitext_detokenizer('He said " hello " and left ; then')
+        == 'He said "hello" and left; then'
+    )
+    assert (
+        ptb_detokenizer(" it was n't black monday \n the N stocks fell $ N \n")
+        == " it wasn't black monday\nthe 1 stocks fell $ N\n"
+    )
+    assert (
+        onebw_detokenizer("The cat , he said , was n't there .")
+        == "The cat, he said, wasn't there."
+    )
 
 
 def test_split_articles_and_words() -> None:
@@ -126,10 +143,9 @@ def test_split_articles_and_words() -> None:
 
 def test_lambada_metrics_by_hand(lm: LanguageModel, data_dir: Path) -> None:
     task = tasks.get_task("lambada")
-    result = task.evaluate(lm, data_dir / "lambada_test.jsonl", EvalOptions(
-        stop_word_filter=True))
+    result = task.evaluate(lm, data_dir / "lambada_test.jsonl", EvalOptions(stop_word_filter=True))
     model = lm.model
-    from gpt2cli.tasks.lambada import stop_word_token_ids
+    from gpt2cli.evaluate.tasks.lambada import stop_word_token_ids
 
     stop_ids = torch.tensor(stop_word_token_ids())
     lls, hits, hits_filtered = [], [], []
@@ -145,21 +161,21 @@ def test_lambada_metrics_by_hand(lm: LanguageModel, data_dir: Path) -> None:
         hits.append(float(all(int(logits[0, p].argmax()) == whole[p + 1] for p in positions)))
         masked = logits[0].clone()
         masked[len(ctx) - 1, stop_ids] = -math.inf  # stop words never win the first token
-        hits_filtered.append(float(all(int(masked[p].argmax()) == whole[p + 1]
-                                       for p in positions)))
+        hits_filtered.append(float(all(int(masked[p].argmax()) == whole[p + 1] for p in positions)))
     assert result.n == 5
     assert result.metrics["acc"].value == pytest.approx(sum(hits) / 5)
     assert 0 < result.metrics["acc"].value < 1  # the repeated words are predicted
-    assert result.metrics["perplexity"].value == pytest.approx(math.exp(-sum(lls) / 5),
-                                                               rel=1e-5)
-    assert result.metrics["acc_stop_word_filter"].value == pytest.approx(
-        sum(hits_filtered) / 5)
+    assert result.metrics["perplexity"].value == pytest.approx(math.exp(-sum(lls) / 5), rel=1e-5)
+    assert result.metrics["acc_stop_word_filter"].value == pytest.approx(sum(hits_filtered) / 5)
     assert hits[-1] == 1.0 and hits_filtered[-1] == 0.0
     requests = [split_example(text) for text in LAMBADA_LINES]
-    assert [float(g) for _, g in lm.loglikelihood(requests, exclude=stop_word_token_ids())] \
-        == hits_filtered
-    assert [(float(g), float(f)) for _, g, f in lm.loglikelihood_filtered(
-        requests, stop_word_token_ids())] == list(zip(hits, hits_filtered))
+    assert [
+        float(g) for _, g in lm.loglikelihood(requests, exclude=stop_word_token_ids())
+    ] == hits_filtered
+    assert [
+        (float(g), float(f))
+        for _, g, f in lm.loglikelihood_filtered(requests, stop_word_token_ids())
+    ] == list(zip(hits, hits_filtered))
     assert len(stop_ids) > 100 and encode(" the")[0] in stop_ids.tolist()
     limited = task.evaluate(lm, data_dir / "lambada_test.jsonl", EvalOptions(limit=2))
     assert limited.n == 2 and limited.extra["original"] == 5
@@ -167,7 +183,8 @@ def test_lambada_metrics_by_hand(lm: LanguageModel, data_dir: Path) -> None:
 
 def test_wikitext_metrics_by_hand(lm: LanguageModel, data_dir: Path) -> None:
     result = tasks.get_task("wikitext2").evaluate(
-        lm, data_dir / "wikitext-2-raw" / "wiki.test.raw", EvalOptions())
+        lm, data_dir / "wikitext-2-raw" / "wiki.test.raw", EvalOptions()
+    )
     pages = split_articles(WIKI_RAW)
     nll = tokens = 0.0
     for page in pages:
@@ -194,10 +211,12 @@ def test_ptb_1bw_enwik8_text8_by_hand(lm: LanguageModel, tmp_path: Path) -> None
     onebw = tmp_path / "news.en.heldout-00000-of-00050"
     onebw.write_text("The cat , he said , was n't there .\nPrices rose on Monday .\n")
     result = tasks.get_task("1bw").evaluate(lm, onebw, EvalOptions())
-    nlls = [lm.rolling_nll(t)[0] for t in ("The cat, he said, wasn't there.",
-                                            "Prices rose on Monday.")]
+    nlls = [
+        lm.rolling_nll(t)[0] for t in ("The cat, he said, wasn't there.", "Prices rose on Monday.")
+    ]
     assert result.metrics["word_perplexity"].value == pytest.approx(
-        math.exp(sum(nlls) / (11 + 6)), rel=1e-6)
+        math.exp(sum(nlls) / (11 + 6)), rel=1e-6
+    )
 
     enwik8 = tmp_path / "enwik8"
     raw = "<page>Café naïve</page>\n".encode() * 40
@@ -205,7 +224,8 @@ def test_ptb_1bw_enwik8_text8_by_hand(lm: LanguageModel, tmp_path: Path) -> None
     result = tasks.get_task("enwik8").evaluate(lm, enwik8, EvalOptions())
     nll, _ = lm.rolling_nll(raw.decode())
     assert result.metrics["bits_per_byte"].value == pytest.approx(
-        nll / len(raw) / math.log(2), rel=1e-6)
+        nll / len(raw) / math.log(2), rel=1e-6
+    )
     limited = tasks.get_task("enwik8").evaluate(lm, enwik8, EvalOptions(limit=1))
     assert limited.n <= 1000
 
@@ -214,7 +234,8 @@ def test_ptb_1bw_enwik8_text8_by_hand(lm: LanguageModel, tmp_path: Path) -> None
     result = tasks.get_task("text8").evaluate(lm, text8, EvalOptions())
     nll, _ = lm.rolling_nll("the quick brown fox " * 50)
     assert result.metrics["bits_per_char"].value == pytest.approx(
-        nll / 1000 / math.log(2), rel=1e-6)
+        nll / 1000 / math.log(2), rel=1e-6
+    )
 
 
 # ---------------------------------------------------------------- data lookup and download
@@ -223,7 +244,8 @@ def test_ptb_1bw_enwik8_text8_by_hand(lm: LanguageModel, tmp_path: Path) -> None
 class _Server:
     def __init__(self, root: Path) -> None:
         handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(  # noqa: E731
-            *a, directory=str(root), **k)
+            *a, directory=str(root), **k
+        )
         http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -270,8 +292,13 @@ def test_download_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert path.read_bytes() == payload
         assert taskdata.resolve(task) == path  # now found in the cache
 
-        zipped = DataFile("wikitext-x/wiki.test.raw", f"{server.url}/archive.zip", None,
-                          "the zip", archive_member="inner/wiki.test.raw")
+        zipped = DataFile(
+            "wikitext-x/wiki.test.raw",
+            f"{server.url}/archive.zip",
+            None,
+            "the zip",
+            archive_member="inner/wiki.test.raw",
+        )
         path = taskdata.resolve(_FileTask(zipped), download=True)
         assert path.read_text() == "zipped text"
 
@@ -279,8 +306,9 @@ def test_download_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         with pytest.raises(Gpt2Error, match="checksum mismatch.*deleted"):
             taskdata.resolve(_FileTask(wrong), download=True)
         assert not (tmp_path / "cache" / "gpt2cli" / "other.jsonl").exists()
-        assert not [p for p in (tmp_path / "cache" / "gpt2cli").iterdir()
-                    if p.name.startswith(".download")]
+        assert not [
+            p for p in (tmp_path / "cache" / "gpt2cli").iterdir() if p.name.startswith(".download")
+        ]
 
         absent = DataFile("absent.jsonl", f"{server.url}/absent.jsonl", None, "the fixture")
         with pytest.raises(Gpt2Error, match="HTTP 404"):
@@ -291,8 +319,9 @@ def test_download_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "somewhere public" in str(error.value)
 
 
-def test_download_through_the_cli_mirror(model_dir: Path, tmp_path: Path, cli,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_through_the_cli_mirror(
+    model_dir: Path, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     served = tmp_path / "served"
     served.mkdir()
     (served / "lambada_test.jsonl").write_text(json.dumps({"text": "one two three"}) + "\n")
@@ -309,8 +338,9 @@ def test_download_through_the_cli_mirror(model_dir: Path, tmp_path: Path, cli,
 def test_data_dir_and_data(tmp_path: Path, data_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "nocache"))
     task = tasks.get_task("wikitext2")
-    assert taskdata.resolve(task, data_dir=data_dir) == \
-        data_dir / "wikitext-2-raw" / "wiki.test.raw"
+    assert (
+        taskdata.resolve(task, data_dir=data_dir) == data_dir / "wikitext-2-raw" / "wiki.test.raw"
+    )
     with pytest.raises(Gpt2Error, match="no such file"):
         taskdata.resolve(task, data=tmp_path / "missing.raw")
 
@@ -320,16 +350,30 @@ def test_data_dir_and_data(tmp_path: Path, data_dir: Path, monkeypatch) -> None:
 
 def test_eval_command_results_json(model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    result = run(["eval", "lambada", "wikitext2", "--zero-shot", "--model", str(model_dir),
-                  "--data-dir", str(data_dir), "-o", str(out), "--json", "--limit", "3",
-                  "--stop-word-filter"])
+    result = run(
+        [
+            "eval",
+            "lambada",
+            "wikitext2",
+            "--zero-shot",
+            "--model",
+            str(model_dir),
+            "--data-dir",
+            str(data_dir),
+            "-o",
+            str(out),
+            "--json",
+            "--limit",
+            "3",
+            "--stop-word-filter",
+        ]
+    )
     assert result.returncode == 0, result.stderr.decode()
     printed = json.loads(result.stdout)
     written = json.loads(out.read_text())
     assert printed["results"] == written["results"]
     # lm-evaluation-harness's layout
-    for key in ("results", "versions", "n-shot", "higher_is_better", "n-samples", "config",
-                "date"):
+    for key in ("results", "versions", "n-shot", "higher_is_better", "n-samples", "config", "date"):
         assert key in written
     lambada = written["results"]["lambada"]
     assert lambada["alias"] == "lambada"
@@ -342,7 +386,10 @@ def test_eval_command_results_json(model_dir: Path, data_dir: Path, tmp_path: Pa
     assert written["n-samples"]["lambada"] == {"original": 5, "effective": 3}
     assert written["n-samples"]["wikitext2"] == {"original": 2, "effective": 2}
     assert written["higher_is_better"]["lambada"] == {
-        "acc": True, "perplexity": False, "acc_stop_word_filter": True}
+        "acc": True,
+        "perplexity": False,
+        "acc_stop_word_filter": True,
+    }
     assert written["n-shot"] == {"lambada": 0, "wikitext2": 0}
     config = written["config"]
     assert config["limit"] == 3 and config["batch_size"] == 8 and config["seed"] == 0
@@ -353,16 +400,28 @@ def test_eval_command_results_json(model_dir: Path, data_dir: Path, tmp_path: Pa
     assert model["weights_bytes"] == weights.stat().st_size
     assert model["parameters"] > 0 and model["path"] == str(model_dir)
     assert written["gpt2cli_version"] and isinstance(written["date"], float)
-    assert written["tasks"]["lambada"]["data_sha256"] == hashlib.sha256(
-        (data_dir / "lambada_test.jsonl").read_bytes()).hexdigest()
+    assert (
+        written["tasks"]["lambada"]["data_sha256"]
+        == hashlib.sha256((data_dir / "lambada_test.jsonl").read_bytes()).hexdigest()
+    )
     stderr = result.stderr.decode()
     assert "acc" in stderr and "word_perplexity" in stderr and "±" in stderr
 
 
-@pytest.mark.parametrize("case", ["unknown", "limit0", "missing", "truncated", "wrong_format",
-                                  "not_jsonl", "no_task", "two_tasks_one_file"])
-def test_eval_bad_input(case: str, model_dir: Path, data_dir: Path, tmp_path: Path,
-                        cli) -> None:
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown",
+        "limit0",
+        "missing",
+        "truncated",
+        "wrong_format",
+        "not_jsonl",
+        "no_task",
+        "two_tasks_one_file",
+    ],
+)
+def test_eval_bad_input(case: str, model_dir: Path, data_dir: Path, tmp_path: Path, cli) -> None:
     lambada = data_dir / "lambada_test.jsonl"
     args = ["eval", "lambada", "--model", str(model_dir), "--data", str(lambada)]
     expect_code, expect = 1, b""

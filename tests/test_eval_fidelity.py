@@ -25,12 +25,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt2cli import tasks
-from gpt2cli.lm import LanguageModel
-from gpt2cli.tasks.base import EvalOptions
-from gpt2cli.tasks.detokenize import wikitext_detokenizer
-from gpt2cli.tasks.wikitext import split_articles
-from gpt2cli.tokenizer import EOT, encode
+from gpt2cli.evaluate import tasks
+from gpt2cli.evaluate.language_model import LanguageModel
+from gpt2cli.evaluate.tasks.base import EvalOptions
+from gpt2cli.evaluate.tasks.detokenize import wikitext_detokenizer
+from gpt2cli.evaluate.tasks.wikitext import split_articles
+from gpt2cli.text.tokenizer import EOT, encode
 
 transformers = pytest.importorskip("transformers")
 torch.set_num_threads(1)
@@ -61,8 +61,9 @@ WIKI_RAW = " \n" + "".join(ARTICLE.format(title=t) for t in ("Robert Boulter", "
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=64, n_positions=BLOCK,
-                                     vocab_size=50257)
+    config = transformers.GPT2Config(
+        n_layer=2, n_head=2, n_embd=64, n_positions=BLOCK, vocab_size=50257
+    )
     directory = tmp_path_factory.mktemp("fidelity") / "tiny"
     transformers.GPT2LMHeadModel(config).eval().save_pretrained(directory)
     return directory
@@ -77,11 +78,13 @@ def reference(model_dir: Path):
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fidelity-data")
     (root / "lambada_test.jsonl").write_text(
-        "".join(json.dumps({"text": line}) + "\n" for line in LAMBADA_LINES))
+        "".join(json.dumps({"text": line}) + "\n" for line in LAMBADA_LINES)
+    )
     (root / "wikitext-2-raw").mkdir()
     (root / "wikitext-2-raw" / "wiki.test.raw").write_text(WIKI_RAW)
     (root / "wikitext_pages.jsonl").write_text(
-        "".join(json.dumps({"page": page}) + "\n" for page in split_articles(WIKI_RAW)))
+        "".join(json.dumps({"page": page}) + "\n" for page in split_articles(WIKI_RAW))
+    )
     return root
 
 
@@ -89,7 +92,8 @@ def ours(model_dir: Path, files: Path) -> dict[str, float]:
     lm = LanguageModel.load(str(model_dir), device="cpu", batch_size=3)
     lambada = tasks.get_task("lambada").evaluate(lm, files / "lambada_test.jsonl", EvalOptions())
     wiki = tasks.get_task("wikitext2").evaluate(
-        lm, files / "wikitext-2-raw" / "wiki.test.raw", EvalOptions())
+        lm, files / "wikitext-2-raw" / "wiki.test.raw", EvalOptions()
+    )
     return {
         "acc": lambada.metrics["acc"].value,
         "acc_stderr": lambada.metrics["acc"].stderr,
@@ -104,11 +108,11 @@ def ours(model_dir: Path, files: Path) -> dict[str, float]:
 
 
 def _continuation_logprobs(model, context: list[int], continuation: list[int]):
-    whole = (context + continuation)[-(BLOCK + 1):]
+    whole = (context + continuation)[-(BLOCK + 1) :]
     inputs = whole[:-1]
     with torch.no_grad():
         logits = model(torch.tensor([inputs])).logits[0]
-    logprobs = torch.log_softmax(logits.float(), dim=-1)[-len(continuation):]
+    logprobs = torch.log_softmax(logits.float(), dim=-1)[-len(continuation) :]
     targets = torch.tensor(continuation)
     ll = float(logprobs[torch.arange(len(continuation)), targets].sum())
     greedy = bool((logprobs.argmax(dim=-1) == targets).all())
@@ -123,7 +127,7 @@ def lm_eval_lambada(model, lines: list[str]) -> tuple[float, float]:
         if context:
             whole = encode(context + target)
             ctx = encode(context)
-            cont = whole[len(ctx):]
+            cont = whole[len(ctx) :]
         else:
             ctx, cont = [EOT], encode(target)
         ll, greedy = _continuation_logprobs(model, ctx, cont)
@@ -142,7 +146,7 @@ def lm_eval_rolling_nll(model, tokens: list[int]) -> float:
     while predicted < len(tokens):
         n = min(len(tokens) - predicted, BLOCK)
         end = predicted + n
-        windows.append((tokens[end - BLOCK - 1: end - 1], tokens[end - n: end]))
+        windows.append((tokens[end - BLOCK - 1 : end - 1], tokens[end - n : end]))
         predicted += n
     for context, continuation in windows:
         context = context[: len(context) - (len(continuation) - 1)]
@@ -154,9 +158,11 @@ def lm_eval_wikitext(model, pages: list[str]) -> dict[str, float]:
     nll = sum(lm_eval_rolling_nll(model, encode(wikitext_detokenizer(p))) for p in pages)
     words = sum(len(re.split(r"\s+", p)) for p in pages)
     n_bytes = sum(len(p.encode("utf-8")) for p in pages)
-    return {"word_perplexity": math.exp(nll / words),
-            "byte_perplexity": math.exp(nll / n_bytes),
-            "bits_per_byte": nll / n_bytes / math.log(2)}
+    return {
+        "word_perplexity": math.exp(nll / words),
+        "byte_perplexity": math.exp(nll / n_bytes),
+        "bits_per_byte": nll / n_bytes / math.log(2),
+    }
 
 
 def test_against_lm_eval_rules_by_hand(model_dir: Path, reference, files: Path) -> None:
@@ -223,8 +229,10 @@ metadata:
 """
 
 
-@pytest.mark.skipif(lm_eval_python() is None,
-                    reason="lm-evaluation-harness not installed (set GPT2CLI_LMEVAL_PYTHON)")
+@pytest.mark.skipif(
+    lm_eval_python() is None,
+    reason="lm-evaluation-harness not installed (set GPT2CLI_LMEVAL_PYTHON)",
+)
 def test_against_lm_evaluation_harness(model_dir: Path, files: Path, tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from _hf_tokenizer import write_gpt2_tokenizer
@@ -239,22 +247,50 @@ def test_against_lm_evaluation_harness(model_dir: Path, files: Path, tmp_path: P
     task_dir = tmp_path / "tasks"
     task_dir.mkdir()
     (task_dir / "lambada_gpt2cli.yaml").write_text(
-        LAMBADA_YAML.format(data=files / "lambada_test.jsonl"))
+        LAMBADA_YAML.format(data=files / "lambada_test.jsonl")
+    )
     (task_dir / "wikitext_gpt2cli.yaml").write_text(
-        WIKITEXT_YAML.format(data=files / "wikitext_pages.jsonl"))
+        WIKITEXT_YAML.format(data=files / "wikitext_pages.jsonl")
+    )
     preprocess = subprocess.run(
         [python, "-c", "import lm_eval.tasks.wikitext.preprocess_wikitext as m; print(m.__file__)"],
-        capture_output=True, text=True, check=True).stdout.strip()
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (task_dir / "preprocess_wikitext.py").write_text(Path(preprocess).read_text())
     out = tmp_path / "out"
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     result = subprocess.run(
-        [python, "-m", "lm_eval", "--model", "hf",
-         "--model_args", f"pretrained={model_copy},dtype=float32",
-         "--tasks", "lambada_gpt2cli,wikitext_gpt2cli", "--include_path", str(task_dir),
-         "--device", "cpu", "--batch_size", "4", "--output_path", str(out)],
-        capture_output=True, text=True, env=env, timeout=900,
+        [
+            python,
+            "-m",
+            "lm_eval",
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={model_copy},dtype=float32",
+            "--tasks",
+            "lambada_gpt2cli,wikitext_gpt2cli",
+            "--include_path",
+            str(task_dir),
+            "--device",
+            "cpu",
+            "--batch_size",
+            "4",
+            "--output_path",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     written = sorted(out.rglob("results_*.json"))

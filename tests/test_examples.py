@@ -18,8 +18,14 @@ def run_example(script: str, *args: str, cwd: Path, **env: str) -> subprocess.Co
     environment = dict(os.environ, OMP_NUM_THREADS="1", NO_COLOR="1", **env)
     bin_dir = str(Path(sys.executable).parent)
     environment["PATH"] = bin_dir + os.pathsep + environment.get("PATH", "")
-    result = subprocess.run(["bash", str(EXAMPLES / script), *args], cwd=cwd, env=environment,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        ["bash", str(EXAMPLES / script), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, f"{script} failed:\n{result.stderr[-4000:]}"
     return result
 
@@ -43,30 +49,53 @@ def tiny_hf_model(directory: Path) -> Path:
 
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.sh")))
 def test_examples_print_usage_and_refuse_bad_arguments(script: str, tmp_path: Path) -> None:
-    help_run = subprocess.run(["bash", str(EXAMPLES / script), "--help"], capture_output=True,
-                              text=True, cwd=tmp_path)
+    help_run = subprocess.run(
+        ["bash", str(EXAMPLES / script), "--help"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert help_run.returncode == 0 and "usage" in help_run.stdout.lower() + help_run.stderr.lower()
     if script != "quickstart.sh":
-        bad = subprocess.run(["bash", str(EXAMPLES / script)], capture_output=True, text=True,
-                             cwd=tmp_path)
+        bad = subprocess.run(
+            ["bash", str(EXAMPLES / script)], capture_output=True, text=True, cwd=tmp_path
+        )
         assert bad.returncode == 2
 
 
 def test_quickstart_runs_the_whole_pipeline(tmp_path: Path) -> None:
     work = tmp_path / "qs"
-    settings = dict(WORK=str(work), STEPS="4", MAX_FILES="3", SEQ_LEN="32", BATCH="4",
-                    MICRO_BATCH="4", EVAL_EVERY="2", LAMBADA="5", DEVICE="cpu")
+    settings = dict(
+        WORK=str(work),
+        STEPS="4",
+        MAX_FILES="3",
+        SEQ_LEN="32",
+        BATCH="4",
+        MICRO_BATCH="4",
+        EVAL_EVERY="2",
+        LAMBADA="5",
+        DEVICE="cpu",
+    )
     result = run_example("quickstart.sh", cwd=tmp_path, **settings)
-    for name in ("shards/manifest.yaml", "run/final/COMPLETE", "run/loss.png", "sample.txt",
-                 "scores.jsonl", "results.json", "overlap.json", "train.bloom"):
+    for name in (
+        "shards/manifest.yaml",
+        "run/final/COMPLETE",
+        "run/loss.png",
+        "sample.txt",
+        "scores.jsonl",
+        "results.json",
+        "overlap.json",
+        "train.bloom",
+    ):
         assert (work / name).exists(), name
     assert "val loss:" in result.stdout and "eval lambada" in result.stdout
     # Running it again replaces its own work directory; another directory is refused.
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
-    refused = subprocess.run(["bash", str(EXAMPLES / "quickstart.sh")], cwd=tmp_path,
-                             env=dict(os.environ, WORK=str(tmp_path / "other")),
-                             capture_output=True, text=True)
+    refused = subprocess.run(
+        ["bash", str(EXAMPLES / "quickstart.sh")],
+        cwd=tmp_path,
+        env=dict(os.environ, WORK=str(tmp_path / "other")),
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode == 1 and (tmp_path / "other" / "keep.txt").exists()
 
 
@@ -76,8 +105,16 @@ def test_openwebtext_builds_parts_in_parallel_and_trains(tmp_path: Path) -> None
     texts = corpus_texts(12)
     write_jsonl(corpus / "a.jsonl", texts[:6])
     write_jsonl(corpus / "b.jsonl", texts[6:])
-    run_example("openwebtext.sh", str(corpus), str(tmp_path / "out"), cwd=tmp_path,
-                JOBS="2", VAL_TOKENS="100", STEPS="2", **TINY_TRAIN)
+    run_example(
+        "openwebtext.sh",
+        str(corpus),
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+        JOBS="2",
+        VAL_TOKENS="100",
+        STEPS="2",
+        **TINY_TRAIN,
+    )
     manifest = (tmp_path / "out/shards/manifest.yaml").read_text()
     assert "part-00000" in manifest and "part-00001" in manifest
     assert (tmp_path / "out/run/final/COMPLETE").exists()
@@ -87,8 +124,18 @@ def test_finetune_round_trips_through_hugging_face(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     weights = tiny_hf_model(tmp_path / "weights")
     data = write_jsonl(tmp_path / "data.jsonl", corpus_texts(20))
-    run_example("finetune.sh", str(weights), str(data), str(tmp_path / "ft"), cwd=tmp_path,
-                STEPS="2", SEQ_LEN="32", BATCH="4", MICRO_BATCH="4", DEVICE="cpu")
+    run_example(
+        "finetune.sh",
+        str(weights),
+        str(data),
+        str(tmp_path / "ft"),
+        cwd=tmp_path,
+        STEPS="2",
+        SEQ_LEN="32",
+        BATCH="4",
+        MICRO_BATCH="4",
+        DEVICE="cpu",
+    )
     model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "ft/hf")
     assert model.config.n_layer == 2
 
@@ -99,8 +146,17 @@ def test_reproduce_table3_writes_results_and_a_table(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     write_jsonl(data / "lambada_test.jsonl", corpus_texts(4))
-    run_example("reproduce-table3.sh", str(weights), str(data), str(tmp_path / "out"),
-                cwd=tmp_path, MODELS="tiny", TASKS="lambada", LIMIT="3", DEVICE="cpu")
+    run_example(
+        "reproduce-table3.sh",
+        str(weights),
+        str(data),
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+        MODELS="tiny",
+        TASKS="lambada",
+        LIMIT="3",
+        DEVICE="cpu",
+    )
     results = json.loads((tmp_path / "out/tiny.json").read_text())
     assert "acc,none" in results["results"]["lambada"]
     table = (tmp_path / "out/table3.md").read_text()
@@ -113,8 +169,16 @@ def test_decontaminate_drops_overlapping_documents(tmp_path: Path) -> None:
     train_b = write_jsonl(tmp_path / "b.jsonl", texts[4:6])
     fresh = "completely different words about gardens rivers and mountains in spring " * 3
     test = write_jsonl(tmp_path / "test.jsonl", [texts[0], fresh])
-    run_example("decontaminate.sh", str(tmp_path / "out"), str(train_a), str(train_b), "--",
-                str(test), cwd=tmp_path, JOBS="2")
+    run_example(
+        "decontaminate.sh",
+        str(tmp_path / "out"),
+        str(train_a),
+        str(train_b),
+        "--",
+        str(test),
+        cwd=tmp_path,
+        JOBS="2",
+    )
     kept = (tmp_path / "out/test.jsonl.clean").read_text().splitlines()
     assert [json.loads(line)["text"] for line in kept] == [fresh]
 
@@ -122,17 +186,36 @@ def test_decontaminate_drops_overlapping_documents(tmp_path: Path) -> None:
 def test_multinode_and_slurm_run_torchrun_on_one_node(tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", corpus_texts(10))
     shards = tmp_path / "shards"
-    tokens = subprocess.run([sys.executable, "-m", "gpt2cli", "tokenize", str(corpus)],
-                            capture_output=True, check=True).stdout
-    subprocess.run([sys.executable, "-m", "gpt2cli", "pack", "-o", str(shards),
-                    "--val-tokens", "100"], input=tokens, capture_output=True, check=True)
+    tokens = subprocess.run(
+        [sys.executable, "-m", "gpt2cli", "tokenize", str(corpus)], capture_output=True, check=True
+    ).stdout
+    subprocess.run(
+        [sys.executable, "-m", "gpt2cli", "pack", "-o", str(shards), "--val-tokens", "100"],
+        input=tokens,
+        capture_output=True,
+        check=True,
+    )
     config = tmp_path / "run.yaml"
-    config.write_text(f"size: tiny\ndata: {shards}\noutput: {tmp_path / 'run'}\ndevice: cpu\n"
-                      "seq_len: 32\nbatch_size: 4\nmicro_batch: 2\nmax_steps: 2\n")
-    run_example("multinode.sh", str(config), cwd=tmp_path, NPROC_PER_NODE="2",
-                RDZV_ENDPOINT="localhost:29561")
+    config.write_text(
+        f"size: tiny\ndata: {shards}\noutput: {tmp_path / 'run'}\ndevice: cpu\n"
+        "seq_len: 32\nbatch_size: 4\nmicro_batch: 2\nmax_steps: 2\n"
+    )
+    run_example(
+        "multinode.sh",
+        str(config),
+        cwd=tmp_path,
+        NPROC_PER_NODE="2",
+        RDZV_ENDPOINT="localhost:29561",
+    )
     assert (tmp_path / "run/final/COMPLETE").exists()
     # Outside Slurm the batch script runs multinode.sh on this node; flags override the config.
-    run_example("slurm.sbatch", str(config), "-o", str(tmp_path / "run2"), cwd=tmp_path,
-                NPROC_PER_NODE="1", PORT="29562")
+    run_example(
+        "slurm.sbatch",
+        str(config),
+        "-o",
+        str(tmp_path / "run2"),
+        cwd=tmp_path,
+        NPROC_PER_NODE="1",
+        PORT="29562",
+    )
     assert (tmp_path / "run2/final/COMPLETE").exists()

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt2cli import hf, modelref
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.model import GPT, GPTConfig
+from gpt2cli.model import hf, resolve
+from gpt2cli.model.gpt import GPT, GPTConfig
 
 transformers = pytest.importorskip("transformers")
 torch.set_num_threads(1)
@@ -54,8 +54,9 @@ def test_transformers_to_ours_same_logits(hf_dir: Path) -> None:
 @pytest.mark.parametrize("padded", [None, 50304])
 def test_ours_to_transformers_same_logits(tmp_path: Path, padded: int | None) -> None:
     torch.manual_seed(3)
-    ours = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=64,
-                         padded_vocab_size=padded)).eval()
+    ours = GPT(
+        GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, padded_vocab_size=padded)
+    ).eval()
     hf.save_pretrained(ours, tmp_path / "out")
     assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "model.safetensors"]
     reference = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out").eval()
@@ -133,15 +134,16 @@ def fake_cache(root: Path, source: Path, repo: str = "openai-community/gpt2") ->
     return snapshot
 
 
-def test_hf_cache_lookup_by_name(tmp_path: Path, hf_dir: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hf_cache_lookup_by_name(
+    tmp_path: Path, hf_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = tmp_path / "hub"
     snapshot = fake_cache(cache, hf_dir)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.chdir(tmp_path)
     for name in ("gpt2", "openai-community/gpt2"):
         assert hf.find_in_cache(name) == snapshot
-        loaded = modelref.load_model(name)
+        loaded = resolve.load_model(name)
         assert loaded.path == snapshot
         assert "Hugging Face cache" in loaded.description
     # HF_HOME/hub when HF_HUB_CACHE is not set.
@@ -160,12 +162,12 @@ def test_missing_model_says_where_it_looked_and_how_to_get_it(
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(Gpt2Error) as caught:
-        modelref.load_model("gpt2-xl")
+        resolve.load_model("gpt2-xl")
     message = str(caught.value)
     assert str(tmp_path / "empty" / "models--openai-community--gpt2-xl") in message
     assert "download openai-community/gpt2-xl" in message
     with pytest.raises(Gpt2Error, match="no such file or directory"):
-        modelref.load_model("./nowhere/model")
+        resolve.load_model("./nowhere/model")
 
 
 def write_checkpoint(directory: Path, model: GPT, complete: bool = True) -> Path:
@@ -181,28 +183,28 @@ def test_model_specs_run_dir_checkpoint_file(tmp_path: Path, hf_dir: Path) -> No
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=32))
     run = tmp_path / "run"
     with pytest.raises(Gpt2Error, match="not a model"):
-        modelref.load_model(tmp_path)
+        resolve.load_model(tmp_path)
     (run / "checkpoints").mkdir(parents=True)
     with pytest.raises(Gpt2Error, match="without a complete checkpoint"):
-        modelref.load_model(run)
+        resolve.load_model(run)
     write_checkpoint(run / "checkpoints" / "step-00000100", model)
     write_checkpoint(run / "checkpoints" / "step-00000200", model)
     write_checkpoint(run / "checkpoints" / "step-00000300", model, complete=False)
     write_checkpoint(run / "checkpoints" / "step-00000400.tmp-123", model)
-    assert modelref.load_model(run).path == run / "checkpoints" / "step-00000200"
-    assert modelref.latest_complete(run) == run / "checkpoints" / "step-00000200"
+    assert resolve.load_model(run).path == run / "checkpoints" / "step-00000200"
+    assert resolve.latest_complete(run) == run / "checkpoints" / "step-00000200"
     write_checkpoint(run / "final", model, complete=False)
-    assert modelref.load_model(run).path.name == "step-00000200"
+    assert resolve.load_model(run).path.name == "step-00000200"
     (run / "final" / "COMPLETE").touch()
-    loaded = modelref.load_model(run)
+    loaded = resolve.load_model(run)
     assert loaded.path == run / "final"
     assert loaded.config == model.config
     assert not loaded.model.training
     for incomplete in ("step-00000300", "step-00000400.tmp-123"):
         with pytest.raises(Gpt2Error, match="incomplete checkpoint"):
-            modelref.load_model(run / "checkpoints" / incomplete)
-    assert modelref.load_model(run / "checkpoints" / "step-00000100").path.name == "step-00000100"
-    assert modelref.load_model(hf_dir / "model.safetensors").path == hf_dir
+            resolve.load_model(run / "checkpoints" / incomplete)
+    assert resolve.load_model(run / "checkpoints" / "step-00000100").path.name == "step-00000100"
+    assert resolve.load_model(hf_dir / "model.safetensors").path == hf_dir
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(Gpt2Error, match="not a model"):
-        modelref.load_model(tmp_path / "notes.txt")
+        resolve.load_model(tmp_path / "notes.txt")

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.model import GPT, SIZES, GPTConfig, config_for_size
+from gpt2cli.model.gpt import GPT, SIZES, GPTConfig, config_for_size
 
 torch.set_num_threads(1)
 
@@ -60,8 +60,8 @@ def test_config_for_size_returns_a_copy() -> None:
 
 
 @pytest.mark.parametrize(
-    "size, count", [("124m", 124_439_808), ("355m", 354_823_168), ("774m", 774_030_080),
-                    ("1.5b", 1_557_611_200)],
+    "size, count",
+    [("124m", 124_439_808), ("355m", 354_823_168), ("774m", 774_030_080), ("1.5b", 1_557_611_200)],
 )
 def test_parameter_counts_match_the_released_models(size: str, count: int) -> None:
     model = GPT.without_weights(config_for_size(size))
@@ -95,8 +95,10 @@ def test_init_follows_gpt2() -> None:
     config = GPTConfig(n_layer=8, n_head=4, n_embd=256, block_size=64)
     model = GPT(config)
     assert model.lm_head.weight is model.transformer.wte.weight
-    residual = torch.cat([b.attn.c_proj.weight.flatten() for b in model.transformer.h]
-                         + [b.mlp.c_proj.weight.flatten() for b in model.transformer.h])
+    residual = torch.cat(
+        [b.attn.c_proj.weight.flatten() for b in model.transformer.h]
+        + [b.mlp.c_proj.weight.flatten() for b in model.transformer.h]
+    )
     assert residual.std().item() == pytest.approx(0.02 / math.sqrt(16), rel=0.05)
     assert model.transformer.h[0].mlp.c_fc.weight.std().item() == pytest.approx(0.02, rel=0.05)
     assert model.transformer.wte.weight.std().item() == pytest.approx(0.02, rel=0.05)
@@ -117,8 +119,9 @@ def test_forward_loss_and_last(model: GPT) -> None:
     torch.testing.assert_close(model.forward_last(x), logits[:, -1])
     y[:, :8] = -1  # ignored positions
     _, masked = model(x, y)
-    expected = torch.nn.functional.cross_entropy(logits[:, 8:].reshape(-1, 50257),
-                                                 y[:, 8:].reshape(-1))
+    expected = torch.nn.functional.cross_entropy(
+        logits[:, 8:].reshape(-1, 50257), y[:, 8:].reshape(-1)
+    )
     torch.testing.assert_close(masked, expected)
 
 
@@ -151,9 +154,7 @@ def test_padded_vocabulary_changes_no_output(model: GPT) -> None:
 
 
 @pytest.mark.parametrize("batch, column_major", [(1, False), (3, False), (1, True), (3, True)])
-def test_kv_cache_gives_the_full_forward_logits(
-    model: GPT, batch: int, column_major: bool
-) -> None:
+def test_kv_cache_gives_the_full_forward_logits(model: GPT, batch: int, column_major: bool) -> None:
     """Prefill, a chunk, then one position at a time (the CPU's functional decoding step),
     with the output layer in either memory layout."""
     if column_major:
@@ -168,7 +169,7 @@ def test_kv_cache_gives_the_full_forward_logits(
         pieces = [model.forward_cached(x[:, :10], cache, last_only=False)]
         pieces.append(model.forward_cached(x[:, 10:25], cache, last_only=False))  # a chunk
         for t in range(25, 40):
-            pieces.append(model.forward_cached(x[:, t:t + 1], cache, last_only=False))
+            pieces.append(model.forward_cached(x[:, t : t + 1], cache, last_only=False))
     assert cache.length == 40
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=0, atol=1e-5)
 
@@ -196,8 +197,10 @@ def test_kv_cache_with_left_padding(model: GPT) -> None:
         torch.testing.assert_close(out[1], model(b[None])[0][0], rtol=0, atol=1e-5)
         step = model.forward_cached(torch.tensor([[7], [9]]), cache)
         torch.testing.assert_close(
-            step[0], model.forward_last(torch.cat([a, torch.tensor([7])])[None])[0],
-            rtol=0, atol=1e-5,
+            step[0],
+            model.forward_last(torch.cat([a, torch.tensor([7])])[None])[0],
+            rtol=0,
+            atol=1e-5,
         )
         cache.select(torch.tensor([1]))  # drop a finished row
         step = model.forward_cached(torch.tensor([[5]]), cache)
@@ -211,10 +214,9 @@ def test_kv_cache_overflow_is_an_error(model: GPT) -> None:
         model.forward_cached(ids(1, 5), cache)
 
 
-
 @pytest.mark.parametrize("ignore", [False, True])
 def test_cpu_cross_entropy_equals_torch_loss_and_gradient(ignore: bool) -> None:
-    from gpt2cli.model import cross_entropy
+    from gpt2cli.model.gpt import cross_entropy
 
     torch.manual_seed(0)
     logits = torch.randn(37, 300)
@@ -227,14 +229,15 @@ def test_cpu_cross_entropy_equals_torch_loss_and_gradient(ignore: bool) -> None:
     (3 * cross_entropy(ours, targets)).backward()
     (3 * F.cross_entropy(reference, targets, ignore_index=-1)).backward()
     torch.testing.assert_close(ours.grad, reference.grad)
-    torch.testing.assert_close(cross_entropy(logits, targets),
-                               F.cross_entropy(logits, targets, ignore_index=-1))
+    torch.testing.assert_close(
+        cross_entropy(logits, targets), F.cross_entropy(logits, targets, ignore_index=-1)
+    )
 
 
 def test_cpu_cross_entropy_ignores_padding_columns() -> None:
     """``classes``: the columns past it (the padded output layer) take no probability and get a
     zero gradient, whatever they hold."""
-    from gpt2cli.model import cross_entropy
+    from gpt2cli.model.gpt import cross_entropy
 
     torch.manual_seed(1)
     logits = torch.randn(21, 300) * 3
@@ -251,7 +254,7 @@ def test_cpu_cross_entropy_ignores_padding_columns() -> None:
 def test_linear_paths_equal_nn_linear(rows: int) -> None:
     """Few rows on a CPU go weight-first (one row through oneDNN when no gradient is needed):
     same outputs and, with autograd, the same gradients as ``F.linear``."""
-    from gpt2cli.model import Linear
+    from gpt2cli.model.gpt import Linear
 
     torch.manual_seed(rows)
     layer = Linear(48, 80)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt2cli import bloom
-from gpt2cli import overlap as core
-from gpt2cli.docs import Piece
+from gpt2cli.overlap import bloom
+from gpt2cli.overlap import contamination as core
+from gpt2cli.text.readers import Piece
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -59,8 +59,10 @@ def assert_one_line_error(code: int, stderr: str, expected_code: int, pattern: s
 
 
 VOCAB_RNG = random.Random(7)
-VOCAB = ["".join(VOCAB_RNG.choice("abcdefghij") for _ in range(VOCAB_RNG.randint(2, 6)))
-         for _ in range(2000)]
+VOCAB = [
+    "".join(VOCAB_RNG.choice("abcdefghij") for _ in range(VOCAB_RNG.randint(2, 6)))
+    for _ in range(2000)
+]
 
 
 def random_text(rng: random.Random, words: int) -> str:
@@ -103,8 +105,14 @@ def corpus(tmp_path_factory) -> dict:
     filter_path = base / "train.bloom"
     code, _, err = gpt2("overlap", "build", "-o", str(filter_path), str(train_path))
     assert code == 0, err
-    return {"base": base, "train": train, "tests": tests, "train_path": train_path,
-            "test_path": test_path, "filter": filter_path}
+    return {
+        "base": base,
+        "train": train,
+        "tests": tests,
+        "train_path": train_path,
+        "test_path": test_path,
+        "filter": filter_path,
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -113,7 +121,14 @@ def corpus(tmp_path_factory) -> dict:
 
 def test_normalisation_rule() -> None:
     assert bloom.words("Hello, World! It's 3pm_now -- OK?") == [
-        "hello", "world", "it", "s", "3pm", "now", "ok"]
+        "hello",
+        "world",
+        "it",
+        "s",
+        "3pm",
+        "now",
+        "ok",
+    ]
     text = "  Café   ÜBER\tnaïve, ΣΟΦΙΑ 東京2020 "
     assert bloom.normalise(text) == "café über naïve σοφια 東京2020"
     assert bloom.normalise("...!!!") == ""
@@ -122,9 +137,12 @@ def test_normalisation_rule() -> None:
 
 def test_word_pattern_is_exactly_str_isalnum() -> None:
     word = re.compile(r"[^\W_]")
-    mismatches = [c for c in range(0x110000)
-                  if 0xD800 > c or c > 0xDFFF
-                  if chr(c).isalnum() != bool(word.match(chr(c)))]
+    mismatches = [
+        c
+        for c in range(0x110000)
+        if 0xD800 > c or c > 0xDFFF
+        if chr(c).isalnum() != bool(word.match(chr(c)))
+    ]
     assert mismatches == []
 
 
@@ -140,9 +158,31 @@ def test_fast_ascii_path_gives_the_same_words() -> None:
 def test_fast_mixed_path_gives_the_same_words() -> None:
     """Only tokens with non-ASCII characters take the slow path; the words do not change."""
     rng = random.Random(4)
-    alphabet = [*"aAbBzZ09 _.,'\n\t-\v\f\r", "Σ", "σ", "ς", "İ", "é", "e\u0301", "“", "”",
-                "\u00a0", "\u2028", "\u0085", "東", "\u212a", "ǅ", "ß", "ﬁ", "Ⅻ", "²", "\u200d",
-                "ʼ", "·", "\u0345"]
+    alphabet = [
+        *"aAbBzZ09 _.,'\n\t-\v\f\r",
+        "Σ",
+        "σ",
+        "ς",
+        "İ",
+        "é",
+        "e\u0301",
+        "“",
+        "”",
+        "\u00a0",
+        "\u2028",
+        "\u0085",
+        "東",
+        "\u212a",
+        "ǅ",
+        "ß",
+        "ﬁ",
+        "Ⅻ",
+        "²",
+        "\u200d",
+        "ʼ",
+        "·",
+        "\u0345",
+    ]
     for _ in range(5000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
         assert bloom.normalised_bytes(text).decode().split() == bloom.words(text), repr(text)
@@ -269,14 +309,19 @@ def test_memory_and_file_mapped_builds_are_identical(tmp_path, corpus) -> None:
 
 
 def test_byte_identical_across_runs_and_hash_seeds(tmp_path, corpus) -> None:
-    script = ("import sys; from pathlib import Path; from gpt2cli import overlap as o; "
-              "o.build_filter(lambda: o.open_pieces([sys.argv[1]], None, 'text', '', 'strict'), "
-              "Path(sys.argv[2]), 8, 1e-8, None)")
+    script = (
+        "import sys; from pathlib import Path; from gpt2cli.overlap import contamination as o; "
+        "o.build_filter(lambda: o.open_pieces([sys.argv[1]], None, 'text', '', 'strict'), "
+        "Path(sys.argv[2]), 8, 1e-8, None)"
+    )
     outputs = []
     for seed in ("1", "2"):
         out = tmp_path / f"run{seed}.bloom"
-        subprocess.run([sys.executable, "-c", script, str(corpus["train_path"]), str(out)],
-                       check=True, env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"})
+        subprocess.run(
+            [sys.executable, "-c", script, str(corpus["train_path"]), str(out)],
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+        )
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1] == corpus["filter"].read_bytes()
 
@@ -286,8 +331,15 @@ def test_byte_identical_across_runs_and_hash_seeds(tmp_path, corpus) -> None:
 
 
 def test_check_equals_exact_set_computation(corpus) -> None:
-    code, out, err = gpt2("overlap", "check", "-F", str(corpus["filter"]), "--per-doc", "--jsonl",
-                          str(corpus["test_path"]))
+    code, out, err = gpt2(
+        "overlap",
+        "check",
+        "-F",
+        str(corpus["filter"]),
+        "--per-doc",
+        "--jsonl",
+        str(corpus["test_path"]),
+    )
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     train = set()
@@ -310,8 +362,15 @@ def test_check_equals_exact_set_computation(corpus) -> None:
 
 
 def test_check_per_input_table_and_json(corpus) -> None:
-    code, out, err = gpt2("overlap", "check", "-F", str(corpus["filter"]), "--json",
-                          str(corpus["test_path"]), str(corpus["train_path"]))
+    code, out, err = gpt2(
+        "overlap",
+        "check",
+        "-F",
+        str(corpus["filter"]),
+        "--json",
+        str(corpus["test_path"]),
+        str(corpus["train_path"]),
+    )
     assert code == 0, err
     report = json.loads(out)
     inputs = {r["source"]: r for r in report["inputs"]}
@@ -330,23 +389,41 @@ def test_measured_false_positive_rate_is_within_the_bound(tmp_path, corpus, hash
     distinct = len({g for t in corpus["train"] for g in exact_ngrams(t, 8)})
     small = tmp_path / "small.bloom"
     extra = ["--hashes", hashes] if hashes else []
-    code, _, err = gpt2("overlap", "build", "-o", str(small), "--fp-rate", "0.02", *extra,
-                        "--capacity", str(distinct), str(corpus["train_path"]))
+    code, _, err = gpt2(
+        "overlap",
+        "build",
+        "-o",
+        str(small),
+        "--fp-rate",
+        "0.02",
+        *extra,
+        "--capacity",
+        str(distinct),
+        str(corpus["train_path"]),
+    )
     assert code == 0, err
     code, out, err = gpt2("overlap", "check", "-F", str(small), "--probe", "20000", "--json")
     assert code == 0, err
     probe = json.loads(out)["probe"]
     assert probe["probes"] == 20000
     # binomial: 20000 * 0.02 = 400 expected at most; allow 4 standard deviations
-    assert 0 < probe["false_positives"] <= 400 + 4 * (400 ** 0.5)
+    assert 0 < probe["false_positives"] <= 400 + 4 * (400**0.5)
     assert abs(probe["measured_fp_rate"] - probe["estimated_fp_rate"]) < 0.01
     assert "measured false-positive rate" in err
 
 
 def test_exclude_overlapping_writes_clean_documents(tmp_path, corpus) -> None:
     kept_path = tmp_path / "clean.jsonl"
-    code, out, err = gpt2("overlap", "check", "-F", str(corpus["filter"]), "--exclude-overlapping",
-                          "-o", str(kept_path), str(corpus["test_path"]))
+    code, out, err = gpt2(
+        "overlap",
+        "check",
+        "-F",
+        str(corpus["filter"]),
+        "--exclude-overlapping",
+        "-o",
+        str(kept_path),
+        str(corpus["test_path"]),
+    )
     assert code == 0, err
     kept = [json.loads(line) for line in kept_path.read_text().splitlines()]
     short = len(corpus["tests"]) - 1  # no n-grams: kept
@@ -354,8 +431,17 @@ def test_exclude_overlapping_writes_clean_documents(tmp_path, corpus) -> None:
     assert "kept 21 documents" in err
     # to stdout, text format, with a looser threshold that keeps everything
     text_input = ("\n<|endoftext|>\n".join(corpus["tests"][:4])).encode()
-    code, out, err = gpt2("overlap", "check", "-F", str(corpus["filter"]), "--exclude-overlapping",
-                          "--max-overlap", "100", "-", stdin=text_input)
+    code, out, err = gpt2(
+        "overlap",
+        "check",
+        "-F",
+        str(corpus["filter"]),
+        "--exclude-overlapping",
+        "--max-overlap",
+        "100",
+        "-",
+        stdin=text_input,
+    )
     assert code == 0, err
     assert out == text_input
 
@@ -368,11 +454,19 @@ def test_merge_equals_build_from_the_union(tmp_path, corpus) -> None:
     union.write_bytes(part_a.read_bytes() + part_b.read_bytes())
     options = ["--capacity", "60000", "--fp-rate", "1e-6"]
     for name, source in (("a", part_a), ("b", part_b), ("u", union)):
-        code, _, err = gpt2("overlap", "build", *options, "-o", str(tmp_path / f"{name}.bloom"),
-                            str(source))
+        code, _, err = gpt2(
+            "overlap", "build", *options, "-o", str(tmp_path / f"{name}.bloom"), str(source)
+        )
         assert code == 0, err
-    code, out, err = gpt2("overlap", "merge", "--json", "-o", str(tmp_path / "m.bloom"),
-                          str(tmp_path / "a.bloom"), str(tmp_path / "b.bloom"))
+    code, out, err = gpt2(
+        "overlap",
+        "merge",
+        "--json",
+        "-o",
+        str(tmp_path / "m.bloom"),
+        str(tmp_path / "a.bloom"),
+        str(tmp_path / "b.bloom"),
+    )
     assert code == 0, err
     assert json.loads(out)["items_added"] == sum(len(exact_ngrams(t, 8)) for t in train)
     assert (tmp_path / "m.bloom").read_bytes() == (tmp_path / "u.bloom").read_bytes()
@@ -426,16 +520,24 @@ def test_empty_input(tmp_path, corpus) -> None:
     code, _, err = gpt2("overlap", "build", "--capacity", "1000", "-o", str(out), "-", stdin=b"")
     assert code == 0, err
     assert bloom.BloomFilter.open(out).header.bits_set == 0
-    code, out_bytes, err = gpt2("overlap", "check", "-F", str(corpus["filter"]), "--jsonl", "-",
-                                stdin=b"")
+    code, out_bytes, err = gpt2(
+        "overlap", "check", "-F", str(corpus["filter"]), "--jsonl", "-", stdin=b""
+    )
     assert code == 0 and "empty input" in err
     assert json.loads(out_bytes)["ngrams"] == 0 and json.loads(out_bytes)["percent"] is None
 
 
 @pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.1", "nan"])
 def test_fp_rate_outside_zero_one(tmp_path, corpus, value) -> None:
-    code, _, err = gpt2("overlap", "build", "--fp-rate", value, "-o", str(tmp_path / "x.bloom"),
-                        str(corpus["train_path"]))
+    code, _, err = gpt2(
+        "overlap",
+        "build",
+        "--fp-rate",
+        value,
+        "-o",
+        str(tmp_path / "x.bloom"),
+        str(corpus["train_path"]),
+    )
     assert_one_line_error(code, err, 2, "--fp-rate must be between 0 and 1")
 
 
@@ -449,8 +551,16 @@ def test_other_bad_options(tmp_path, corpus) -> None:
     assert_one_line_error(code, err, 2, "--n must be at least 1")
     code, _, err = gpt2("overlap", "check", "-F", str(corpus["filter"]), "--probe", "0")
     assert_one_line_error(code, err, 2, "--probe")
-    code, _, err = gpt2("overlap", "check", "-F", str(corpus["filter"]), "--max-overlap", "101",
-                        "--exclude-overlapping", "-")
+    code, _, err = gpt2(
+        "overlap",
+        "check",
+        "-F",
+        str(corpus["filter"]),
+        "--max-overlap",
+        "101",
+        "--exclude-overlapping",
+        "-",
+    )
     assert_one_line_error(code, err, 2, "--max-overlap")
 
 
@@ -465,8 +575,9 @@ def test_stdin_build_is_spooled_and_equals_the_file_build(tmp_path, corpus) -> N
 
 def test_over_capacity_is_warned(tmp_path, corpus) -> None:
     out = tmp_path / "tiny.bloom"
-    code, _, err = gpt2("overlap", "build", "--capacity", "100", "-o", str(out),
-                        str(corpus["train_path"]))
+    code, _, err = gpt2(
+        "overlap", "build", "--capacity", "100", "-o", str(out), str(corpus["train_path"])
+    )
     assert code == 0
     assert "gpt2 overlap build: warning: the filter is over capacity" in err
     code, _, err = gpt2("overlap", "check", "-F", str(out), str(corpus["test_path"]))

@@ -14,20 +14,23 @@ import pytest
 import yaml
 from _cli_runner import gpt2  # tests/ is on sys.path (pytest rootdir)
 
-from gpt2cli import shards, tokstream
+from gpt2cli.data import shards
+from gpt2cli.data.shards import ShardDataset, TokenLoader
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.shards import ShardDataset, TokenLoader
-from gpt2cli.tokenizer import EOT
+from gpt2cli.text import token_stream
+from gpt2cli.text.tokenizer import EOT
 
 
 def make_docs(count: int, seed: int = 0, max_len: int = 300) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [rng.integers(0, EOT, size=int(rng.integers(1, max_len)), dtype=np.uint16)
-            for _ in range(count)]
+    return [
+        rng.integers(0, EOT, size=int(rng.integers(1, max_len)), dtype=np.uint16)
+        for _ in range(count)
+    ]
 
 
 def stream_bytes(docs: list[np.ndarray]) -> bytes:
-    return tokstream.HEADER + b"".join(tokstream.encode_document(d) for d in docs)
+    return token_stream.HEADER + b"".join(token_stream.encode_document(d) for d in docs)
 
 
 def write_stream(path: Path, docs: list[np.ndarray]) -> Path:
@@ -43,8 +46,19 @@ def split_docs(directory: Path, split: str) -> list[list[int]]:
 def small_pack(tmp_path: Path, docs: list[np.ndarray], *extra: str, name: str = "out") -> Path:
     stream = write_stream(tmp_path / f"{name}.tok", docs)
     out = tmp_path / name
-    run = gpt2("pack", "-o", out, "--name", name, "--shard-tokens", "3000", "--block-tokens",
-               "256", *extra, stream)
+    run = gpt2(
+        "pack",
+        "-o",
+        out,
+        "--name",
+        name,
+        "--shard-tokens",
+        "3000",
+        "--block-tokens",
+        "256",
+        *extra,
+        stream,
+    )
     assert run.code == 0, run.stderr
     return out
 
@@ -75,8 +89,10 @@ def test_round_trip_documents_and_tokens(tmp_path: Path) -> None:
 
 
 def test_tokenize_pack_loader_round_trip(tmp_path: Path) -> None:
-    texts = [f"Document number {i}.\nIt has some words, <|endoftext|> and digits {i * 7}.\n"
-             for i in range(40)]
+    texts = [
+        f"Document number {i}.\nIt has some words, <|endoftext|> and digits {i * 7}.\n"
+        for i in range(40)
+    ]
     jsonl = tmp_path / "docs.jsonl"
     jsonl.write_text("".join(f'{{"text": {text!r}}}\n'.replace("'", '"') for text in texts))
     run = gpt2("tokenize", jsonl)
@@ -84,7 +100,7 @@ def test_tokenize_pack_loader_round_trip(tmp_path: Path) -> None:
     (tmp_path / "t.tok").write_bytes(run.stdout)
     run = gpt2("pack", "-o", tmp_path / "out", tmp_path / "t.tok", "--block-tokens", "64")
     assert run.code == 0, run.stderr
-    from gpt2cli.tokenizer import decode, encode
+    from gpt2cli.text.tokenizer import decode, encode
 
     assert [decode(d) for d in split_docs(tmp_path / "out", "train")] == texts
     flat = [t for text in texts for t in [*encode(text), EOT]]
@@ -101,7 +117,7 @@ def test_tokenize_pack_loader_round_trip(tmp_path: Path) -> None:
 
 
 def test_empty_stream_gives_empty_pack(tmp_path: Path) -> None:
-    run = gpt2("pack", "-o", tmp_path / "out", stdin=tokstream.HEADER)
+    run = gpt2("pack", "-o", tmp_path / "out", stdin=token_stream.HEADER)
     assert run.code == 0, run.stderr
     assert "zero documents" in run.stderr
     manifest = yaml.safe_load((tmp_path / "out" / "manifest.yaml").read_text())
@@ -128,17 +144,20 @@ def test_concatenated_streams_and_several_inputs(tmp_path: Path) -> None:
     "data, message",
     [
         (b"hello, this is plain text\n", "not a gpt2 token stream"),
-        (bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8)),
-         "not a gpt2 token stream"),
+        (
+            bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8)),
+            "not a gpt2 token stream",
+        ),
         (stream_bytes(make_docs(5))[:-2], "truncated token stream"),
         (stream_bytes(make_docs(5))[:-1], "truncated token stream"),
-        (tokstream.HEADER + np.array([5, 50257, EOT], "<u2").tobytes(), "token id 50257"),
+        (token_stream.HEADER + np.array([5, 50257, EOT], "<u2").tobytes(), "token id 50257"),
         (b"", "empty input"),
     ],
     ids=["text", "random", "unterminated", "odd", "big-id", "empty"],
 )
-def test_bad_streams_are_refused_without_leftovers(tmp_path: Path, data: bytes,
-                                                   message: str) -> None:
+def test_bad_streams_are_refused_without_leftovers(
+    tmp_path: Path, data: bytes, message: str
+) -> None:
     out = tmp_path / "out"
     run = gpt2("pack", "-o", out, "--shard-tokens", "100", "--block-tokens", "16", stdin=data)
     assert run.code == 1
@@ -232,7 +251,7 @@ def test_damaged_header_and_index(tmp_path: Path) -> None:
 
 _SLOW_PACK = """
 import sys
-from gpt2cli import shards
+from gpt2cli.data import shards
 shards.pack(["-"], sys.argv[1], shards.PackOptions(name="b", append=True,
             shard_tokens=2000, block_tokens=128))
 """
@@ -242,14 +261,15 @@ def test_sigkill_mid_pack_leaves_only_whole_listed_shards(tmp_path: Path) -> Non
     out = small_pack(tmp_path, make_docs(100), name="a")
     listed_before = yaml.safe_load((out / "manifest.yaml").read_text())["shards"]
 
-    child = subprocess.Popen([sys.executable, "-c", _SLOW_PACK, str(out)],
-                             stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_PACK, str(out)], stdin=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert child.stdin is not None
-    child.stdin.write(tokstream.HEADER)
+    child.stdin.write(token_stream.HEADER)
     docs = make_docs(2000, seed=5)
     deadline = time.time() + 60
     for doc in docs:
-        child.stdin.write(tokstream.encode_document(doc))
+        child.stdin.write(token_stream.encode_document(doc))
         child.stdin.flush()
         if len(list(out.glob("b-train-*.shard"))) >= 2 and list(out.glob(".b-train-*tmp*")):
             break
@@ -265,8 +285,17 @@ def test_sigkill_mid_pack_leaves_only_whole_listed_shards(tmp_path: Path) -> Non
     assert run.code == 0, run.stderr
     assert "not in the manifest" in run.stderr  # the killed part's whole-but-unlisted shards
     # Running part b again cleans its leftovers and succeeds.
-    run = gpt2("pack", "-o", out, "--append", "--name", "b", "--shard-tokens", "2000",
-               stdin=stream_bytes(docs[:50]))
+    run = gpt2(
+        "pack",
+        "-o",
+        out,
+        "--append",
+        "--name",
+        "b",
+        "--shard-tokens",
+        "2000",
+        stdin=stream_bytes(docs[:50]),
+    )
     assert run.code == 0, run.stderr
     assert not list(out.glob(".b-*"))
     assert split_docs(out, "train")[100:] == [d.tolist() for d in docs[:50]]
@@ -280,10 +309,10 @@ def test_parallel_parts_and_merge(tmp_path: Path) -> None:
     out = tmp_path / "corpus"
     docs_a, docs_b = make_docs(60, seed=1), make_docs(40, seed=2)
     args = ("--shard-tokens", "2500", "--val-fraction", "0.2", "--seed", "4")
-    assert gpt2("pack", "-o", out, "--name", "part-01", *args,
-                stdin=stream_bytes(docs_a)).code == 0
-    run = gpt2("pack", "-o", out, "--append", "--name", "part-00", *args,
-               stdin=stream_bytes(docs_b))
+    assert gpt2("pack", "-o", out, "--name", "part-01", *args, stdin=stream_bytes(docs_a)).code == 0
+    run = gpt2(
+        "pack", "-o", out, "--append", "--name", "part-00", *args, stdin=stream_bytes(docs_b)
+    )
     assert run.code == 0, run.stderr
     manifest = yaml.safe_load((out / "manifest.yaml").read_text())
     assert manifest["parts"] == ["part-00", "part-01"]
@@ -298,7 +327,8 @@ def test_parallel_parts_and_merge(tmp_path: Path) -> None:
     assert sorted(map(tuple, every)) == sorted(tuple(d.tolist()) for d in docs_a + docs_b)
     with ShardDataset(out) as dataset:
         assert dataset.num_tokens("train") + dataset.num_tokens("val") == sum(
-            len(d) + 1 for d in docs_a + docs_b)
+            len(d) + 1 for d in docs_a + docs_b
+        )
     # A part manifest that lists a missing shard stops the merge.
     (out / manifest["shards"][0]["name"]).unlink()
     run = gpt2("pack", "--merge", out)
@@ -323,14 +353,15 @@ def test_split_is_whole_documents_and_deterministic(tmp_path: Path) -> None:
     out = small_pack(tmp_path, docs, "--val-fraction", "0.25", name="f")
     val = split_docs(out, "val")
     assert 40 < len(val) < 110
-    assert gpt2("pack", "-o", tmp_path / "x", "--val-fraction", "1.5",
-                stdin=stream_bytes(docs)).code == 2
+    assert (
+        gpt2("pack", "-o", tmp_path / "x", "--val-fraction", "1.5", stdin=stream_bytes(docs)).code
+        == 2
+    )
 
 
 def test_val_tokens_on_a_pipe(tmp_path: Path) -> None:
     docs = make_docs(300, seed=8)
-    run = gpt2("pack", "-o", tmp_path / "out", "--val-tokens", "3000",
-               stdin=stream_bytes(docs))
+    run = gpt2("pack", "-o", tmp_path / "out", "--val-tokens", "3000", stdin=stream_bytes(docs))
     assert run.code == 0, run.stderr
     val = split_docs(tmp_path / "out", "val")
     assert 3000 <= sum(len(d) + 1 for d in val) < 3000 + 300
@@ -345,8 +376,9 @@ def test_shuffle_buffer(tmp_path: Path) -> None:
     assert sorted(map(tuple, one)) == sorted(tuple(d.tolist()) for d in docs)
     # The split is decided in input order, so shuffling does not change it.
     plain = small_pack(tmp_path, docs, "--val-tokens", "4000", "--seed", "3", name="p")
-    mixed = small_pack(tmp_path, docs, "--val-tokens", "4000", "--seed", "3",
-                       "--shuffle-buffer", "30", name="m")
+    mixed = small_pack(
+        tmp_path, docs, "--val-tokens", "4000", "--seed", "3", "--shuffle-buffer", "30", name="m"
+    )
     for split in ("train", "val"):
         assert sorted(split_docs(plain, split)) == sorted(split_docs(mixed, split))
     assert split_docs(plain, "train") != split_docs(mixed, "train")
@@ -362,8 +394,11 @@ def loader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _epoch_windows(loader: TokenLoader, epoch: int) -> list[int]:
-    return [int(w) for step in range(loader.batches_per_epoch)
-            for w in loader.window_indices(epoch, step)]
+    return [
+        int(w)
+        for step in range(loader.batches_per_epoch)
+        for w in loader.window_indices(epoch, step)
+    ]
 
 
 def test_loader_windows_are_the_split_tokens(loader_dir: Path) -> None:
@@ -395,14 +430,17 @@ def test_loader_epoch_is_a_permutation_and_deterministic(loader_dir: Path) -> No
 
 def test_loader_ranks_stride_disjointly(loader_dir: Path) -> None:
     single = TokenLoader(loader_dir, "train", seq_len=40, batch_size=4, seed=2)
-    ranks = [TokenLoader(loader_dir, "train", seq_len=40, batch_size=4, seed=2, rank=r,
-                         world_size=3) for r in range(3)]
+    ranks = [
+        TokenLoader(loader_dir, "train", seq_len=40, batch_size=4, seed=2, rank=r, world_size=3)
+        for r in range(3)
+    ]
     per_rank = [_epoch_windows(loader, 0) for loader in ranks]
     assert len({len(windows) for windows in per_rank}) == 1
     joined = [w for windows in per_rank for w in windows]
     assert len(set(joined)) == len(joined)
     everything = set(_epoch_windows(single, 0)) | set(
-        single._order(0)(np.arange(single.num_windows)).tolist())
+        single._order(0)(np.arange(single.num_windows)).tolist()
+    )
     assert set(joined) <= everything
     # Batch k of rank r holds global positions (k*B + j)*W + r of the same epoch order.
     order = single._order(0)(np.arange(single.num_windows)).tolist()
@@ -428,8 +466,9 @@ def test_loader_state_dict_resumes_exactly(loader_dir: Path) -> None:
 
 
 def test_loader_bounded_cache_and_epochs(loader_dir: Path) -> None:
-    loader = TokenLoader(loader_dir, "train", seq_len=30, batch_size=2, seed=1, epochs=2,
-                         cache_bytes=2000)
+    loader = TokenLoader(
+        loader_dir, "train", seq_len=30, batch_size=2, seed=1, epochs=2, cache_bytes=2000
+    )
     batches = list(loader)
     assert len(batches) == 2 * loader.batches_per_epoch
     assert loader.dataset._cached <= 2000 + 2 * 256
@@ -449,13 +488,25 @@ def test_pack_help_reads_well() -> None:
     run = gpt2("pack", "--help")
     assert run.code == 0
     text = run.stdout.decode()
-    for option in ("--output", "--shard-tokens", "--val-tokens", "--val-fraction", "--seed",
-                   "--shuffle-buffer", "--name", "--append", "--merge", "--verify", "--json"):
+    for option in (
+        "--output",
+        "--shard-tokens",
+        "--val-tokens",
+        "--val-fraction",
+        "--seed",
+        "--shuffle-buffer",
+        "--name",
+        "--append",
+        "--merge",
+        "--verify",
+        "--json",
+    ):
         assert option in text
 
 
-def test_loader_chunked_order_for_large_splits(loader_dir: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loader_chunked_order_for_large_splits(
+    loader_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(shards, "GLOBAL_SHUFFLE_TOKENS", 0)
     monkeypatch.setattr(shards, "CHUNK_TOKENS", 100)
     monkeypatch.setattr(shards, "BUFFER_TOKENS", 1000)
@@ -468,9 +519,17 @@ def test_loader_chunked_order_for_large_splits(loader_dir: Path,
     assert max(windows) < loader.num_windows and windows != sorted(windows)
     assert windows != _epoch_windows(loader, 1)
     # Ranks stay disjoint, and resuming is exact, in this order too.
-    ranks = [set(_epoch_windows(TokenLoader(loader_dir, "train", seq_len=20, batch_size=3,
-                                            seed=6, rank=r, world_size=2), 0))
-             for r in range(2)]
+    ranks = [
+        set(
+            _epoch_windows(
+                TokenLoader(
+                    loader_dir, "train", seq_len=20, batch_size=3, seed=6, rank=r, world_size=2
+                ),
+                0,
+            )
+        )
+        for r in range(2)
+    ]
     assert not ranks[0] & ranks[1]
     for _ in range(7):
         next(loader)
@@ -505,8 +564,13 @@ def test_concurrent_appends_into_a_new_directory(tmp_path: Path) -> None:
     def run(part: int) -> None:
         stream = write_stream(tmp_path / f"{part}.tok", make_docs(80, seed=part))
         try:
-            shards.pack([str(stream)], out, shards.PackOptions(
-                name=f"part-{part:02d}", append=True, shard_tokens=1500, block_tokens=100))
+            shards.pack(
+                [str(stream)],
+                out,
+                shards.PackOptions(
+                    name=f"part-{part:02d}", append=True, shard_tokens=1500, block_tokens=100
+                ),
+            )
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt2cli import generation, hf
 from gpt2cli.errors import UsageError
-from gpt2cli.model import GPT, GPTConfig
-from gpt2cli.tokenizer import EOT, encode
+from gpt2cli.infer import generation
+from gpt2cli.model import hf
+from gpt2cli.model.gpt import GPT, GPTConfig
+from gpt2cli.text.tokenizer import EOT, encode
 
 torch.set_num_threads(1)
 PROMPT = encode("The meaning of life is")
@@ -41,8 +42,7 @@ def model(model_dir: Path) -> GPT:
 
 
 @pytest.mark.parametrize("one_by_one", [False, True])
-def test_greedy_equals_transformers_generate(model_dir: Path, model: GPT,
-                                             one_by_one: bool) -> None:
+def test_greedy_equals_transformers_generate(model_dir: Path, model: GPT, one_by_one: bool) -> None:
     """In one left-padded batch, and one prompt at a time as `gpt2 sample` prepares the model
     for one row (column-major output layer, the CPU's one-row decoding step)."""
     transformers = pytest.importorskip("transformers")
@@ -57,11 +57,17 @@ def test_greedy_equals_transformers_generate(model_dir: Path, model: GPT,
         ours = generation.generate(model, prompts, 40, greedy=True)
     for prompt, completion in zip(prompts, ours):
         x = torch.tensor([prompt])
-        out = reference.generate(x, attention_mask=torch.ones_like(x), do_sample=False,
-                                 max_new_tokens=40, pad_token_id=EOT, eos_token_id=EOT)
-        expected = out[0, len(prompt):].tolist()
+        out = reference.generate(
+            x,
+            attention_mask=torch.ones_like(x),
+            do_sample=False,
+            max_new_tokens=40,
+            pad_token_id=EOT,
+            eos_token_id=EOT,
+        )
+        expected = out[0, len(prompt) :].tolist()
         if EOT in expected:
-            expected = expected[:expected.index(EOT)]
+            expected = expected[: expected.index(EOT)]
             assert completion.finish_reason == "eot"
         assert len(set(expected)) > 5  # not a degenerate repetition
         assert completion.ids == expected
@@ -123,11 +129,11 @@ def test_degenerate_filters_are_greedy(model: GPT) -> None:
 def test_pick_tokens_filters() -> None:
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     generator = torch.Generator().manual_seed(0)
-    draws = {int(generation.pick_tokens(logits, top_k=2, generator=generator))
-             for _ in range(200)}
+    draws = {int(generation.pick_tokens(logits, top_k=2, generator=generator)) for _ in range(200)}
     assert draws == {0, 1}
-    draws = {int(generation.pick_tokens(logits, top_p=0.85, generator=generator))
-             for _ in range(300)}
+    draws = {
+        int(generation.pick_tokens(logits, top_p=0.85, generator=generator)) for _ in range(300)
+    }
     assert draws == {0, 1, 2}
 
 
@@ -136,22 +142,41 @@ def test_stop_strings_and_streaming(model: GPT) -> None:
     stop = free[10:13]
     pieces: list[str] = []
     done = []
-    cut = generation.generate(model, [PROMPT], 40, greedy=True, ignore_eot=True, stop=[stop],
-                              on_text=lambda row, piece: pieces.append(piece),
-                              on_done=done.append)[0]
+    cut = generation.generate(
+        model,
+        [PROMPT],
+        40,
+        greedy=True,
+        ignore_eot=True,
+        stop=[stop],
+        on_text=lambda row, piece: pieces.append(piece),
+        on_done=done.append,
+    )[0]
     assert cut.finish_reason == "stop"
-    assert cut.text == free[:free.index(stop)]
+    assert cut.text == free[: free.index(stop)]
     assert "".join(pieces) == cut.text
     assert done == [cut]
     pieces.clear()
-    whole = generation.generate(model, [PROMPT], 40, greedy=True, ignore_eot=True,
-                                stop=["never appears"], on_text=lambda r, p: pieces.append(p))[0]
+    whole = generation.generate(
+        model,
+        [PROMPT],
+        40,
+        greedy=True,
+        ignore_eot=True,
+        stop=["never appears"],
+        on_text=lambda r, p: pieces.append(p),
+    )[0]
     assert whole.text == free and "".join(pieces) == free
 
 
 def test_bad_options_are_usage_errors(model: GPT) -> None:
-    for options in (dict(top_p=0.0), dict(top_p=1.5), dict(temperature=-1.0),
-                    dict(top_k=0), dict(num_samples=0)):
+    for options in (
+        dict(top_p=0.0),
+        dict(top_p=1.5),
+        dict(temperature=-1.0),
+        dict(top_k=0),
+        dict(num_samples=0),
+    ):
         with pytest.raises(UsageError):
             generation.generate(model, [PROMPT], 5, **options)
     with pytest.raises(UsageError):
@@ -160,11 +185,16 @@ def test_bad_options_are_usage_errors(model: GPT) -> None:
 
 # --- the command ---------------------------------------------------------------------------
 
+
 def gpt2(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
     """The real command in a child process (slow to start: used only where it matters)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "gpt2cli", "sample", *args], input=stdin,
-                          capture_output=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "gpt2cli", "sample", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+    )
 
 
 def sample_in_process(cli, *args: str, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
@@ -175,8 +205,17 @@ def sample_in_process(cli, *args: str, stdin: bytes = b"") -> tuple[int, bytes, 
 
 def test_cli_samples_streamed_and_separated(model_dir: Path, model: GPT, cli) -> None:
     code, out, err = sample_in_process(
-        cli, "-m", str(model_dir), "--max-tokens", "12", "-n", "3",
-        "--seed", "4", "--ignore-eot", "The meaning of life is",
+        cli,
+        "-m",
+        str(model_dir),
+        "--max-tokens",
+        "12",
+        "-n",
+        "3",
+        "--seed",
+        "4",
+        "--ignore-eot",
+        "The meaning of life is",
     )
     assert code == 0, err
     texts = out.decode().removesuffix("\n").split("\n<|endoftext|>\n")
@@ -185,8 +224,16 @@ def test_cli_samples_streamed_and_separated(model_dir: Path, model: GPT, cli) ->
     assert texts == [c.text for c in expected]
     assert b"seed 4" in err
     code, echoed, _ = sample_in_process(
-        cli, "-m", str(model_dir), "--max-tokens", "12", "--seed", "4",
-        "--ignore-eot", "--echo", stdin=b"The meaning of life is\n",
+        cli,
+        "-m",
+        str(model_dir),
+        "--max-tokens",
+        "12",
+        "--seed",
+        "4",
+        "--ignore-eot",
+        "--echo",
+        stdin=b"The meaning of life is\n",
     )
     assert code == 0
     single = generation.generate(model, [PROMPT], 12, seed=4, ignore_eot=True)[0]
@@ -195,8 +242,9 @@ def test_cli_samples_streamed_and_separated(model_dir: Path, model: GPT, cli) ->
 
 def test_cli_jsonl(model_dir: Path, model: GPT, cli) -> None:
     lines = b'{"prompt": "The meaning of life is", "id": 1}\n{"prompt": ""}\n'
-    code, out, err = sample_in_process(cli, "-m", str(model_dir),
-                                       "--jsonl", "--greedy", "--max-tokens", "8", stdin=lines)
+    code, out, err = sample_in_process(
+        cli, "-m", str(model_dir), "--jsonl", "--greedy", "--max-tokens", "8", stdin=lines
+    )
     assert code == 0, err
     records = [json.loads(line) for line in out.decode().splitlines()]
     assert [r["prompt"] for r in records] == ["The meaning of life is", ""]
@@ -207,16 +255,21 @@ def test_cli_jsonl(model_dir: Path, model: GPT, cli) -> None:
     assert records[0]["finish_reason"] == greedy.finish_reason
     assert records[1]["prompt_tokens"] == 1
     assert b"empty prompt" in err
-    code, _, err = sample_in_process(cli, "-m", str(model_dir),
-                                     "--jsonl", stdin=b"not json\n")
+    code, _, err = sample_in_process(cli, "-m", str(model_dir), "--jsonl", stdin=b"not json\n")
     assert code == 1 and b"line 1: malformed JSON" in err
 
 
 def test_cli_bad_values_are_usage_errors(model_dir: Path, cli) -> None:
-    for args in (["--top-p", "0"], ["--top-p", "1.5"], ["--temperature", "-1"],
-                 ["--max-tokens", "0"], ["--dtype", "fp8"], ["-n", "0"], ["--top-k", "x"]):
-        code, _, err = sample_in_process(cli, "-m", str(model_dir),
-                                         *args, "hi")
+    for args in (
+        ["--top-p", "0"],
+        ["--top-p", "1.5"],
+        ["--temperature", "-1"],
+        ["--max-tokens", "0"],
+        ["--dtype", "fp8"],
+        ["-n", "0"],
+        ["--top-k", "x"],
+    ):
+        code, _, err = sample_in_process(cli, "-m", str(model_dir), *args, "hi")
         assert code == 2, args
         assert b"Traceback" not in err
     code, _, err = sample_in_process(cli, "-m", str(model_dir), stdin=b"")
@@ -232,8 +285,20 @@ def test_cli_missing_model_and_early_closed_pipe(model_dir: Path, tmp_path: Path
         "directory"
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "gpt2cli", "sample", "-m", str(model_dir), "--max-tokens",
-               "100000", "--ignore-eot", "--seed", "1", "Once upon a time"]
+    command = [
+        sys.executable,
+        "-m",
+        "gpt2cli",
+        "sample",
+        "-m",
+        str(model_dir),
+        "--max-tokens",
+        "100000",
+        "--ignore-eot",
+        "--seed",
+        "1",
+        "Once upon a time",
+    ]
     producer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert producer.stdout is not None
     head = producer.stdout.read(100)

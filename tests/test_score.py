@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from gpt2cli import scoring, tokstream
-from gpt2cli.lm import LanguageModel
-from gpt2cli.tokenizer import EOT, encode
+from gpt2cli.evaluate.language_model import LanguageModel
+from gpt2cli.infer import scoring
+from gpt2cli.text import token_stream
+from gpt2cli.text.tokenizer import EOT, encode
 
 transformers = pytest.importorskip("transformers")
 torch.set_num_threads(1)
@@ -21,8 +22,9 @@ BLOCK = 32
 
 def tiny_hf(block: int = BLOCK, seed: int = 0):
     torch.manual_seed(seed)
-    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=64, n_positions=block,
-                                     vocab_size=50257, initializer_range=0.1)
+    config = transformers.GPT2Config(
+        n_layer=2, n_head=2, n_embd=64, n_positions=block, vocab_size=50257, initializer_range=0.1
+    )
     return transformers.GPT2LMHeadModel(config).eval()
 
 
@@ -62,7 +64,7 @@ def lm_eval_rolling(tokens: list[int], prefix: int, max_len: int) -> list[tuple[
     while predicted < len(tokens):
         window_pred = min(len(tokens) - predicted, pred_len)
         end = predicted + window_pred
-        out.append((tokens[end - max_len - 1: end - 1], tokens[end - window_pred: end]))
+        out.append((tokens[end - max_len - 1 : end - 1], tokens[end - window_pred : end]))
         predicted += window_pred
     disjoint = []
     for context, continuation in out:
@@ -78,10 +80,10 @@ def test_default_windows_are_lm_evals(length: int) -> None:
     theirs = lm_eval_rolling(tokens, EOT, BLOCK)
     assert len(ours) == len(theirs)
     for span, (context, continuation) in zip(ours, theirs):
-        inputs = full[span.start: span.end]
+        inputs = full[span.start : span.end]
         # lm-eval feeds (context + continuation)[-(max_len+1):][:-1] and scores the last ones
-        assert inputs == (context + continuation)[-(BLOCK + 1):][:-1]
-        assert full[span.end - span.n_scored + 1: span.end + 1] == continuation
+        assert inputs == (context + continuation)[-(BLOCK + 1) :][:-1]
+        assert full[span.end - span.n_scored + 1 : span.end + 1] == continuation
 
 
 @pytest.mark.parametrize("stride", [None, 1, 5, 16, 31, 32])
@@ -126,10 +128,10 @@ def test_long_document_rolling_nll_by_hand(hf_model, stride: int | None) -> None
     hand = np.zeros(len(ids))
     # By hand: each token's log-prob from a full forward over the context the rule gives it.
     for span in scoring.windows(len(full), 1, BLOCK, stride):
-        inputs = full[span.start: span.end]
-        targets = full[span.start + 1: span.end + 1]
+        inputs = full[span.start : span.end]
+        targets = full[span.start + 1 : span.end + 1]
         lp = full_logprobs(hf_model, inputs, targets)
-        hand[span.end - span.n_scored: span.end] = lp[-span.n_scored:]
+        hand[span.end - span.n_scored : span.end] = lp[-span.n_scored :]
     got = scoring.score_documents(hf_model, [ids], BLOCK, batch_size=3, stride=stride)[0]
     np.testing.assert_allclose(got.logprobs, hand, atol=1e-4)
     # the last window of the default scheme sees a full block of context
@@ -142,8 +144,9 @@ def test_batching_does_not_change_scores(hf_model) -> None:
     documents = [rng.integers(0, 50257, n).tolist() for n in (0, 3, 40, 7, 90, 1)]
     one = scoring.score_documents(hf_model, documents, BLOCK, batch_size=1)
     many = scoring.score_documents(hf_model, documents, BLOCK, batch_size=7)
-    packed = scoring.score_documents(hf_model, documents, BLOCK, batch_size=1,
-                                     token_budget=2 * BLOCK)
+    packed = scoring.score_documents(
+        hf_model, documents, BLOCK, batch_size=1, token_budget=2 * BLOCK
+    )
     for a, b, c, doc in zip(one, many, packed, documents):
         assert len(a.logprobs) == len(doc)
         np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
@@ -153,10 +156,14 @@ def test_batching_does_not_change_scores(hf_model) -> None:
 def test_token_budget_packs_short_windows() -> None:
     lengths = [32, 32, 10, 10, 10, 10, 10, 10, 10, 3]
     order = list(range(len(lengths)))
-    assert list(scoring._batches(order, lengths, 2, None)) == [[0, 1], [2, 3], [4, 5], [6, 7],
-                                                               [8, 9]]
-    assert list(scoring._batches(order, lengths, 2, 64)) == [[0, 1], [2, 3, 4, 5, 6, 7],
-                                                             [8, 9]]
+    assert list(scoring._batches(order, lengths, 2, None)) == [
+        [0, 1],
+        [2, 3],
+        [4, 5],
+        [6, 7],
+        [8, 9],
+    ]
+    assert list(scoring._batches(order, lengths, 2, 64)) == [[0, 1], [2, 3, 4, 5, 6, 7], [8, 9]]
 
 
 def test_loglikelihood_greedy_and_truncation(hf_model) -> None:
@@ -164,19 +171,19 @@ def test_loglikelihood_greedy_and_truncation(hf_model) -> None:
     context, continuation = "alpha beta gamma", " delta"
     ctx_ids, cont_ids = lm.encode_pair(context, continuation)
     whole = ctx_ids + cont_ids
-    lp = full_logprobs(hf_model, whole[:-1], whole[1:])[-len(cont_ids):]
+    lp = full_logprobs(hf_model, whole[:-1], whole[1:])[-len(cont_ids) :]
     with torch.no_grad():
         logits = hf_model(torch.tensor([whole[:-1]])).logits[0]
     greedy = all(int(logits[len(ctx_ids) - 1 + i].argmax()) == t for i, t in enumerate(cont_ids))
-    (ll, is_greedy), = lm.loglikelihood([(context, continuation)])
+    ((ll, is_greedy),) = lm.loglikelihood([(context, continuation)])
     assert ll == pytest.approx(float(lp.sum()), abs=1e-4)
     assert is_greedy == greedy
     # A context longer than the block is cut from the left: the same as scoring its tail.
     long_context = " ".join(["word"] * 80)
-    (ll_long, _), = lm.loglikelihood([(long_context, " end")])
+    ((ll_long, _),) = lm.loglikelihood([(long_context, " end")])
     c_ids, x_ids = lm.encode_pair(long_context, " end")
-    tail = (c_ids + x_ids)[-(BLOCK + 1):]
-    expected = full_logprobs(hf_model, tail[:-1], tail[1:])[-len(x_ids):].sum()
+    tail = (c_ids + x_ids)[-(BLOCK + 1) :]
+    expected = full_logprobs(hf_model, tail[:-1], tail[1:])[-len(x_ids) :].sum()
     assert ll_long == pytest.approx(float(expected), abs=1e-4)
     # trailing spaces move to the continuation, as lm-eval does
     assert lm.encode_pair("a b ", "c") == lm.encode_pair("a b", " c")
@@ -199,8 +206,9 @@ def test_score_command(model_dir: Path, hf_model, tmp_path: Path, cli) -> None:
     texts = ["Hello world, this is a test of scoring.", "", "word " * 40]
     source = tmp_path / "docs.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    result = cli(["score", "--model", str(model_dir), "--per-token", "--summary", "-b", "2",
-                  str(source)])
+    result = cli(
+        ["score", "--model", str(model_dir), "--per-token", "--summary", "-b", "2", str(source)]
+    )
     assert result.returncode == 0, result.stderr.decode()
     lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert len(lines) == 4
@@ -212,13 +220,15 @@ def test_score_command(model_dir: Path, hf_model, tmp_path: Path, cli) -> None:
         assert record["words"] == len(text.split())
         assert [t["id"] for t in record["per_token"]] == ids
         assert sum(t["logprob"] for t in record["per_token"]) == pytest.approx(
-            -record["nll"], abs=1e-6)
+            -record["nll"], abs=1e-6
+        )
         if ids:
             hand = -scoring.score_documents(hf_model, [ids], BLOCK)[0].total
             assert record["nll"] == pytest.approx(hand, abs=1e-3)
             assert record["ppl"] == pytest.approx(math.exp(hand / len(ids)), rel=1e-5)
             assert record["bits_per_byte"] == pytest.approx(
-                hand / len(text.encode()) / math.log(2), rel=1e-5)
+                hand / len(text.encode()) / math.log(2), rel=1e-5
+            )
     empty = lines[1]
     assert empty["tokens"] == 0 and empty["nll"] == 0.0
     assert empty["ppl"] is None and empty["bits_per_byte"] is None and empty["word_ppl"] is None
@@ -230,8 +240,9 @@ def test_score_command(model_dir: Path, hf_model, tmp_path: Path, cli) -> None:
 
     # A token stream of the same documents scores the same.
     stream = tmp_path / "docs.tok"
-    stream.write_bytes(tokstream.HEADER + b"".join(
-        tokstream.encode_document(encode(t)) for t in texts))
+    stream.write_bytes(
+        token_stream.HEADER + b"".join(token_stream.encode_document(encode(t)) for t in texts)
+    )
     again = cli(["score", "--model", str(model_dir), str(stream), "--stride", "8"])
     assert again.returncode == 0, again.stderr.decode()
     strided = [json.loads(line) for line in again.stdout.decode().splitlines()]

@@ -1,7 +1,7 @@
 """Multiple-choice tasks (hellaswag, cbt, winograd): parsing, prompts, metrics by hand.
 
 A fake language model with fixed scores checks the task logic and the metrics exactly; one test
-runs the tasks on a tiny random-weight model through gpt2cli.lm.LanguageModel.
+runs the tasks on a tiny random-weight model through gpt2cli.evaluate.language_model.LanguageModel.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.tasks import cbt, get_task, hellaswag, winograd
-from gpt2cli.tasks.base import EvalOptions
+from gpt2cli.evaluate.tasks import cbt, get_task, hellaswag, winograd
+from gpt2cli.evaluate.tasks.base import EvalOptions
 
 
 class FakeLM:
@@ -41,11 +41,23 @@ def _se(values):
 
 
 HELLASWAG = [
-    {"ind": 4, "activity_label": "Baking cookies", "ctx_a": "A woman mixes flour.",
-     "ctx_b": "she", "endings": ["eats it.", "puts the dough in the oven [title] and waits."],
-     "label": 1, "split": "val"},
-    {"ind": 5, "activity_label": "Running", "ctx_a": "A man runs.", "ctx_b": "THEN he",
-     "endings": ["stops.", "flies away into space."], "label": "0"},
+    {
+        "ind": 4,
+        "activity_label": "Baking cookies",
+        "ctx_a": "A woman mixes flour.",
+        "ctx_b": "she",
+        "endings": ["eats it.", "puts the dough in the oven [title] and waits."],
+        "label": 1,
+        "split": "val",
+    },
+    {
+        "ind": 5,
+        "activity_label": "Running",
+        "ctx_a": "A man runs.",
+        "ctx_b": "THEN he",
+        "endings": ["stops.", "flies away into space."],
+        "label": "0",
+    },
 ]
 
 
@@ -70,8 +82,12 @@ def test_hellaswag_acc_and_acc_norm(tmp_path):
     data = _write_jsonl(tmp_path / "hellaswag_val.jsonl", HELLASWAG)
     # example 1: the short wrong ending wins on the sum (-2 > -9), the long gold ending wins
     # per character (-9/37 > -2/8); example 2: the gold ending wins both ways.
-    scores = {" eats it.": -2.0, " puts the dough in the oven. and waits.": -9.0,
-              " stops.": -1.0, " flies away into space.": -30.0}
+    scores = {
+        " eats it.": -2.0,
+        " puts the dough in the oven. and waits.": -9.0,
+        " stops.": -1.0,
+        " flies away into space.": -30.0,
+    }
     lm = FakeLM(lambda c, x: scores[x])
     result = get_task("hellaswag").evaluate(lm, data, EvalOptions())
     assert lm.requests[0] == ("Baking cookies: A woman mixes flour. She", " eats it.")
@@ -81,8 +97,9 @@ def test_hellaswag_acc_and_acc_norm(tmp_path):
     assert result.metrics["acc"].stderr == pytest.approx(_se([0, 1]))
     assert result.metrics["acc_norm"].value == 1.0
     assert result.metrics["acc_norm"].stderr == 0.0
-    limited = get_task("hellaswag").evaluate(FakeLM(lambda c, x: scores[x]), data,
-                                             EvalOptions(limit=1))
+    limited = get_task("hellaswag").evaluate(
+        FakeLM(lambda c, x: scores[x]), data, EvalOptions(limit=1)
+    )
     assert limited.n == 1 and limited.metrics["acc"].value == 0.0
 
 
@@ -118,8 +135,10 @@ def test_cbt_parse_detokenize_and_requests(tmp_path):
     [(sentences, question, answer, candidates)] = cbt.load(data)
     assert len(sentences) == 20 and sentences[0] == "Sentence number 1 , said `` Tom '' ."
     assert (question, answer, candidates) == ("The XXXXX did n't sleep .", "cat", CANDIDATES)
-    assert cbt.detokenize("`` Hello , '' said Tom . I do n't know !") == \
-        '"Hello," said Tom. I don\'t know!'
+    assert (
+        cbt.detokenize("`` Hello , '' said Tom . I do n't know !")
+        == '"Hello," said Tom. I don\'t know!'
+    )
     requests = cbt.requests_for(sentences, question, candidates)
     assert len(requests) == 10
     context, continuation = requests[2]
@@ -208,17 +227,30 @@ def test_winograd_requests_partial_and_full(tmp_path):
     data.write_text(WSC_XML, "utf-8")
     schemas = winograd.load(data)
     assert len(schemas) == 3
-    assert schemas[0].text() == ("The city councilmen refused the demonstrators a permit "
-                                 "because they feared violence.")
+    assert schemas[0].text() == (
+        "The city councilmen refused the demonstrators a permit because they feared violence."
+    )
     assert [s.gold for s in schemas] == [0, 1, 0]
     # lm-eval's normalisation: lower-case "The" mid-sentence, "'s" after a possessive
     assert schemas[2].option("The man") == "the man's"
 
     # partial scores favour the right answers on schemas 1 and 3; full scores only on 2
-    partial = {"the city councilmen": -1, "the demonstrators": -2, "Joan": -1, "Susan": -2,
-               "the man's": -1, "the boy's": -3}
-    full = {"the city councilmen": -5, "the demonstrators": -4, "Joan": -6, "Susan": -5,
-            "the man's": -4, "the boy's": -3}
+    partial = {
+        "the city councilmen": -1,
+        "the demonstrators": -2,
+        "Joan": -1,
+        "Susan": -2,
+        "the man's": -1,
+        "the boy's": -3,
+    }
+    full = {
+        "the city councilmen": -5,
+        "the demonstrators": -4,
+        "Joan": -6,
+        "Susan": -5,
+        "the man's": -4,
+        "the boy's": -3,
+    }
 
     def score(context, continuation):
         if context == "":
@@ -227,8 +259,10 @@ def test_winograd_requests_partial_and_full(tmp_path):
 
     lm = FakeLM(score)
     result = get_task("winograd").evaluate(lm, data, EvalOptions())
-    assert lm.requests[0] == ("The city councilmen refused the demonstrators a permit because "
-                              "the city councilmen", " feared violence.")
+    assert lm.requests[0] == (
+        "The city councilmen refused the demonstrators a permit because the city councilmen",
+        " feared violence.",
+    )
     assert ("The man lifted the boy onto the boy's", " shoulders.") in lm.requests
     assert ("", "The man lifted the boy onto the man's shoulders.") in lm.requests
     # lm-eval 0.4's wsc273 continuation: " " + text after the pronoun (two spaces)
@@ -246,8 +280,10 @@ def test_winograd_bad_input(tmp_path):
     with pytest.raises(Gpt2Error, match=r"WSCollection.xml: line \d+: not well-formed XML"):
         winograd.load(truncated)
     bad = tmp_path / "bad.xml"
-    bad.write_text(WSC_XML.replace("<correctAnswer>A</correctAnswer>",
-                                   "<correctAnswer>Q</correctAnswer>", 1), "utf-8")
+    bad.write_text(
+        WSC_XML.replace("<correctAnswer>A</correctAnswer>", "<correctAnswer>Q</correctAnswer>", 1),
+        "utf-8",
+    )
     with pytest.raises(Gpt2Error, match=r"bad.xml: line 3: schema 1: bad <correctAnswer>"):
         winograd.load(bad)
 
@@ -259,8 +295,8 @@ def test_winograd_bad_input(tmp_path):
 def tiny_lm():
     import torch
 
-    from gpt2cli.lm import LanguageModel
-    from gpt2cli.model import GPT, config_for_size
+    from gpt2cli.evaluate.language_model import LanguageModel
+    from gpt2cli.model.gpt import GPT, config_for_size
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -293,20 +329,24 @@ def test_choice_tasks_on_a_tiny_model(tmp_path, tiny_lm):
 
 def test_winograd_reads_the_published_latin1_encoding(tmp_path):
     # the published WSCollection.xml declares ISO-8859-1 and has a stylesheet line
-    xml = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n'
-           '<?xml-stylesheet type="text/xsl" href="WSExample.xsl"?>\n<collection>\n<schema>\n'
-           "<text>\n<txt1>\nThe older students were bullying the younger ones at the caf\xe9, "
-           "so we punished \n</txt1>\n<pron>them</pron><txt2>.</txt2>\n</text>\n<answers>\n"
-           "<answer>The older students </answer>\n<answer>the younger ones </answer>\n"
-           "</answers>\n<correctAnswer> A </correctAnswer>\n</schema>\n</collection>\n")
+    xml = (
+        '<?xml version="1.0" encoding="ISO-8859-1"?>\n'
+        '<?xml-stylesheet type="text/xsl" href="WSExample.xsl"?>\n<collection>\n<schema>\n'
+        "<text>\n<txt1>\nThe older students were bullying the younger ones at the caf\xe9, "
+        "so we punished \n</txt1>\n<pron>them</pron><txt2>.</txt2>\n</text>\n<answers>\n"
+        "<answer>The older students </answer>\n<answer>the younger ones </answer>\n"
+        "</answers>\n<correctAnswer> A </correctAnswer>\n</schema>\n</collection>\n"
+    )
     data = tmp_path / "WSCollection.xml"
     data.write_bytes(xml.encode("latin-1"))
     [schema] = winograd.load(data)
-    assert schema.text() == ("The older students were bullying the younger ones at the café, "
-                             "so we punished them.")
+    assert schema.text() == (
+        "The older students were bullying the younger ones at the café, so we punished them."
+    )
     assert schema.prefix() + schema.option(schema.answers[1]) == (
         "The older students were bullying the younger ones at the café, so we punished "
-        "the younger ones")
+        "the younger ones"
+    )
     assert schema.rest == "."
     with pytest.raises(Gpt2Error, match="no such file"):
         winograd.load(tmp_path / "absent.xml")
@@ -321,16 +361,22 @@ def _run_cli(*args, cwd=None):
     import sys
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "gpt2cli", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gpt2cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     import torch
 
-    from gpt2cli import hf
-    from gpt2cli.model import GPT, config_for_size
+    from gpt2cli.model import hf
+    from gpt2cli.model.gpt import GPT, config_for_size
 
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("tiny-model")
@@ -344,22 +390,47 @@ def test_choice_tasks_through_gpt2_eval(tmp_path, tiny_model_dir):
     _write_jsonl(data_dir / "hellaswag_val.jsonl", HELLASWAG)
     (data_dir / "WSCollection.xml").write_text(WSC_XML, "utf-8")
     (data_dir / "cbtest_CN_valid_2000ex.txt").write_text(
-        _cbt_example("cat", CANDIDATES, "The XXXXX sat .") * 2, "utf-8")
-    proc = _run_cli("eval", "hellaswag", "winograd", "cbt-cn", "--model", str(tiny_model_dir),
-                    "--data-dir", str(data_dir), "--limit", "2", "--json", "--device", "cpu")
+        _cbt_example("cat", CANDIDATES, "The XXXXX sat .") * 2, "utf-8"
+    )
+    proc = _run_cli(
+        "eval",
+        "hellaswag",
+        "winograd",
+        "cbt-cn",
+        "--model",
+        str(tiny_model_dir),
+        "--data-dir",
+        str(data_dir),
+        "--limit",
+        "2",
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert set(results["results"]) == {"hellaswag", "winograd", "cbt-cn"}
-    for task, metrics in (("hellaswag", ("acc", "acc_norm")), ("winograd", ("acc", "acc_full")),
-                          ("cbt-cn", ("acc",))):
+    for task, metrics in (
+        ("hellaswag", ("acc", "acc_norm")),
+        ("winograd", ("acc", "acc_full")),
+        ("cbt-cn", ("acc",)),
+    ):
         for metric in metrics:
             assert results["results"][task][f"{metric},none"] in (0.0, 0.5, 1.0)
     assert results["n-samples"]["winograd"]["effective"] == 2
 
     # a truncated file: one line naming the file and the line, exit 1
     (data_dir / "hellaswag_val.jsonl").write_text(json.dumps(HELLASWAG[0]) + '\n{"ctx', "utf-8")
-    proc = _run_cli("eval", "hellaswag", "--model", str(tiny_model_dir), "--data-dir",
-                    str(data_dir), "--device", "cpu")
+    proc = _run_cli(
+        "eval",
+        "hellaswag",
+        "--model",
+        str(tiny_model_dir),
+        "--data-dir",
+        str(data_dir),
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 1
     assert "hellaswag_val.jsonl: line 2: truncated JSON" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -401,8 +472,10 @@ json.dump({"acc": res["acc,none"], "acc_norm": res["acc_norm,none"],
 """
 
 
-@pytest.mark.skipif(not __import__("os").environ.get("GPT2CLI_LMEVAL_PYTHON"),
-                    reason="set GPT2CLI_LMEVAL_PYTHON to a python with lm-eval 0.4 installed")
+@pytest.mark.skipif(
+    not __import__("os").environ.get("GPT2CLI_LMEVAL_PYTHON"),
+    reason="set GPT2CLI_LMEVAL_PYTHON to a python with lm-eval 0.4 installed",
+)
 def test_hellaswag_equals_lm_eval(tmp_path):
     """Same tiny model, same file: per-choice log-likelihoods, acc and acc_norm equal lm-eval
     0.4's ``hellaswag`` (run through a local-file copy of its task config)."""
@@ -412,18 +485,22 @@ def test_hellaswag_equals_lm_eval(tmp_path):
     import torch
     from _hf_tokenizer import write_gpt2_tokenizer  # tests/ is on sys.path (pytest rootdir)
 
-    from gpt2cli import hf
-    from gpt2cli.lm import LanguageModel
-    from gpt2cli.model import GPT, GPTConfig
+    from gpt2cli.evaluate.language_model import LanguageModel
+    from gpt2cli.model import hf
+    from gpt2cli.model.gpt import GPT, GPTConfig
 
     torch.manual_seed(1)
     model_dir = tmp_path / "model"
     hf.save_pretrained(GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=256)), model_dir)
     write_gpt2_tokenizer(model_dir)
     rows = HELLASWAG + [
-        {"activity_label": "Café visit", "ctx_a": "Les amis vont au café [title] ici.",
-         "ctx_b": "they order", "endings": ["crème brûlée.", "coffee.", "nothing [step] at all.",
-                                            "a très  grand thé."], "label": 2},
+        {
+            "activity_label": "Café visit",
+            "ctx_a": "Les amis vont au café [title] ici.",
+            "ctx_b": "they order",
+            "endings": ["crème brûlée.", "coffee.", "nothing [step] at all.", "a très  grand thé."],
+            "label": 2,
+        },
     ]
     data = _write_jsonl(tmp_path / "hellaswag_val.jsonl", rows)
     tasks = tmp_path / "tasks"
@@ -432,9 +509,20 @@ def test_hellaswag_equals_lm_eval(tmp_path):
     (tasks / "hs.yaml").write_text(_LMEVAL_TASK.format(data=data))
     (tmp_path / "run.py").write_text(_LMEVAL_RUN)
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
-    subprocess.run([os.environ["GPT2CLI_LMEVAL_PYTHON"], str(tmp_path / "run.py"),
-                    str(model_dir), str(tasks), str(tmp_path / "out.json")],
-                   check=True, env=env, cwd=tmp_path, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            os.environ["GPT2CLI_LMEVAL_PYTHON"],
+            str(tmp_path / "run.py"),
+            str(model_dir),
+            str(tasks),
+            str(tmp_path / "out.json"),
+        ],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=600,
+    )
     theirs = json.loads((tmp_path / "out.json").read_text())
 
     lm = LanguageModel.load(str(model_dir), device="cpu", dtype="fp32")
@@ -461,8 +549,10 @@ json.dump({"acc": r["results"]["wsc273_local"]["acc,none"],
 """
 
 
-@pytest.mark.skipif(not __import__("os").environ.get("GPT2CLI_LMEVAL_PYTHON"),
-                    reason="set GPT2CLI_LMEVAL_PYTHON to a python with lm-eval 0.4 installed")
+@pytest.mark.skipif(
+    not __import__("os").environ.get("GPT2CLI_LMEVAL_PYTHON"),
+    reason="set GPT2CLI_LMEVAL_PYTHON to a python with lm-eval 0.4 installed",
+)
 def test_winograd_acc_lm_eval_equals_lm_eval(tmp_path):
     """acc_lm_eval equals lm-eval 0.4's wsc273 (its own task files, fed the fields the Hugging
     Face winograd_wsc builder makes from the same XML)."""
@@ -473,9 +563,9 @@ def test_winograd_acc_lm_eval_equals_lm_eval(tmp_path):
     import torch
     from _hf_tokenizer import write_gpt2_tokenizer
 
-    from gpt2cli import hf
-    from gpt2cli.lm import LanguageModel
-    from gpt2cli.model import GPT, GPTConfig
+    from gpt2cli.evaluate.language_model import LanguageModel
+    from gpt2cli.model import hf
+    from gpt2cli.model.gpt import GPT, GPTConfig
 
     torch.manual_seed(2)
     model_dir = tmp_path / "model"
@@ -486,31 +576,50 @@ def test_winograd_acc_lm_eval_equals_lm_eval(tmp_path):
     rows = []
     for schema in ET.fromstring(WSC_XML):  # the HF builder's fields
         text = schema.find("text")
-        left, right, pron = (" ".join((text.findtext(t) or "").split())
-                             for t in ("txt1", "txt2", "pron"))
-        rows.append({"text": " ".join([left, pron, right]).strip(), "pronoun": pron,
-                     "pronoun_loc": len(left) + 1 if left else 0,
-                     "options": [" ".join(a.text.split()) for a in schema.iter("answer")],
-                     "label": int("B" in schema.findtext("correctAnswer"))})
+        left, right, pron = (
+            " ".join((text.findtext(t) or "").split()) for t in ("txt1", "txt2", "pron")
+        )
+        rows.append(
+            {
+                "text": " ".join([left, pron, right]).strip(),
+                "pronoun": pron,
+                "pronoun_loc": len(left) + 1 if left else 0,
+                "options": [" ".join(a.text.split()) for a in schema.iter("answer")],
+                "label": int("B" in schema.findtext("correctAnswer")),
+            }
+        )
     data = _write_jsonl(tmp_path / "wsc.jsonl", rows)
     python = os.environ["GPT2CLI_LMEVAL_PYTHON"]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
-    where = subprocess.run([python, "-c", "import lm_eval, os; print(os.path.dirname("
-                            "lm_eval.__file__))"], check=True, capture_output=True, text=True,
-                           env=env).stdout.strip()
+    where = subprocess.run(
+        [python, "-c", "import lm_eval, os; print(os.path.dirname(lm_eval.__file__))"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout.strip()
     source = Path(where) / "tasks" / "wsc273"
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     (tasks / "utils.py").write_text((source / "utils.py").read_text())
-    config = [line for line in (source / "default.yaml").read_text().splitlines()
-              if not line.startswith(("dataset_path", "dataset_name", "task:"))]
-    (tasks / "wsc.yaml").write_text("task: wsc273_local\ndataset_path: json\n"
-                                    f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
-                                    + "\n".join(config) + "\n")
+    config = [
+        line
+        for line in (source / "default.yaml").read_text().splitlines()
+        if not line.startswith(("dataset_path", "dataset_name", "task:"))
+    ]
+    (tasks / "wsc.yaml").write_text(
+        "task: wsc273_local\ndataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {data}\n" + "\n".join(config) + "\n"
+    )
     (tmp_path / "run.py").write_text(_LMEVAL_WSC_RUN)
-    subprocess.run([python, str(tmp_path / "run.py"), str(model_dir), str(tasks),
-                    str(tmp_path / "out.json")], check=True, env=env, cwd=tmp_path,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        [python, str(tmp_path / "run.py"), str(model_dir), str(tasks), str(tmp_path / "out.json")],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=600,
+    )
     theirs = json.loads((tmp_path / "out.json").read_text())
 
     lm = LanguageModel.load(str(model_dir), device="cpu", dtype="fp32")

@@ -12,8 +12,8 @@ import math
 import pytest
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.tasks import cnndm, coqa, get_task, nq, wmt14
-from gpt2cli.tasks.base import EvalOptions
+from gpt2cli.evaluate.tasks import cnndm, coqa, get_task, nq, wmt14
+from gpt2cli.evaluate.tasks.base import EvalOptions
 
 
 class FakeLM:
@@ -26,8 +26,16 @@ class FakeLM:
         self.calls: list[dict] = []
 
     def generate(self, prompts, max_tokens, until=(), greedy=True, top_k=None, seed=0):
-        self.calls.append(dict(prompts=list(prompts), max_tokens=max_tokens, until=list(until),
-                               greedy=greedy, top_k=top_k, seed=seed))
+        self.calls.append(
+            dict(
+                prompts=list(prompts),
+                max_tokens=max_tokens,
+                until=list(until),
+                greedy=greedy,
+                top_k=top_k,
+                seed=seed,
+            )
+        )
         return [self.answer(p) for p in prompts]
 
 
@@ -43,7 +51,9 @@ COQA = {
     "version": "1.0",
     "data": [
         {
-            "source": "wikipedia", "id": "s1", "filename": "x.txt",
+            "source": "wikipedia",
+            "id": "s1",
+            "filename": "x.txt",
             "story": "Tom has a red car. He drives it to work.",
             "questions": [
                 {"input_text": "What color is the car?", "turn_id": 1},
@@ -55,12 +65,16 @@ COQA = {
             ],
             "additional_answers": {
                 "0": [{"input_text": "red", "turn_id": 1}, {"input_text": "work", "turn_id": 2}],
-                "1": [{"input_text": "blue car", "turn_id": 1},
-                      {"input_text": "To work.", "turn_id": 2}],
+                "1": [
+                    {"input_text": "blue car", "turn_id": 1},
+                    {"input_text": "To work.", "turn_id": 2},
+                ],
             },
         },
         {
-            "source": "race", "id": "s2", "story": "Nothing happens.",
+            "source": "race",
+            "id": "s2",
+            "story": "Nothing happens.",
             "questions": [{"input_text": "Who?", "turn_id": 1}],
             "answers": [{"input_text": "unknown", "turn_id": 1}],
         },
@@ -83,8 +97,11 @@ def test_coqa_f1_hand_computed():
 def test_coqa_prompts_and_metric(tmp_path):
     data = tmp_path / "coqa-dev-v1.0.json"
     data.write_text(json.dumps(COQA), "utf-8")
-    answers = {"What color is the car?": " the red car\nQ: more", "Where does he drive?":
-               " to work", "Who?": " Tom"}
+    answers = {
+        "What color is the car?": " the red car\nQ: more",
+        "Where does he drive?": " to work",
+        "Who?": " Tom",
+    }
     lm = FakeLM(lambda p: answers[p.rsplit("Q: ", 1)[1].split("\n")[0]])
     result = get_task("coqa").evaluate(lm, data, EvalOptions())
     [call] = lm.calls
@@ -126,12 +143,17 @@ def test_coqa_bad_input(tmp_path):
 
 def test_nq_prompt_and_exact_match(tmp_path):
     data = tmp_path / "NQ-open.dev.jsonl"
-    rows = [{"question": "where is the eiffel tower", "answer": ["Paris", "Paris, France"]},
-            {"question": "who painted the mona lisa", "answer": ["Leonardo da Vinci"]},
-            {"question": "when did ww2 end", "answer": ["1945"]}]
+    rows = [
+        {"question": "where is the eiffel tower", "answer": ["Paris", "Paris, France"]},
+        {"question": "who painted the mona lisa", "answer": ["Leonardo da Vinci"]},
+        {"question": "when did ww2 end", "answer": ["1945"]},
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
-    outputs = {"where is the eiffel tower": " Paris, France.", "who painted the mona lisa":
-               " The Leonardo da Vinci", "when did ww2 end": " in 1945"}
+    outputs = {
+        "where is the eiffel tower": " Paris, France.",
+        "who painted the mona lisa": " The Leonardo da Vinci",
+        "when did ww2 end": " in 1945",
+    }
     lm = FakeLM(lambda p: outputs[p.rsplit("Q: ", 1)[1].split("?\nA:")[0]])
     result = get_task("nq").evaluate(lm, data, EvalOptions())
     prompt = lm.calls[0]["prompts"][0]
@@ -155,20 +177,25 @@ def test_nq_prompt_and_exact_match(tmp_path):
 def test_first_sentences():
     text = 'He said "stop." Then it rained! Why? Not this one.'
     assert cnndm.first_sentences(text) == 'He said "stop." Then it rained! Why?'
-    assert cnndm.first_sentences("one line\nsecond line\nthird\nfourth") == \
-        "one line second line third"
+    assert (
+        cnndm.first_sentences("one line\nsecond line\nthird\nfourth")
+        == "one line second line third"
+    )
     assert cnndm.first_sentences("  no end") == "no end"
     assert cnndm.first_sentences("") == ""
 
 
 def test_cnndm_prompt_generation_and_rouge(tmp_path):
     data = tmp_path / "cnndm_test.jsonl"
-    rows = [{"article": "Cats. A long story about cats.", "highlights": "the cat sat",
-             "id": "1"},
-            {"article": "Letters.", "highlights": "a b c\nd e f"}]
+    rows = [
+        {"article": "Cats. A long story about cats.", "highlights": "the cat sat", "id": "1"},
+        {"article": "Letters.", "highlights": "a b c\nd e f"},
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
-    outputs = {"Cats. A long story about cats.\nTL;DR:": " the cat ran",
-               "Letters.\nTL;DR:": " a b. c d. e f. g h i j."}
+    outputs = {
+        "Cats. A long story about cats.\nTL;DR:": " the cat ran",
+        "Letters.\nTL;DR:": " a b. c d. e f. g h i j.",
+    }
     lm = FakeLM(lambda p: outputs[p])
     result = get_task("cnndm").evaluate(lm, data, EvalOptions(seed=7))
     [call] = lm.calls
@@ -187,7 +214,7 @@ def test_cnndm_article_cut_to_fit():
     article = "word " * 2000
     prompt = cnndm.prompt_for(article, block_size=1024)
     assert prompt.endswith("\nTL;DR:") and prompt.startswith("word word")
-    from gpt2cli.tokenizer import encode
+    from gpt2cli.text.tokenizer import encode
 
     assert len(encode(prompt)) <= 1024 - 100
 
@@ -197,8 +224,10 @@ def test_cnndm_article_cut_to_fit():
 
 def _sgm(lines: list[str], lang: str) -> str:
     segs = "".join(f'<seg id="{i}">{t}</seg>\n' for i, t in enumerate(lines, start=1))
-    return (f'<srcset setid="newstest2014" srclang="any">\n<doc sysid="ref" docid="1" '
-            f'genre="news" origlang="{lang}">\n<p>\n{segs}</p>\n</doc>\n</srcset>\n')
+    return (
+        f'<srcset setid="newstest2014" srclang="any">\n<doc sysid="ref" docid="1" '
+        f'genre="news" origlang="{lang}">\n<p>\n{segs}</p>\n</doc>\n</srcset>\n'
+    )
 
 
 EN = ["The house is small.", "I  love  music.", "We will see tomorrow."]
@@ -226,14 +255,19 @@ def test_wmt14_prompts_and_bleu(tmp_path):
     assert lm.calls[0]["until"] == ["\n"] and lm.calls[0]["greedy"] is True
 
     # fr -> en, one sentence wrong: BLEU equals sacrebleu's on the extracted hypotheses
-    answers = {"La maison est petite.": "The house is small.", "J'aime la musique.":
-               "I like music.", "Nous verrons demain.": "We will see tomorrow."}
+    answers = {
+        "La maison est petite.": "The house is small.",
+        "J'aime la musique.": "I like music.",
+        "Nous verrons demain.": "We will see tomorrow.",
+    }
     lm = FakeLM(lambda p: " " + answers[p.rsplit("\n", 1)[1][:-2]])
-    result = get_task("wmt14-fr-en").evaluate(lm, tmp_path / "newstest2014-fren-src.fr.sgm",
-                                              EvalOptions(limit=2))
+    result = get_task("wmt14-fr-en").evaluate(
+        lm, tmp_path / "newstest2014-fren-src.fr.sgm", EvalOptions(limit=2)
+    )
     assert lm.calls[0]["prompts"][0].startswith("Le chat dort sur le canapé. = The cat is")
-    expected = sacrebleu.corpus_bleu(["The house is small.", "I like music."],
-                                     [["The house is small.", "I love music."]]).score
+    expected = sacrebleu.corpus_bleu(
+        ["The house is small.", "I like music."], [["The house is small.", "I love music."]]
+    ).score
     assert result.n == 2 and result.metrics["bleu"].value == pytest.approx(expected)
     assert 0 < expected < 100
 
@@ -255,16 +289,14 @@ def test_wmt14_bad_input(tmp_path):
         wmt14.read_sgm(plain)
 
 
-
-
 # ------------------------------------------------------------------- on a tiny random model
 
 
 def test_generation_tasks_on_a_tiny_model(tmp_path):
     import torch
 
-    from gpt2cli.lm import LanguageModel
-    from gpt2cli.model import GPT, config_for_size
+    from gpt2cli.evaluate.language_model import LanguageModel
+    from gpt2cli.model.gpt import GPT, config_for_size
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -277,8 +309,9 @@ def test_generation_tasks_on_a_tiny_model(tmp_path):
     assert result.n == 1 and result.metrics["exact_match"].value == 0.0
 
     data = tmp_path / "cnndm_test.jsonl"
-    data.write_text(json.dumps({"article": "A cat sat. " * 50, "highlights": "A cat sat."})
-                    + "\n", "utf-8")
+    data.write_text(
+        json.dumps({"article": "A cat sat. " * 50, "highlights": "A cat sat."}) + "\n", "utf-8"
+    )
     result = get_task("cnndm").evaluate(lm, data, EvalOptions(seed=3))
     assert result.n == 1 and 0 <= result.metrics["rouge_avg"].value <= 1
 
@@ -293,8 +326,8 @@ def test_generation_tasks_through_gpt2_eval(tmp_path):
 
     import torch
 
-    from gpt2cli import hf
-    from gpt2cli.model import GPT, config_for_size
+    from gpt2cli.model import hf
+    from gpt2cli.model.gpt import GPT, config_for_size
 
     torch.manual_seed(0)
     model_dir = tmp_path / "model"
@@ -302,16 +335,37 @@ def test_generation_tasks_through_gpt2_eval(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "NQ-open.dev.jsonl").write_text(
-        '{"question": "where is paris", "answer": ["France"]}\n', "utf-8")
+        '{"question": "where is paris", "answer": ["France"]}\n', "utf-8"
+    )
     (data / "coqa-dev-v1.0.json").write_text(json.dumps(COQA), "utf-8")
     (data / "newstest2014-fren-src.en.sgm").write_text(_sgm(EN, "en"), "utf-8")
     (data / "newstest2014-fren-ref.fr.sgm").write_text(_sgm(FR, "fr"), "utf-8")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NO_COLOR="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "gpt2cli", "eval", "nq", "coqa", "wmt14-en-fr", "--model",
-         str(model_dir), "--data-dir", str(data), "--limit", "1", "--json", "--device", "cpu",
-         "-o", str(tmp_path / "results.json")],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "gpt2cli",
+            "eval",
+            "nq",
+            "coqa",
+            "wmt14-en-fr",
+            "--model",
+            str(model_dir),
+            "--data-dir",
+            str(data),
+            "--limit",
+            "1",
+            "--json",
+            "--device",
+            "cpu",
+            "-o",
+            str(tmp_path / "results.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)

@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 from _cli_runner import gpt2  # tests/ is on sys.path (pytest rootdir)
 
-from gpt2cli import docs, fileio, tokstream
-from gpt2cli.encoder import encode_pieces
+from gpt2cli import fileio
 from gpt2cli.errors import UsageError
-from gpt2cli.tokenizer import EOT, EOT_TEXT, VOCAB_SIZE, decode, encode, get_encoding
+from gpt2cli.text import readers, token_stream
+from gpt2cli.text.parallel_encoder import encode_pieces
+from gpt2cli.text.tokenizer import EOT, EOT_TEXT, VOCAB_SIZE, decode, encode, get_encoding
 
 
 def stream_docs(data: bytes) -> list[list[int]]:
     import io
 
-    return [doc.tolist() for doc in tokstream.TokenStreamReader(io.BytesIO(data), "test")]
+    return [doc.tolist() for doc in token_stream.TokenStreamReader(io.BytesIO(data), "test")]
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -50,7 +51,7 @@ def test_literal_endoftext_is_ordinary_text(tmp_path: Path) -> None:
 
 def test_stream_layout(tmp_path: Path) -> None:
     run = gpt2("tokenize", "--format", "file", write(tmp_path / "a.txt", "hello world"))
-    assert run.stdout == tokstream.HEADER + np.array([31373, 995, EOT], "<u2").tobytes()
+    assert run.stdout == token_stream.HEADER + np.array([31373, 995, EOT], "<u2").tobytes()
 
 
 # ------------------------------------------------------------------------------ input formats
@@ -97,16 +98,18 @@ def test_ids_output(tmp_path: Path) -> None:
     path = write(tmp_path / "d.jsonl", '{"text": "hello world"}\n{"text": ""}\n')
     run = gpt2("tokenize", "--ids", path)
     assert run.code == 0, run.stderr
-    assert [json.loads(line) for line in run.stdout.decode().splitlines()] == [
-        [31373, 995], []]
+    assert [json.loads(line) for line in run.stdout.decode().splitlines()] == [[31373, 995], []]
 
 
 # ------------------------------------------------------------------------------ round trips
 
 
 def test_decode_round_trip(tmp_path: Path) -> None:
-    texts = ["Héllo, wörld! ✓ 日本語", "  indented\n\ttabs\r\nand CRLF",
-             "emoji 🤖 and <|endoftext|>"]
+    texts = [
+        "Héllo, wörld! ✓ 日本語",
+        "  indented\n\ttabs\r\nand CRLF",
+        "emoji 🤖 and <|endoftext|>",
+    ]
     data = f"\n{EOT_TEXT}\n".join(texts)
     run = gpt2("tokenize", write(tmp_path / "t.txt", data))
     assert run.code == 0, run.stderr
@@ -183,7 +186,7 @@ def test_empty_input_is_zero_documents(tmp_path: Path) -> None:
     run = gpt2("tokenize", write(tmp_path / "empty.txt", b""))
     assert run.code == 0
     assert "zero documents" in run.stderr
-    assert run.stdout == tokstream.HEADER and stream_docs(run.stdout) == []
+    assert run.stdout == token_stream.HEADER and stream_docs(run.stdout) == []
 
 
 def test_usage_errors(tmp_path: Path) -> None:
@@ -219,13 +222,23 @@ def test_ids_equal_encode_ordinary_with_threads(tmp_path: Path) -> None:
 
 
 def test_pieces_of_a_huge_document_give_the_ids_of_the_whole(tmp_path: Path) -> None:
-    tricky = "".join([
-        "def f():\n    return 1\n\n\n  \n", "x = '日本語'\r\n", "\n\n\n\tindent\n", "   \n" * 5,
-        "word\n" * 50, "\n \n \n", "a\n\n\nb", "\u3000\n\u00a0x\n", "1234567\n", "'s 're\n",
-    ])
+    tricky = "".join(
+        [
+            "def f():\n    return 1\n\n\n  \n",
+            "x = '日本語'\r\n",
+            "\n\n\n\tindent\n",
+            "   \n" * 5,
+            "word\n" * 50,
+            "\n \n \n",
+            "a\n\n\nb",
+            "\u3000\n\u00a0x\n",
+            "1234567\n",
+            "'s 're\n",
+        ]
+    )
     text = "".join(_stdlib_texts(150_000)) + tricky * 40
     path = write(tmp_path / "huge.txt", text)
-    pieces = list(docs.iter_pieces([str(path)], fmt="file", piece_chars=257))
+    pieces = list(readers.iter_pieces([str(path)], fmt="file", piece_chars=257))
     assert len(pieces) > 50 and pieces[-1].last and not any(p.last for p in pieces[:-1])
     assert "".join(p.text for p in pieces) == text
     batches = list(encode_pieces(iter(pieces), threads=2, batch_chars=1000))
@@ -235,13 +248,30 @@ def test_pieces_of_a_huge_document_give_the_ids_of_the_whole(tmp_path: Path) -> 
 
 def test_piece_cuts_fuzz(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    alphabet = ["\n", " ", "a", "Bc", "1", "'", "s", "\r", "\t", "\u3000", "é", "!", "\n\n",
-                "\u00a0", "ll", "  ", "x\n"]
+    alphabet = [
+        "\n",
+        " ",
+        "a",
+        "Bc",
+        "1",
+        "'",
+        "s",
+        "\r",
+        "\t",
+        "\u3000",
+        "é",
+        "!",
+        "\n\n",
+        "\u00a0",
+        "ll",
+        "  ",
+        "x\n",
+    ]
     encoding = get_encoding()
     for number in range(60):
         text = "".join(rng.choice(alphabet, size=400))
         path = write(tmp_path / f"f{number}.txt", text)
-        pieces = list(docs.iter_pieces([str(path)], fmt="file", piece_chars=8))
+        pieces = list(readers.iter_pieces([str(path)], fmt="file", piece_chars=8))
         assert "".join(p.text for p in pieces) == text
         ids = [i for p in pieces for i in encoding.encode_ordinary(p.text)]
         assert ids == encoding.encode_ordinary(text), repr(text)

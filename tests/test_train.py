@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from gpt2cli import checkpoint, hardware, mfu, optim, trainconfig, training, trainlog
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.model import GPT, config_for_size
+from gpt2cli.model.gpt import GPT, config_for_size
+from gpt2cli.train import checkpoint, hardware, mfu, optimizer, trainer
+from gpt2cli.train import config as trainconfig
+from gpt2cli.train import log as trainlog
 
 torch.set_num_threads(1)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -23,16 +25,17 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 def make_shards(directory: Path, documents: int = 150, val_tokens: int = 1500) -> Path:
     """A tiny pack directory through shards.py's writer: patterned documents, so loss falls."""
-    from gpt2cli import shards, tokstream
+    from gpt2cli.data import shards
+    from gpt2cli.text import token_stream
 
     rng = np.random.default_rng(0)
     stream = directory.parent / f"{directory.name}.tokens"
     with open(stream, "wb") as handle:
-        handle.write(tokstream.HEADER)
+        handle.write(token_stream.HEADER)
         for _ in range(documents):
             start = int(rng.integers(0, 500))
             ids = (start + np.arange(int(rng.integers(20, 100))) % 13).astype(np.uint16)
-            handle.write(tokstream.encode_document(ids))
+            handle.write(token_stream.encode_document(ids))
     shards.pack([str(stream)], directory, shards.PackOptions(val_tokens=val_tokens))
     return directory
 
@@ -43,35 +46,46 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def options(data: Path, out: Path, **extra: object) -> dict:
-    base = dict(data=str(data), out=str(out), size="tiny", seq_len=32, batch_size=8,
-                micro_batch=4, max_steps=4, save_every=2, eval_every=2, eval_steps=2,
-                device="cpu")
+    base = dict(
+        data=str(data),
+        out=str(out),
+        size="tiny",
+        seq_len=32,
+        batch_size=8,
+        micro_batch=4,
+        max_steps=4,
+        save_every=2,
+        eval_every=2,
+        eval_steps=2,
+        device="cpu",
+    )
     base.update(extra)
     return base
 
 
 def train_losses(run: Path) -> list[float]:
-    return [r["loss"] for r in trainlog.read_metrics(run / "metrics.jsonl")
-            if r["kind"] == "train"]
+    return [r["loss"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
 
 
 # --- pieces ---------------------------------------------------------------------------------
 
+
 def test_schedule_warms_up_linearly_then_decays_to_a_tenth() -> None:
-    lrs = [optim.lr_at(s, 6e-4, 10, 100, 0.1) for s in range(101)]
+    lrs = [optimizer.lr_at(s, 6e-4, 10, 100, 0.1) for s in range(101)]
     assert lrs[0] == pytest.approx(6e-5) and lrs[9] == pytest.approx(6e-4)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
     assert lrs[100] == pytest.approx(6e-5)
-    assert optim.lr_at(55, 6e-4, 10, 100, 0.1) == pytest.approx(0.5 * (6e-4 + 6e-5))
-    assert optim.lr_at(0, 1.0, 0, 10, 0.1) == 1.0
+    assert optimizer.lr_at(55, 6e-4, 10, 100, 0.1) == pytest.approx(0.5 * (6e-4 + 6e-5))
+    assert optimizer.lr_at(0, 1.0, 0, 10, 0.1) == 1.0
 
 
 def test_weight_decay_on_matrices_only() -> None:
     model = GPT(config_for_size("tiny"))
-    decay, no_decay = optim.param_groups(model, 0.1)
+    decay, no_decay = optimizer.param_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() == 2 for p in decay["params"]) and all(
-        p.dim() == 1 for p in no_decay["params"])
+        p.dim() == 1 for p in no_decay["params"]
+    )
     ids = [id(p) for p in decay["params"] + no_decay["params"]]
     assert len(ids) == len(set(ids)) == len(list(model.parameters()))  # tied head once
     assert any(p is model.transformer.wte.weight for p in decay["params"])
@@ -85,8 +99,16 @@ def test_defaults_from_the_gpt3_table() -> None:
     assert trainconfig.default_warmup(512 * 1024, 100_000) == 716  # 375M tokens
     assert trainconfig.default_warmup(512 * 1024, 200) == 20  # a tenth of a short run
     c = trainconfig.TrainConfig()
-    assert (c.seq_len, c.batch_size, c.beta1, c.beta2, c.weight_decay, c.grad_clip,
-            c.min_lr_ratio, c.keep) == (1024, 512, 0.9, 0.95, 0.1, 1.0, 0.1, 3)
+    assert (
+        c.seq_len,
+        c.batch_size,
+        c.beta1,
+        c.beta2,
+        c.weight_decay,
+        c.grad_clip,
+        c.min_lr_ratio,
+        c.keep,
+    ) == (1024, 512, 0.9, 0.95, 0.1, 1.0, 0.1, 3)
 
 
 def test_precision_selection() -> None:
@@ -105,15 +127,16 @@ def test_precision_selection() -> None:
 def test_micro_batch_candidates_and_mfu() -> None:
     assert hardware.micro_batch_candidates(512, 64) == [64, 32, 16, 8, 4, 2, 1]
     assert hardware.micro_batch_candidates(24) == [8, 4, 2, 1]
-    from gpt2cli.distributed import DistEnv
+    from gpt2cli.train.distributed import DistEnv
 
     cpu = hardware.choose_precision("cpu", "auto", False)
     for batch, world, expected in ((512, 1, 8), (12, 1, 4), (512, 2, 8), (6, 2, 1)):
         config = trainconfig.build({"batch_size": batch})
         assert hardware.choose_micro_batch(config, None, DistEnv(world_size=world), cpu) == expected
     with pytest.raises(UsageError, match="does not split over 3"):
-        hardware.choose_micro_batch(trainconfig.build({"batch_size": 8}), None,
-                                    DistEnv(world_size=3), cpu)
+        hardware.choose_micro_batch(
+            trainconfig.build({"batch_size": 8}), None, DistEnv(world_size=3), cpu
+        )
     assert trainconfig.total_steps(trainconfig.build({"max_tokens": 10**6}), 0) == 2
     assert trainconfig.total_steps(trainconfig.build({"batch_size": 2, "seq_len": 8}), 100) == 6
     assert mfu.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
@@ -156,8 +179,9 @@ def test_checkpoint_completeness_and_pruning(tmp_path: Path) -> None:
     run = tmp_path / "run"
     for step in (1, 2, 3, 4):
         meta = f"runtime: {{step: {step}}}\n"
-        checkpoint.save(run / "checkpoints" / checkpoint.step_name(step), model,
-                        {"format": 1}, meta, step)
+        checkpoint.save(
+            run / "checkpoints" / checkpoint.step_name(step), model, {"format": 1}, meta, step
+        )
     checkpoint.prune(run, 2)
     assert [s for s, _ in checkpoint.complete_steps(run)] == [3, 4]
     # A directory without COMPLETE, or with a temporary name, is never taken.
@@ -176,9 +200,10 @@ def test_checkpoint_completeness_and_pruning(tmp_path: Path) -> None:
 
 # --- runs -----------------------------------------------------------------------------------
 
+
 def test_a_run_leaves_metrics_plot_checkpoints_and_final(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    final = training.train(options(data, run, max_steps=6, keep=2, peak_tflops=1.0))
+    final = trainer.train(options(data, run, max_steps=6, keep=2, peak_tflops=1.0))
     assert final == run / "final" and checkpoint.is_complete(final)
     assert [s for s, _ in checkpoint.complete_steps(run)] == [2, 4]  # --keep 2; 6 is final
     for name in ("config.json", "model.safetensors", "training_state.pt", "run.yaml"):
@@ -198,9 +223,9 @@ def test_a_run_leaves_metrics_plot_checkpoints_and_final(data: Path, tmp_path: P
     assert saved["lr"] == 6e-4 and saved["max_steps"] == 6
     assert trainconfig.load_runtime(run / "config.yaml")["grad_accum"] == 2
     # The final model loads like any other (run dir spec).
-    from gpt2cli import modelref
+    from gpt2cli.model import resolve
 
-    loaded = modelref.load_model(str(run))
+    loaded = resolve.load_model(str(run))
     assert loaded.config.n_layer == 2
 
 
@@ -208,40 +233,65 @@ class _Crash(Exception):
     pass
 
 
-def test_resume_gives_the_same_losses_bit_for_bit(data: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_gives_the_same_losses_bit_for_bit(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     whole = tmp_path / "whole"
-    training.train(options(data, whole, max_steps=5))
+    trainer.train(options(data, whole, max_steps=5))
     broken = tmp_path / "broken"
 
     def crash() -> None:
         raise _Crash
 
     monkeypatch.setenv("GPT2CLI_TEST_CRASH_AFTER_STEP", "3")
-    monkeypatch.setattr(training, "_simulate_crash", crash)
+    monkeypatch.setattr(trainer, "_simulate_crash", crash)
     with pytest.raises(_Crash):
-        training.train(options(data, broken, max_steps=5))
+        trainer.train(options(data, broken, max_steps=5))
     monkeypatch.delenv("GPT2CLI_TEST_CRASH_AFTER_STEP")
     assert len(train_losses(broken)) == 3
-    training.train({"out": str(broken)}, resume=True)
+    trainer.train({"out": str(broken)}, resume=True)
     assert train_losses(broken) == train_losses(whole)  # exact float equality
     a = torch.load(whole / "final" / "training_state.pt", weights_only=True)
     b = torch.load(broken / "final" / "training_state.pt", weights_only=True)
     assert a["loader"] == b["loader"] and a["step"] == b["step"] == 5
     from safetensors.torch import load_file
 
-    wa, wb = load_file(whole / "final" / "model.safetensors"), load_file(
-        broken / "final" / "model.safetensors")
+    wa, wb = (
+        load_file(whole / "final" / "model.safetensors"),
+        load_file(broken / "final" / "model.safetensors"),
+    )
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_kill_9_during_a_save_leaves_nothing_resume_would_take(data: Path,
-                                                               tmp_path: Path) -> None:
+def test_kill_9_during_a_save_leaves_nothing_resume_would_take(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     env = {**ENV, "GPT2CLI_TEST_SAVE_SLEEP": "60", "GPT2CLI_TEST_SAVE_SLEEP_STEP": "4"}
-    args = [sys.executable, "-m", "gpt2cli", "train", "--data", str(data), "-o", str(run),
-            "--size", "tiny", "--seq-len", "32", "--batch-size", "8", "--micro-batch", "8",
-            "--max-steps", "6", "--save-every", "2", "--eval-every", "100", "--device", "cpu"]
+    args = [
+        sys.executable,
+        "-m",
+        "gpt2cli",
+        "train",
+        "--data",
+        str(data),
+        "-o",
+        str(run),
+        "--size",
+        "tiny",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "8",
+        "--micro-batch",
+        "8",
+        "--max-steps",
+        "6",
+        "--save-every",
+        "2",
+        "--eval-every",
+        "100",
+        "--device",
+        "cpu",
+    ]
     child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     tmp = None
@@ -259,33 +309,41 @@ def test_kill_9_during_a_save_leaves_nothing_resume_would_take(data: Path,
     assert tmp.exists() and not checkpoint.is_complete(tmp)
     assert checkpoint.latest_resumable(run).name == "step-00000002"
     assert checkpoint.latest_complete(run).name == "step-00000002"
-    training.train({"out": str(run)}, resume=True)
+    trainer.train({"out": str(run)}, resume=True)
     assert not tmp.exists()
     assert [s for s, _ in checkpoint.complete_steps(run)] == [2, 4]
-    assert [r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl")
-            if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert [
+        r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
+    ] == [1, 2, 3, 4, 5, 6]
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-        data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = tmp_path / "run"
     monkeypatch.setenv("GPT2CLI_TEST_NAN_AT_STEP", "3")
-    with pytest.raises(Gpt2Error, match=r"loss became nan at step 3: stopped; last good "
-                       r"checkpoint: .*step-00000002"):
-        training.train(options(data, run))
+    with pytest.raises(
+        Gpt2Error,
+        match=r"loss became nan at step 3: stopped; last good "
+        r"checkpoint: .*step-00000002",
+    ):
+        trainer.train(options(data, run))
     assert checkpoint.latest_resumable(run).name == "step-00000002"
     assert not (run / "final").exists()
-    assert [r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl")
-            if r["kind"] == "train"] == [1, 2]
+    assert [
+        r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
+    ] == [1, 2]
 
 
 def test_yaml_config_with_cli_override_and_custom_shape(data: Path, tmp_path: Path) -> None:
     file = tmp_path / "run.yaml"
     run = tmp_path / "run"
-    file.write_text(f"data: {data}\nout: {run}\nseq_len: 16\nbatch_size: 4\nmax_steps: 9\n"
-                    "model: {n_layer: 1, n_head: 2, n_embd: 32}\npad_vocab: 1\n"
-                    "device: cpu\neval_every: 100\n")
-    training.train({"max_steps": 2, "micro_batch": 2}, config_file=str(file))
+    file.write_text(
+        f"data: {data}\nout: {run}\nseq_len: 16\nbatch_size: 4\nmax_steps: 9\n"
+        "model: {n_layer: 1, n_head: 2, n_embd: 32}\npad_vocab: 1\n"
+        "device: cpu\neval_every: 100\n"
+    )
+    trainer.train({"max_steps": 2, "micro_batch": 2}, config_file=str(file))
     runtime = trainconfig.load_runtime(run / "config.yaml")
     assert runtime["model"]["n_layer"] == 1 and runtime["model"]["padded_vocab_size"] is None
     assert runtime["grad_accum"] == 2 and len(train_losses(run)) == 2
@@ -293,9 +351,23 @@ def test_yaml_config_with_cli_override_and_custom_shape(data: Path, tmp_path: Pa
 
 # --- bad input ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "too_long", "unknown_size",
-                                  "fsdp", "no_run", "other_size", "foreign", "occupied",
-                                  "micro"])
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "empty",
+        "corrupt",
+        "too_long",
+        "unknown_size",
+        "fsdp",
+        "no_run",
+        "other_size",
+        "foreign",
+        "occupied",
+        "micro",
+    ],
+)
 def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     kwargs = options(data, run)
@@ -327,11 +399,11 @@ def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> 
         kwargs, resume = {"out": str(run)}, True
         expected = (Gpt2Error, "holds no run")
     elif case == "other_size":
-        training.train(options(data, run, max_steps=2, eval_every=100))
+        trainer.train(options(data, run, max_steps=2, eval_every=100))
         kwargs, resume = {"out": str(run), "size": "mini"}, True
         expected = (UsageError, "trained with --size tiny, not mini")
     elif case == "foreign":
-        training.train(options(data, run, max_steps=2, eval_every=100))
+        trainer.train(options(data, run, max_steps=2, eval_every=100))
         hf_config = run / "final" / "config.json"
         hf_config.write_text(hf_config.read_text().replace('"n_layer": 2', '"n_layer": 3'))
         kwargs, resume = {"out": str(run), "max_steps": 3}, True
@@ -344,30 +416,47 @@ def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> 
         kwargs.update(micro_batch=3)
         expected = (UsageError, "does not divide")
     with pytest.raises(expected[0], match=expected[1]):
-        training.train(kwargs, resume=resume)
+        trainer.train(kwargs, resume=resume)
     if case == "occupied":
         assert (run / "config.yaml").read_text() == "size: tiny\n"  # nothing lost
 
 
 def test_init_from_weights_of_another_size_and_fine_tuning(data: Path, tmp_path: Path) -> None:
     base = tmp_path / "base"
-    training.train(options(data, base, max_steps=2, eval_every=100))
+    trainer.train(options(data, base, max_steps=2, eval_every=100))
     with pytest.raises(UsageError, match="not --size mini"):
-        training.train(options(data, tmp_path / "x", size="mini", init_from=str(base)))
+        trainer.train(options(data, tmp_path / "x", size="mini", init_from=str(base)))
     tuned = tmp_path / "tuned"
-    training.train(options(data, tuned, size=None, init_from=str(base / "final"),
-                           max_steps=1, eval_every=100))
+    trainer.train(
+        options(data, tuned, size=None, init_from=str(base / "final"), max_steps=1, eval_every=100)
+    )
     first = train_losses(tuned)[0]
     assert first < train_losses(base)[0]  # starts from the trained weights, not from scratch
 
 
 def test_cli_errors_are_one_line_with_exit_status(data: Path, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "gpt2cli", "train", "--data", str(tmp_path / "nope"), "-o",
-         str(tmp_path / "run"), "--size", "tiny", "--fsdp"],
-        env=ENV, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "gpt2cli",
+            "train",
+            "--data",
+            str(tmp_path / "nope"),
+            "-o",
+            str(tmp_path / "run"),
+            "--size",
+            "tiny",
+            "--fsdp",
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == ["gpt2 train: error: --fsdp needs a distributed launch (run it under "
-                     "torchrun, e.g. torchrun --nproc_per_node 8 -m gpt2cli train --fsdp ...)"]
+    assert lines == [
+        "gpt2 train: error: --fsdp needs a distributed launch (run it under "
+        "torchrun, e.g. torchrun --nproc_per_node 8 -m gpt2cli train --fsdp ...)"
+    ]

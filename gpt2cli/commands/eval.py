@@ -8,12 +8,13 @@ from pathlib import Path
 
 import typer
 
-from gpt2cli import console, results, tasks
+from gpt2cli import console
 from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
+from gpt2cli.evaluate import results, tasks
+from gpt2cli.evaluate.tasks import data as taskdata
+from gpt2cli.evaluate.tasks.base import EvalOptions, Task, TaskResult
 from gpt2cli.fileio import atomic_write
-from gpt2cli.tasks import data as taskdata
-from gpt2cli.tasks.base import EvalOptions, Task, TaskResult
 
 NAME = "eval"
 
@@ -21,19 +22,25 @@ NAME = "eval"
 def _list_tasks(as_json: bool) -> None:
     rows = []
     for task in tasks.all_tasks():
-        rows.append({
-            "task": task.name, "description": task.description,
-            "paper_metric": task.paper_metric,
-            "files": [{"name": f.name, "url": f.url, "sha256": f.sha256, "source": f.source}
-                      for f in task.data_files],
-        })
+        rows.append(
+            {
+                "task": task.name,
+                "description": task.description,
+                "paper_metric": task.paper_metric,
+                "files": [
+                    {"name": f.name, "url": f.url, "sha256": f.sha256, "source": f.source}
+                    for f in task.data_files
+                ],
+            }
+        )
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     for row in rows:
         files = ", ".join(f["name"] + (" (--download)" if f["url"] else "") for f in row["files"])
-        sys.stdout.write(f"{row['task']:<14} {row['paper_metric']:<18} {files}\n"
-                         f"{'':14} {row['description']}\n")
+        sys.stdout.write(
+            f"{row['task']:<14} {row['paper_metric']:<18} {files}\n{'':14} {row['description']}\n"
+        )
 
 
 def _format(value: float | None) -> str:
@@ -48,21 +55,38 @@ def _table(task_results: dict[str, TaskResult]) -> None:
     from rich.table import Table
 
     table = Table(title=None, show_edge=False)
-    for column, justify in (("task", "left"), ("metric", "left"), ("value", "right"),
-                            ("± stderr", "right"), ("n", "right")):
+    for column, justify in (
+        ("task", "left"),
+        ("metric", "left"),
+        ("value", "right"),
+        ("± stderr", "right"),
+        ("n", "right"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for name, result in task_results.items():
         for k, (metric, value) in enumerate(result.metrics.items()):
             arrow = "↑" if value.higher_is_better else "↓"
-            table.add_row(name if k == 0 else "", f"{metric} {arrow}", _format(value.value),
-                          _format(value.stderr), f"{result.n:,}" if k == 0 else "")
+            table.add_row(
+                name if k == 0 else "",
+                f"{metric} {arrow}",
+                _format(value.value),
+                _format(value.stderr),
+                f"{result.n:,}" if k == 0 else "",
+            )
     console.stderr_console().print(table)
 
 
 def eval_command(
-    names: list[str], model_spec: str | None, data: Path | None, data_dir: Path | None,
-    download: bool, output: Path | None, as_json: bool, options: EvalOptions,
-    device: str | None, dtype: str | None,
+    names: list[str],
+    model_spec: str | None,
+    data: Path | None,
+    data_dir: Path | None,
+    download: bool,
+    output: Path | None,
+    as_json: bool,
+    options: EvalOptions,
+    device: str | None,
+    dtype: str | None,
 ) -> None:
     chosen: list[Task] = []
     for name in names:
@@ -70,26 +94,26 @@ def eval_command(
         if task not in chosen:
             chosen.append(task)
     if data is not None and len(chosen) > 1:
-        raise UsageError("--data names one file, but more than one task was given",
-                         "use --data-dir DIR with the files under their published names")
+        raise UsageError(
+            "--data names one file, but more than one task was given",
+            "use --data-dir DIR with the files under their published names",
+        )
     if model_spec is None:
         raise UsageError("missing --model", "pass a run directory, checkpoint or HF model")
     paths = {task.name: taskdata.resolve(task, data, data_dir, download) for task in chosen}
     timer = console.Stopwatch()
     import torch  # deferred: every gpt2 command imports this module at start-up
 
-    from gpt2cli.lm import LanguageModel
-    from gpt2cli.modelref import resolve_device
+    from gpt2cli.evaluate.language_model import LanguageModel
+    from gpt2cli.model.resolve import resolve_device
 
     device = resolve_device(device)
 
     torch.manual_seed(options.seed)
-    lm = LanguageModel.load(model_spec, device=device, dtype=dtype,
-                            batch_size=options.batch_size)
+    lm = LanguageModel.load(model_spec, device=device, dtype=dtype, batch_size=options.batch_size)
     if options.stride is not None:
         if not 1 <= options.stride <= lm.block_size:
-            raise UsageError(f"--stride must be between 1 and the model's context "
-                             f"{lm.block_size}")
+            raise UsageError(f"--stride must be between 1 and the model's context {lm.block_size}")
         lm.stride = options.stride
     task_results: dict[str, TaskResult] = {}
     task_data: dict[str, dict] = {}
@@ -108,18 +132,30 @@ def eval_command(
             }
             if not console.stderr_is_tty():
                 main = result.metrics.get(task.paper_metric) or next(iter(result.metrics.values()))
-                console.info(f"gpt2 eval: {task.name}: {task.paper_metric} "
-                             f"{_format(main.value)} (n={result.n:,}, "
-                             f"{task_timer.seconds:.1f} s)")
+                console.info(
+                    f"gpt2 eval: {task.name}: {task.paper_metric} "
+                    f"{_format(main.value)} (n={result.n:,}, "
+                    f"{task_timer.seconds:.1f} s)"
+                )
     lm.on_batch = None
     config = {
-        "batch_size": options.batch_size, "device": str(device), "dtype": dtype,
-        "limit": options.limit, "seed": options.seed, "stride": options.stride,
-        "stop_word_filter": options.stop_word_filter, "block_size": lm.block_size,
+        "batch_size": options.batch_size,
+        "device": str(device),
+        "dtype": dtype,
+        "limit": options.limit,
+        "seed": options.seed,
+        "stride": options.stride,
+        "stop_word_filter": options.stop_word_filter,
+        "block_size": lm.block_size,
         "tasks": [task.name for task in chosen],
     }
-    document = results.build(task_results, results.model_identity(model_spec, lm.loaded),
-                             config, task_data, timer.seconds)
+    document = results.build(
+        task_results,
+        results.model_identity(model_spec, lm.loaded),
+        config,
+        task_data,
+        timer.seconds,
+    )
     text = results.dumps(document)
     _table(task_results)
     if output is not None:
@@ -134,35 +170,57 @@ def register(app: typer.Typer) -> None:
     @app.command(NAME)
     def evaluate(
         names: list[str] = typer.Argument(
-            None, help="Tasks to run (see --list).", show_default=False, metavar="TASK",
+            None,
+            help="Tasks to run (see --list).",
+            show_default=False,
+            metavar="TASK",
         ),
         model: str = typer.Option(
-            None, "--model", "-m", help=options.MODEL_HELP, show_default=False,
+            None,
+            "--model",
+            "-m",
+            help=options.MODEL_HELP,
+            show_default=False,
         ),
         data: Path = typer.Option(
-            None, "--data", help="The task's data file (one task only).", show_default=False,
+            None,
+            "--data",
+            help="The task's data file (one task only).",
+            show_default=False,
         ),
         data_dir: Path = typer.Option(
-            None, "--data-dir", help="A directory holding data files under their published "
-            "names (see --list).", show_default=False,
+            None,
+            "--data-dir",
+            help="A directory holding data files under their published names (see --list).",
+            show_default=False,
         ),
         download: bool = typer.Option(
-            False, "--download", help="Fetch missing data files from their public URL into "
+            False,
+            "--download",
+            help="Fetch missing data files from their public URL into "
             "$XDG_CACHE_HOME/gpt2cli, checking their sha256.",
         ),
         output: Path = typer.Option(
-            None, "--output", "-o", help="Write the results JSON here (atomically).",
+            None,
+            "--output",
+            "-o",
+            help="Write the results JSON here (atomically).",
             show_default=False,
         ),
         as_json: bool = typer.Option(
             False, "--json", help="Print the results JSON on stdout (with --list: the tasks)."
         ),
         limit: int = typer.Option(
-            None, "--limit", help="Evaluate only the first N examples of each task "
-            "(documents/articles for the language-modelling tasks).", show_default=False,
+            None,
+            "--limit",
+            help="Evaluate only the first N examples of each task "
+            "(documents/articles for the language-modelling tasks).",
+            show_default=False,
         ),
         batch_size: int = typer.Option(
-            8, "--batch-size", "-b",
+            8,
+            "--batch-size",
+            "-b",
             help="Full-context sequences per forward pass (shorter ones are packed more to a "
             "batch, within the same number of tokens).",
         ),
@@ -170,11 +228,15 @@ def register(app: typer.Typer) -> None:
         dtype: str = options.DTYPE,
         seed: int = typer.Option(0, "--seed", help="Seed for anything random."),
         stride: int = typer.Option(
-            None, "--stride", help="Language-modelling tasks: overlapping windows moving S "
-            "tokens (default: disjoint windows, as lm-evaluation-harness).", show_default=False,
+            None,
+            "--stride",
+            help="Language-modelling tasks: overlapping windows moving S "
+            "tokens (default: disjoint windows, as lm-evaluation-harness).",
+            show_default=False,
         ),
         stop_word_filter: bool = typer.Option(
-            False, "--stop-word-filter",
+            False,
+            "--stop-word-filter",
             help="lambada: also report accuracy with the paper's stop-word filter.",
         ),
         zero_shot: bool = typer.Option(
@@ -195,7 +257,13 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--batch-size must be at least 1")
         if stride is not None and stride < 1:
             raise UsageError("--stride must be at least 1")
-        options = EvalOptions(limit=limit, batch_size=batch_size, seed=seed,
-                              stop_word_filter=stop_word_filter, stride=stride)
-        eval_command(names, model, data, data_dir, download, output, as_json, options,
-                     device, dtype)
+        options = EvalOptions(
+            limit=limit,
+            batch_size=batch_size,
+            seed=seed,
+            stop_word_filter=stop_word_filter,
+            stride=stride,
+        )
+        eval_command(
+            names, model, data, data_dir, download, output, as_json, options, device, dtype
+        )

@@ -2,22 +2,26 @@
 
 import typer
 
-from gpt2cli.tokenizer import EOT_TEXT
+from gpt2cli.text.tokenizer import EOT_TEXT
 
-# Reading documents (tokenize, score, overlap build/check): the formats of gpt2cli.docs.
+# Reading documents (tokenize, score, overlap build/check): the formats of gpt2cli.text.readers.
 FORMAT = typer.Option(
-    None, "--format", "-f",
+    None,
+    "--format",
+    "-f",
     help="Input format: jsonl, text, nul or file. Default: jsonl when the input starts with "
     "'{', else text.",
     show_default=False,
 )
 FIELD = typer.Option("text", "--field", help="JSON field that holds the text.")
 DELIMITER = typer.Option(
-    EOT_TEXT, "--delimiter",
+    EOT_TEXT,
+    "--delimiter",
     help="For --format text: a line holding only this string ends a document.",
 )
 ERRORS = typer.Option(
-    "strict", "--errors",
+    "strict",
+    "--errors",
     help="Invalid UTF-8: strict (stop with an error), replace (U+FFFD) or ignore.",
 )
 
@@ -27,10 +31,14 @@ MODEL_HELP = (
     "directory, or an HF model name in the local cache."
 )
 DEVICE = typer.Option(
-    None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda when available).",
+    None,
+    "--device",
+    help="cpu, cuda, cuda:N or mps (default: cuda when available).",
     show_default=False,
 )
 DTYPE = typer.Option(
-    None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).",
+    None,
+    "--dtype",
+    help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).",
     show_default=False,
 )

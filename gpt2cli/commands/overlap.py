@@ -11,12 +11,13 @@ from typing import IO
 
 import typer
 
-from gpt2cli import bloom, console
-from gpt2cli import overlap as core
+from gpt2cli import console
 from gpt2cli.commands import options
-from gpt2cli.docs import check_format
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write
+from gpt2cli.overlap import bloom
+from gpt2cli.overlap import contamination as core
+from gpt2cli.text.readers import check_format
 
 NAME = "overlap"
 
@@ -31,7 +32,8 @@ def _parse_count(value: str, option: str) -> int:
         number = float(value.replace("_", ""))
     except ValueError:
         raise UsageError(
-            f"{option} must be a number like 5e9 or 5000000000, not {value!r}") from None
+            f"{option} must be a number like 5e9 or 5000000000, not {value!r}"
+        ) from None
     if not number >= 1 or number != int(number) or number > 2**62:
         raise UsageError(f"{option} must be a whole number of at least 1, not {value!r}")
     return int(number)
@@ -51,8 +53,9 @@ def _os_errors() -> Iterator[None]:
 
 def _check_fp_rate(fp_rate: float) -> None:
     if not 0.0 < fp_rate < 1.0:
-        raise UsageError(f"--fp-rate must be between 0 and 1 (exclusive), not {fp_rate:g}",
-                         "for example 1e-8")
+        raise UsageError(
+            f"--fp-rate must be between 0 and 1 (exclusive), not {fp_rate:g}", "for example 1e-8"
+        )
 
 
 def _human_bytes(size: float) -> str:
@@ -96,11 +99,14 @@ def _filter_line(bloom_filter: bloom.BloomFilter) -> str:
 def _warn_over_capacity(command: str, bloom_filter: bloom.BloomFilter) -> None:
     header = bloom_filter.header
     if bloom_filter.estimated_fp_rate > 2 * header.fp_rate:
-        console.warn(command, "the filter is over capacity "
-                     f"(~{bloom_filter.distinct_estimate:,.0f} distinct n-grams for "
-                     f"{header.capacity:,}): its false-positive rate "
-                     f"{bloom_filter.estimated_fp_rate:.2e} exceeds the target "
-                     f"{header.fp_rate:.0e}")
+        console.warn(
+            command,
+            "the filter is over capacity "
+            f"(~{bloom_filter.distinct_estimate:,.0f} distinct n-grams for "
+            f"{header.capacity:,}): its false-positive rate "
+            f"{bloom_filter.estimated_fp_rate:.2e} exceeds the target "
+            f"{header.fp_rate:.0e}",
+        )
 
 
 def _tracked(batches: Iterable[core.Batch], label: str) -> Iterator[core.Batch]:
@@ -118,9 +124,19 @@ def _tracked(batches: Iterable[core.Batch], label: str) -> Iterator[core.Batch]:
 # build
 
 
-def build_command(inputs: list[str], output: Path, n: int, capacity: int | None, fp_rate: float,
-                  hashes: int | None, fmt: str | None, field: str, delimiter: str, errors: str,
-                  as_json: bool) -> None:
+def build_command(
+    inputs: list[str],
+    output: Path,
+    n: int,
+    capacity: int | None,
+    fp_rate: float,
+    hashes: int | None,
+    fmt: str | None,
+    field: str,
+    delimiter: str,
+    errors: str,
+    as_json: bool,
+) -> None:
     _check_fp_rate(fp_rate)
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}")
@@ -143,11 +159,14 @@ def build_command(inputs: list[str], output: Path, n: int, capacity: int | None,
             passes.append(name)
             if name == "build" and len(passes) == 2:
                 count_seconds = timer.seconds
-                console.info(f"gpt2 overlap build: counted distinct {n}-grams in "
-                             f"{count_seconds:.1f} s; sizing the filter")
+                console.info(
+                    f"gpt2 overlap build: counted distinct {n}-grams in "
+                    f"{count_seconds:.1f} s; sizing the filter"
+                )
 
-        result = core.build_filter(pieces, output, n, fp_rate, capacity, on_pass=on_pass,
-                                   hashes=hashes)
+        result = core.build_filter(
+            pieces, output, n, fp_rate, capacity, on_pass=on_pass, hashes=hashes
+        )
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
@@ -169,8 +188,12 @@ def build_command(inputs: list[str], output: Path, n: int, capacity: int | None,
     _warn_over_capacity("overlap build", built)
     if as_json:
         record = _filter_summary(built)
-        record.update(documents=result.documents, text_bytes=result.nbytes,
-                      seconds=round(seconds, 3), capacity_from=result.capacity_from)
+        record.update(
+            documents=result.documents,
+            text_bytes=result.nbytes,
+            seconds=round(seconds, 3),
+            capacity_from=result.capacity_from,
+        )
         print(json.dumps(record))
 
 
@@ -182,8 +205,10 @@ def merge_command(inputs: list[str], output: Path, as_json: bool) -> None:
     timer = console.Stopwatch()
     core.merge_filters(inputs, output)
     merged = bloom.BloomFilter.open(output)
-    console.info(f"gpt2 overlap merge: {len(inputs)} filters -> {output} in {timer.seconds:.1f} s; "
-                 + _filter_line(merged).split(": ", 1)[1])
+    console.info(
+        f"gpt2 overlap merge: {len(inputs)} filters -> {output} in {timer.seconds:.1f} s; "
+        + _filter_line(merged).split(": ", 1)[1]
+    )
     _warn_over_capacity("overlap merge", merged)
     if as_json:
         record = _filter_summary(merged)
@@ -203,9 +228,12 @@ def _record(counts: core.Counts, fp_rate: float, per_doc: bool) -> dict:
     else:
         record["documents"] = counts.documents
     percent = counts.percent
-    record.update(ngrams=counts.ngrams, found=counts.found,
-                  percent=None if percent is None else round(percent, 6),
-                  estimated_fp_rate=fp_rate)
+    record.update(
+        ngrams=counts.ngrams,
+        found=counts.found,
+        percent=None if percent is None else round(percent, 6),
+        estimated_fp_rate=fp_rate,
+    )
     return record
 
 
@@ -213,8 +241,14 @@ def _percent_text(counts: core.Counts) -> str:
     return "n/a (no n-grams)" if counts.percent is None else f"{counts.percent:.2f}%"
 
 
-def _print_table(rows: list[core.Counts], total: core.Counts, bloom_filter: bloom.BloomFilter,
-                 per_doc: bool, omitted: int, rows_on_stdout: bool) -> None:
+def _print_table(
+    rows: list[core.Counts],
+    total: core.Counts,
+    bloom_filter: bloom.BloomFilter,
+    per_doc: bool,
+    omitted: int,
+    rows_on_stdout: bool,
+) -> None:
     from rich.table import Table
 
     n = bloom_filter.header.n
@@ -231,16 +265,21 @@ def _print_table(rows: list[core.Counts], total: core.Counts, bloom_filter: bloo
         table.add_row(f"... {omitted:,} more ({where})", "", "", "")
     if len(rows) + omitted > 1:
         table.add_section()
-        table.add_row(f"total ({total.documents:,} documents)", f"{total.ngrams:,}",
-                      f"{total.found:,}", _percent_text(total))
+        table.add_row(
+            f"total ({total.documents:,} documents)",
+            f"{total.ngrams:,}",
+            f"{total.found:,}",
+            _percent_text(total),
+        )
     console.stderr_console().print(table)
 
 
 TABLE_ROWS = 50
 
 
-def _write_document(out: IO[bytes], info: core.DocInfo, fmt: str | None, delimiter: str,
-                    first: bool) -> None:
+def _write_document(
+    out: IO[bytes], info: core.DocInfo, fmt: str | None, delimiter: str, first: bool
+) -> None:
     if info.fields is not None:
         out.write(json.dumps(info.fields, ensure_ascii=False).encode("utf-8") + b"\n")
     elif fmt == "nul":
@@ -251,17 +290,32 @@ def _write_document(out: IO[bytes], info: core.DocInfo, fmt: str | None, delimit
         out.write(info.text.encode("utf-8"))
 
 
-def check_command(inputs: list[str], filter_path: Path, per_doc: bool, as_json: bool,
-                  as_jsonl: bool, probe: int | None, seed: int, exclude: bool,
-                  max_overlap: float, output: Path | None, fmt: str | None, field: str,
-                  delimiter: str, errors: str) -> None:
+def check_command(
+    inputs: list[str],
+    filter_path: Path,
+    per_doc: bool,
+    as_json: bool,
+    as_jsonl: bool,
+    probe: int | None,
+    seed: int,
+    exclude: bool,
+    max_overlap: float,
+    output: Path | None,
+    fmt: str | None,
+    field: str,
+    delimiter: str,
+    errors: str,
+) -> None:
     if as_json and as_jsonl:
         raise UsageError("--json and --jsonl do not go together")
     if not 0.0 <= max_overlap <= 100.0:
         raise UsageError(f"--max-overlap is a percentage from 0 to 100, not {max_overlap:g}")
     if exclude and output is None and (as_json or as_jsonl):
-        raise UsageError("--exclude-overlapping writes the kept documents to stdout, so "
-                         "--json/--jsonl need them to go to a file", "add -o FILE")
+        raise UsageError(
+            "--exclude-overlapping writes the kept documents to stdout, so "
+            "--json/--jsonl need them to go to a file",
+            "add -o FILE",
+        )
     if output is not None and not exclude:
         raise UsageError("-o/--output is for the documents kept by --exclude-overlapping")
     if probe is not None and probe < 1:
@@ -293,8 +347,9 @@ def check_command(inputs: list[str], filter_path: Path, per_doc: bool, as_json: 
             for batch, finished in core.check_batches(bloom_filter, batches):
                 nbytes += batch.nbytes
                 for info in finished:
-                    counts = core.Counts(info.source, info.ngrams, info.found, 1, info.line,
-                                         info.index)
+                    counts = core.Counts(
+                        info.source, info.ngrams, info.found, 1, info.line, info.index
+                    )
                     total.ngrams += info.ngrams
                     total.found += info.found
                     total.documents += 1
@@ -332,22 +387,28 @@ def check_command(inputs: list[str], filter_path: Path, per_doc: bool, as_json: 
         if total.documents == 0:
             console.warn("overlap check", "empty input: no documents to check")
         elif total.ngrams == 0:
-            console.warn("overlap check", f"no document has {bloom_filter.header.n} words: "
-                         "zero n-grams to check")
+            console.warn(
+                "overlap check",
+                f"no document has {bloom_filter.header.n} words: zero n-grams to check",
+            )
         _print_table(rows, total, bloom_filter, per_doc, omitted, as_jsonl)
-        console.info(f"gpt2 overlap check: {total.documents:,} documents, "
-                     f"{_human_bytes(nbytes)} of text in {seconds:.1f} s "
-                     f"({nbytes / 1e6 / seconds:,.1f} MB/s)")
+        console.info(
+            f"gpt2 overlap check: {total.documents:,} documents, "
+            f"{_human_bytes(nbytes)} of text in {seconds:.1f} s "
+            f"({nbytes / 1e6 / seconds:,.1f} MB/s)"
+        )
     if exclude:
-        console.info(f"gpt2 overlap check: kept {kept:,} documents with overlap <= "
-                     f"{max_overlap:g}%, removed {removed:,}"
-                     + (f" -> {output}" if output else ""))
+        console.info(
+            f"gpt2 overlap check: kept {kept:,} documents with overlap <= "
+            f"{max_overlap:g}%, removed {removed:,}" + (f" -> {output}" if output else "")
+        )
     if probe_result is not None:
         console.info(
             f"gpt2 overlap check: probe: {probe_result.false_positives:,} of "
             f"{probe_result.probes:,} random {bloom_filter.header.n}-grams found: measured "
             f"false-positive rate {probe_result.measured_fp_rate:.2e} (estimated "
-            f"{probe_result.estimated_fp_rate:.2e})")
+            f"{probe_result.estimated_fp_rate:.2e})"
+        )
     console.info(_filter_line(bloom_filter))
     _warn_over_capacity("overlap check", bloom_filter)
 
@@ -381,7 +442,6 @@ def check_command(inputs: list[str], filter_path: Path, per_doc: bool, as_json: 
 # the typer group
 
 
-
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
         name=NAME,
@@ -392,51 +452,79 @@ def register(app: typer.Typer) -> None:
         rich_markup_mode=None,
     )
 
-    files_argument = typer.Argument(None, help="Input files; '-' or none reads stdin.",
-                                    show_default=False)
+    files_argument = typer.Argument(
+        None, help="Input files; '-' or none reads stdin.", show_default=False
+    )
 
     @group.command("build")
     def build(
         files: list[str] = files_argument,
-        output: Path = typer.Option(..., "--output", "-o",
-                                    help="The filter file to write (atomically)."),
+        output: Path = typer.Option(
+            ..., "--output", "-o", help="The filter file to write (atomically)."
+        ),
         n: int = typer.Option(8, "--n", "-n", help="Words per n-gram."),
         capacity: str = typer.Option(
-            None, "--capacity", "-c",
+            None,
+            "--capacity",
+            "-c",
             help="Distinct n-grams the filter must hold (e.g. 5e9). Default: counted with a "
             "first pass over the input (a HyperLogLog estimate, plus 5%); stdin is copied to a "
-            "temporary file beside the output for that.", show_default=False),
+            "temporary file beside the output for that.",
+            show_default=False,
+        ),
         fp_rate: float = typer.Option(
-            1e-8, "--fp-rate", "-p",
+            1e-8,
+            "--fp-rate",
+            "-p",
             help="False-positive rate at capacity: the filter gets the fewest blocks of k "
-            "64-bit words (k bits per n-gram, one per word of one block) that keep it."),
+            "64-bit words (k bits per n-gram, one per word of one block) that keep it.",
+        ),
         hashes: int = typer.Option(
-            None, "--hashes", "-k",
+            None,
+            "--hashes",
+            "-k",
             help="Bits per n-gram (1-64) instead of the default (18 at 1e-8): fewer is less "
             "work per n-gram and a larger filter for the same bound (14 at 1e-8: 15% "
-            "larger, a faster build).", show_default=False),
+            "larger, a faster build).",
+            show_default=False,
+        ),
         fmt: str = options.FORMAT,
         field: str = options.FIELD,
         delimiter: str = options.DELIMITER,
         errors: str = options.ERRORS,
-        as_json: bool = typer.Option(False, "--json",
-                                     help="Print a JSON summary of the filter on stdout."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print a JSON summary of the filter on stdout."
+        ),
     ) -> None:
         """Add every n-gram of the input documents to a new Bloom filter file."""
         check_format(fmt)
         parsed = _parse_count(capacity, "--capacity") if capacity is not None else None
         with _os_errors():
-            build_command(files or ["-"], output, n, parsed, fp_rate, hashes, fmt, field,
-                          delimiter, errors, as_json)
+            build_command(
+                files or ["-"],
+                output,
+                n,
+                parsed,
+                fp_rate,
+                hashes,
+                fmt,
+                field,
+                delimiter,
+                errors,
+                as_json,
+            )
 
     @group.command("merge")
     def merge(
-        filters: list[str] = typer.Argument(..., help="Filter files built with the same --n, "
-                                            "--capacity and --fp-rate."),
-        output: Path = typer.Option(..., "--output", "-o",
-                                    help="The merged filter file to write (atomically)."),
-        as_json: bool = typer.Option(False, "--json",
-                                     help="Print a JSON summary of the filter on stdout."),
+        filters: list[str] = typer.Argument(
+            ..., help="Filter files built with the same --n, --capacity and --fp-rate."
+        ),
+        output: Path = typer.Option(
+            ..., "--output", "-o", help="The merged filter file to write (atomically)."
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print a JSON summary of the filter on stdout."
+        ),
     ) -> None:
         """OR filters of identical shape into one (a corpus built in parts, e.g. a Slurm array)."""
         with _os_errors():
@@ -445,30 +533,47 @@ def register(app: typer.Typer) -> None:
     @group.command("check")
     def check(
         files: list[str] = files_argument,
-        filter_path: Path = typer.Option(..., "--filter", "-F", help="The filter file to check "
-                                         "against (used through a memory map)."),
-        per_doc: bool = typer.Option(False, "--per-doc",
-                                     help="Report every document instead of every input."),
+        filter_path: Path = typer.Option(
+            ...,
+            "--filter",
+            "-F",
+            help="The filter file to check against (used through a memory map).",
+        ),
+        per_doc: bool = typer.Option(
+            False, "--per-doc", help="Report every document instead of every input."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON report on stdout."),
-        as_jsonl: bool = typer.Option(False, "--jsonl",
-                                      help="Print one JSON line per input (or document)."),
+        as_jsonl: bool = typer.Option(
+            False, "--jsonl", help="Print one JSON line per input (or document)."
+        ),
         probe: int = typer.Option(
-            None, "--probe",
+            None,
+            "--probe",
             help="Also query this many random n-grams (random 12-character words) and report "
             "the measured false-positive rate; with no input files, only probe.",
-            show_default=False),
+            show_default=False,
+        ),
         seed: int = typer.Option(0, "--seed", help="Random seed of --probe."),
         exclude: bool = typer.Option(
-            False, "--exclude-overlapping",
+            False,
+            "--exclude-overlapping",
             help="Write the documents whose overlap is at most --max-overlap (decontaminated "
-            "test set), in the input's format, to -o or stdout."),
+            "test set), in the input's format, to -o or stdout.",
+        ),
         max_overlap: float = typer.Option(
-            0.0, "--max-overlap",
+            0.0,
+            "--max-overlap",
             help="With --exclude-overlapping: the largest overlap (percent of the document's "
-            "n-grams found) a kept document may have. Documents with no n-grams are kept."),
-        output: Path = typer.Option(None, "--output", "-o", show_default=False,
-                                    help="With --exclude-overlapping: write the kept documents "
-                                    "here (atomically) instead of stdout."),
+            "n-grams found) a kept document may have. Documents with no n-grams are kept.",
+        ),
+        output: Path = typer.Option(
+            None,
+            "--output",
+            "-o",
+            show_default=False,
+            help="With --exclude-overlapping: write the kept documents "
+            "here (atomically) instead of stdout.",
+        ),
         fmt: str = options.FORMAT,
         field: str = options.FIELD,
         delimiter: str = options.DELIMITER,
@@ -479,8 +584,21 @@ def register(app: typer.Typer) -> None:
         check_format(fmt)
         inputs = files or ([] if probe is not None else ["-"])
         with _os_errors():
-            check_command(inputs, filter_path, per_doc, as_json, as_jsonl, probe, seed, exclude,
-                          max_overlap, output, fmt, field, delimiter, errors)
+            check_command(
+                inputs,
+                filter_path,
+                per_doc,
+                as_json,
+                as_jsonl,
+                probe,
+                seed,
+                exclude,
+                max_overlap,
+                output,
+                fmt,
+                field,
+                delimiter,
+                errors,
+            )
 
     app.add_typer(group, name=NAME)
-

@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from gpt2cli import console, shards
+from gpt2cli import console
+from gpt2cli.data import shards
 from gpt2cli.errors import Gpt2Error, UsageError
 
 NAME = "pack"
@@ -24,8 +25,10 @@ def _pack(inputs: list[str], output: Path, options: shards.PackOptions) -> None:
     for split in shards.SPLITS:
         count, tokens, documents = result.split_totals(split)
         if count:
-            parts.append(f"{split} {tokens:,} tokens / {documents:,} documents in {count} "
-                         f"shard{'s' if count != 1 else ''}")
+            parts.append(
+                f"{split} {tokens:,} tokens / {documents:,} documents in {count} "
+                f"shard{'s' if count != 1 else ''}"
+            )
     summary = (
         f"gpt2 pack: {result.documents:,} documents, {result.tokens:,} tokens → "
         + ("; ".join(parts) if parts else "no shards (empty input: zero documents)")
@@ -50,14 +53,26 @@ def _verify(directory: Path, as_json: bool) -> None:
         for split, row in report.splits().items():
             for key in totals:
                 totals[key] += int(row[key])
-            table.add_row(split, f"{row['shards']:,}", f"{row['tokens']:,}",
-                          f"{row['documents']:,}", f"{row['bytes'] / 1e6:,.1f}",
-                          f"{row['compression']:.2f}x",
-                          "ok" if not row["bad"] else f"{row['bad']} damaged")
+            table.add_row(
+                split,
+                f"{row['shards']:,}",
+                f"{row['tokens']:,}",
+                f"{row['documents']:,}",
+                f"{row['bytes'] / 1e6:,.1f}",
+                f"{row['compression']:.2f}x",
+                "ok" if not row["bad"] else f"{row['bad']} damaged",
+            )
         ratio = 2 * totals["tokens"] / totals["bytes"] if totals["bytes"] else 0.0
-        table.add_row("total", f"{totals['shards']:,}", f"{totals['tokens']:,}",
-                      f"{totals['documents']:,}", f"{totals['bytes'] / 1e6:,.1f}",
-                      f"{ratio:.2f}x", "ok" if report.ok else "damaged", style="bold")
+        table.add_row(
+            "total",
+            f"{totals['shards']:,}",
+            f"{totals['tokens']:,}",
+            f"{totals['documents']:,}",
+            f"{totals['bytes'] / 1e6:,.1f}",
+            f"{ratio:.2f}x",
+            "ok" if report.ok else "damaged",
+            style="bold",
+        )
         console.stderr_console().print(table)
     for name in report.unlisted:
         console.warn(NAME, f"{name} is not in the manifest (left by a killed pack?)")
@@ -72,67 +87,91 @@ def _merge(directory: Path, as_json: bool) -> None:
     result = shards.merge(directory)
     tokens = sum(info.tokens for info in result.shards)
     if as_json:
-        print(json.dumps({"directory": str(directory), "parts": result.parts,
-                          "shards": len(result.shards), "tokens": tokens}))
-    console.info(f"gpt2 pack --merge: {directory}/{shards.MANIFEST} lists {len(result.shards)} "
-                 f"shards ({tokens:,} tokens) from {len(result.parts)} parts: "
-                 + ", ".join(result.parts))
+        print(
+            json.dumps(
+                {
+                    "directory": str(directory),
+                    "parts": result.parts,
+                    "shards": len(result.shards),
+                    "tokens": tokens,
+                }
+            )
+        )
+    console.info(
+        f"gpt2 pack --merge: {directory}/{shards.MANIFEST} lists {len(result.shards)} "
+        f"shards ({tokens:,} tokens) from {len(result.parts)} parts: " + ", ".join(result.parts)
+    )
 
 
 def register(app: typer.Typer) -> None:
     @app.command(NAME)
     def pack(
         streams: list[str] = typer.Argument(
-            None, help="Token streams from `gpt2 tokenize`; '-' or none reads stdin.",
+            None,
+            help="Token streams from `gpt2 tokenize`; '-' or none reads stdin.",
             show_default=False,
         ),
         output: Path = typer.Option(
-            None, "--output", "-o",
+            None,
+            "--output",
+            "-o",
             help="Directory to write shards and manifest into (created; must be empty "
-            "unless --append).", show_default=False,
+            "unless --append).",
+            show_default=False,
         ),
         shard_tokens: int = typer.Option(
-            shards.DEFAULT_SHARD_TOKENS, "--shard-tokens",
+            shards.DEFAULT_SHARD_TOKENS,
+            "--shard-tokens",
             help="Tokens per shard (the last shard of a split holds the rest).",
         ),
         val_tokens: int = typer.Option(
-            0, "--val-tokens",
+            0,
+            "--val-tokens",
             help="Put whole documents totalling at least this many tokens in the val split "
             "(a sample of the whole input when reading files; from the start of a pipe).",
             show_default=False,
         ),
         val_fraction: float = typer.Option(
-            0.0, "--val-fraction",
+            0.0,
+            "--val-fraction",
             help="Or put each document in the val split with this probability.",
             show_default=False,
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the train/val split and shuffle."),
         shuffle_buffer: int = typer.Option(
-            0, "--shuffle-buffer",
+            0,
+            "--shuffle-buffer",
             help="Shuffle documents through a buffer of this many documents (0: keep order).",
             show_default=False,
         ),
         name: str = typer.Option(
-            shards.DEFAULT_NAME, "--name",
+            shards.DEFAULT_NAME,
+            "--name",
             help="Part name: shards are NAME-SPLIT-NNNNN.shard, listed in manifest.NAME.yaml.",
         ),
         append: bool = typer.Option(
-            False, "--append",
+            False,
+            "--append",
             help="Add a part to a non-empty DIR (e.g. one per parallel job, each its own "
             "--name); DIR/manifest.yaml is refreshed to cover every finished part.",
         ),
         block_tokens: int = typer.Option(
-            shards.DEFAULT_BLOCK_TOKENS, "--block-tokens",
+            shards.DEFAULT_BLOCK_TOKENS,
+            "--block-tokens",
             help="Tokens per independently compressed block (random-access granularity).",
         ),
         level: int = typer.Option(shards.DEFAULT_LEVEL, "--level", help="zstd level."),
         merge: Path = typer.Option(
-            None, "--merge", metavar="DIR",
+            None,
+            "--merge",
+            metavar="DIR",
             help="Only rebuild DIR/manifest.yaml from every part manifest in DIR.",
             show_default=False,
         ),
         verify: Path = typer.Option(
-            None, "--verify", metavar="DIR",
+            None,
+            "--verify",
+            metavar="DIR",
             help="Only re-read every shard of DIR: checksums, counts, ids; print a table.",
             show_default=False,
         ),
@@ -160,14 +199,22 @@ def register(app: typer.Typer) -> None:
         if as_json:
             raise UsageError("--json goes with --verify or --merge")
         options = shards.PackOptions(
-            name=name, shard_tokens=shard_tokens, block_tokens=block_tokens,
-            val_tokens=val_tokens, val_fraction=val_fraction, seed=seed,
-            shuffle_buffer=shuffle_buffer, append=append, level=level,
+            name=name,
+            shard_tokens=shard_tokens,
+            block_tokens=block_tokens,
+            val_tokens=val_tokens,
+            val_fraction=val_fraction,
+            seed=seed,
+            shuffle_buffer=shuffle_buffer,
+            append=append,
+            level=level,
         )
         if not 1 <= level <= 22:
             raise UsageError("--level must be between 1 and 22")
         inputs = streams or ["-"]
         if "-" in inputs and sys.stdin.isatty():
-            raise UsageError("stdin is a terminal, not a token stream",
-                             "pipe `gpt2 tokenize` into it, or name STREAM files")
+            raise UsageError(
+                "stdin is a terminal, not a token stream",
+                "pipe `gpt2 tokenize` into it, or name STREAM files",
+            )
         _pack(inputs, output, options)

@@ -10,10 +10,11 @@ from typing import BinaryIO
 
 import typer
 
-from gpt2cli import console, docs
+from gpt2cli import console
 from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
-from gpt2cli.tokenizer import EOT_TEXT, encode
+from gpt2cli.text import readers
+from gpt2cli.text.tokenizer import EOT_TEXT, encode
 
 NAME = "sample"
 SEPARATOR = f"\n{EOT_TEXT}\n"  # between samples: the same delimiter `gpt2 tokenize` splits on
@@ -81,10 +82,10 @@ def _read_stdin_prompt() -> str:
     return data[:-1] if data.endswith("\n") else data
 
 
-def _jsonl_prompts(field: str) -> Iterator[docs.Document]:
+def _jsonl_prompts(field: str) -> Iterator[readers.Document]:
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError("--jsonl reads prompts from stdin", f'pipe JSON Lines with a "{field}"')
-    yield from docs.iter_documents(["-"], fmt="jsonl", field=field)
+    yield from readers.iter_documents(["-"], fmt="jsonl", field=field)
 
 
 def _quiet_broken_pipe() -> None:
@@ -116,21 +117,22 @@ def run_sample(
     device_name: str,
     dtype_name: str,
 ) -> None:
-    from gpt2cli import generation, modelref, scoring
+    from gpt2cli.infer import generation, scoring
+    from gpt2cli.model import resolve
 
     generation.validate_options(max_tokens, temperature, top_k, top_p)
     if num_samples <= 0:
         raise UsageError(f"--num-samples must be positive, not {num_samples}")
     if batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, not {batch_size}")
-    device = modelref.resolve_device(device_name)
-    dtype = modelref.resolve_dtype(dtype_name, device)
+    device = resolve.resolve_device(device_name)
+    dtype = resolve.resolve_dtype(dtype_name, device)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     # Read a piped prompt before the (slow) model load, so usage errors come first.
     single = prompt if prompt is not None else (None if jsonl else _read_stdin_prompt())
     records = _jsonl_prompts(field) if single is None else None
-    loaded = modelref.load_model(model_spec, device=device, dtype=dtype)
+    loaded = resolve.load_model(model_spec, device=device, dtype=dtype)
     per_chunk = max(1, batch_size // num_samples)  # --jsonl: prompts generated together
     rows = min(batch_size, num_samples * (per_chunk if single is None else 1))
     generation.prepare_model(loaded.model, rows)
@@ -236,7 +238,12 @@ def register(app: typer.Typer) -> None:
             help="The text to continue ('-' or absent: read stdin; '' : <|endoftext|>).",
         ),
         model: str = typer.Option(
-            ..., "--model", "-m", metavar="SPEC", help=options.MODEL_HELP, show_default=False,
+            ...,
+            "--model",
+            "-m",
+            metavar="SPEC",
+            help=options.MODEL_HELP,
+            show_default=False,
         ),
         max_tokens: int = typer.Option(
             256, "--max-tokens", metavar="N", help="Most tokens to generate per sample (> 0)."

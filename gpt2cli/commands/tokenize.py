@@ -10,12 +10,13 @@ from typing import BinaryIO
 
 import typer
 
-from gpt2cli import console, docs, tokstream
+from gpt2cli import console
 from gpt2cli.commands import options
-from gpt2cli.encoder import default_threads, encode_pieces
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write, binary_stdout, open_binary_input
-from gpt2cli.tokenizer import EOT_TEXT, get_encoding
+from gpt2cli.text import readers, token_stream
+from gpt2cli.text.parallel_encoder import default_threads, encode_pieces
+from gpt2cli.text.tokenizer import EOT_TEXT, get_encoding
 
 NAME = "tokenize"
 DOC_SEPARATOR = f"\n{EOT_TEXT}\n".encode()
@@ -39,24 +40,31 @@ def _input_size(inputs: list[str]) -> int | None:
 
 
 def encode_command(
-    inputs: list[str], fmt: str | None, field: str, delimiter: str, errors: str,
-    ids: bool, threads: int, output: Path | None,
+    inputs: list[str],
+    fmt: str | None,
+    field: str,
+    delimiter: str,
+    errors: str,
+    ids: bool,
+    threads: int,
+    output: Path | None,
 ) -> None:
     timer = console.Stopwatch()
-    pieces = docs.iter_pieces(inputs, fmt, field, delimiter, errors)
+    pieces = readers.iter_pieces(inputs, fmt, field, delimiter, errors)
     documents = tokens = text_bytes = 0
     with ExitStack() as stack:
         out = _output(stack, output, binary=not ids)
         if not ids:
-            out.write(tokstream.HEADER)
+            out.write(token_stream.HEADER)
         bar = stack.enter_context(console.progress())
         task = bar.add_task("tokenize", total=_input_size(inputs), status="")
         current: list[int] = []
         for batch in encode_pieces(pieces, threads):
             if ids:
                 for piece_ids, last in zip(batch.ids, batch.last):
-                    current.extend(piece_ids.tolist() if hasattr(piece_ids, "tolist")
-                                   else piece_ids)
+                    current.extend(
+                        piece_ids.tolist() if hasattr(piece_ids, "tolist") else piece_ids
+                    )
                     if last:
                         out.write(json.dumps(current, separators=(",", ":")).encode() + b"\n")
                         current = []
@@ -106,10 +114,13 @@ def decode_command(inputs: list[str], output: Path | None) -> None:
         for name in inputs:
             handle = open_binary_input(name)
             source = "<stdin>" if name == "-" else name
-            head = handle.peek(len(tokstream.MAGIC))[: len(tokstream.MAGIC)] if hasattr(
-                handle, "peek") else b""
-            if tokstream.looks_like_token_stream(head):
-                for document in tokstream.TokenStreamReader(handle, source):
+            head = (
+                handle.peek(len(token_stream.MAGIC))[: len(token_stream.MAGIC)]
+                if hasattr(handle, "peek")
+                else b""
+            )
+            if token_stream.looks_like_token_stream(head):
+                for document in token_stream.TokenStreamReader(handle, source):
                     if count:
                         out.write(DOC_SEPARATOR)
                     out.write(encoding.decode_bytes(document.tolist()))
@@ -134,7 +145,9 @@ def register(app: typer.Typer) -> None:
             False, "--ids", help="Write JSON Lines, one array of ids per document."
         ),
         decode: bool = typer.Option(
-            False, "--decode", "-d",
+            False,
+            "--decode",
+            "-d",
             help="Decode a token stream (or --ids lines) back to text; documents are "
             f"separated by a line holding only {EOT_TEXT}.",
         ),
@@ -142,7 +155,10 @@ def register(app: typer.Typer) -> None:
             0, "--threads", "-t", help="Encoding threads (0: all cores).", show_default=False
         ),
         output: Path = typer.Option(
-            None, "--output", "-o", help="Write here (atomically) instead of stdout.",
+            None,
+            "--output",
+            "-o",
+            help="Write here (atomically) instead of stdout.",
             show_default=False,
         ),
     ) -> None:
@@ -159,9 +175,11 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--threads must be 0 (all cores) or a positive number")
         if decode:
             if ids:
-                raise UsageError("--decode and --ids do not go together",
-                                 "--decode reads --ids lines by itself")
+                raise UsageError(
+                    "--decode and --ids do not go together", "--decode reads --ids lines by itself"
+                )
             decode_command(inputs, output)
             return
-        encode_command(inputs, fmt, field, delimiter, errors, ids, threads or default_threads(),
-                       output)
+        encode_command(
+            inputs, fmt, field, delimiter, errors, ids, threads or default_threads(), output
+        )

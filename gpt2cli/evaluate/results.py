@@ -1,0 +1,118 @@
+"""The results JSON of ``gpt2 eval``, shaped like lm-evaluation-harness's output.
+
+lm-eval keys kept as they are, so its tooling can read the file::
+
+    {
+      "results": {"lambada": {"alias": "lambada", "acc,none": 0.31, "acc_stderr,none": 0.006,
+                              "perplexity,none": 40.1, "perplexity_stderr,none": 1.5}},
+      "versions": {"lambada": 1.0},
+      "n-shot": {"lambada": 0},
+      "higher_is_better": {"lambada": {"acc": true, "perplexity": false}},
+      "n-samples": {"lambada": {"original": 5153, "effective": 5153}},
+      "config": {"model": "gpt2cli", "model_args": "<spec>", "batch_size": 8, "device": "cpu",
+                 "dtype": "fp32", "limit": null, "seed": 0, ...},
+      "date": 1764280000.0, "date_iso": "2026-11-27T21:00:00+00:00",
+      "model": {"spec": "...", "path": "...", "description": "...", "weights_file": "...",
+                "sha256": "...", "weights_bytes": 497759232, "parameters": 124439808},
+      "tasks": {"lambada": {"data": "...", "data_sha256": "...", "n": 5153, "extra": {...}}},
+      "gpt2cli_version": "0.1.0", "total_evaluation_time_seconds": "12.3"
+    }
+
+Metric keys are ``<metric>,none`` and ``<metric>_stderr,none`` (``"N/A"`` where there is no
+standard error), as lm-eval 0.4 writes them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from gpt2cli import __version__
+from gpt2cli.evaluate.tasks.base import TaskResult
+from gpt2cli.fileio import sha256_file
+
+SCHEMA_VERSION = 1
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def model_identity(spec: str, loaded: Any) -> dict:
+    """Where the weights came from: path, sha256 and size of the weights file, parameters."""
+    identity: dict[str, Any] = {"spec": spec}
+    path = getattr(loaded, "path", None)
+    identity["path"] = str(path) if path is not None else None
+    identity["description"] = getattr(loaded, "description", None)
+    weights = None
+    if path is not None:
+        candidate = Path(path)
+        if candidate.is_file():
+            weights = candidate
+        else:
+            for name in WEIGHT_FILES:
+                if (candidate / name).is_file():
+                    weights = candidate / name
+                    break
+    identity["weights_file"] = str(weights) if weights else None
+    identity["sha256"] = sha256_file(weights) if weights else None
+    identity["weights_bytes"] = weights.stat().st_size if weights else None
+    model = getattr(loaded, "model", None)
+    try:
+        identity["parameters"] = int(sum(p.numel() for p in model.parameters())) if model else None
+    except Exception:  # noqa: BLE001 - identity is best effort for foreign models
+        identity["parameters"] = None
+    config = getattr(loaded, "config", None)
+    if config is not None and hasattr(config, "to_dict"):
+        identity["config"] = config.to_dict()
+    return identity
+
+
+def _number(value: float | None) -> float | str:
+    if value is None or not math.isfinite(value):
+        return "N/A"
+    return value
+
+
+def build(
+    task_results: dict[str, TaskResult],
+    model: dict,
+    config: dict,
+    task_data: dict[str, dict],
+    seconds: float,
+    versions: dict[str, Any] | None = None,
+) -> dict:
+    now = _dt.datetime.now(_dt.timezone.utc)
+    results: dict[str, dict] = {}
+    higher: dict[str, dict] = {}
+    samples: dict[str, dict] = {}
+    for name, result in task_results.items():
+        entry: dict[str, Any] = {"alias": name}
+        for metric, value in result.metrics.items():
+            entry[f"{metric},none"] = _number(value.value)
+            entry[f"{metric}_stderr,none"] = _number(value.stderr)
+        results[name] = entry
+        higher[name] = {metric: value.higher_is_better for metric, value in result.metrics.items()}
+        samples[name] = {"original": result.extra.get("original", result.n), "effective": result.n}
+    return {
+        "results": results,
+        "versions": {name: (versions or {}).get(name, 1.0) for name in task_results},
+        "n-shot": {name: 0 for name in task_results},
+        "higher_is_better": higher,
+        "n-samples": samples,
+        "config": {"model": "gpt2cli", "model_args": model.get("spec"), **config},
+        "model": model,
+        "tasks": {
+            name: {**task_data.get(name, {}), "n": result.n, "extra": result.extra}
+            for name, result in task_results.items()
+        },
+        "date": now.timestamp(),
+        "date_iso": now.isoformat(timespec="seconds"),
+        "gpt2cli_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "total_evaluation_time_seconds": f"{seconds:.3f}",
+    }
+
+
+def dumps(results: dict) -> str:
+    return json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -1,0 +1,105 @@
+"""HellaSwag (Zellers et al., 2019), validation split, as lm-evaluation-harness's ``hellaswag``.
+
+Not in the GPT-2 paper; included because it is the most common zero-shot choice benchmark.
+
+Data: ``hellaswag_val.jsonl`` as published in github.com/rowanz/hellaswag (``data/``), 10,042
+lines, each a JSON object with ``activity_label``, ``ctx_a``, ``ctx_b``, ``endings`` (4 strings)
+and ``label`` (0-3).
+
+Scoring, as lm-eval: query = preprocess(activity_label + ": " + ctx_a + " " +
+ctx_b.capitalize()), each ending = preprocess(ending), requests (query, " " + ending).
+preprocess strips, turns " [title]" into ". ", removes any other "[...]" tag and replaces double
+spaces by single ones. ``acc``: the ending with the highest summed log-probability is the
+label. ``acc_norm``: the same with each log-probability divided by the ending's length in
+characters (lm-eval divides by ``len(choice)``, which equals the UTF-8 byte length for this
+ASCII data set).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from gpt2cli.evaluate.tasks._taskio import argmax, check_limit, field, iter_jsonl
+from gpt2cli.evaluate.tasks.base import (
+    DataFile,
+    EvalOptions,
+    Metric,
+    Task,
+    TaskResult,
+    data_error,
+    mean_stderr,
+)
+
+_TAG = re.compile(r"\[.*?\]")
+
+
+def preprocess(text: str) -> str:
+    text = text.strip()
+    text = text.replace(" [title]", ". ")
+    text = _TAG.sub("", text)
+    return text.replace("  ", " ")
+
+
+def load(path: Path, limit: int | None = None) -> list[tuple[str, list[str], int]]:
+    """(query, endings, gold) per example, preprocessed as lm-eval."""
+    examples = []
+    for line, obj in iter_jsonl(path):
+        if limit is not None and len(examples) >= limit:
+            break
+        label_text = field(path, line, obj, "activity_label", str)
+        ctx_a = field(path, line, obj, "ctx_a", str)
+        ctx_b = field(path, line, obj, "ctx_b", str)
+        endings = field(path, line, obj, "endings", list)
+        label = field(path, line, obj, "label", (int, str))
+        if not endings or not all(isinstance(e, str) for e in endings):
+            raise data_error(path, line, "field 'endings' should be a non-empty list of strings")
+        try:
+            gold = int(label)
+        except ValueError:
+            raise data_error(path, line, f"field 'label' is not a number: {label!r}") from None
+        if not 0 <= gold < len(endings):
+            raise data_error(path, line, f"label {gold} out of range for {len(endings)} endings")
+        query = preprocess(label_text + ": " + ctx_a + " " + ctx_b.capitalize())
+        examples.append((query, [preprocess(e) for e in endings], gold))
+    if not examples:
+        raise data_error(path, None, "no examples in the file")
+    return examples
+
+
+class HellaSwag(Task):
+    name = "hellaswag"
+    description = "HellaSwag validation: pick the ending of a situation (4 choices), as lm-eval"
+    paper_metric = "acc_norm"
+    data_files = (
+        DataFile(
+            name="hellaswag_val.jsonl",
+            url="https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl",
+            sha256=None,  # not published; not verified here
+            source="github.com/rowanz/hellaswag, data/hellaswag_val.jsonl (10,042 lines)",
+        ),
+    )
+
+    def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
+        examples = load(data, check_limit(options.limit))
+        requests = [(query, " " + ending) for query, endings, _ in examples for ending in endings]
+        results = lm.loglikelihood(requests)
+        acc: list[float] = []
+        acc_norm: list[float] = []
+        i = 0
+        for _, endings, gold in examples:
+            scores = [ll for ll, _ in results[i : i + len(endings)]]
+            i += len(endings)
+            normed = [ll / max(1, len(e)) for ll, e in zip(scores, endings)]
+            acc.append(float(argmax(scores) == gold))
+            acc_norm.append(float(argmax(normed) == gold))
+        return TaskResult(
+            metrics={
+                "acc": Metric(sum(acc) / len(acc), mean_stderr(acc), True),
+                "acc_norm": Metric(sum(acc_norm) / len(acc_norm), mean_stderr(acc_norm), True),
+            },
+            n=len(examples),
+        )
+
+
+TASKS = [HellaSwag()]

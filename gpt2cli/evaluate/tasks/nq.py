@@ -1,0 +1,101 @@
+"""Natural Questions, open-domain version (NQ-open; Kwiatkowski et al., 2019; Lee et al., 2019).
+
+Data: ``NQ-open.dev.jsonl`` as published in github.com/google-research-datasets/
+natural-questions (``nq_open/``): 3,610 lines ``{"question": "...", "answer": ["...", ...]}``
+(questions are lower case, without a question mark).
+
+Prompt: as the GPT-2 paper, "the context of the language model is seeded with example question
+answer pairs which helps the model infer the short answer style of the dataset". The examples
+are five fixed general-knowledge pairs written for this tool (not from NQ, listed in
+``EXAMPLES``), each "Q: <question>?\\nA: <answer>\\n\\n"; then "Q: <question>?\\nA:". The answer
+is generated greedily until a newline (at most 24 tokens).
+
+Metric: ``exact_match``: the prediction equals one of the answers after SQuAD normalisation
+(lower case, punctuation and articles removed, whitespace collapsed); fraction of questions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpt2cli.evaluate.tasks._taskio import check_limit, field, iter_jsonl, normalize_answer
+from gpt2cli.evaluate.tasks.base import (
+    DataFile,
+    EvalOptions,
+    Metric,
+    Task,
+    TaskResult,
+    data_error,
+    mean_stderr,
+)
+
+MAX_ANSWER_TOKENS = 24
+EXAMPLES = (
+    ("who wrote the novel pride and prejudice", "Jane Austen"),
+    ("what is the capital city of australia", "Canberra"),
+    ("who was the first president of the united states", "George Washington"),
+    ("what planet is known as the red planet", "Mars"),
+    ("how many sides does a hexagon have", "6"),
+)
+
+
+def prompt_for(question: str) -> str:
+    shots = "".join(f"Q: {q}?\nA: {a}\n\n" for q, a in EXAMPLES)
+    return shots + f"Q: {question}?\nA:"
+
+
+def exact_match(prediction: str, answers: list[str]) -> float:
+    normalized = normalize_answer(prediction)
+    return float(any(normalized == normalize_answer(a) for a in answers))
+
+
+def load(path: Path, limit: int | None = None) -> list[tuple[str, list[str]]]:
+    examples = []
+    for line, obj in iter_jsonl(path):
+        if limit is not None and len(examples) >= limit:
+            break
+        question = field(path, line, obj, "question", str)
+        answers = field(path, line, obj, "answer", list)
+        if not answers or not all(isinstance(a, str) for a in answers):
+            raise data_error(path, line, "field 'answer' should be a non-empty list of strings")
+        examples.append((question, answers))
+    if not examples:
+        raise data_error(path, None, "no questions in the file")
+    return examples
+
+
+class NaturalQuestions(Task):
+    name = "nq"
+    description = "Natural Questions (open) dev: answer trivia questions, exact match"
+    paper_metric = "exact_match"
+    data_files = (
+        DataFile(
+            name="NQ-open.dev.jsonl",
+            url="https://raw.githubusercontent.com/google-research-datasets/natural-questions/"
+            "master/nq_open/NQ-open.dev.jsonl",
+            sha256=None,  # not published; not verified here
+            source="github.com/google-research-datasets/natural-questions, nq_open/ "
+            "(3,610 questions)",
+        ),
+    )
+
+    def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
+        examples = load(data, check_limit(options.limit))
+        predictions = lm.generate(
+            [prompt_for(q) for q, _ in examples],
+            max_tokens=MAX_ANSWER_TOKENS,
+            until=["\n"],
+            greedy=True,
+            seed=options.seed,
+        )
+        scores = [
+            exact_match(p.split("\n")[0].strip(), answers)
+            for p, (_, answers) in zip(predictions, examples)
+        ]
+        return TaskResult(
+            metrics={"exact_match": Metric(sum(scores) / len(scores), mean_stderr(scores), True)},
+            n=len(examples),
+        )
+
+
+TASKS = [NaturalQuestions()]

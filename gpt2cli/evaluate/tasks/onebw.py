@@ -1,0 +1,64 @@
+"""One Billion Word benchmark (held-out shard 0): perplexity per word.
+
+The file ``news.en.heldout-00000-of-00050`` (one tokenized sentence per line) from
+the benchmark's r13 release. Sentences are shuffled in the source, so each is scored as its
+own document (after ``<|endoftext|>``), through a detokenizer that undoes the spacing around
+punctuation. ``word_perplexity`` = exp(total NLL / words), words = whitespace tokens of the
+original line plus one end-of-sentence per line (the benchmark's convention).
+
+``--limit N`` evaluates the first N sentences.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from gpt2cli.evaluate.language_model import LanguageModel
+from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, data_error
+from gpt2cli.evaluate.tasks.data import read_text
+from gpt2cli.evaluate.tasks.detokenize import onebw_detokenizer
+
+LN2 = math.log(2.0)
+
+
+class OneBillionWord(Task):
+    name = "1bw"
+    description = "One Billion Word benchmark, held-out shard 0: word perplexity"
+    paper_metric = "word_perplexity"
+    data_files = (
+        DataFile(
+            name="news.en.heldout-00000-of-00050",
+            url=None,
+            sha256=None,
+            source="1-billion-word-language-modeling-benchmark-r13output.tar.gz "
+            "(heldout-monolingual.tokenized.shuffled/), statmt.org/lm-benchmark",
+        ),
+    )
+
+    def evaluate(self, lm: LanguageModel, data: Path, options: EvalOptions) -> TaskResult:
+        text = read_text(data)
+        lines = [line for line in text.split("\n") if line.strip()]
+        if not lines:
+            raise data_error(data, None, "no sentences in the file (empty?)")
+        if lines[0].lstrip().startswith("{"):
+            raise data_error(data, 1, "looks like JSON, expected one sentence per line")
+        total = len(lines)
+        if options.limit is not None:
+            lines = lines[: options.limit]
+        results = lm.rolling_nll_many([onebw_detokenizer(line.strip()) for line in lines])
+        nll = math.fsum(n for n, _ in results)
+        tokens = sum(t for _, t in results)
+        words = sum(len(line.split()) + 1 for line in lines)
+        n_bytes = sum(len(line.encode("utf-8")) + 1 for line in lines)
+        metrics = {
+            "word_perplexity": Metric(math.exp(nll / words), None, False),
+            "token_perplexity": Metric(math.exp(nll / tokens), None, False),
+            "bits_per_byte": Metric(nll / n_bytes / LN2, None, False),
+        }
+        return TaskResult(
+            metrics, n=len(lines), extra={"original": total, "tokens": tokens, "words": words}
+        )
+
+
+TASKS = [OneBillionWord()]

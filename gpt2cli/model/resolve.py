@@ -1,0 +1,156 @@
+"""What ``--model`` names, resolved to a loaded model; the checkpoint layout's lookup rules.
+
+A model spec is, in this order:
+
+1. a **run directory** (it has ``final/`` or ``checkpoints/``): its newest complete checkpoint,
+   ``RUN/final`` if complete, else the highest-step complete ``RUN/checkpoints/step-NNNNNNNN``;
+2. a **checkpoint directory** (``config.json`` + ``model.safetensors`` + the file ``COMPLETE``);
+3. an **HF-layout directory** (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``),
+   or a weights/config file inside one;
+4. an **HF model name** (``gpt2``, ``gpt2-xl``, ``openai-community/gpt2``...) found in the local
+   Hugging Face cache (never downloaded).
+
+A checkpoint directory without ``COMPLETE`` is never used: it is a save that did not finish.
+The layout and its lookup rules have one home, ``gpt2cli.train.checkpoint``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.model import hf
+from gpt2cli.model.gpt import GPT, GPTConfig
+from gpt2cli.train.checkpoint import CHECKPOINTS as CHECKPOINTS_DIR
+from gpt2cli.train.checkpoint import COMPLETE as COMPLETE_MARKER
+from gpt2cli.train.checkpoint import FINAL as FINAL_DIR
+from gpt2cli.train.checkpoint import STATE_FILE as TRAINING_STATE
+from gpt2cli.train.checkpoint import is_complete, latest_complete
+
+
+def is_run_dir(path: str | os.PathLike[str]) -> bool:
+    root = Path(path)
+    return (root / FINAL_DIR).is_dir() or (root / CHECKPOINTS_DIR).is_dir()
+
+
+# --- device and dtype ----------------------------------------------------------------------
+
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+}
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto`` (or None): cuda if available, else cpu; otherwise the named device, checked."""
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown device {name!r}", "use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} asked for but CUDA is not available", "use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"device {name!r} asked for but MPS is not available", "use --device cpu")
+    return device
+
+
+def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """fp32/bf16/fp16 (or a torch dtype); None or ``auto``: bf16 on CUDA (fp16 where bf16 is
+    missing), fp32 elsewhere."""
+    if isinstance(name, torch.dtype):
+        return name
+    if name is None or name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    dtype = DTYPES.get(name.lower())
+    if dtype is None:
+        raise UsageError(f"unknown dtype {name!r}", "use fp32, bf16 or fp16")
+    return dtype
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    model: GPT
+    config: GPTConfig
+    path: Path  # the directory the weights came from
+    description: str  # for messages: what was loaded, from where
+
+
+def resolve_model_dir(spec: str | os.PathLike[str]) -> tuple[Path, str]:
+    """The directory holding the weights a spec names, and a description of it."""
+    text = str(spec)
+    path = Path(text).expanduser()
+    if path.is_file():
+        if path.name in (hf.CONFIG_NAME,) + hf.WEIGHT_NAMES:
+            path = path.parent
+        else:
+            raise Gpt2Error(
+                f"{text}: not a model (a file that is not config.json or model weights)",
+                "give a run directory, a checkpoint or HF-layout directory, or an HF model name",
+            )
+    if path.is_dir():
+        if (path / hf.CONFIG_NAME).exists():
+            if not is_complete(path) and (
+                (path / TRAINING_STATE).exists() or (path / COMPLETE_MARKER).exists()
+            ):
+                raise Gpt2Error(
+                    f"{text}: an incomplete checkpoint (no {COMPLETE_MARKER} marker: its save did "
+                    "not finish)",
+                    "use the run directory to take its newest complete checkpoint",
+                )
+            kind = "checkpoint" if is_complete(path) else "model directory"
+            return path, f"{kind} {path}"
+        if is_run_dir(path):
+            found = latest_complete(path)
+            if found is None:
+                raise Gpt2Error(
+                    f"{text}: a run directory without a complete checkpoint",
+                    f"train until it saves one ({CHECKPOINTS_DIR}/step-N/ or {FINAL_DIR}/)",
+                )
+            return found, f"run {path}, checkpoint {found.name}"
+        raise Gpt2Error(
+            f"{text}: not a model (no config.json, and not a run directory)",
+            "give a run directory, a checkpoint or HF-layout directory, or an HF model name",
+        )
+    if hf.looks_like_hub_name(text):
+        found = hf.find_in_cache(text)
+        return found, f"{text} from the Hugging Face cache ({found})"
+    raise Gpt2Error(f"model {text!r} not found: no such file or directory")
+
+
+def load_model(
+    spec: str | os.PathLike[str],
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | str | None = None,
+    padded_vocab_size: int | None = None,
+) -> LoadedModel:
+    """Load what a ``--model`` spec names, in eval mode, on ``device`` in ``dtype``.
+
+    ``dtype`` None: bf16 on CUDA, fp32 on CPU (see :func:`resolve_dtype`). Errors (missing, not a
+    model, weights of the wrong shape) are one Gpt2Error naming the spec.
+    """
+    device = torch.device(device) if isinstance(device, str) else device
+    torch_dtype = resolve_dtype(dtype, device)
+    path, description = resolve_model_dir(spec)
+    model = hf.load_pretrained(
+        path, device=device, dtype=torch_dtype, padded_vocab_size=padded_vocab_size
+    )
+    model.eval()
+    millions = model.num_parameters() / 1e6
+    description += f" ({model.config.n_layer} layers, {millions:,.1f}M parameters)"
+    return LoadedModel(model=model, config=model.config, path=path, description=description)

@@ -1,0 +1,223 @@
+"""Reading documents: JSON Lines, delimited text, NUL-separated records, or one file per document.
+
+Every reader streams: a document is delivered in *pieces* of bounded size, cut
+only just after a lone newline: one preceded and followed by non-whitespace
+characters. GPT-2's pre-tokenizer never joins text across such a point (the
+newline is a token of its own), so encoding the pieces one by one gives exactly
+the ids of encoding the whole document. (After a run of whitespace such as
+"\n\n" or "\r\n" it would not: "x\n\n\ny" is "x", "\n\n", "\n", "y", but
+"x\n\n\n" alone ends with the one token "\n\n\n".)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.fileio import open_binary_input
+from gpt2cli.text.tokenizer import EOT_TEXT
+
+FORMATS = ("jsonl", "text", "nul", "file")
+DEFAULT_DELIMITER = EOT_TEXT
+PIECE_CHARS = 1 << 20
+
+
+@dataclass
+class Piece:
+    """A part of a document; ``last`` marks the document's final piece."""
+
+    text: str
+    last: bool
+    source: str
+    line: int  # 1-based line where the document starts
+    fields: dict | None = None  # the whole JSON object, for jsonl input
+
+
+@dataclass
+class Document:
+    text: str
+    source: str
+    line: int
+    fields: dict | None = None  # the whole JSON object, for jsonl input
+
+
+def _safe_cut(buffer: list[str], following: str) -> bool:
+    """Whether the text may be cut between ``buffer`` and ``following`` (see above).
+
+    ``str.isspace`` covers every character of the pre-tokenizer's ``\\s`` (and a few
+    more, which only makes cuts rarer).
+    """
+    if not buffer or not following or following[0].isspace():
+        return False
+    last = buffer[-1]
+    return len(last) >= 2 and last[-1] == "\n" and not last[-2].isspace()
+
+
+def _source_name(name: str) -> str:
+    return "<stdin>" if name == "-" else name
+
+
+class _Decoder:
+    """Decodes one line of bytes, reporting invalid UTF-8 by source, line and byte offset."""
+
+    def __init__(self, source: str, errors: str) -> None:
+        if errors not in ("strict", "replace", "ignore"):
+            raise UsageError(f"--errors must be strict, replace or ignore, not {errors!r}")
+        self.source = source
+        self.errors = errors
+        self.offset = 0
+        self.line = 0
+
+    def __call__(self, raw: bytes) -> str:
+        self.line += 1
+        try:
+            text = raw.decode("utf-8", self.errors)
+        except UnicodeDecodeError as error:
+            raise Gpt2Error(
+                f"{self.source}: invalid UTF-8 at byte {self.offset + error.start} "
+                f"(line {self.line})",
+                "pass --errors replace to substitute U+FFFD and continue",
+            ) from None
+        self.offset += len(raw)
+        return text
+
+
+def _peek_format(handle: BinaryIO) -> str:
+    peek = getattr(handle, "peek", None)
+    head = peek(1)[:1] if peek else b""
+    return "jsonl" if head == b"{" else "text"
+
+
+def _jsonl_pieces(handle: BinaryIO, source: str, field: str, errors: str) -> Iterator[Piece]:
+    decode = _Decoder(source, errors)
+    for raw in handle:
+        text = decode(raw)
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise Gpt2Error(f"{source}: line {decode.line}: malformed JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise Gpt2Error(f"{source}: line {decode.line}: expected a JSON object")
+        if field not in record:
+            raise Gpt2Error(
+                f"{source}: line {decode.line}: no field {field!r}",
+                "choose the text field with --field",
+            )
+        value = record[field]
+        if not isinstance(value, str):
+            raise Gpt2Error(f"{source}: line {decode.line}: field {field!r} is not a string")
+        yield Piece(value, True, source, decode.line, record)
+
+
+def _delimited_pieces(
+    handle: BinaryIO,
+    source: str,
+    errors: str,
+    delimiter: str | None,
+    nul: bool,
+    piece_chars: int,
+) -> Iterator[Piece]:
+    """Text documents separated by a line holding only ``delimiter``, or by NUL bytes.
+
+    The newline before a delimiter line belongs to the delimiter; with no delimiter
+    (``file`` format) the whole input is one document.
+    """
+    decode = _Decoder(source, errors)
+    buffer: list[str] = []
+    size = 0
+    start_line = 1
+    delimiter_line = delimiter
+    pending_any = False  # any content (even empty) since the last document boundary
+
+    def flush(last: bool) -> Iterator[Piece]:
+        nonlocal buffer, size
+        text = "".join(buffer)
+        buffer, size = [], 0
+        yield Piece(text, last, source, start_line)
+
+    for raw in handle:
+        text = decode(raw)
+        records = text.split("\0") if nul else [text]
+        for index, part in enumerate(records):
+            if index > 0:  # a NUL ended the previous record
+                yield from flush(True)
+                pending_any = False
+                start_line = decode.line
+            if not part:
+                continue
+            if delimiter_line is not None and part.rstrip("\r\n") == delimiter_line:
+                if buffer and buffer[-1].endswith("\n"):
+                    buffer[-1] = buffer[-1][:-2] if buffer[-1].endswith("\r\n") else buffer[-1][:-1]
+                yield from flush(True)
+                pending_any = False
+                start_line = decode.line + 1
+                continue
+            if size >= piece_chars and _safe_cut(buffer, part):
+                yield from flush(False)
+            buffer.append(part)
+            size += len(part)
+            pending_any = True
+    if pending_any or buffer or delimiter is None and not nul:
+        yield from flush(True)
+
+
+def check_format(fmt: str | None) -> None:
+    """A usage error for a ``--format`` that is not one of FORMATS (None: detect)."""
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
+
+
+def iter_pieces(
+    inputs: Iterable[str],
+    fmt: str | None = None,
+    field: str = "text",
+    delimiter: str = DEFAULT_DELIMITER,
+    errors: str = "strict",
+    piece_chars: int = PIECE_CHARS,
+) -> Iterator[Piece]:
+    """Pieces of every document of every input (``-`` is stdin), in order.
+
+    ``fmt`` None picks ``jsonl`` when an input's first byte is ``{``, else ``text``.
+    """
+    check_format(fmt)
+    for name in inputs:
+        source = _source_name(name)
+        handle = open_binary_input(name)
+        try:
+            chosen = fmt or _peek_format(handle)
+            if chosen == "jsonl":
+                yield from _jsonl_pieces(handle, source, field, errors)
+            else:
+                yield from _delimited_pieces(
+                    handle,
+                    source,
+                    errors,
+                    delimiter=delimiter if chosen == "text" else None,
+                    nul=chosen == "nul",
+                    piece_chars=piece_chars,
+                )
+        finally:
+            if handle is not sys.stdin.buffer:
+                handle.close()
+
+
+def iter_documents(
+    inputs: Iterable[str],
+    fmt: str | None = None,
+    field: str = "text",
+    delimiter: str = DEFAULT_DELIMITER,
+    errors: str = "strict",
+) -> Iterator[Document]:
+    """Whole documents (pieces joined) with their source and starting line."""
+    parts: list[str] = []
+    for piece in iter_pieces(inputs, fmt, field, delimiter, errors):
+        parts.append(piece.text)
+        if piece.last:
+            yield Document("".join(parts), piece.source, piece.line, piece.fields)
+            parts = []

@@ -1,0 +1,255 @@
+"""Run directories and their checkpoints: atomic save, completeness, pruning, resume state.
+
+Layout (see docs/training.md)::
+
+    RUN/config.yaml                 effective config of the run
+    RUN/metrics.jsonl               one JSON record per step and per validation
+    RUN/loss.png                    train/val loss curves
+    RUN/checkpoints/step-00000100/  config.json + model.safetensors (Hugging Face layout),
+                                    training_state.pt, run.yaml, COMPLETE (empty, written last)
+    RUN/final/                      the same, at the end of the run
+
+A checkpoint is written into ``step-XXXXXXXX.tmp-<pid>/``; every file is fsynced, then the empty
+``COMPLETE`` marker is written and fsynced, and only then is the directory renamed to its final
+name. A directory without ``COMPLETE``, or with a ``.tmp-`` name, is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from gpt2cli.errors import Gpt2Error
+from gpt2cli.fileio import atomic_write, fsync_directory
+
+COMPLETE = "COMPLETE"
+STATE_FILE = "training_state.pt"
+RUN_FILE = "run.yaml"
+CHECKPOINTS = "checkpoints"
+FINAL = "final"
+STATE_FORMAT = 1
+_STEP_DIR = re.compile(r"^step-(\d{8,})$")
+# Test hook: sleep this many seconds inside the save of step GPT2CLI_TEST_SAVE_SLEEP_STEP,
+# after the weights are written and before COMPLETE (lets a test SIGKILL the writer mid-save).
+_SLEEP_ENV = "GPT2CLI_TEST_SAVE_SLEEP"
+_SLEEP_STEP_ENV = "GPT2CLI_TEST_SAVE_SLEEP_STEP"
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def is_complete(path: str | os.PathLike[str]) -> bool:
+    """A finished checkpoint: a directory with a non-temporary name holding ``COMPLETE``."""
+    path = Path(path)
+    return ".tmp-" not in path.name and (path / COMPLETE).is_file()
+
+
+def complete_steps(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """Complete ``RUN/checkpoints/step-N`` directories, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    found = []
+    if root.is_dir():
+        for child in root.iterdir():
+            match = _STEP_DIR.match(child.name)
+            if match and is_complete(child):
+                found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_complete(run_dir: str | os.PathLike[str]) -> Path | None:
+    """``RUN/final`` if complete, else the highest-step complete checkpoint, else None."""
+    final = Path(run_dir) / FINAL
+    if is_complete(final):
+        return final
+    steps = complete_steps(run_dir)
+    return steps[-1][1] if steps else None
+
+
+def checkpoint_step(path: str | os.PathLike[str]) -> int:
+    """The optimizer step a checkpoint was taken after (from its ``run.yaml``)."""
+    try:
+        data = yaml.safe_load((Path(path) / RUN_FILE).read_text(encoding="utf-8")) or {}
+        return int(data["runtime"]["step"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        raise Gpt2Error(f"{path}: checkpoint has no readable {RUN_FILE}") from None
+
+
+def latest_resumable(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The complete checkpoint with training state and the highest step (final included)."""
+    candidates = [path for _, path in complete_steps(run_dir)]
+    final = Path(run_dir) / FINAL
+    if is_complete(final):
+        candidates.append(final)
+    candidates = [path for path in candidates if (path / STATE_FILE).is_file()]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda path: (checkpoint_step(path), path.name == FINAL))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target``; an existing ``target`` is moved aside and removed."""
+    old = None
+    if target.exists():
+        old = target.with_name(f"{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    fsync_directory(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save(
+    target: str | os.PathLike[str],
+    model: nn.Module,
+    state: dict[str, Any] | None,
+    run_yaml: str,
+    step: int,
+) -> Path:
+    """Write a checkpoint directory atomically (see the module docstring).
+
+    ``model`` is a plain ``GPT`` (weights written by ``hf.save_pretrained``); ``state`` the
+    training state for resuming (None: weights only).
+    """
+    from gpt2cli.model import hf
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        hf.save_pretrained(model, tmp)
+        if state is not None:
+            with open(tmp / STATE_FILE, "wb") as handle:
+                torch.save(state, handle)
+        (tmp / RUN_FILE).write_text(run_yaml, encoding="utf-8")
+        for child in tmp.iterdir():
+            _fsync_file(child)
+        if os.environ.get(_SLEEP_ENV) and int(os.environ.get(_SLEEP_STEP_ENV, "-1")) == step:
+            time.sleep(float(os.environ[_SLEEP_ENV]))
+        with open(tmp / COMPLETE, "wb") as handle:
+            handle.flush()
+            os.fsync(handle.fileno())
+        fsync_directory(tmp)
+        _replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def prune(run_dir: str | os.PathLike[str], keep: int) -> None:
+    """Keep the newest ``keep`` complete step checkpoints; remove older ones."""
+    steps = complete_steps(run_dir)
+    for _, path in steps[: max(0, len(steps) - keep)]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Remove leftovers of interrupted saves (``*.tmp-PID`` / ``*.old-PID`` whose PID is gone,
+    and step directories without ``COMPLETE``). Returns what was removed."""
+    run_dir = Path(run_dir)
+    removed = []
+    candidates = list((run_dir / CHECKPOINTS).glob("*")) if (run_dir / CHECKPOINTS).is_dir() else []
+    candidates += list(run_dir.glob(f"{FINAL}.*"))
+    for path in candidates:
+        match = re.search(r"\.(?:tmp|old)-(\d+)$", path.name)
+        if match:
+            if int(match.group(1)) != os.getpid() and _pid_alive(int(match.group(1))):
+                continue
+        elif not (_STEP_DIR.match(path.name) and path.is_dir() and not is_complete(path)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+
+
+def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The training state of a checkpoint directory."""
+    file = Path(path) / STATE_FILE
+    if not file.is_file():
+        raise Gpt2Error(
+            f"{path}: checkpoint has no {STATE_FILE}",
+            "it holds weights only; use --init-from to start a new run from it",
+        )
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise Gpt2Error(f"{file}: unreadable training state ({type(error).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise Gpt2Error(f"{file}: not a gpt2 training state (format {STATE_FORMAT})")
+    return state
+
+
+# --- random generators -----------------------------------------------------------------------
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA) generator states as plain Python values (bytes), so
+    they travel through all_gather_object and load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, keys.astype("<u4").tobytes(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().numpy().tobytes(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device).numpy().tobytes()
+    return state
+
+
+def _byte_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state(
+        (name, np.frombuffer(keys, dtype="<u4").astype(np.uint32), pos, has_gauss, cached)
+    )
+    torch.set_rng_state(_byte_tensor(state["torch"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(_byte_tensor(state["cuda"]), device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

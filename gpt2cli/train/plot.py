@@ -1,0 +1,44 @@
+"""``RUN/loss.png``: train and validation loss against step (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from gpt2cli.fileio import atomic_write
+
+
+def plot_losses(
+    records: Iterable[dict[str, Any]], path: str | os.PathLike[str], title: str = ""
+) -> None:
+    """Draw the ``train`` and ``val`` records of metrics.jsonl to a PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    train_steps, train_loss, val_steps, val_loss = [], [], [], []
+    for record in records:
+        if record.get("kind") == "train":
+            train_steps.append(record["step"])
+            train_loss.append(record["loss"])
+        elif record.get("kind") == "val":
+            val_steps.append(record["step"])
+            val_loss.append(record["loss"])
+    figure = Figure(figsize=(8, 5), dpi=100)
+    axes = figure.add_subplot()
+    if train_steps:
+        axes.plot(train_steps, train_loss, label="train", linewidth=1, alpha=0.8)
+    if val_steps:
+        axes.plot(val_steps, val_loss, label="val", marker="o", markersize=3, linewidth=1.5)
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss (nats/token)")
+    axes.grid(True, alpha=0.3)
+    if train_steps or val_steps:
+        axes.legend()
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        figure.savefig(handle, format="png")

@@ -1,0 +1,534 @@
+"""`gpt2 train`: the run's config and directory, the data, the model, and the loop
+(gradient accumulation, validation, checkpoints) in :class:`Trainer`.
+
+Pieces live beside it: ``trainconfig`` (options), ``optim`` (AdamW groups, LR schedule),
+``hardware`` (precision, micro-batch), ``distributed`` (torchrun, DDP/FSDP), ``checkpoint``
+(run directory, resume state), ``trainlog`` (metrics, progress), ``plotting`` (loss.png),
+``mfu`` (peak table). No CLI code here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpt2cli import console
+from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.model.gpt import GPT, GPTConfig, config_for_size
+from gpt2cli.train import checkpoint, distributed, hardware, mfu, optimizer, plot
+from gpt2cli.train import config as trainconfig
+from gpt2cli.train import log as trainlog
+from gpt2cli.train.config import TrainConfig
+from gpt2cli.train.distributed import DistEnv
+
+# Test hook: exit abruptly (os._exit) right after this optimizer step, as a crash would.
+_CRASH_ENV = "GPT2CLI_TEST_CRASH_AFTER_STEP"
+# Test hook: make the loss of this step NaN (exercises the non-finite stop).
+_NAN_ENV = "GPT2CLI_TEST_NAN_AT_STEP"
+
+
+def _simulate_crash() -> None:
+    """Test hook: die at once, as a power cut or SIGKILL would (tests may replace it)."""
+    os._exit(99)
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def open_data(config: TrainConfig) -> tuple[Any, int, bool]:
+    """Check --data and return (dataset, train tokens, has a val split)."""
+    from gpt2cli.data import shards
+
+    if not config.data:
+        raise UsageError("--data is required", "a directory written by `gpt2 pack`")
+    path = Path(config.data)
+    if not path.exists():
+        raise Gpt2Error(f"--data {config.data}: no such directory")
+    if not path.is_dir():
+        raise Gpt2Error(
+            f"--data {config.data}: not a directory", "give the directory `gpt2 pack` wrote"
+        )
+    dataset = shards.ShardDataset(path)
+    if "train" not in dataset.splits:
+        raise Gpt2Error(
+            f"--data {config.data}: no train split",
+            f"splits: {', '.join(dataset.splits) or 'none'}",
+        )
+    train_tokens = dataset.num_tokens("train")
+    if train_tokens < config.seq_len + 1:
+        raise Gpt2Error(
+            f"--data {config.data}: the train split holds {train_tokens:,} tokens, fewer than "
+            f"one sequence of --seq-len {config.seq_len} (+1)",
+            "pack more data or lower --seq-len",
+        )
+    has_val = "val" in dataset.splits and dataset.num_tokens("val") >= config.seq_len + 1
+    return dataset, train_tokens, has_val
+
+
+def val_micro_batch(config: TrainConfig, micro: int, env: DistEnv) -> int | None:
+    """The largest micro-batch up to ``micro`` that the val split fills on every rank."""
+    size = micro
+    while size >= 1:
+        try:
+            make_loader(config, "val", size, env)
+            return size
+        except Gpt2Error:
+            size //= 2
+    return None
+
+
+def make_loader(config: TrainConfig, split: str, micro: int, env: DistEnv) -> Any:
+    from gpt2cli.data import shards
+
+    return shards.TokenLoader(
+        config.data,
+        split,
+        config.seq_len,
+        micro,
+        seed=config.seed,
+        rank=env.rank,
+        world_size=env.world_size,
+    )
+
+
+# --- the model ------------------------------------------------------------------------------
+
+
+def model_config(config: TrainConfig, base: GPTConfig | None = None) -> GPTConfig:
+    """The model's shape: --size (or the --init-from weights), the YAML ``model`` mapping,
+    the context grown to --seq-len for a new model, the vocabulary padded to --pad-vocab."""
+    if base is None:
+        base = config_for_size(config.size or "124m")
+        base = dataclasses.replace(base, block_size=max(base.block_size, config.seq_len))
+    values = base.to_dict()
+    if config.model:
+        values.update(config.model)
+    values["padded_vocab_size"] = None
+    shape = GPTConfig.from_dict(values)
+    if config.pad_vocab > 1:
+        shape = shape.with_padding(config.pad_vocab)
+    return shape
+
+
+def same_shape(a: GPTConfig, b: GPTConfig) -> bool:
+    keys = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
+    return all(getattr(a, k) == getattr(b, k) for k in keys)
+
+
+def describe_shape(c: GPTConfig) -> str:
+    return f"{c.n_layer} layers, {c.n_head} heads, {c.n_embd} wide, context {c.block_size}"
+
+
+def build_model(
+    config: TrainConfig, resume_from: Path | None, saved_model: dict[str, Any] | None = None
+) -> tuple[GPT, str]:
+    """A new model, or weights from --init-from, or from the checkpoint being resumed
+    (``saved_model``: the model shape recorded in the run's config.yaml)."""
+    from gpt2cli.model import hf, resolve
+
+    if resume_from is not None:
+        shape = GPTConfig.from_dict(saved_model) if saved_model else model_config(config)
+        stored = hf.read_config(resume_from)
+        if not same_shape(stored, shape):
+            raise UsageError(
+                f"{resume_from}: checkpoint is a {describe_shape(stored)} model, the run's "
+                f"config gives {describe_shape(shape)}",
+                "the run directory's config.yaml does not match its checkpoints",
+            )
+        model = hf.load_pretrained(
+            resume_from, dtype=torch.float32, padded_vocab_size=shape.padded_vocab_size
+        )
+        return model, f"resumed from {resume_from}"
+    if config.init_from:
+        loaded = resolve.load_model(config.init_from, device="cpu", dtype=torch.float32)
+        shape = model_config(config, loaded.config)
+        if config.size is not None:
+            wanted = model_config(config)
+            if not same_shape(
+                dataclasses.replace(wanted, block_size=loaded.config.block_size), loaded.config
+            ):
+                raise UsageError(
+                    f"--init-from {config.init_from}: the weights are a "
+                    f"{describe_shape(loaded.config)} model, not --size {config.size}",
+                    "drop --size to take the shape from the weights",
+                )
+        if config.seq_len > shape.block_size:
+            raise UsageError(
+                f"--seq-len {config.seq_len} is longer than the context "
+                f"{shape.block_size} of --init-from {config.init_from}"
+            )
+        if shape.padded_vocab_size != loaded.config.padded_vocab_size:
+            model = hf.from_hf_state_dict(
+                hf.to_hf_state_dict(loaded.model), shape, config.init_from, dtype=torch.float32
+            )
+        else:
+            model = loaded.model
+        return model, f"initialised from {loaded.description}"
+    torch.manual_seed(config.seed)
+    model = GPT(model_config(config))
+    return model, "new model, random initialisation"
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def prepare_config(
+    given: dict[str, Any], config_file: str | None, resume: bool, env_world: int
+) -> tuple[TrainConfig, Path, Path | None]:
+    """Merge defaults, --config and flags; check the run directory. Returns
+    (config, run dir, checkpoint to resume from)."""
+    file_options = trainconfig.load_yaml(config_file) if config_file else {}
+    explicit = {**file_options, **{k: v for k, v in given.items() if v is not None}}
+    out = explicit.get("out")
+    if not out:
+        raise UsageError("no run directory", "give -o RUN (or `out:` in the --config file)")
+    run_dir = Path(out)
+    config_path = run_dir / "config.yaml"
+    if explicit.get("fsdp") and env_world == 0:
+        raise UsageError(
+            "--fsdp needs a distributed launch",
+            "run it under torchrun, e.g. torchrun --nproc_per_node 8 -m gpt2cli train --fsdp ...",
+        )
+    if resume:
+        if not config_path.is_file():
+            raise Gpt2Error(
+                f"--resume: {run_dir} holds no run (no config.yaml)",
+                "start a new run without --resume",
+            )
+        saved = trainconfig.load_yaml(config_path)
+        trainconfig.check_resume(saved, explicit, str(run_dir))
+        source = checkpoint.latest_resumable(run_dir)
+        if source is None:
+            raise Gpt2Error(
+                f"--resume: {run_dir} has no complete checkpoint",
+                "the run stopped before its first --save-every; start it again",
+            )
+        # Hardware options carry over unless flags change them; a run sharded with FSDP may
+        # resume in a single process (checkpoints hold the full state either way).
+        if env_world == 0:
+            saved.pop("fsdp", None)
+        config = trainconfig.build(explicit, base=saved)
+        config.out = str(run_dir)
+        return config, run_dir, source
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"-o {run_dir}: exists and is not a directory")
+    if run_dir.is_dir() and any(
+        (run_dir / name).exists()
+        for name in ("config.yaml", "metrics.jsonl", checkpoint.CHECKPOINTS, checkpoint.FINAL)
+    ):
+        raise UsageError(
+            f"-o {run_dir}: already holds a run",
+            "add --resume to continue it, or choose another -o",
+        )
+    config = trainconfig.build(explicit)
+    return config, run_dir, None
+
+
+def train(given: dict[str, Any], config_file: str | None = None, resume: bool = False) -> Path:
+    """Run `gpt2 train`. ``given``: option name -> value for the flags the user set."""
+    torchrun = distributed.launched_by_torchrun()
+    config, run_dir, resume_from = prepare_config(
+        given, config_file, resume, int(os.environ.get("WORLD_SIZE", "1")) if torchrun else 0
+    )
+    env = distributed.setup(config.device)
+    try:
+        return Trainer(config, run_dir, resume_from, env).run()
+    finally:
+        distributed.teardown(env)
+
+
+class Trainer:
+    """One launch of a run: model, optimizer, data and run directory, set up; ``run()`` loops."""
+
+    def __init__(
+        self, config: TrainConfig, run_dir: Path, resume_from: Path | None, env: DistEnv
+    ) -> None:
+        self.config, self.run_dir, self.env = config, run_dir, env
+        self.device = device = env.device
+        is_cuda = device.type == "cuda"
+        _, train_tokens, self.has_val = open_data(config)
+        if is_cuda:
+            hardware.enable_tf32()
+        bf16 = is_cuda and torch.cuda.is_bf16_supported()
+        self.precision = hardware.choose_precision(device.type, config.dtype, bf16)
+        self.compiled = config.compile if config.compile is not None else is_cuda
+
+        state = checkpoint.load_state(resume_from) if resume_from is not None else None
+        saved_model = None
+        if resume_from is not None:
+            saved_model = trainconfig.load_runtime(run_dir / "config.yaml").get("model")
+        model, self.origin = build_model(config, resume_from, saved_model)
+        if config.seq_len > model.config.block_size:
+            raise UsageError(
+                f"--seq-len {config.seq_len} is longer than the model's context "
+                f"{model.config.block_size}"
+            )
+        model.train()
+        self.n_params = model.num_parameters()
+
+        self.total = trainconfig.total_steps(config, train_tokens)
+        self.tokens_per_step = config.batch_size * config.seq_len
+        if config.lr is None:
+            config.lr = trainconfig.default_lr(self.n_params)
+        if config.warmup is None:
+            config.warmup = trainconfig.default_warmup(self.tokens_per_step, self.total)
+        if config.size is None and not config.init_from:
+            config.size = "124m"
+        self.micro = hardware.choose_micro_batch(config, model, env, self.precision)
+        self.accum = config.batch_size // (env.world_size * self.micro)
+        self.val_micro = val_micro_batch(config, self.micro, env) if self.has_val else None
+        self.has_val = self.val_micro is not None
+        self.mode = "fsdp" if config.fsdp else ("ddp" if env.enabled else "none")
+        self.runtime = {
+            "device": str(device),
+            "dtype": self.precision.name,
+            "compile": self.compiled,
+            "micro_batch": self.micro,
+            "grad_accum": self.accum,
+            "world_size": env.world_size,
+            "parallel": self.mode,
+            "total_steps": self.total,
+            "parameters": self.n_params,
+            "model": model.config.to_dict(),
+        }
+
+        # Every rank initialised the same weights (seeded in build_model); dropout and any other
+        # randomness get a stream per rank.
+        checkpoint.seed_everything(config.seed + env.rank)
+        self.start_step = self.tokens = 0
+        self.loader = make_loader(config, "train", self.micro, env)
+        if state is not None:
+            self.start_step, self.tokens = int(state["step"]), int(state["tokens"])
+            # The loader counts windows taken over all ranks, so its state fits any world size
+            # and micro-batch that divide it; our micro-batch may differ from the saved run's.
+            self.loader.load_state_dict(dict(state["loader"][0], batch_size=self.micro))
+        if self.start_step >= self.total:
+            raise UsageError(
+                f"--resume: {run_dir} already finished its {self.total} steps",
+                "raise --max-steps / --max-tokens to train further",
+            )
+
+        model.to(device)
+        self.raw = model  # the GPT itself (sharded in place by FSDP)
+        if self.mode == "fsdp":
+            distributed.shard(model)
+        self.model: torch.nn.Module = torch.compile(model) if self.compiled else model
+        if self.mode == "ddp":
+            self.model = distributed.wrap_ddp(self.model, env)
+        self.sync_target = self.model if self.mode == "ddp" else self.raw
+        self.optimizer = optimizer.make_adamw(
+            model,
+            config.lr,
+            config.weight_decay,
+            (config.beta1, config.beta2),
+            config.eps,
+            fused=is_cuda,
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision.grad_scaler else None
+        if state is not None:
+            distributed.load_optimizer_state(model, self.optimizer, state["optimizer"])
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            rngs = state["rng"]
+            checkpoint.set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0], device)
+        self.last_saved = str(resume_from) if resume_from is not None else None
+
+        # The run directory: config, metrics, leftovers of an interrupted save.
+        if env.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            checkpoint.remove_stale(run_dir)
+            checkpoint.write_text_atomic(run_dir / "config.yaml", config.to_yaml(self.runtime))
+        distributed.barrier(env)
+        self.metrics = (
+            trainlog.MetricsLog(
+                run_dir / "metrics.jsonl", resume_step=self.start_step if state else None
+            )
+            if env.is_main
+            else None
+        )
+        self.flops_per_token = model.flops_per_token(config.seq_len)
+        self.peak = config.peak_tflops
+        if self.peak is None and is_cuda:
+            self.peak = mfu.peak_tflops(torch.cuda.get_device_name(device))
+
+    def describe(self) -> str:
+        c, mode = self.config, self.mode
+        return (
+            f"gpt2 train: {self.origin}; {self.n_params / 1e6:,.1f}M parameters; {self.total} "
+            f"steps of {c.batch_size} sequences x {c.seq_len} tokens ({self.env.world_size} "
+            f"process(es) x {self.accum} micro-batches of {self.micro}); lr {c.lr:g}, warmup "
+            f"{c.warmup}; {self.device}, {self.precision.name}"
+            f"{', compiled' if self.compiled else ''}"
+            f"{', ' + mode.upper() if mode != 'none' else ''}"
+        )
+
+    def step(self, step: int, batches: Any) -> tuple[float, float, float]:
+        """One optimizer step (0-based ``step``): accumulate gradients over the micro-batches,
+        check the loss, clip, update. Returns (mean loss over all ranks, lr, gradient norm)."""
+        config, device = self.config, self.device
+        lr = optimizer.lr_at(step, config.lr, config.warmup, self.total, config.min_lr_ratio)
+        optimizer.set_lr(self.optimizer, lr)
+        loss_sum = torch.zeros((), device=device)
+        for micro_step in range(self.accum):
+            x, y = next(batches)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            sync = micro_step == self.accum - 1
+            with (
+                distributed.gradient_sync(self.sync_target, self.mode, sync),
+                self.precision.autocast(),
+            ):
+                _, loss = self.model(x, y)
+            loss = loss / self.accum
+            loss_sum += loss.detach().float()
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        if step + 1 == int(os.environ.get(_NAN_ENV, "-1")):
+            loss_sum = loss_sum * float("nan")
+        mean_loss = distributed.all_reduce_mean(loss_sum, self.env).item()
+        if not math.isfinite(mean_loss):
+            kept = f"; last good checkpoint: {self.last_saved}" if self.last_saved else ""
+            raise Gpt2Error(
+                f"loss became {mean_loss} at step {step + 1}: stopped{kept}",
+                "lower --lr, check the data, or --resume from the checkpoint",
+            )
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), max_norm)
+        if hasattr(norm, "full_tensor"):  # FSDP: a DTensor
+            norm = norm.full_tensor()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.tokens += self.tokens_per_step
+        return mean_loss, lr, float(norm)
+
+    def validate(self, step: int) -> float | None:
+        """Mean loss over --eval-steps micro-batches of the val split (the same ones each time)."""
+        if not self.has_val:
+            return None
+        loader = make_loader(self.config, "val", self.val_micro, self.env)
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
+        count = 0
+        with torch.no_grad():
+            for x, y in loader:
+                x, y = x.to(self.device), y.to(self.device)
+                with self.precision.autocast():
+                    _, loss = self.model(x, y)
+                total += loss.float()
+                count += 1
+                if count >= self.config.eval_steps:
+                    break
+        self.model.train()
+        mean = distributed.all_reduce_mean(total / max(count, 1), self.env).item()
+        if self.metrics is not None:
+            self.metrics.write({"kind": "val", "step": step, "loss": mean, "tokens": self.tokens})
+            plot.plot_losses(self.metrics.records, self.run_dir / "loss.png")
+        return mean
+
+    def save(self, target: Path, step: int) -> None:
+        """Write a checkpoint. Collective (FSDP gathers the full state); rank 0 writes."""
+        env = self.env
+        model_state = distributed.full_model_state(self.raw, env) if self.mode == "fsdp" else None
+        state = {
+            "format": checkpoint.STATE_FORMAT,
+            "step": step,
+            "tokens": self.tokens,
+            "world_size": env.world_size,
+            "optimizer": distributed.full_optimizer_state(self.raw, self.optimizer, env),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": distributed.gather_objects(checkpoint.rng_state(self.device), env),
+            "loader": distributed.gather_objects(self.loader.state_dict(), env),
+        }
+        if env.is_main:
+            to_write: GPT = self.raw
+            if model_state is not None:
+                with torch.device("meta"):
+                    to_write = GPT(self.raw.config)
+                to_write.load_state_dict(model_state, assign=True)
+                to_write.lm_head.weight = to_write.transformer.wte.weight
+            meta = self.config.to_yaml({**self.runtime, "step": step, "tokens": self.tokens})
+            checkpoint.save(target, to_write, state, meta, step)
+        distributed.barrier(env)
+
+    def run(self) -> Path:
+        config, total = self.config, self.total
+        progress = trainlog.Progress(total, self.start_step, config.log_every, self.env.is_main)
+        progress.message(self.describe())
+        if not self.has_val:
+            progress.message(
+                f"gpt2 train: {config.data} has no val split long enough for one "
+                f"sequence of --seq-len {config.seq_len} per process: no validation"
+            )
+        crash_after = int(os.environ.get(_CRASH_ENV, "-1"))
+        batches = iter(self.loader)  # endless: epoch after epoch
+        step_time: float | None = None
+        started = time.perf_counter()
+        try:
+            if self.start_step == 0:  # the untrained model's val loss, for "before and after"
+                val = self.validate(0)
+                if val is not None:
+                    progress.message(f"step 0/{total}  val loss {val:.4f}")
+            for step in range(self.start_step, total):
+                t0 = time.perf_counter()
+                loss, lr, norm = self.step(step, batches)
+                done = step + 1
+                seconds = time.perf_counter() - t0
+                if step > self.start_step:  # the first step of a launch compiles, warms up
+                    step_time = seconds if step_time is None else 0.9 * step_time + 0.1 * seconds
+                speed = self.tokens_per_step / (step_time or seconds)
+                record = {
+                    "kind": "train",
+                    "step": done,
+                    "loss": loss,
+                    "lr": lr,
+                    "grad_norm": norm,
+                    "tokens": self.tokens,
+                    "tokens_per_s": speed,
+                    "mfu": mfu.mfu(speed, self.flops_per_token, self.peak, self.env.world_size),
+                    "step_s": seconds,
+                    "elapsed_s": time.perf_counter() - started,
+                }
+                if self.metrics is not None:
+                    self.metrics.write(record)
+                progress.step(record, (total - done) * (step_time or seconds))
+                if done % config.eval_every == 0 or done == total:
+                    val = self.validate(done)
+                    if val is not None:
+                        progress.message(f"step {done}/{total}  val loss {val:.4f}")
+                if done % config.save_every == 0 and done != total:
+                    target = self.run_dir / checkpoint.CHECKPOINTS / checkpoint.step_name(done)
+                    self.save(target, done)
+                    self.last_saved = str(target)
+                    if self.env.is_main:
+                        checkpoint.prune(self.run_dir, config.keep)
+                if done == crash_after:
+                    _simulate_crash()
+            final = self.run_dir / checkpoint.FINAL
+            self.save(final, total)
+        finally:
+            progress.close()
+            if self.metrics is not None:
+                self.metrics.close()
+                if self.metrics.records:
+                    with contextlib.suppress(Exception):  # never hide the real error
+                        plot.plot_losses(self.metrics.records, self.run_dir / "loss.png")
+        if self.metrics is not None:
+            console.info(
+                f"gpt2 train: {total} steps, {self.tokens:,} tokens, final loss {loss:.4f}, "
+                f"{time.perf_counter() - started:.1f} s; model in {final}"
+            )
+        return final
