@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gpt2cli import splitmix
 from gpt2cli.overlap import bloom
 from gpt2cli.overlap import contamination as core
 from gpt2cli.text.readers import Piece
@@ -591,10 +592,10 @@ def test_bit_positions_follow_the_documented_formula(corpus) -> None:
     m, k = bloom_filter.header.m, bloom_filter.header.k
     hashes = bloom.text_ngram_hashes(corpus["train"][0], 8)[:20]
     positions = bloom_filter.positions(hashes)
-    golden = int(bloom._GOLDEN)
+    golden = splitmix.GOLDEN
     for g, row in zip(hashes.tolist(), positions.tolist()):
         b = g % (m // (64 * k))
-        h = [bloom._mix_int(g + (i + 1) * golden) for i in range(8)]
+        h = [splitmix.mix(g + (i + 1) * golden) for i in range(8)]
         assert row == [(b * k + j) * 64 + (h[j // 8] >> (8 * (j % 8))) % 64 for j in range(k)]
         words = np.asarray(bloom_filter.words)
         assert all(int(words[p // 64]) >> (p % 64) & 1 for p in row)  # all set: it was added

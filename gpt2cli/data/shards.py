@@ -50,6 +50,7 @@ import zstandard
 
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write, fsync_directory, open_binary_input, sha256_file
+from gpt2cli.splitmix import MASK64, mix_array, splitmix64, splitmix64_array
 from gpt2cli.text.token_stream import TokenStreamReader
 from gpt2cli.text.tokenizer import EOT, VOCAB_SIZE
 
@@ -70,7 +71,6 @@ DEFAULT_LEVEL = 3
 DEFAULT_NAME = "data"
 DEFAULT_CACHE_BYTES = 256 << 20
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_MASK64 = (1 << 64) - 1
 
 assert HEADER_SIZE == 64
 
@@ -560,16 +560,9 @@ def merge(directory: str | os.PathLike[str]) -> MergeResult:
 # Packing: token streams -> split -> shuffle -> shards
 
 
-def _splitmix64(value: int) -> int:
-    value = (value + 0x9E3779B97F4A7C15) & _MASK64
-    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return value ^ (value >> 31)
-
-
 def _unit(seed: int, salt: int, index: int) -> float:
     """A deterministic uniform number in [0, 1) for (seed, salt, index)."""
-    return _splitmix64(_splitmix64(_splitmix64(seed & _MASK64) ^ salt) ^ index) / 2.0**64
+    return splitmix64(splitmix64(splitmix64(seed & MASK64) ^ salt) ^ index) / 2.0**64
 
 
 @dataclass
@@ -674,18 +667,10 @@ def _input_token_estimate(inputs: list[str]) -> int | None:
     return total
 
 
-def _splitmix64_array(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
 def _units(seed: int, salt: int, indices: np.ndarray) -> np.ndarray:
     """Deterministic uniform numbers in [0, 1), one per index (vectorized)."""
-    base = np.uint64(_splitmix64(_splitmix64(seed & _MASK64) ^ salt))
-    mixed = _splitmix64_array(indices.astype(np.uint64) ^ base)
+    base = np.uint64(splitmix64(splitmix64(seed & MASK64) ^ salt))
+    mixed = splitmix64_array(indices.astype(np.uint64) ^ base)
     return (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
@@ -1285,25 +1270,17 @@ class _Permutation:
         self.half = np.uint64(bits // 2)
         self.mask = np.uint64((1 << (bits // 2)) - 1)
         keys = []
-        value = key & _MASK64
+        value = key & MASK64
         for _ in range(self.ROUNDS):
-            value = _splitmix64(value)
+            value = splitmix64(value)
             keys.append(value)
         self.keys = [np.uint64(k) for k in keys]
-
-    @staticmethod
-    def _mix(x: np.ndarray) -> np.ndarray:
-        x = x ^ (x >> np.uint64(30))
-        x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27))
-        x = x * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
 
     def _once(self, x: np.ndarray) -> np.ndarray:
         left = x >> self.half
         right = x & self.mask
         for key in self.keys:
-            left, right = right, left ^ (self._mix(right ^ key) & self.mask)
+            left, right = right, left ^ (mix_array(right ^ key) & self.mask)
         return (left << self.half) | right
 
     def __call__(self, positions: np.ndarray) -> np.ndarray:
@@ -1346,14 +1323,14 @@ class _EpochOrder:
         self.chunks = chunks
         self.size = chunks * self.chunk
         self.key = key
-        self._chunks = _Permutation(chunks, _splitmix64(key ^ 0xC4C4))
+        self._chunks = _Permutation(chunks, splitmix64(key ^ 0xC4C4))
         self._groups: dict[int, _Permutation] = {}
 
     def _group(self, g: int) -> _Permutation:
         perm = self._groups.get(g)
         if perm is None:
             count = min(self.group, self.chunks - g * self.group)
-            perm = _Permutation(count * self.chunk, _splitmix64(self.key ^ (g + 1)))
+            perm = _Permutation(count * self.chunk, splitmix64(self.key ^ (g + 1)))
             if len(self._groups) > 4:
                 self._groups.clear()
             self._groups[g] = perm
@@ -1438,7 +1415,7 @@ class TokenLoader:
 
     def _order(self, epoch: int) -> _EpochOrder:
         if self._permutation is None or self._permutation_epoch != epoch:
-            key = _splitmix64(_splitmix64(self.seed & _MASK64) ^ epoch)
+            key = splitmix64(splitmix64(self.seed & MASK64) ^ epoch)
             self._permutation = _EpochOrder(self.num_windows, self.seq_len, key)
             self._permutation_epoch = epoch
         return self._permutation

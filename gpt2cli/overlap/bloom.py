@@ -69,6 +69,7 @@ import numpy as np
 
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import open_file
+from gpt2cli.splitmix import GOLDEN, mix, mix_array
 
 MAGIC = b"G2BLOOM\x1a"
 FORMAT_VERSION = 2
@@ -144,34 +145,14 @@ def normalised_bytes(text: str) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # hashing (version 1)
 
-_C1 = _U64(0xBF58476D1CE4E5B9)
-_C2 = _U64(0x94D049BB133111EB)
-_GOLDEN = _U64(0x9E3779B97F4A7C15)
+_GOLDEN = _U64(GOLDEN)
 _SEED_WORD = _U64(0x2545F4914F6CDD1D)
 _SEED_NGRAM = _U64(0xD6E8FEB86659FD93)
 _SEED_HLL = _U64(0xE7037ED1A0B428DB)
-_S30, _S27, _S31 = _U64(30), _U64(27), _U64(31)
-
-
-def _mix_int(x: int) -> int:
-    x &= _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser on a uint64 array (in place when ``x`` is a temporary)."""
-    x = x ^ (x >> _S30)
-    x *= _C1
-    x ^= x >> _S27
-    x *= _C2
-    x ^= x >> _S31
-    return x
 
 
 def _multipliers(n: int) -> np.ndarray:
-    return np.array([_mix_int(j + 1) | 1 for j in range(n)], dtype=np.uint64)
+    return np.array([mix(j + 1) | 1 for j in range(n)], dtype=np.uint64)
 
 
 _ONES = _U64(0xFFFFFFFFFFFFFFFF)
@@ -204,14 +185,14 @@ def word_hashes(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     value *= _GOLDEN
     value ^= _SEED_WORD
     value += chunk
-    hashes = mix64(value)
+    hashes = mix_array(value)
     rest = np.flatnonzero(lengths > 8)
     j = 1
     while rest.size:
         left = lengths[rest] - 8 * j
         kept = np.minimum(left, 8).astype(np.uint64)
         chunk = eight[first[rest] + 8 * j] & (_ONES >> (_U64(64) - _U64(8) * kept))
-        hashes[rest] = mix64(hashes[rest] + chunk)
+        hashes[rest] = mix_array(hashes[rest] + chunk)
         rest = rest[left > 8]
         j += 1
     return hashes, starts
@@ -227,7 +208,7 @@ def ngram_hashes(word_hash: np.ndarray, n: int) -> np.ndarray:
     for j in range(1, n):
         total += word_hash[j : j + count] * multipliers[j]
     total ^= _SEED_NGRAM ^ _U64(n)
-    return mix64(total)
+    return mix_array(total)
 
 
 def text_ngram_hashes(text: str, n: int) -> np.ndarray:
@@ -310,7 +291,7 @@ def hll_update(registers: np.ndarray, hashes: np.ndarray) -> None:
     """Add n-gram hashes to HyperLogLog registers (uint8, 2**HLL_PRECISION of them)."""
     if hashes.size == 0:
         return
-    x = mix64(hashes ^ _SEED_HLL)
+    x = mix_array(hashes ^ _SEED_HLL)
     index = (x >> _U64(64 - HLL_PRECISION)).astype(np.intp)
     rest_bits = 64 - HLL_PRECISION  # 50 bits: exact in float64
     rest = (x & _U64((1 << rest_bits) - 1)).astype(np.float64)
@@ -497,7 +478,7 @@ class BloomFilter:
         block = (hashes % _U64(self.header.m // (64 * k))).astype(np.intp)
         mixed = np.empty((hashes.size, -(-k // 8)), dtype="<u8")  # 8 byte-sized fields each
         for i in range(mixed.shape[1]):
-            mixed[:, i] = mix64(hashes + _U64(((i + 1) * int(_GOLDEN)) & _MASK64))
+            mixed[:, i] = mix_array(hashes + _U64(((i + 1) * int(_GOLDEN)) & _MASK64))
         bits = np.empty((hashes.size, k), dtype=np.uint64)
         np.bitwise_and(mixed.view(np.uint8)[:, :k], np.uint8(63), out=bits, casting="unsafe")
         return block, bits
