@@ -33,8 +33,9 @@ import numpy as np
 CHILD = r"""
 import json, sys, time, hashlib
 from pathlib import Path
-from gpt2cli.overlap import bloom
-from gpt2cli.overlap import contamination
+from gpt2cli.overlap import build, check, ngrams
+from gpt2cli.overlap.filter_file import BloomFilter
+from gpt2cli.overlap.normalise import words
 from gpt2cli.text import readers
 phase, corpus, filter_path, capacity, fp_rate, hashes = sys.argv[1:7]
 start = time.perf_counter()
@@ -46,25 +47,25 @@ elif phase == "naive":
     nbytes = 0
     budget = 2_000_000
     for p in readers.iter_pieces([corpus]):
-        w = bloom.words(p.text)
+        w = words(p.text)
         for i in range(len(w) - 7):
             hashlib.blake2b(" ".join(w[i:i + 8]).encode(), digest_size=16).digest()
         nbytes += len(p.text.encode())
         if nbytes > budget:
             break
 elif phase == "count":
-    estimate, _, nbytes = contamination.estimate_distinct(readers.iter_pieces([corpus]), 8)
+    estimate, _, nbytes = build.estimate_distinct(readers.iter_pieces([corpus]), 8)
     result["estimate"] = estimate
 elif phase.startswith("build"):
-    r = contamination.build_filter(lambda: readers.iter_pieces([corpus]), Path(filter_path), 8,
+    r = build.build_filter(lambda: readers.iter_pieces([corpus]), Path(filter_path), 8,
                              float(fp_rate), int(capacity), hashes=int(hashes) or None)
     nbytes = r.nbytes
     result.update(k=r.header.k, filter_bytes=r.header.file_size, items=r.header.items)
 elif phase == "check":
-    f = bloom.BloomFilter.open(filter_path)
-    batcher = contamination.NgramBatcher(f.header.n)
+    f = BloomFilter.open(filter_path)
+    batcher = ngrams.NgramBatcher(f.header.n)
     nbytes = total = found = 0
-    for batch, _ in contamination.check_batches(f, batcher.batches(readers.iter_pieces([corpus]))):
+    for batch, _ in check.check_batches(f, batcher.batches(readers.iter_pieces([corpus]))):
         nbytes += batch.nbytes
     result["estimated_fp_rate"] = f.estimated_fp_rate
 seconds = time.perf_counter() - start

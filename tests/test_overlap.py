@@ -16,9 +16,12 @@ import numpy as np
 import pytest
 
 from gpt2cli import splitmix
-from gpt2cli.overlap import bloom
-from gpt2cli.overlap import contamination as core
-from gpt2cli.text.readers import Piece
+from gpt2cli.errors import UsageError
+from gpt2cli.overlap import filter_file, hashing, sizing
+from gpt2cli.overlap.build import build_filter
+from gpt2cli.overlap.ngrams import NgramBatcher
+from gpt2cli.overlap.normalise import normalise, normalised_bytes, words
+from gpt2cli.text.readers import Piece, iter_pieces
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -84,7 +87,7 @@ def write_jsonl(path: Path, texts: list[str], **extra) -> Path:
 
 
 def exact_ngrams(text: str, n: int) -> list[tuple[str, ...]]:
-    w = bloom.words(text)
+    w = words(text)
     return [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
 
 
@@ -96,7 +99,7 @@ def corpus(tmp_path_factory) -> dict:
     tests = []
     for i in range(30):
         if i % 3 == 0:  # contaminated: a slice of a training document plus new text
-            source = bloom.words(train[i])
+            source = words(train[i])
             tests.append(" ".join(source[5:40]) + " " + random_text(rng, 40))
         else:
             tests.append(random_text(rng, rng.randint(10, 80)))
@@ -121,7 +124,7 @@ def corpus(tmp_path_factory) -> dict:
 
 
 def test_normalisation_rule() -> None:
-    assert bloom.words("Hello, World! It's 3pm_now -- OK?") == [
+    assert words("Hello, World! It's 3pm_now -- OK?") == [
         "hello",
         "world",
         "it",
@@ -131,9 +134,9 @@ def test_normalisation_rule() -> None:
         "ok",
     ]
     text = "  Café   ÜBER\tnaïve, ΣΟΦΙΑ 東京2020 "
-    assert bloom.normalise(text) == "café über naïve σοφια 東京2020"
-    assert bloom.normalise("...!!!") == ""
-    assert bloom.normalise("a\u0301b") == "a b"  # a combining mark is not alphanumeric
+    assert normalise(text) == "café über naïve σοφια 東京2020"
+    assert normalise("...!!!") == ""
+    assert normalise("a\u0301b") == "a b"  # a combining mark is not alphanumeric
 
 
 def test_word_pattern_is_exactly_str_isalnum() -> None:
@@ -151,9 +154,9 @@ def test_fast_ascii_path_gives_the_same_words() -> None:
     rng = random.Random(3)
     for _ in range(200):
         text = "".join(chr(rng.randint(0, 127)) for _ in range(rng.randint(0, 80)))
-        assert bloom.normalised_bytes(text).split() == [w.encode() for w in bloom.words(text)]
+        assert normalised_bytes(text).split() == [w.encode() for w in words(text)]
     text = "İstanbul Kelvin\u212a ǅemal STRASSE straße"
-    assert bloom.normalised_bytes(text).decode().split() == bloom.words(text)
+    assert normalised_bytes(text).decode().split() == words(text)
 
 
 def test_fast_mixed_path_gives_the_same_words() -> None:
@@ -186,8 +189,8 @@ def test_fast_mixed_path_gives_the_same_words() -> None:
     ]
     for _ in range(5000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
-        assert bloom.normalised_bytes(text).decode().split() == bloom.words(text), repr(text)
-    assert bloom.normalise("ΟΔΟΣ. AΣ Σ") == "οδος aς σ"  # final sigma needs its context
+        assert normalised_bytes(text).decode().split() == words(text), repr(text)
+    assert normalise("ΟΔΟΣ. AΣ Σ") == "οδος aς σ"  # final sigma needs its context
 
 
 # ------------------------------------------------------------------------------------------------
@@ -196,7 +199,7 @@ def test_fast_mixed_path_gives_the_same_words() -> None:
 
 def test_hashes_are_pinned() -> None:
     """The same words give the same 64-bit hashes on every machine and every run (version 1)."""
-    hashes = bloom.text_ngram_hashes("The quick brown fox jumps over the lazy dog, twice!", 3)
+    hashes = hashing.text_ngram_hashes("The quick brown fox jumps over the lazy dog, twice!", 3)
     assert hashes.dtype == np.uint64 and hashes.size == 8
     assert [int(h) for h in hashes[:3]] == PINNED
 
@@ -206,8 +209,8 @@ PINNED = [9838607531243968864, 18237331173884240253, 11846261781842174112]
 
 def test_word_hashes_long_words_and_positions() -> None:
     text = "abcdefgh abcdefghi abcdefghX abcdefghijklmnopqrstuvwxyz abcdefghijklmnopqrstuvwxyy x"
-    data = np.frombuffer(bloom.normalised_bytes(text + " " + text), dtype=np.uint8)
-    hashes, starts = bloom.word_hashes(data)
+    data = np.frombuffer(normalised_bytes(text + " " + text), dtype=np.uint8)
+    hashes, starts = hashing.word_hashes(data)
     assert hashes.size == 12
     assert len(set(hashes[:6].tolist())) == 6  # differ past 8 bytes, by length, by last byte
     assert hashes[:6].tolist() == hashes[6:].tolist()  # same word, same hash, anywhere
@@ -222,7 +225,7 @@ def test_ngram_hashes_of_batches_equal_per_document_hashes() -> None:
         documents[i] += "\nCafé “İstanbul” ΟΔΟΣ, naïve\n" + random_text(rng, 10)
     expected: list[int] = []
     for text in documents:
-        expected.extend(bloom.text_ngram_hashes(text, 4).tolist())
+        expected.extend(hashing.text_ngram_hashes(text, 4).tolist())
     pieces = []
     for line, text in enumerate(documents):
         cut = [i + 1 for i, c in enumerate(text) if c == "\n"]  # cut after newlines
@@ -232,7 +235,7 @@ def test_ngram_hashes_of_batches_equal_per_document_hashes() -> None:
         for j, part in enumerate(parts):
             pieces.append(Piece(part, j == len(parts) - 1, "x", line + 1))
     for batch_chars in (1, 50, 1000, 1 << 20):
-        batcher = core.NgramBatcher(4, batch_chars=batch_chars)
+        batcher = NgramBatcher(4, batch_chars=batch_chars)
         got: list[int] = []
         per_doc: dict[int, int] = {}
         for batch in batcher.batches(pieces):
@@ -242,7 +245,7 @@ def test_ngram_hashes_of_batches_equal_per_document_hashes() -> None:
         assert got == expected, batch_chars
         assert batcher.documents == len(documents)
         for index, text in enumerate(documents):
-            assert per_doc.get(index, 0) == max(0, len(bloom.words(text)) - 3)
+            assert per_doc.get(index, 0) == max(0, len(words(text)) - 3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,22 +253,22 @@ def test_ngram_hashes_of_batches_equal_per_document_hashes() -> None:
 
 
 def test_optimal_shape() -> None:
-    m, k = bloom.optimal_shape(1_000_000, 1e-8)
+    m, k = sizing.optimal_shape(1_000_000, 1e-8)
     assert k == 18 and m % (64 * k) == 0
     classic = 1_000_000 * 38.34  # -n ln p / (ln 2)^2 bits of an unblocked filter
     assert 1.25 * classic < m < 1.35 * classic
     # the least number of blocks that keeps the bound
-    assert bloom.fp_rate_from_items(1_000_000, m, k) <= 1e-8
-    assert bloom.fp_rate_from_items(1_000_000, m - 64 * k, k) > 1e-8
-    assert bloom.optimal_shape(100, 0.01) == (1280, 5)
-    with pytest.raises(bloom.UsageError):
-        bloom.optimal_shape(100, 1.0)
-    with pytest.raises(bloom.UsageError):
-        bloom.optimal_shape(100, 1e-8, hashes=65)
+    assert sizing.fp_rate_from_items(1_000_000, m, k) <= 1e-8
+    assert sizing.fp_rate_from_items(1_000_000, m - 64 * k, k) > 1e-8
+    assert sizing.optimal_shape(100, 0.01) == (1280, 5)
+    with pytest.raises(UsageError):
+        sizing.optimal_shape(100, 1.0)
+    with pytest.raises(UsageError):
+        sizing.optimal_shape(100, 1e-8, hashes=65)
     # fewer bits per n-gram: a larger filter that keeps the bound
-    m14, k14 = bloom.optimal_shape(1_000_000, 1e-8, hashes=14)
+    m14, k14 = sizing.optimal_shape(1_000_000, 1e-8, hashes=14)
     assert k14 == 14 and m14 > m
-    assert bloom.fp_rate_from_items(1_000_000, m14, k14) <= 1e-8
+    assert sizing.fp_rate_from_items(1_000_000, m14, k14) <= 1e-8
 
 
 def test_false_positive_formula_matches_a_simulated_filter() -> None:
@@ -280,9 +283,9 @@ def test_false_positive_formula_matches_a_simulated_filter() -> None:
     block = rng.integers(0, blocks, probes)
     mask = np.left_shift(np.uint64(1), rng.integers(0, 64, (probes, k)).astype(np.uint64))
     measured = np.mean(((words[block] & mask) == mask).all(axis=1))
-    _, from_bits = bloom.bit_statistics(words.reshape(-1), k)
+    _, from_bits = filter_file.bit_statistics(words.reshape(-1), k)
     assert abs(measured - from_bits) < 0.08 * from_bits
-    assert abs(bloom.fp_rate_at_load(items / blocks, k) - from_bits) < 0.08 * from_bits
+    assert abs(sizing.fp_rate_at_load(items / blocks, k) - from_bits) < 0.08 * from_bits
 
 
 def test_header_layout(corpus) -> None:
@@ -291,8 +294,8 @@ def test_header_layout(corpus) -> None:
     version, norm, n, k, m, capacity, items, bits_set = struct.unpack_from("<IIIIQQQQ", data, 8)
     assert (version, norm, n) == (2, 1, 8)
     assert 0 < struct.unpack_from("<d", data, 68)[0] < 1e-8  # false-positive rate at this fill
-    assert len(data) == bloom.DATA_OFFSET + m // 8
-    words = np.frombuffer(data, dtype="<u8", offset=bloom.DATA_OFFSET)
+    assert len(data) == filter_file.DATA_OFFSET + m // 8
+    words = np.frombuffer(data, dtype="<u8", offset=filter_file.DATA_OFFSET)
     assert bits_set == int(np.bitwise_count(words).sum())
     expected_items = sum(len(exact_ngrams(t, 8)) for t in corpus["train"])
     assert items == expected_items
@@ -301,18 +304,19 @@ def test_header_layout(corpus) -> None:
 
 def test_memory_and_file_mapped_builds_are_identical(tmp_path, corpus) -> None:
     def pieces():
-        return core.open_pieces([str(corpus["train_path"])], None, "text", "", "strict")
+        return iter_pieces([str(corpus["train_path"])], None, "text", "", "strict")
 
-    a = core.build_filter(pieces, tmp_path / "a.bloom", 8, 1e-6, 50_000, in_memory=True)
-    b = core.build_filter(pieces, tmp_path / "b.bloom", 8, 1e-6, 50_000, in_memory=False)
+    a = build_filter(pieces, tmp_path / "a.bloom", 8, 1e-6, 50_000, in_memory=True)
+    b = build_filter(pieces, tmp_path / "b.bloom", 8, 1e-6, 50_000, in_memory=False)
     assert a.header == b.header
     assert (tmp_path / "a.bloom").read_bytes() == (tmp_path / "b.bloom").read_bytes()
 
 
 def test_byte_identical_across_runs_and_hash_seeds(tmp_path, corpus) -> None:
     script = (
-        "import sys; from pathlib import Path; from gpt2cli.overlap import contamination as o; "
-        "o.build_filter(lambda: o.open_pieces([sys.argv[1]], None, 'text', '', 'strict'), "
+        "import sys; from pathlib import Path; from gpt2cli.overlap.build import build_filter; "
+        "from gpt2cli.text.readers import iter_pieces; "
+        "build_filter(lambda: iter_pieces([sys.argv[1]], None, 'text', '', 'strict'), "
         "Path(sys.argv[2]), 8, 1e-8, None)"
     )
     outputs = []
@@ -520,7 +524,7 @@ def test_empty_input(tmp_path, corpus) -> None:
     assert_one_line_error(code, err, 1, "no 8-grams")
     code, _, err = gpt2("overlap", "build", "--capacity", "1000", "-o", str(out), "-", stdin=b"")
     assert code == 0, err
-    assert bloom.BloomFilter.open(out).header.bits_set == 0
+    assert filter_file.BloomFilter.open(out).header.bits_set == 0
     code, out_bytes, err = gpt2(
         "overlap", "check", "-F", str(corpus["filter"]), "--jsonl", "-", stdin=b""
     )
@@ -588,9 +592,9 @@ def test_over_capacity_is_warned(tmp_path, corpus) -> None:
 def test_bit_positions_follow_the_documented_formula(corpus) -> None:
     """Block b = g mod B; in its word j the bit (h_(j div 8) >> 8 (j mod 8)) mod 64,
     h_i = mix(g + (i + 1) GOLDEN)."""
-    bloom_filter = bloom.BloomFilter.open(corpus["filter"])
+    bloom_filter = filter_file.BloomFilter.open(corpus["filter"])
     m, k = bloom_filter.header.m, bloom_filter.header.k
-    hashes = bloom.text_ngram_hashes(corpus["train"][0], 8)[:20]
+    hashes = hashing.text_ngram_hashes(corpus["train"][0], 8)[:20]
     positions = bloom_filter.positions(hashes)
     golden = splitmix.GOLDEN
     for g, row in zip(hashes.tolist(), positions.tolist()):

@@ -15,9 +15,10 @@ from gpt2cli import console
 from gpt2cli.commands import options
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write
-from gpt2cli.overlap import bloom
-from gpt2cli.overlap import contamination as core
-from gpt2cli.text.readers import check_format
+from gpt2cli.overlap.build import build_filter, merge_filters, spool_stdin
+from gpt2cli.overlap.check import CheckReport, Counts, check_inputs, check_max_overlap, probe_filter
+from gpt2cli.overlap.filter_file import BloomFilter
+from gpt2cli.text.readers import check_format, iter_pieces
 
 NAME = "overlap"
 
@@ -66,7 +67,7 @@ def _human_bytes(size: float) -> str:
     return f"{size:,.1f} TB"
 
 
-def _filter_summary(bloom_filter: bloom.BloomFilter) -> dict:
+def _filter_summary(bloom_filter: BloomFilter) -> dict:
     header = bloom_filter.header
     return {
         "path": str(bloom_filter.path) if bloom_filter.path else None,
@@ -86,7 +87,7 @@ def _filter_summary(bloom_filter: bloom.BloomFilter) -> dict:
     }
 
 
-def _filter_line(bloom_filter: bloom.BloomFilter) -> str:
+def _filter_line(bloom_filter: BloomFilter) -> str:
     header = bloom_filter.header
     return (
         f"filter {bloom_filter.path or ''}: {header.n}-grams, {_human_bytes(header.file_size)}, "
@@ -96,7 +97,7 @@ def _filter_line(bloom_filter: bloom.BloomFilter) -> str:
     )
 
 
-def _warn_over_capacity(command: str, bloom_filter: bloom.BloomFilter) -> None:
+def _warn_over_capacity(command: str, bloom_filter: BloomFilter) -> None:
     header = bloom_filter.header
     if bloom_filter.estimated_fp_rate > 2 * header.fp_rate:
         console.warn(
@@ -107,17 +108,6 @@ def _warn_over_capacity(command: str, bloom_filter: bloom.BloomFilter) -> None:
             f"{bloom_filter.estimated_fp_rate:.2e} exceeds the target "
             f"{header.fp_rate:.0e}",
         )
-
-
-def _tracked(batches: Iterable[core.Batch], label: str) -> Iterator[core.Batch]:
-    """Progress on stderr (a TTY only) while batches flow."""
-    total = 0
-    with console.progress() as bar:
-        task = bar.add_task(label, total=None, status="")
-        for batch in batches:
-            total += batch.nbytes
-            bar.update(task, completed=total, status=f"{total / 1e6:,.1f} MB")
-            yield batch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,14 +135,14 @@ def build_command(
     sources = list(inputs)
     if capacity is None and "-" in sources:
         # stdin cannot be read twice: keep a copy for the second pass
-        spooled = core.spool_stdin(output.parent if str(output.parent) else Path("."))
+        spooled = spool_stdin(output.parent if str(output.parent) else Path("."))
         sources = [str(spooled) if name == "-" else name for name in sources]
     count_seconds = 0.0
     try:
         passes: list[str] = []
 
         def pieces() -> Iterable:
-            return core.open_pieces(sources, fmt, field, delimiter, errors)
+            return iter_pieces(sources, fmt, field, delimiter, errors)
 
         def on_pass(name: str) -> None:
             nonlocal count_seconds
@@ -164,15 +154,13 @@ def build_command(
                     f"{count_seconds:.1f} s; sizing the filter"
                 )
 
-        result = core.build_filter(
-            pieces, output, n, fp_rate, capacity, on_pass=on_pass, hashes=hashes
-        )
+        result = build_filter(pieces, output, n, fp_rate, capacity, on_pass=on_pass, hashes=hashes)
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
     seconds = timer.seconds
     header = result.header
-    built = bloom.BloomFilter.open(output)
+    built = BloomFilter.open(output)
     rate = result.nbytes / 1e6 / max(seconds - count_seconds, 1e-9)
     summary = (
         f"gpt2 overlap build: {result.documents:,} documents, {_human_bytes(result.nbytes)} of "
@@ -203,8 +191,8 @@ def build_command(
 
 def merge_command(inputs: list[str], output: Path, as_json: bool) -> None:
     timer = console.Stopwatch()
-    core.merge_filters(inputs, output)
-    merged = bloom.BloomFilter.open(output)
+    merge_filters(inputs, output)
+    merged = BloomFilter.open(output)
     console.info(
         f"gpt2 overlap merge: {len(inputs)} filters -> {output} in {timer.seconds:.1f} s; "
         + _filter_line(merged).split(": ", 1)[1]
@@ -220,7 +208,7 @@ def merge_command(inputs: list[str], output: Path, as_json: bool) -> None:
 # check
 
 
-def _record(counts: core.Counts, fp_rate: float, per_doc: bool) -> dict:
+def _record(counts: Counts, fp_rate: float, per_doc: bool) -> dict:
     record: dict = {"source": counts.name}
     if per_doc:
         record["document"] = counts.index
@@ -237,17 +225,12 @@ def _record(counts: core.Counts, fp_rate: float, per_doc: bool) -> dict:
     return record
 
 
-def _percent_text(counts: core.Counts) -> str:
+def _percent_text(counts: Counts) -> str:
     return "n/a (no n-grams)" if counts.percent is None else f"{counts.percent:.2f}%"
 
 
 def _print_table(
-    rows: list[core.Counts],
-    total: core.Counts,
-    bloom_filter: bloom.BloomFilter,
-    per_doc: bool,
-    omitted: int,
-    rows_on_stdout: bool,
+    report: CheckReport, bloom_filter: BloomFilter, per_doc: bool, rows_on_stdout: bool
 ) -> None:
     from rich.table import Table
 
@@ -257,6 +240,7 @@ def _print_table(
     table.add_column(f"{n}-grams", justify="right")
     table.add_column("found", justify="right")
     table.add_column("overlap", justify="right")
+    rows, total, omitted = report.rows, report.total, report.omitted
     for row in rows:
         name = f"{row.name}:{row.line}" if per_doc else row.name
         table.add_row(name, f"{row.ngrams:,}", f"{row.found:,}", _percent_text(row))
@@ -277,19 +261,6 @@ def _print_table(
 TABLE_ROWS = 50
 
 
-def _write_document(
-    out: IO[bytes], info: core.DocInfo, fmt: str | None, delimiter: str, first: bool
-) -> None:
-    if info.fields is not None:
-        out.write(json.dumps(info.fields, ensure_ascii=False).encode("utf-8") + b"\n")
-    elif fmt == "nul":
-        out.write(info.text.encode("utf-8") + b"\0")
-    else:
-        if not first:
-            out.write(f"\n{delimiter}\n".encode())
-        out.write(info.text.encode("utf-8"))
-
-
 def check_command(
     inputs: list[str],
     filter_path: Path,
@@ -308,8 +279,7 @@ def check_command(
 ) -> None:
     if as_json and as_jsonl:
         raise UsageError("--json and --jsonl do not go together")
-    if not 0.0 <= max_overlap <= 100.0:
-        raise UsageError(f"--max-overlap is a percentage from 0 to 100, not {max_overlap:g}")
+    check_max_overlap(max_overlap)
     if exclude and output is None and (as_json or as_jsonl):
         raise UsageError(
             "--exclude-overlapping writes the kept documents to stdout, so "
@@ -320,87 +290,67 @@ def check_command(
         raise UsageError("-o/--output is for the documents kept by --exclude-overlapping")
     if probe is not None and probe < 1:
         raise UsageError(f"--probe must be a positive number, not {probe}")
-    bloom_filter = bloom.BloomFilter.open(filter_path)
+    bloom_filter = BloomFilter.open(filter_path)
     fp_rate = bloom_filter.estimated_fp_rate
     timer = console.Stopwatch()
     run_inputs = inputs if inputs or probe is None else []
-    rows: list[core.Counts] = []
-    by_source: dict[str, core.Counts] = {}
-    total = core.Counts("total")
-    nbytes = 0
-    omitted = 0
-    kept = removed = 0
-    stdout_lines = as_jsonl
+    report = CheckReport()
+
+    def print_document(counts: Counts) -> None:
+        print(json.dumps(_record(counts, fp_rate, True)), flush=False)
 
     with ExitStack() as stack:
         out: IO[bytes] | None = None
         if exclude:
             out = stack.enter_context(atomic_write(output, "wb")) if output else sys.stdout.buffer
         if run_inputs:
-            for name in run_inputs:  # every input gets a row, even an empty one
-                source = "<stdin>" if name == "-" else name
-                by_source.setdefault(source, core.Counts(source))
-            make = core.document_pieces if exclude else core.open_pieces
-            pieces = make(run_inputs, fmt, field, delimiter, errors)
-            batcher = core.NgramBatcher(bloom_filter.header.n, keep_text=exclude)
-            batches = _tracked(batcher.batches(pieces), "check")
-            for batch, finished in core.check_batches(bloom_filter, batches):
-                nbytes += batch.nbytes
-                for info in finished:
-                    counts = core.Counts(
-                        info.source, info.ngrams, info.found, 1, info.line, info.index
-                    )
-                    total.ngrams += info.ngrams
-                    total.found += info.found
-                    total.documents += 1
-                    if per_doc:
-                        if stdout_lines:
-                            print(json.dumps(_record(counts, fp_rate, True)), flush=False)
-                        if as_json or len(rows) < TABLE_ROWS:
-                            rows.append(counts)
-                        else:
-                            omitted += 1
-                    else:
-                        aggregate = by_source.setdefault(info.source, core.Counts(info.source))
-                        aggregate.ngrams += info.ngrams
-                        aggregate.found += info.found
-                        aggregate.documents += 1
-                    if out is not None:
-                        percent = counts.percent
-                        if percent is None or percent <= max_overlap:
-                            _write_document(out, info, fmt, delimiter, kept == 0)
-                            kept += 1
-                        else:
-                            removed += 1
-            if not per_doc:
-                rows = list(by_source.values())
-                if stdout_lines:
-                    for row in rows:
-                        print(json.dumps(_record(row, fp_rate, False)))
+            with console.progress() as bar:
+                task = bar.add_task("check", total=None, status="")
+
+                def on_progress(nbytes: int) -> None:
+                    bar.update(task, completed=nbytes, status=f"{nbytes / 1e6:,.1f} MB")
+
+                report = check_inputs(
+                    bloom_filter,
+                    run_inputs,
+                    fmt,
+                    field,
+                    delimiter,
+                    errors,
+                    per_doc=per_doc,
+                    max_rows=None if as_json else TABLE_ROWS,
+                    keep_to=out,
+                    max_overlap=max_overlap,
+                    on_document=print_document if per_doc and as_jsonl else None,
+                    on_progress=on_progress,
+                )
+            if not per_doc and as_jsonl:
+                for row in report.rows:
+                    print(json.dumps(_record(row, fp_rate, False)))
         if exclude and out is sys.stdout.buffer:
             out.flush()
 
     seconds = timer.seconds
-    probe_result = core.probe(bloom_filter, probe, seed) if probe is not None else None
+    probe_result = probe_filter(bloom_filter, probe, seed) if probe is not None else None
 
     if run_inputs:
-        if total.documents == 0:
+        if report.total.documents == 0:
             console.warn("overlap check", "empty input: no documents to check")
-        elif total.ngrams == 0:
+        elif report.total.ngrams == 0:
             console.warn(
                 "overlap check",
                 f"no document has {bloom_filter.header.n} words: zero n-grams to check",
             )
-        _print_table(rows, total, bloom_filter, per_doc, omitted, as_jsonl)
+        _print_table(report, bloom_filter, per_doc, as_jsonl)
         console.info(
-            f"gpt2 overlap check: {total.documents:,} documents, "
-            f"{_human_bytes(nbytes)} of text in {seconds:.1f} s "
-            f"({nbytes / 1e6 / seconds:,.1f} MB/s)"
+            f"gpt2 overlap check: {report.total.documents:,} documents, "
+            f"{_human_bytes(report.nbytes)} of text in {seconds:.1f} s "
+            f"({report.nbytes / 1e6 / seconds:,.1f} MB/s)"
         )
     if exclude:
         console.info(
-            f"gpt2 overlap check: kept {kept:,} documents with overlap <= "
-            f"{max_overlap:g}%, removed {removed:,}" + (f" -> {output}" if output else "")
+            f"gpt2 overlap check: kept {report.kept:,} documents with overlap <= "
+            f"{max_overlap:g}%, removed {report.removed:,}" + (f" -> {output}" if output else "")
         )
     if probe_result is not None:
         console.info(
@@ -426,14 +376,16 @@ def check_command(
     if as_json:
         document = {
             "filter": _filter_summary(bloom_filter),
-            ("documents" if per_doc else "inputs"): [_record(r, fp_rate, per_doc) for r in rows],
-            "total": _record(total, fp_rate, False) if run_inputs else None,
+            ("documents" if per_doc else "inputs"): [
+                _record(r, fp_rate, per_doc) for r in report.rows
+            ],
+            "total": _record(report.total, fp_rate, False) if run_inputs else None,
         }
         if probe_record is not None:
             document["probe"] = probe_record
         if exclude:
-            document["kept"] = kept
-            document["removed"] = removed
+            document["kept"] = report.kept
+            document["removed"] = report.removed
         print(json.dumps(document))
     sys.stdout.flush()
 

@@ -1,34 +1,12 @@
-"""Text normalisation, word n-gram hashing and the Bloom filter file (``gpt2 overlap``).
+"""The Bloom filter file (``gpt2 overlap``): its format, the blocked bit array, and adding
+and querying n-gram hashes (``hashing``) through it. The one home of the format.
 
-Normalisation, version 1 (the GPT-2 paper, §4: "lower-cased alphanumeric words
-with a single space as a delimiter"):
-
-1. lower-case the text with Python's ``str.lower`` (full Unicode case mapping);
-2. a *word* is a maximal run of characters for which ``str.isalnum()`` is true
-   (Unicode letters and digits of any script); every other character (spaces,
-   punctuation, symbols, underscores, combining marks) separates words;
-3. the normalised text is the words joined by single spaces; an *n-gram* is n
-   consecutive words of one document (never across documents).
-
-ASCII text is normalised identically everywhere; characters outside ASCII follow
-the Unicode database of the running Python (``unicodedata.unidata_version``).
-
-Hashing, version 1 (stable: independent of ``PYTHONHASHSEED``, platform and run;
-all arithmetic is uint64 with wrap-around, vectorised with numpy; ``mix`` is
-splitmix64's finaliser, the constants are below):
-
-* word: ``h = mix((len * GOLDEN ^ SEED_WORD) + c0)`` then ``h = mix(h + cj)`` for
-  j = 1, 2, ... where ``cj`` is bytes 8j..8j+7 of the word's UTF-8 read as a
-  little-endian uint64, zero-padded past the word's end;
-* n-gram of words w0..w(n-1): ``g = mix((sum_j h(wj) * R_j) ^ SEED_NGRAM ^ n)`` with
-  ``R_j = mix(j + 1) | 1``;
-* the filter is *blocked* (a split-block Bloom filter): the m bits are B blocks of k
-  64-bit words (m = 64 k B) and an n-gram sets one bit in each word of one block:
-  block ``b = g mod B``; in its word j (j = 0..k-1) the bit
-  ``(h_(j div 8) >> 8 (j mod 8)) mod 64`` (the low 6 bits of byte j mod 8 of h_(j div 8))
-  where ``h_i = mix(g + (i + 1) GOLDEN)``.
-  So the whole n-gram lives in k*8 consecutive bytes (one to four cache lines), read or
-  written at once, instead of k random places of a classic Bloom filter.
+Block layout (a split-block Bloom filter): the m bits are B blocks of k 64-bit words
+(m = 64 k B) and an n-gram hash g sets one bit in each word of one block: block
+``b = g mod B``; in its word j (j = 0..k-1) the bit ``(h_(j div 8) >> 8 (j mod 8)) mod 64``
+(the low 6 bits of byte j mod 8 of h_(j div 8)) where ``h_i = mix(g + (i + 1) GOLDEN)``.
+So the whole n-gram lives in k*8 consecutive bytes (one to four cache lines), read or
+written at once, instead of k random places of a classic Bloom filter.
 
 Filter file, version 2 (little-endian); see ``HEADER_FORMAT`` and the README:
 
@@ -54,11 +32,8 @@ Filter file, version 2 (little-endian); see ``HEADER_FORMAT`` and the README:
 from __future__ import annotations
 
 import errno
-import functools
-import math
 import mmap
 import os
-import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -67,254 +42,21 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.errors import Gpt2Error
 from gpt2cli.fileio import open_file
-from gpt2cli.splitmix import GOLDEN, mix, mix_array
+from gpt2cli.overlap.hyperloglog import HLL_PRECISION, HLL_REGISTERS, hll_estimate, hll_update
+from gpt2cli.overlap.normalise import NORMALISATION_VERSION
+from gpt2cli.splitmix import GOLDEN, MASK64, mix_array
 
 MAGIC = b"G2BLOOM\x1a"
 FORMAT_VERSION = 2
-NORMALISATION_VERSION = 1
 HEADER_FORMAT = "<8sIIIIQQQQdIdI"
 HEADER_FIELDS = struct.calcsize(HEADER_FORMAT)  # 80
 HEADER_SIZE = 128
-HLL_PRECISION = 14
-HLL_REGISTERS = 1 << HLL_PRECISION
 DATA_OFFSET = 20480
 assert HEADER_SIZE + HLL_REGISTERS <= DATA_OFFSET
 
 _U64 = np.uint64
-_MASK64 = (1 << 64) - 1
-
-# ---------------------------------------------------------------------------------------------
-# normalisation
-
-_NON_WORD = re.compile(r"[\W_]+")
-_WORD = re.compile(r"[^\W_]+")
-# ASCII fast path: upper-case letters to lower case, every other non-alphanumeric byte to a space.
-_ASCII_TABLE = bytes(
-    (c + 32 if 65 <= c <= 90 else c) if chr(c).isalnum() else 32 for c in range(128)
-) + bytes(range(128, 256))
-
-
-def words(text: str) -> list[str]:
-    """The normalised words of ``text`` (normalisation version 1)."""
-    return _WORD.findall(text.lower())
-
-
-def normalise(text: str) -> str:
-    """``text`` as lower-cased alphanumeric words separated by single spaces."""
-    return " ".join(words(text))
-
-
-_SPACE_TABLE = np.zeros(256, dtype=bool)
-_SPACE_TABLE[list(b" \n\t\r\v\f")] = True
-
-
-def _normalise_token(token: bytes) -> bytes:
-    return _NON_WORD.sub(" ", token.decode("utf-8").lower()).encode("utf-8")
-
-
-def normalised_bytes(text: str) -> bytes:
-    """UTF-8 of the words of ``text``, separated by one or more spaces (fast; same words).
-
-    ASCII bytes go through one ``bytes.translate``. Only the whitespace-delimited tokens
-    that hold a non-ASCII character are decoded, lower-cased and split with the regular
-    expression: ASCII whitespace is neither cased nor case-ignorable, so lower-casing a
-    token alone (Greek final sigma included) equals lower-casing the whole text.
-    """
-    if text.isascii():
-        return text.encode("ascii").translate(_ASCII_TABLE)
-    data = text.encode("utf-8")
-    array = np.frombuffer(data, dtype=np.uint8)
-    spaces = np.flatnonzero(_SPACE_TABLE[array])
-    non_ascii = np.flatnonzero(array >= 0x80)
-    after = np.searchsorted(spaces, non_ascii)  # index of the first space after each byte
-    token_ends = np.append(spaces, array.size)[after]
-    token_starts = np.insert(spaces + 1, 0, 0)[after]
-    first = np.flatnonzero(np.diff(token_starts, prepend=-1))  # one entry per token
-    out: list[bytes] = []
-    done = 0
-    for begin, end in zip(token_starts[first].tolist(), token_ends[first].tolist()):
-        out.append(data[done:begin])
-        out.append(_normalise_token(data[begin:end]))
-        done = end
-    out.append(data[done:])
-    return b"".join(out).translate(_ASCII_TABLE)
-
-
-# ---------------------------------------------------------------------------------------------
-# hashing (version 1)
-
-_GOLDEN = _U64(GOLDEN)
-_SEED_WORD = _U64(0x2545F4914F6CDD1D)
-_SEED_NGRAM = _U64(0xD6E8FEB86659FD93)
-_SEED_HLL = _U64(0xE7037ED1A0B428DB)
-
-
-def _multipliers(n: int) -> np.ndarray:
-    return np.array([mix(j + 1) | 1 for j in range(n)], dtype=np.uint64)
-
-
-_ONES = _U64(0xFFFFFFFFFFFFFFFF)
-
-
-def word_hashes(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of the words in ``data`` (uint8 array of words separated by spaces).
-
-    A word's UTF-8 bytes are read 8 at a time as little-endian uint64 (the last
-    chunk zero-padded) and chained through the mixer, seeded with the word length.
-    Returns ``(hashes, starts)``: one uint64 per word and the byte offset where it starts.
-    """
-    size = data.size
-    padded = np.empty(size + 16, dtype=np.uint8)
-    padded[0] = 32
-    padded[1 : size + 1] = data
-    padded[size + 1 :] = 32
-    is_space = padded[: size + 2] == 32
-    edges = np.flatnonzero(is_space[1:] != is_space[:-1])  # start, end, start, end, ...
-    starts = edges[0::2]
-    if starts.size == 0:
-        return np.zeros(0, dtype=np.uint64), starts
-    lengths = edges[1::2] - starts
-    # 8 bytes at every offset (unaligned little-endian loads, no copy)
-    eight = np.ndarray((size + 9,), dtype="<u8", buffer=padded, offset=0, strides=(1,))
-    first = starts + 1  # offset in ``padded``
-    kept = np.minimum(lengths, 8).astype(np.uint64)
-    chunk = eight[first] & (_ONES >> (_U64(64) - _U64(8) * kept))
-    value = lengths.astype(np.uint64)
-    value *= _GOLDEN
-    value ^= _SEED_WORD
-    value += chunk
-    hashes = mix_array(value)
-    rest = np.flatnonzero(lengths > 8)
-    j = 1
-    while rest.size:
-        left = lengths[rest] - 8 * j
-        kept = np.minimum(left, 8).astype(np.uint64)
-        chunk = eight[first[rest] + 8 * j] & (_ONES >> (_U64(64) - _U64(8) * kept))
-        hashes[rest] = mix_array(hashes[rest] + chunk)
-        rest = rest[left > 8]
-        j += 1
-    return hashes, starts
-
-
-def ngram_hashes(word_hash: np.ndarray, n: int) -> np.ndarray:
-    """One uint64 per window of ``n`` consecutive word hashes (``len - n + 1`` of them)."""
-    count = word_hash.size - n + 1
-    if count <= 0:
-        return np.zeros(0, dtype=np.uint64)
-    multipliers = _multipliers(n)
-    total = word_hash[:count] * multipliers[0]
-    for j in range(1, n):
-        total += word_hash[j : j + count] * multipliers[j]
-    total ^= _SEED_NGRAM ^ _U64(n)
-    return mix_array(total)
-
-
-def text_ngram_hashes(text: str, n: int) -> np.ndarray:
-    """All n-gram hashes of one document (convenience for tests and probes)."""
-    data = np.frombuffer(normalised_bytes(text), dtype=np.uint8)
-    hashes, _ = word_hashes(data)
-    return ngram_hashes(hashes, n)
-
-
-# ---------------------------------------------------------------------------------------------
-# sizing
-
-
-def _log_factorials(count: int) -> np.ndarray:
-    return np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, count, dtype=np.float64)))))
-
-
-def fp_rate_at_load(load: float, k: int) -> float:
-    """False-positive rate of a blocked filter whose blocks hold ``load`` distinct n-grams on
-    average: a block holds c of them with probability Poisson(c; load), each of its k words
-    then has a given bit set with probability 1 - (63/64)^c, and a new n-gram is a false
-    positive when its k bits (one per word) are all set: sum_c P(c) (1 - (63/64)^c)^k."""
-    if load <= 0.0:
-        return 0.0
-    count = np.arange(int(load + 12.0 * math.sqrt(load) + 40.0))
-    log_pmf = -load + count * math.log(load) - _log_factorials(count.size)
-    per_word = -np.expm1(count * math.log1p(-1.0 / 64.0))
-    return float(np.sum(np.exp(log_pmf) * per_word**k))
-
-
-def fp_rate_from_items(items: float, m: int, k: int) -> float:
-    """The expected false-positive rate after ``items`` distinct n-grams (m bits, k per n-gram)."""
-    return fp_rate_at_load(items / (m // (64 * k)), k)
-
-
-def _max_load(fp_rate: float, k: int, steps: int = 60) -> float:
-    """The largest average block load that keeps the false-positive rate at most ``fp_rate``."""
-    low, high = 0.0, 64.0 * k
-    while fp_rate_at_load(high, k) <= fp_rate:
-        low, high = high, 2 * high
-    for _ in range(steps):
-        middle = (low + high) / 2
-        low, high = (middle, high) if fp_rate_at_load(middle, k) <= fp_rate else (low, middle)
-    return low
-
-
-MAX_HASHES = 64
-DEFAULT_HASHES_LIMIT = 32  # more words per block cost build time for a few % of memory
-
-
-@functools.lru_cache(maxsize=16)
-def default_hashes(fp_rate: float) -> int:
-    """k for ``fp_rate``: the fewest bits per n-gram whose filter is within 10% of the smallest
-    (over k <= 32); at 1e-8 that is 18, a filter 1.31x the size of a classic Bloom filter's."""
-    loads = {k: _max_load(fp_rate, k, 24) for k in range(1, DEFAULT_HASHES_LIMIT + 1)}
-    bits = {k: 64 * k / load for k, load in loads.items() if load > 0}
-    smallest = min(bits.values())
-    return min(k for k, per_item in bits.items() if per_item <= 1.1 * smallest)
-
-
-def optimal_shape(capacity: int, fp_rate: float, hashes: int | None = None) -> tuple[int, int]:
-    """(m bits, k bits per n-gram) of the smallest blocked filter that holds ``capacity``
-    distinct n-grams at a false-positive rate of at most ``fp_rate`` (see ``fp_rate_at_load``).
-
-    k is ``hashes`` when given (fewer: less work per n-gram, a larger filter), else
-    ``default_hashes(fp_rate)``; m is 64 k times the number of blocks.
-    """
-    if not 0.0 < fp_rate < 1.0:
-        raise UsageError(f"--fp-rate must be between 0 and 1 (exclusive), not {fp_rate:g}")
-    if capacity < 1:
-        raise UsageError(f"--capacity must be at least 1, not {capacity}")
-    if hashes is not None and not 1 <= hashes <= MAX_HASHES:
-        raise UsageError(f"--hashes must be from 1 to {MAX_HASHES}, not {hashes}")
-    k = hashes or default_hashes(fp_rate)
-    blocks = max(1, math.ceil(capacity / _max_load(fp_rate, k)))
-    return 64 * k * blocks, k
-
-
-def hll_update(registers: np.ndarray, hashes: np.ndarray) -> None:
-    """Add n-gram hashes to HyperLogLog registers (uint8, 2**HLL_PRECISION of them)."""
-    if hashes.size == 0:
-        return
-    x = mix_array(hashes ^ _SEED_HLL)
-    index = (x >> _U64(64 - HLL_PRECISION)).astype(np.intp)
-    rest_bits = 64 - HLL_PRECISION  # 50 bits: exact in float64
-    rest = (x & _U64((1 << rest_bits) - 1)).astype(np.float64)
-    _, exponent = np.frexp(rest)  # rest = mantissa * 2**exponent, floor(log2 rest) = exponent - 1
-    rank = (rest_bits + 1 - exponent).astype(np.uint8)  # leading zeros + 1; 51 when rest == 0
-    higher = rank > registers[index]
-    if higher.any():
-        np.maximum.at(registers, index[higher], rank[higher])
-
-
-def hll_estimate(registers: np.ndarray) -> float:
-    """HyperLogLog cardinality estimate (with linear counting for small sets)."""
-    size = registers.size
-    alpha = 0.7213 / (1 + 1.079 / size)
-    estimate = alpha * size * size / float(np.sum(np.ldexp(1.0, -registers.astype(np.int64))))
-    zeros = int(np.count_nonzero(registers == 0))
-    if estimate <= 2.5 * size and zeros:
-        estimate = size * math.log(size / zeros)
-    return estimate
-
-
-# ---------------------------------------------------------------------------------------------
-# the filter file
 
 
 @dataclass
@@ -478,7 +220,7 @@ class BloomFilter:
         block = (hashes % _U64(self.header.m // (64 * k))).astype(np.intp)
         mixed = np.empty((hashes.size, -(-k // 8)), dtype="<u8")  # 8 byte-sized fields each
         for i in range(mixed.shape[1]):
-            mixed[:, i] = mix_array(hashes + _U64(((i + 1) * int(_GOLDEN)) & _MASK64))
+            mixed[:, i] = mix_array(hashes + _U64(((i + 1) * GOLDEN) & MASK64))
         bits = np.empty((hashes.size, k), dtype=np.uint64)
         np.bitwise_and(mixed.view(np.uint8)[:, :k], np.uint8(63), out=bits, casting="unsafe")
         return block, bits

@@ -1,0 +1,151 @@
+"""Building a filter from documents (sized by a counting pass, or by ``--capacity``) and
+merging filters built in parts."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.fileio import atomic_write
+from gpt2cli.overlap.filter_file import BloomFilter, Header, iter_chunks
+from gpt2cli.overlap.hyperloglog import HLL_REGISTERS, hll_estimate, hll_update
+from gpt2cli.overlap.ngrams import Batch, NgramBatcher
+from gpt2cli.overlap.sizing import optimal_shape
+from gpt2cli.text.readers import Piece
+
+CAPACITY_MARGIN = 1.05  # HyperLogLog estimate (std. error 0.8% at p=14) times this
+
+
+@dataclass
+class BuildResult:
+    header: Header
+    documents: int
+    nbytes: int
+    distinct_estimate: float
+    capacity_from: str  # "option" or "estimate"
+    seconds_counting: float = 0.0
+
+
+def estimate_distinct(
+    pieces: Iterable[Piece], n: int, on_batch: Callable[[Batch], None] | None = None
+) -> tuple[float, int, int]:
+    """(HyperLogLog estimate of distinct n-grams, documents, bytes) in one pass."""
+    registers = np.zeros(HLL_REGISTERS, dtype=np.uint8)
+    batcher = NgramBatcher(n, track=False)
+    nbytes = 0
+    for batch in batcher.batches(pieces):
+        hll_update(registers, batch.hashes)
+        nbytes += batch.nbytes
+        if on_batch:
+            on_batch(batch)
+    return hll_estimate(registers), batcher.documents, nbytes
+
+
+def capacity_from_estimate(estimate: float) -> int:
+    return max(1, math.ceil(estimate * CAPACITY_MARGIN))
+
+
+def spool_stdin(directory: Path) -> Path:
+    """Copy stdin into a hidden temp file in ``directory`` (stdin cannot be read twice)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".gpt2-overlap-stdin.", suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 22)
+    return Path(name)
+
+
+def build_filter(
+    pieces: Callable[[], Iterable[Piece]],
+    output: Path,
+    n: int,
+    fp_rate: float,
+    capacity: int | None,
+    on_batch: Callable[[Batch], None] | None = None,
+    on_pass: Callable[[str], None] | None = None,
+    in_memory: bool | None = None,
+    hashes: int | None = None,
+) -> BuildResult:
+    """Build a filter from ``pieces()`` (called twice when the capacity must be counted first)."""
+    if not 0.0 < fp_rate < 1.0:
+        raise UsageError(f"--fp-rate must be between 0 and 1 (exclusive), not {fp_rate:g}")
+    if n < 1:
+        raise UsageError(f"--n must be at least 1, not {n}")
+    if hashes is not None:
+        optimal_shape(1, fp_rate, hashes)  # validate before any counting pass
+    capacity_from = "option"
+    if capacity is None:
+        if on_pass:
+            on_pass("count")
+        estimate, documents, _ = estimate_distinct(pieces(), n, on_batch)
+        if estimate < 0.5:
+            what = "no documents" if documents == 0 else f"{documents:,} documents but no {n}-grams"
+            raise Gpt2Error(
+                f"empty input: {what}, nothing to size the filter from",
+                f"documents need at least {n} words; or give --capacity to write an empty filter",
+            )
+        capacity = capacity_from_estimate(estimate)
+        capacity_from = "estimate"
+    m, k = optimal_shape(capacity, fp_rate, hashes)
+    header = Header(n=n, k=k, m=m, capacity=capacity, fp_rate=fp_rate)
+    if on_pass:
+        on_pass("build")
+    batcher = NgramBatcher(n, track=False)
+    nbytes = 0
+    with atomic_write(output, "w+b") as handle:
+        bloom_filter = BloomFilter.create(handle, header, in_memory)
+        for batch in batcher.batches(pieces()):
+            bloom_filter.add(batch.hashes)
+            nbytes += batch.nbytes
+            if on_batch:
+                on_batch(batch)
+        bloom_filter.finish(handle)
+        distinct = bloom_filter.distinct_estimate
+        del bloom_filter
+    return BuildResult(header, batcher.documents, nbytes, distinct, capacity_from)
+
+
+def merge_filters(inputs: list[str], output: Path) -> tuple[Header, float]:
+    """OR of filters with the same n, m, k and normalisation; written atomically to ``output``."""
+    if not inputs:
+        raise UsageError("merge needs at least one filter file")
+    filters = [BloomFilter.open(name) for name in inputs]
+    first = filters[0]
+    for other in filters[1:]:
+        if other.header.shape() != first.header.shape():
+            raise Gpt2Error(
+                f"cannot merge {other.path} ({other.header.describe()}) with {first.path} "
+                f"({first.header.describe()}): filters differ in shape",
+                "build every part with the same --n, --capacity and --fp-rate",
+            )
+    header = Header(
+        n=first.header.n,
+        k=first.header.k,
+        m=first.header.m,
+        capacity=max(f.header.capacity for f in filters),
+        fp_rate=first.header.fp_rate,
+        items=sum(f.header.items for f in filters),
+    )
+    registers = first.registers.copy()
+    for other in filters[1:]:
+        np.maximum(registers, other.registers, out=registers)
+    with atomic_write(output, "w+b") as handle:
+        merged = BloomFilter.create(handle, header)
+        merged.registers[:] = registers
+        for part in iter_chunks(merged.words.size):
+            block = np.array(first.words[part])
+            for other in filters[1:]:
+                block |= other.words[part]
+            merged.words[part] = block
+        merged.finish(handle)
+        distinct = merged.distinct_estimate
+        del merged
+    return header, distinct
