@@ -546,13 +546,13 @@ def test_loader_chunked_order_for_large_splits(
 def test_refuses_to_read_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import types
 
-    from gpt2cli.commands import pack as pack_command
+    from gpt2cli.data import pack as pack_module
 
     class Terminal:
         def isatty(self) -> bool:
             return True
 
-    monkeypatch.setattr(pack_command, "sys", types.SimpleNamespace(stdin=Terminal()))
+    monkeypatch.setattr(pack_module, "sys", types.SimpleNamespace(stdin=Terminal()))
     run = gpt2("pack", "-o", tmp_path / "out")
     assert run.code == 2 and "stdin is a terminal" in run.stderr
     assert not (tmp_path / "out").exists()
