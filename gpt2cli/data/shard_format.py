@@ -106,6 +106,7 @@ class ShardHeader:
 
 
 def corrupt_block(name: str, block: int, header: ShardHeader, why: str) -> Gpt2Error:
+    """The error for a damaged block: the shard, the block and its tokens."""
     first = block * header.block_tokens
     last = min(first + header.block_tokens, header.tokens) - 1
     return Gpt2Error(
