@@ -28,7 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2cli.data import shards
+from gpt2cli.data import loader as loader_module
+from gpt2cli.data.dataset import ShardDataset
+from gpt2cli.data.loader import TokenLoader
+from gpt2cli.data.pack import PackOptions, pack
 from gpt2cli.text import token_stream
 from gpt2cli.text.tokenizer import EOT
 
@@ -80,7 +83,7 @@ def main() -> None:
             stream = work / "synthetic.tok"
             synthetic_stream(stream, args.tokens)
         start = time.perf_counter()
-        result = shards.pack([str(stream)], work / "packed", shards.PackOptions())
+        result = pack([str(stream)], work / "packed", PackOptions())
         pack_seconds = time.perf_counter() - start
         size = sum(info.bytes for info in result.shards)
         print(
@@ -89,7 +92,7 @@ def main() -> None:
             f"{pack_seconds:.1f} s, {size / 1e6:.1f} MB ({2 * result.tokens / size:.2f}x)"
         )
 
-        dataset = shards.ShardDataset(work / "packed")
+        dataset = ShardDataset(work / "packed")
         flat = work / "flat.u16"
         with open(flat, "wb") as handle:
             for block in dataset.iter_tokens("train"):
@@ -98,9 +101,9 @@ def main() -> None:
 
         for seq_len, batch in ((1024, 8), (256, 32)):
             batch_tokens = batch * (seq_len + 1)
-            loader = shards.TokenLoader(work / "packed", "train", seq_len, batch, seed=1)
+            loader = TokenLoader(work / "packed", "train", seq_len, batch, seed=1)
 
-            def memmap_batch(loader: shards.TokenLoader = loader, t: int = seq_len) -> tuple:
+            def memmap_batch(loader: TokenLoader = loader, t: int = seq_len) -> tuple:
                 windows = loader.window_indices(0, loader.step % loader.batches_per_epoch)
                 loader.step += 1
                 out = np.empty((len(windows), t + 1), dtype=np.int64)
@@ -115,14 +118,14 @@ def main() -> None:
             for start in range(0, dataset.num_tokens("train") - 1, 1 << 16):
                 loader.dataset.read("train", start, 1)
             cached = time_batches(lambda loader=loader: next(loader), batch_tokens, args.seconds)
-            saved = shards.GLOBAL_SHUFFLE_TOKENS
-            shards.GLOBAL_SHUFFLE_TOKENS = 0
+            saved = loader_module.GLOBAL_SHUFFLE_TOKENS
+            loader_module.GLOBAL_SHUFFLE_TOKENS = 0
             try:
-                large = shards.TokenLoader(work / "packed", "train", seq_len, batch, seed=1)
+                large = TokenLoader(work / "packed", "train", seq_len, batch, seed=1)
                 chunked = time_batches(lambda large=large: next(large), batch_tokens, args.seconds)
             finally:
-                shards.GLOBAL_SHUFFLE_TOKENS = saved
-            cold = shards.TokenLoader(
+                loader_module.GLOBAL_SHUFFLE_TOKENS = saved
+            cold = TokenLoader(
                 work / "packed", "train", seq_len, batch, seed=1, cache_bytes=4 << 20
             )
             uncached = time_batches(lambda cold=cold: next(cold), batch_tokens, args.seconds)

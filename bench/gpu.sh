@@ -49,7 +49,7 @@ if ! python -c "import zstandard" 2>/dev/null; then
     fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-python -c "import gpt2cli.train.trainer, gpt2cli.data.shards"  # every import the run needs, or fail here
+python -c "import gpt2cli.train.trainer, gpt2cli.data.loader"  # every import the run needs, or fail here
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 python - <<'EOF' | tee "$OUT/env.txt"
 import torch

@@ -14,8 +14,11 @@ import pytest
 import yaml
 from _cli_runner import gpt2  # tests/ is on sys.path (pytest rootdir)
 
-from gpt2cli.data import shards
-from gpt2cli.data.shards import ShardDataset, TokenLoader
+from gpt2cli.data import loader as loader_module
+from gpt2cli.data.dataset import ShardDataset
+from gpt2cli.data.loader import TokenLoader
+from gpt2cli.data.pack import PackOptions, pack
+from gpt2cli.data.shard_format import ShardReader
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.text import token_stream
 from gpt2cli.text.tokenizer import EOT
@@ -201,7 +204,7 @@ def _damage(path: Path, offset: int, length: int = 4) -> None:
 def test_corrupted_block_is_named_by_verify_and_loader(tmp_path: Path) -> None:
     out = small_pack(tmp_path, make_docs(200))
     shard = out / "out-train-00001.shard"
-    with shards.ShardReader(shard) as reader:
+    with ShardReader(shard) as reader:
         offset = int(reader.index["offset"][3]) + 5
     _damage(shard, offset)
     run = gpt2("pack", "--verify", out)
@@ -251,8 +254,8 @@ def test_damaged_header_and_index(tmp_path: Path) -> None:
 
 _SLOW_PACK = """
 import sys
-from gpt2cli.data import shards
-shards.pack(["-"], sys.argv[1], shards.PackOptions(name="b", append=True,
+from gpt2cli.data.pack import PackOptions, pack
+pack(["-"], sys.argv[1], PackOptions(name="b", append=True,
             shard_tokens=2000, block_tokens=128))
 """
 
@@ -507,9 +510,9 @@ def test_pack_help_reads_well() -> None:
 def test_loader_chunked_order_for_large_splits(
     loader_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shards, "GLOBAL_SHUFFLE_TOKENS", 0)
-    monkeypatch.setattr(shards, "CHUNK_TOKENS", 100)
-    monkeypatch.setattr(shards, "BUFFER_TOKENS", 1000)
+    monkeypatch.setattr(loader_module, "GLOBAL_SHUFFLE_TOKENS", 0)
+    monkeypatch.setattr(loader_module, "CHUNK_TOKENS", 100)
+    monkeypatch.setattr(loader_module, "BUFFER_TOKENS", 1000)
     loader = TokenLoader(loader_dir, "train", seq_len=20, batch_size=3, seed=6)
     order = loader._order(0)
     assert order.chunk == 5 and order.group == 10
@@ -543,13 +546,13 @@ def test_loader_chunked_order_for_large_splits(
 def test_refuses_to_read_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import types
 
-    from gpt2cli.commands import pack as pack_command
+    from gpt2cli.data import pack as pack_module
 
     class Terminal:
         def isatty(self) -> bool:
             return True
 
-    monkeypatch.setattr(pack_command, "sys", types.SimpleNamespace(stdin=Terminal()))
+    monkeypatch.setattr(pack_module, "sys", types.SimpleNamespace(stdin=Terminal()))
     run = gpt2("pack", "-o", tmp_path / "out")
     assert run.code == 2 and "stdin is a terminal" in run.stderr
     assert not (tmp_path / "out").exists()
@@ -564,10 +567,10 @@ def test_concurrent_appends_into_a_new_directory(tmp_path: Path) -> None:
     def run(part: int) -> None:
         stream = write_stream(tmp_path / f"{part}.tok", make_docs(80, seed=part))
         try:
-            shards.pack(
+            pack(
                 [str(stream)],
                 out,
-                shards.PackOptions(
+                PackOptions(
                     name=f"part-{part:02d}", append=True, shard_tokens=1500, block_tokens=100
                 ),
             )

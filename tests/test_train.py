@@ -24,8 +24,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def make_shards(directory: Path, documents: int = 150, val_tokens: int = 1500) -> Path:
-    """A tiny pack directory through shards.py's writer: patterned documents, so loss falls."""
-    from gpt2cli.data import shards
+    """A tiny pack directory through gpt2cli.data.pack: patterned documents, so loss falls."""
+    from gpt2cli.data.pack import PackOptions, pack
     from gpt2cli.text import token_stream
 
     rng = np.random.default_rng(0)
@@ -36,7 +36,7 @@ def make_shards(directory: Path, documents: int = 150, val_tokens: int = 1500) -
             start = int(rng.integers(0, 500))
             ids = (start + np.arange(int(rng.integers(20, 100))) % 13).astype(np.uint16)
             handle.write(token_stream.encode_document(ids))
-    shards.pack([str(stream)], directory, shards.PackOptions(val_tokens=val_tokens))
+    pack([str(stream)], directory, PackOptions(val_tokens=val_tokens))
     return directory
 
 

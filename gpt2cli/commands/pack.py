@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from gpt2cli import console
-from gpt2cli.data import shards
-from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.data import manifest, shard_format
+from gpt2cli.data.pack import PackOptions
+from gpt2cli.data.pack import pack as pack_streams
+from gpt2cli.data.verify import verify as verify_directory
+from gpt2cli.errors import UsageError
 
 NAME = "pack"
 
 
-def _pack(inputs: list[str], output: Path, options: shards.PackOptions) -> None:
+def _pack(inputs: list[str], output: Path, options: PackOptions) -> None:
     timer = console.Stopwatch()
     with console.progress() as bar:
-        result = shards.pack(inputs, output, options, progress=bar)
+        result = pack_streams(inputs, output, options, progress=bar)
     seconds = timer.seconds
     parts = []
-    for split in shards.SPLITS:
+    for split in manifest.SPLITS:
         count, tokens, documents = result.split_totals(split)
         if count:
             parts.append(
@@ -42,17 +44,14 @@ def _pack(inputs: list[str], output: Path, options: shards.PackOptions) -> None:
 
 def _verify(directory: Path, as_json: bool) -> None:
     with console.progress() as bar:
-        report = shards.verify(directory, progress=bar)
+        report = verify_directory(directory, progress=bar)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         table = Table(title=f"{directory}", title_justify="left")
         for column in ("split", "shards", "tokens", "documents", "MB", "compression", "status"):
             table.add_column(column, justify="left" if column in ("split", "status") else "right")
-        totals = {"shards": 0, "tokens": 0, "documents": 0, "bytes": 0, "bad": 0}
         for split, row in report.splits().items():
-            for key in totals:
-                totals[key] += int(row[key])
             table.add_row(
                 split,
                 f"{row['shards']:,}",
@@ -62,44 +61,32 @@ def _verify(directory: Path, as_json: bool) -> None:
                 f"{row['compression']:.2f}x",
                 "ok" if not row["bad"] else f"{row['bad']} damaged",
             )
-        ratio = 2 * totals["tokens"] / totals["bytes"] if totals["bytes"] else 0.0
+        totals = report.totals()
         table.add_row(
             "total",
             f"{totals['shards']:,}",
             f"{totals['tokens']:,}",
             f"{totals['documents']:,}",
             f"{totals['bytes'] / 1e6:,.1f}",
-            f"{ratio:.2f}x",
+            f"{totals['compression']:.2f}x",
             "ok" if report.ok else "damaged",
             style="bold",
         )
         console.stderr_console().print(table)
     for name in report.unlisted:
         console.warn(NAME, f"{name} is not in the manifest (left by a killed pack?)")
-    if not report.ok:
-        first = report.errors[0]
-        more = f" (and {len(report.errors) - 1} more problems)" if len(report.errors) > 1 else ""
-        raise Gpt2Error(f"{directory}: damaged: {first}{more}")
+    report.raise_if_damaged()
     console.info(f"gpt2 pack --verify: {directory}: {len(report.shards)} shards ok")
 
 
 def _merge(directory: Path, as_json: bool) -> None:
-    result = shards.merge(directory)
-    tokens = sum(info.tokens for info in result.shards)
+    result = manifest.merge(directory)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "directory": str(directory),
-                    "parts": result.parts,
-                    "shards": len(result.shards),
-                    "tokens": tokens,
-                }
-            )
-        )
+        print(json.dumps(result.to_dict()))
     console.info(
-        f"gpt2 pack --merge: {directory}/{shards.MANIFEST} lists {len(result.shards)} "
-        f"shards ({tokens:,} tokens) from {len(result.parts)} parts: " + ", ".join(result.parts)
+        f"gpt2 pack --merge: {directory}/{manifest.MANIFEST} lists {len(result.shards)} "
+        f"shards ({result.tokens:,} tokens) from {len(result.parts)} parts: "
+        + ", ".join(result.parts)
     )
 
 
@@ -120,7 +107,7 @@ def register(app: typer.Typer) -> None:
             show_default=False,
         ),
         shard_tokens: int = typer.Option(
-            shards.DEFAULT_SHARD_TOKENS,
+            shard_format.DEFAULT_SHARD_TOKENS,
             "--shard-tokens",
             help="Tokens per shard (the last shard of a split holds the rest).",
         ),
@@ -145,7 +132,7 @@ def register(app: typer.Typer) -> None:
             show_default=False,
         ),
         name: str = typer.Option(
-            shards.DEFAULT_NAME,
+            manifest.DEFAULT_NAME,
             "--name",
             help="Part name: shards are NAME-SPLIT-NNNNN.shard, listed in manifest.NAME.yaml.",
         ),
@@ -156,11 +143,11 @@ def register(app: typer.Typer) -> None:
             "--name); DIR/manifest.yaml is refreshed to cover every finished part.",
         ),
         block_tokens: int = typer.Option(
-            shards.DEFAULT_BLOCK_TOKENS,
+            shard_format.DEFAULT_BLOCK_TOKENS,
             "--block-tokens",
             help="Tokens per independently compressed block (random-access granularity).",
         ),
-        level: int = typer.Option(shards.DEFAULT_LEVEL, "--level", help="zstd level."),
+        level: int = typer.Option(shard_format.DEFAULT_LEVEL, "--level", help="zstd level."),
         merge: Path = typer.Option(
             None,
             "--merge",
@@ -198,7 +185,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("missing -o DIR", "gpt2 pack -o DIR [STREAM...]")
         if as_json:
             raise UsageError("--json goes with --verify or --merge")
-        options = shards.PackOptions(
+        options = PackOptions(
             name=name,
             shard_tokens=shard_tokens,
             block_tokens=block_tokens,
@@ -209,12 +196,4 @@ def register(app: typer.Typer) -> None:
             append=append,
             level=level,
         )
-        if not 1 <= level <= 22:
-            raise UsageError("--level must be between 1 and 22")
-        inputs = streams or ["-"]
-        if "-" in inputs and sys.stdin.isatty():
-            raise UsageError(
-                "stdin is a terminal, not a token stream",
-                "pipe `gpt2 tokenize` into it, or name STREAM files",
-            )
-        _pack(inputs, output, options)
+        _pack(streams or ["-"], output, options)

@@ -44,7 +44,7 @@ def _simulate_crash() -> None:
 
 def open_data(config: TrainConfig) -> tuple[Any, int, bool]:
     """Check --data and return (dataset, train tokens, has a val split)."""
-    from gpt2cli.data import shards
+    from gpt2cli.data.dataset import ShardDataset
 
     if not config.data:
         raise UsageError("--data is required", "a directory written by `gpt2 pack`")
@@ -55,7 +55,7 @@ def open_data(config: TrainConfig) -> tuple[Any, int, bool]:
         raise Gpt2Error(
             f"--data {config.data}: not a directory", "give the directory `gpt2 pack` wrote"
         )
-    dataset = shards.ShardDataset(path)
+    dataset = ShardDataset(path)
     if "train" not in dataset.splits:
         raise Gpt2Error(
             f"--data {config.data}: no train split",
@@ -85,9 +85,9 @@ def val_micro_batch(config: TrainConfig, micro: int, env: DistEnv) -> int | None
 
 
 def make_loader(config: TrainConfig, split: str, micro: int, env: DistEnv) -> Any:
-    from gpt2cli.data import shards
+    from gpt2cli.data.loader import TokenLoader
 
-    return shards.TokenLoader(
+    return TokenLoader(
         config.data,
         split,
         config.seq_len,

@@ -1,0 +1,230 @@
+"""Pack-directory manifests: the part manifests, their union, ``--merge`` and the manifest lock.
+
+A pack directory holds shards ``NAME-SPLIT-NNNNN.shard``, one part manifest
+``manifest.NAME.yaml`` per pack run (written after its shards), and ``manifest.yaml``,
+the union of all parts, which is what readers use. Every file is written to a temp
+name and renamed, so a killed pack leaves whole files only, and no manifest lists a
+shard that is not whole.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gpt2cli.errors import Gpt2Error
+from gpt2cli.fileio import atomic_write, fsync_directory
+from gpt2cli.text.tokenizer import EOT, VOCAB_SIZE
+
+MANIFEST = "manifest.yaml"
+MANIFEST_FORMAT = "gpt2cli-shards"
+MANIFEST_VERSION = 1
+LOCK_NAME = ".manifest.lock"
+SPLITS = ("train", "val")
+DEFAULT_NAME = "data"
+PART_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass
+class ShardInfo:
+    """One manifest entry."""
+
+    name: str
+    split: str
+    tokens: int
+    documents: int
+    bytes: int
+    sha256: str
+    part: str = DEFAULT_NAME
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ShardInfo:
+        try:
+            info = cls(
+                name=str(data["name"]),
+                split=str(data["split"]),
+                tokens=int(data["tokens"]),
+                documents=int(data["documents"]),
+                bytes=int(data["bytes"]),
+                sha256=str(data["sha256"]),
+                part=str(data.get("part", DEFAULT_NAME)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise Gpt2Error(f"{where}: malformed shard entry ({error})") from None
+        if "/" in info.name or info.name.startswith("."):
+            raise Gpt2Error(f"{where}: bad shard name {info.name!r}")
+        return info
+
+
+def part_manifest_name(part: str) -> str:
+    return f"manifest.{part}.yaml"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _manifest_dict(shards: list[ShardInfo], **extra: Any) -> dict[str, Any]:
+    splits: dict[str, dict[str, int]] = {}
+    for info in shards:
+        entry = splits.setdefault(info.split, {"shards": 0, "tokens": 0, "documents": 0})
+        entry["shards"] += 1
+        entry["tokens"] += info.tokens
+        entry["documents"] += info.documents
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "dtype": "uint16",
+        "vocab_size": VOCAB_SIZE,
+        "eot": EOT,
+        **extra,
+        "splits": splits,
+        "shards": [asdict(info) for info in shards],
+    }
+
+
+def _write_yaml(path: Path, data: dict[str, Any]) -> None:
+    with atomic_write(path, "w") as handle:
+        yaml.safe_dump(data, handle, sort_keys=False, allow_unicode=True)
+    fsync_directory(path.parent)
+
+
+def read_manifest(path: Path) -> tuple[dict[str, Any], list[ShardInfo]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Gpt2Error(f"{path}: no such manifest") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise Gpt2Error(f"{path}: malformed YAML ({error})".replace("\n", " ")) from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise Gpt2Error(f"{path}: not a gpt2 shard manifest")
+    if data.get("version") != MANIFEST_VERSION:
+        raise Gpt2Error(f"{path}: manifest version {data.get('version')} is not supported")
+    if data.get("vocab_size", VOCAB_SIZE) != VOCAB_SIZE or data.get("dtype", "uint16") != "uint16":
+        raise Gpt2Error(f"{path}: shards for another vocabulary or dtype")
+    entries = data.get("shards") or []
+    if not isinstance(entries, list):
+        raise Gpt2Error(f"{path}: malformed manifest ('shards' is not a list)")
+    shards = [ShardInfo.from_dict(entry, str(path)) for entry in entries]
+    names = [info.name for info in shards]
+    if len(set(names)) != len(names):
+        raise Gpt2Error(f"{path}: a shard is listed twice")
+    return data, shards
+
+
+@contextmanager
+def directory_lock(directory: Path) -> Iterator[None]:
+    """An exclusive flock on DIR/.manifest.lock around manifest updates (best effort)."""
+    try:
+        handle = open(directory / LOCK_NAME, "a")  # noqa: SIM115
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        handle.close()
+
+
+def part_names(directory: Path) -> list[str]:
+    names = []
+    for path in directory.glob("manifest.*.yaml"):
+        part = path.name[len("manifest.") : -len(".yaml")]
+        if PART_NAME_RE.match(part):
+            names.append(part)
+    return sorted(names)
+
+
+def write_part_manifest(
+    directory: Path, part: str, shards: list[ShardInfo], options: dict[str, Any]
+) -> None:
+    """Write DIR/manifest.NAME.yaml for a finished pack run, after its shards are durable."""
+    manifest = _manifest_dict(shards, part=part, created=_now(), options=options)
+    fsync_directory(directory)
+    _write_yaml(directory / part_manifest_name(part), manifest)
+
+
+@dataclass
+class MergeResult:
+    directory: Path
+    parts: list[str]
+    shards: list[ShardInfo]
+
+    @property
+    def tokens(self) -> int:
+        return sum(info.tokens for info in self.shards)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "directory": str(self.directory),
+            "parts": self.parts,
+            "shards": len(self.shards),
+            "tokens": self.tokens,
+        }
+
+
+def merge(directory: str | os.PathLike[str]) -> MergeResult:
+    """Rebuild DIR/manifest.yaml as the union of every part manifest ``manifest.NAME.yaml``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise Gpt2Error(f"{directory}: no such directory")
+    with directory_lock(directory):
+        parts = part_names(directory)
+        if not parts:
+            raise Gpt2Error(
+                f"{directory}: no part manifests (manifest.NAME.yaml) to merge",
+                "write some with `gpt2 pack -o DIR --name NAME`",
+            )
+        shards: list[ShardInfo] = []
+        for part in parts:
+            _, listed = read_manifest(directory / part_manifest_name(part))
+            for info in listed:
+                path = directory / info.name
+                try:
+                    size = path.stat().st_size
+                except FileNotFoundError:
+                    raise Gpt2Error(
+                        f"{part_manifest_name(part)} lists {info.name}, which is missing"
+                    ) from None
+                if size != info.bytes:
+                    raise Gpt2Error(
+                        f"{info.name}: {size:,} bytes but {part_manifest_name(part)} says "
+                        f"{info.bytes:,}"
+                    )
+            shards.extend(listed)
+        names = [info.name for info in shards]
+        if len(set(names)) != len(names):
+            raise Gpt2Error(f"{directory}: two parts list the same shard")
+        _write_yaml(directory / MANIFEST, _manifest_dict(shards, created=_now(), parts=parts))
+    return MergeResult(directory, parts, shards)
+
+
+def manifest_path(directory: Path) -> Path:
+    path = directory / MANIFEST
+    if not path.exists():
+        if not directory.exists():
+            raise Gpt2Error(f"{directory}: no such directory")
+        if part_names(directory):
+            raise Gpt2Error(
+                f"{directory}: has part manifests but no {MANIFEST}",
+                f"run `gpt2 pack --merge {directory}`",
+            )
+        raise Gpt2Error(
+            f"{directory}: no {MANIFEST}, not a pack directory", "make one with `gpt2 pack -o DIR`"
+        )
+    return path
