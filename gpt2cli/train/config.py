@@ -125,8 +125,8 @@ class TrainConfig:
     min_lr_ratio: float = option(0.1, cli=False)  # the cosine decay ends at lr x this
     warmup: int | None = option(
         None,
-        "Linear warmup steps, then cosine decay to 10% of --lr. Default: 375M tokens (GPT-3), "
-        "at most a tenth of the run.",
+        "Linear warmup steps, then cosine decay to 10% of --lr. Default: "
+        f"{WARMUP_TOKENS // 10**6}M tokens (GPT-3), at most a tenth of the run.",
     )
     weight_decay: float = option(
         0.1, "AdamW weight decay on matrices (not biases, LayerNorms) {default}."
