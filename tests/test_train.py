@@ -174,13 +174,62 @@ def test_config_precedence_and_yaml_checks(tmp_path: Path) -> None:
     assert trainconfig.build({}, base=trainconfig.load_yaml(saved)) == config
 
 
+def test_every_command_takes_the_same_dtype_names(tmp_path: Path) -> None:
+    from gpt2cli.model import resolve
+
+    cpu = torch.device("cpu")
+    for short, long in (("fp32", "float32"), ("bf16", "bfloat16"), ("fp16", "float16")):
+        assert trainconfig.build({"dtype": short}).dtype == long
+        assert trainconfig.build({"dtype": long.upper()}).dtype == long
+        assert resolve.resolve_dtype(short, cpu) == resolve.resolve_dtype(long, cpu)
+        assert resolve.resolve_dtype(long, cpu) == getattr(torch, long)
+    file = tmp_path / "run.yaml"
+    file.write_text("dtype: bf16\n")
+    assert trainconfig.build({}, base=trainconfig.load_yaml(file)).dtype == "bfloat16"
+    for bad in ("fp8", "int8"):
+        with pytest.raises(UsageError, match=f"unknown dtype '{bad}'"):
+            trainconfig.build({"dtype": bad})
+        with pytest.raises(UsageError, match=f"unknown dtype '{bad}'"):
+            resolve.resolve_dtype(bad, cpu)
+
+
+def test_flags_and_their_help_come_from_the_config_fields(cli) -> None:
+    text = " ".join(cli(["train", "--help"]).stdout.decode().split())
+    defaults = trainconfig.TrainConfig()
+    for flag in trainconfig.flags():
+        assert flag.names[0].split("/")[0] in text, flag
+    for name in ("batch_size", "seq_len", "weight_decay", "grad_clip", "keep", "pad_vocab"):
+        help_text = next(f.help for f in trainconfig.flags() if f.name == name)
+        assert f"[default: {getattr(defaults, name)}]" in help_text
+    assert (
+        "-b, --batch-size <int> Sequences per optimizer step over all processes [default: 512]"
+        in text
+    )
+    assert "-o, --output <path>" in text and "-c, --config <path>" in text
+    assert f"context {defaults.seq_len}, {defaults.batch_size} sequences per step" in text
+    # Fields that are YAML keys only have no flag.
+    assert "--beta1" not in text and "--model" not in text
+    assert {f.name for f in trainconfig.flags()} < set(trainconfig.OPTION_NAMES)
+
+
+def test_cli_values_are_checked_like_yaml_values(cli, tmp_path: Path) -> None:
+    for args, message in (
+        (["--dtype", "fp8"], "gpt2 train: error: unknown dtype 'fp8'"),
+        (["--micro-batch", "many"], "gpt2 train: error: --micro-batch must be an integer or"),
+    ):
+        result = cli(["train", "-o", str(tmp_path / "run"), "--size", "tiny", *args])
+        assert result.returncode == 2, args
+        lines = result.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), lines
+
+
 def test_checkpoint_completeness_and_pruning(tmp_path: Path) -> None:
     model = GPT(config_for_size("tiny"))
     run = tmp_path / "run"
     for step in (1, 2, 3, 4):
         meta = f"runtime: {{step: {step}}}\n"
         checkpoint.save(
-            run / "checkpoints" / checkpoint.step_name(step), model, {"format": 1}, meta, step
+            run / "checkpoints" / checkpoint.step_name(step), model, {"format": 1}, meta
         )
     checkpoint.prune(run, 2)
     assert [s for s, _ in checkpoint.complete_steps(run)] == [3, 4]
@@ -233,21 +282,17 @@ class _Crash(Exception):
     pass
 
 
-def test_resume_gives_the_same_losses_bit_for_bit(
-    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resume_gives_the_same_losses_bit_for_bit(data: Path, tmp_path: Path) -> None:
     whole = tmp_path / "whole"
     trainer.train(options(data, whole, max_steps=5))
     broken = tmp_path / "broken"
 
-    def crash() -> None:
-        raise _Crash
+    def crash(step: int) -> None:
+        if step == 3:
+            raise _Crash
 
-    monkeypatch.setenv("GPT2CLI_TEST_CRASH_AFTER_STEP", "3")
-    monkeypatch.setattr(trainer, "_simulate_crash", crash)
     with pytest.raises(_Crash):
-        trainer.train(options(data, broken, max_steps=5))
-    monkeypatch.delenv("GPT2CLI_TEST_CRASH_AFTER_STEP")
+        trainer.train(options(data, broken, max_steps=5), hooks=trainer.TrainHooks(crash))
     assert len(train_losses(broken)) == 3
     trainer.train({"out": str(broken)}, resume=True)
     assert train_losses(broken) == train_losses(whole)  # exact float equality
@@ -265,34 +310,17 @@ def test_resume_gives_the_same_losses_bit_for_bit(
 
 def test_kill_9_during_a_save_leaves_nothing_resume_would_take(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    env = {**ENV, "GPT2CLI_TEST_SAVE_SLEEP": "60", "GPT2CLI_TEST_SAVE_SLEEP_STEP": "4"}
-    args = [
-        sys.executable,
-        "-m",
-        "gpt2cli",
-        "train",
-        "--data",
-        str(data),
-        "-o",
-        str(run),
-        "--size",
-        "tiny",
-        "--seq-len",
-        "32",
-        "--batch-size",
-        "8",
-        "--micro-batch",
-        "8",
-        "--max-steps",
-        "6",
-        "--save-every",
-        "2",
-        "--eval-every",
-        "100",
-        "--device",
-        "cpu",
-    ]
-    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A trainer whose save after step 4 stalls once its files but COMPLETE are written.
+    script = (
+        "import sys, time\n"
+        "from gpt2cli.train import trainer\n"
+        "stall = trainer.TrainHooks(mid_save=lambda step: step == 4 and time.sleep(60))\n"
+        "trainer.train(dict(data=sys.argv[1], out=sys.argv[2], size='tiny', seq_len=32,\n"
+        "    batch_size=8, micro_batch=8, max_steps=6, save_every=2, eval_every=100,\n"
+        "    device='cpu'), hooks=stall)\n"
+    )
+    args = [sys.executable, "-c", script, str(data), str(run)]
+    child = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     tmp = None
     while time.monotonic() < deadline and child.poll() is None:
@@ -318,21 +346,60 @@ def test_kill_9_during_a_save_leaves_nothing_resume_would_take(data: Path, tmp_p
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    monkeypatch.setenv("GPT2CLI_TEST_NAN_AT_STEP", "3")
+
+    def nan_at_3(step: int, loss: torch.Tensor) -> torch.Tensor:
+        return loss * float("nan") if step == 3 else loss
+
     with pytest.raises(
         Gpt2Error,
         match=r"loss became nan at step 3: stopped; last good "
         r"checkpoint: .*step-00000002",
     ):
-        trainer.train(options(data, run))
+        trainer.train(options(data, run), hooks=trainer.TrainHooks(loss=nan_at_3))
     assert checkpoint.latest_resumable(run).name == "step-00000002"
     assert not (run / "final").exists()
     assert [
         r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
     ] == [1, 2]
+
+
+def test_a_run_reads_its_pack_directory_once(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpt2cli.data import dataset as dataset_module
+
+    opened: list[Path] = []
+
+    class Counted(dataset_module.ShardDataset):
+        def __init__(self, directory: Path, *args: object, **kwargs: object) -> None:
+            opened.append(Path(directory))
+            super().__init__(directory, *args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "ShardDataset", Counted)
+    run = tmp_path / "run"
+    trainer.train(options(data, run))  # 3 validations (steps 0, 2, 4)
+    assert opened == [data]
+    assert [
+        r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "val"
+    ] == [0, 2, 4]
+
+
+def test_the_val_micro_batch_is_the_largest_the_val_split_fills(tmp_path: Path) -> None:
+    from gpt2cli.data.dataset import ShardDataset
+    from gpt2cli.train.distributed import DistEnv
+
+    pack = make_shards(tmp_path / "small_val", documents=60, val_tokens=32 * 5 + 1)
+    dataset = ShardDataset(pack)
+    config = trainconfig.build({"data": str(pack), "seq_len": 32})
+    windows = (dataset.num_tokens("val") - 1) // 32
+    assert 5 <= windows < 8
+    assert trainer.val_micro_batch(dataset, config, 16, DistEnv()) == 4
+    assert trainer.val_micro_batch(dataset, config, 3, DistEnv()) == 3
+    assert trainer.val_micro_batch(dataset, config, 16, DistEnv(world_size=2)) == 2
+    assert trainer.val_micro_batch(dataset, config, 16, DistEnv(world_size=8)) is None
 
 
 def test_yaml_config_with_cli_override_and_custom_shape(data: Path, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from gpt2cli import dtypes
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model import hf
 from gpt2cli.model.gpt import GPT, GPTConfig
@@ -38,16 +39,6 @@ def is_run_dir(path: str | os.PathLike[str]) -> bool:
 
 
 # --- device and dtype ----------------------------------------------------------------------
-
-DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-}
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:
@@ -70,14 +61,12 @@ def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch
     missing), fp32 elsewhere."""
     if isinstance(name, torch.dtype):
         return name
-    if name is None or name == "auto":
+    canonical = dtypes.canonical(name or "auto")
+    if canonical == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    dtype = DTYPES.get(name.lower())
-    if dtype is None:
-        raise UsageError(f"unknown dtype {name!r}", "use fp32, bf16 or fp16")
-    return dtype
+    return getattr(torch, canonical)
 
 
 # --- loading -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import os
 import random
 import re
 import shutil
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,6 @@ CHECKPOINTS = "checkpoints"
 FINAL = "final"
 STATE_FORMAT = 1
 _STEP_DIR = re.compile(r"^step-(\d{8,})$")
-# Test hook: sleep this many seconds inside the save of step GPT2CLI_TEST_SAVE_SLEEP_STEP,
-# after the weights are written and before COMPLETE (lets a test SIGKILL the writer mid-save).
-_SLEEP_ENV = "GPT2CLI_TEST_SAVE_SLEEP"
-_SLEEP_STEP_ENV = "GPT2CLI_TEST_SAVE_SLEEP_STEP"
 
 
 def step_name(step: int) -> str:
@@ -122,12 +118,13 @@ def save(
     model: nn.Module,
     state: dict[str, Any] | None,
     run_yaml: str,
-    step: int,
+    before_complete: Callable[[], None] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically (see the module docstring).
 
     ``model`` is a plain ``GPT`` (weights written by ``hf.save_pretrained``); ``state`` the
-    training state for resuming (None: weights only).
+    training state for resuming (None: weights only). ``before_complete`` runs once every file
+    but ``COMPLETE`` is written (tests kill the writer there).
     """
     from gpt2cli.model import hf
 
@@ -145,8 +142,8 @@ def save(
         (tmp / RUN_FILE).write_text(run_yaml, encoding="utf-8")
         for child in tmp.iterdir():
             _fsync_file(child)
-        if os.environ.get(_SLEEP_ENV) and int(os.environ.get(_SLEEP_STEP_ENV, "-1")) == step:
-            time.sleep(float(os.environ[_SLEEP_ENV]))
+        if before_complete is not None:
+            before_complete()
         with open(tmp / COMPLETE, "wb") as handle:
             handle.flush()
             os.fsync(handle.fileno())

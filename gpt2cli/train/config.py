@@ -1,20 +1,24 @@
 """`gpt2 train` options: defaults, YAML config files, CLI overrides and checks.
 
-One dataclass holds every option. Precedence: built-in defaults < ``--config`` YAML <
-command-line flags. The effective config is written to ``RUN/config.yaml`` and is the
-base again when a run is resumed; options that define the run (model, data, batch,
-optimizer, schedule, seed) may not change on resume.
+One dataclass holds every option: each field is its YAML key and (through :func:`flags`) its
+command-line flag, type, default and --help text. Precedence: built-in defaults < ``--config``
+YAML < command-line flags. The effective config is written to ``RUN/config.yaml`` and is the
+base again when a run is resumed; options that define the run (model, data, batch, optimizer,
+schedule, seed) may not change on resume.
 """
 
 from __future__ import annotations
 
 import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gpt2cli import dtypes
 from gpt2cli.errors import UsageError
 
 # GPT-3 paper, table 2.1: learning rate by model size (parameters), used when --lr is not set.
@@ -46,47 +50,132 @@ RUN_DEFINING = (
     "pad_vocab",
     "init_from",
 )
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def option(
+    default: Any,
+    help: str = "",
+    *short: str,
+    long: str | None = None,
+    path: bool = False,
+    cli: bool = True,
+) -> Any:
+    """A TrainConfig field that is also a ``gpt2 train`` flag: ``help`` is its --help text
+    (``{default}`` there becomes ``[default: VALUE]``), ``short`` its one-letter names,
+    ``long`` its long name when not the field's (``--a/--b`` for a boolean pair), ``path``
+    a PATH value. ``cli=False``: a YAML key only."""
+    return field(
+        default=default,
+        metadata={"help": help, "short": short, "long": long, "path": path, "cli": cli},
+    )
 
 
 @dataclass
 class TrainConfig:
-    out: str | None = None
-    data: str | None = None
-    size: str | None = None  # None: 124m, or the --init-from weights' shape
-    model: dict[str, Any] | None = None
-    init_from: str | None = None
-    seq_len: int = 1024
-    batch_size: int = 512
-    micro_batch: int | str = "auto"
-    max_steps: int | None = None
-    max_tokens: int | None = None
-    lr: float | None = None
-    min_lr_ratio: float = 0.1
-    warmup: int | None = None
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "auto"
-    compile: bool | None = None
-    fsdp: bool = False
-    eval_every: int = 250
-    eval_steps: int = 20
-    save_every: int = 1000
-    keep: int = 3
-    log_every: int = 10
-    pad_vocab: int = 64
-    peak_tflops: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Every `gpt2 train` option: its YAML key, flag, type, default and --help text."""
+
+    data: str | None = option(
+        None,
+        "Pack directory (from `gpt2 pack`): its train split is trained on, its val split "
+        "validated on.",
+        "-d",
+    )
+    out: str | None = option(
+        None,
+        "Run directory: config.yaml, metrics.jsonl, loss.png, checkpoints/, final/.",
+        "-o",
+        long="--output",
+        path=True,
+    )
+    size: str | None = option(  # None: 124m, or the --init-from weights' shape
+        None,
+        "Model size: 124m/117m/small/gpt2, 355m/345m/medium, 774m/762m/large, "
+        "1.5b/1558m/1542m/xl, tiny, mini. Default 124m, or the shape of --init-from.",
+        "-s",
+    )
+    # YAML only: GPTConfig fields (n_layer, n_head, n_embd, dropout...) over the size's shape.
+    model: dict[str, Any] | None = option(None, cli=False)
+    init_from: str | None = option(
+        None,
+        "Start from these weights (fine-tuning): a run directory, a checkpoint, an HF-layout "
+        "directory or an HF model name in the local cache.",
+    )
+    max_steps: int | None = option(
+        None,
+        "Optimizer steps to train. Default: from --max-tokens, else one pass over the train split.",
+    )
+    max_tokens: int | None = option(
+        None, "Tokens to train on (rounded up to whole steps of --batch-size x --seq-len)."
+    )
+    batch_size: int = option(
+        512, "Sequences per optimizer step over all processes {default}.", "-b"
+    )
+    micro_batch: int | str = option(
+        "auto",
+        "Sequences per forward pass and process; steps accumulate gradients over batch-size / "
+        "(processes x micro-batch) of them. 'auto' [default]: the largest power of two that "
+        f"fits the GPU (tried); {CPU_MICRO_BATCH} on CPU.",
+    )
+    seq_len: int = option(1024, "Tokens per sequence {default}.")
+    lr: float | None = option(
+        None,
+        "Peak learning rate. Default by size (GPT-3 table): 6e-4 up to 124M, 3e-4 355M, "
+        "2.5e-4 774M, 2e-4 1.5B.",
+    )
+    min_lr_ratio: float = option(0.1, cli=False)  # the cosine decay ends at lr x this
+    warmup: int | None = option(
+        None,
+        "Linear warmup steps, then cosine decay to 10% of --lr. Default: "
+        f"{WARMUP_TOKENS // 10**6}M tokens (GPT-3), at most a tenth of the run.",
+    )
+    weight_decay: float = option(
+        0.1, "AdamW weight decay on matrices (not biases, LayerNorms) {default}."
+    )
+    beta1: float = option(0.9, cli=False)
+    beta2: float = option(0.95, cli=False)
+    eps: float = option(1e-8, cli=False)
+    grad_clip: float = option(1.0, "Clip the gradient norm to this (0: off) {default}.")
+    seed: int = option(0, "Seed of the initialisation and the data order {default}.")
+    device: str = option("auto", "auto [default: CUDA if available], cpu, cuda or cuda:N.")
+    dtype: str = option(
+        "auto",
+        "Compute precision: auto [default: bf16 autocast on CUDA (fp16 + loss scaling without "
+        "bf16), fp32 on CPU], fp32, bf16 or fp16 (or float32, bfloat16, float16).",
+    )
+    compile: bool | None = option(
+        None,
+        "torch.compile the model [default: on with CUDA, off on CPU].",
+        long="--compile/--no-compile",
+    )
+    fsdp: bool = option(
+        False,
+        "Under torchrun: shard parameters, gradients and optimizer state (FSDP) instead of "
+        "replicating them (DDP, the default).",
+        long="--fsdp/--ddp",
+    )
+    eval_every: int = option(
+        250,
+        "Validate on the val split before the first step, every this many steps and at the end "
+        "{default}.",
+    )
+    eval_steps: int = option(20, "Micro-batches per validation {default}.")
+    save_every: int = option(1000, "Write a checkpoint every this many steps {default}.")
+    keep: int = option(3, "Checkpoints to keep (the newest) {default}; final/ is always kept.")
+    log_every: int = option(
+        10,
+        "When stderr is not a terminal: a progress line every this many steps {default}.",
+    )
+    pad_vocab: int = option(
+        64,
+        "Pad the embedding rows to a multiple of this for speed; outputs do not change (1: no "
+        "padding) {default}.",
+    )
+    peak_tflops: float | None = option(
+        None, "Peak TFLOP/s of one GPU for MFU, when the built-in table does not know it."
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("extra")
-        return data
+        return asdict(self)
 
     def to_yaml(self, runtime: dict[str, Any] | None = None) -> str:
         data = self.to_dict()
@@ -96,36 +185,63 @@ class TrainConfig:
         return header + yaml.safe_dump(data, sort_keys=False)
 
 
-OPTION_NAMES = [f.name for f in fields(TrainConfig) if f.name != "extra"]
-_INT = (
-    "seq_len",
-    "batch_size",
-    "max_steps",
-    "max_tokens",
-    "warmup",
-    "seed",
-    "eval_every",
-    "eval_steps",
-    "save_every",
-    "keep",
-    "log_every",
-    "pad_vocab",
-)
-_FLOAT = ("lr", "min_lr_ratio", "weight_decay", "beta1", "beta2", "eps", "grad_clip", "peak_tflops")
-_BOOL = ("compile", "fsdp")
-_STR = ("out", "data", "size", "init_from", "device", "dtype")
+def _kind(hint: Any) -> Any:
+    """The value type an annotation asks for: int, float, bool, str, dict, or (int, str)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = tuple(a for a in typing.get_args(hint) if a is not type(None))
+        return _kind(args[0]) if len(args) == 1 else args
+    return typing.get_origin(hint) or hint
+
+
+_HINTS = typing.get_type_hints(TrainConfig)
+KINDS: dict[str, Any] = {f.name: _kind(_HINTS[f.name]) for f in fields(TrainConfig)}
+OPTION_NAMES = list(KINDS)
+_KIND_TEXT = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    dict: "a mapping",
+    (int, str): "an integer or 'auto'",
+}
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line option of `gpt2 train`, as a CLI library needs it."""
+
+    name: str  # the TrainConfig field
+    names: tuple[str, ...]  # "--batch-size", "-b"
+    type: type  # what the flag's value is parsed as
+    help: str
+
+
+def flags() -> list[Flag]:
+    """The command-line options, in TrainConfig's order (that of --help)."""
+    out = []
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        if not meta["cli"]:
+            continue
+        kind = KINDS[f.name]
+        value_type = Path if meta["path"] else str if isinstance(kind, tuple) else kind
+        text = meta["help"].replace("{default}", f"[default: {f.default}]")
+        out.append(Flag(f.name, (meta["long"] or flag(f.name), *meta["short"]), value_type, text))
+    return out
 
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _coerce(name: str, value: Any, source: str) -> Any:
-    """Check one option's type; YAML and CLI both come through here."""
+def _coerce(name: str, value: Any, source: str | None = None) -> Any:
+    """Check one option's type (``source``: the YAML file; None: the flag). YAML and flags
+    both come through here."""
     if value is None:
         return None
+    kind = KINDS[name]
     try:
-        if name in _INT:
+        if kind is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             if isinstance(value, str):
@@ -133,41 +249,29 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                 if isinstance(value, float) and not value.is_integer():
                     raise ValueError
             return int(value)
-        if name in _FLOAT:
+        if kind is float:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
-        if name in _BOOL:
+        if kind is bool:
             if not isinstance(value, bool):
                 raise ValueError
             return value
-        if name in _STR:
-            return str(value)
-        if name == "micro_batch":
+        if kind is str:
+            return dtypes.canonical(value) if name == "dtype" else str(value)
+        if kind == (int, str):
             if isinstance(value, str) and value.strip().lower() == "auto":
                 return "auto"
             if isinstance(value, bool):
                 raise ValueError
             return int(value)
-        if name == "model":
+        if kind is dict:
             if not isinstance(value, dict):
                 raise ValueError
             return dict(value)
     except (TypeError, ValueError):
-        kind = (
-            "an integer"
-            if name in _INT
-            else "a number"
-            if name in _FLOAT
-            else "true or false"
-            if name in _BOOL
-            else "an integer or 'auto'"
-            if name == "micro_batch"
-            else "a mapping"
-            if name == "model"
-            else "a string"
-        )
-        raise UsageError(f"{source}: {name} must be {kind}, not {value!r}") from None
+        what = f"{source}: {name}" if source else flag(name)
+        raise UsageError(f"{what} must be {_KIND_TEXT[kind]}, not {value!r}") from None
     return value
 
 
@@ -223,7 +327,7 @@ def build(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> Trai
     merged.update(base or {})
     for name, value in overrides.items():
         if value is not None:
-            merged[name] = _coerce(name, value, flag(name))
+            merged[name] = _coerce(name, value)
     config = TrainConfig(**merged)
     validate(config)
     return config
@@ -266,8 +370,6 @@ def validate(config: TrainConfig) -> None:
         raise UsageError("weight_decay and grad_clip must be >= 0 and eps > 0")
     if not (0 <= config.beta1 < 1 and 0 <= config.beta2 < 1):
         raise UsageError("beta1 and beta2 must be in [0, 1)")
-    if config.dtype not in DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, not {config.dtype!r}")
     device = config.device.split(":")[0]
     if device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, not {config.device!r}")
@@ -279,7 +381,7 @@ def check_resume(saved: dict[str, Any], given: dict[str, Any], run_dir: str) -> 
         value = given.get(name)
         if value is None:
             continue
-        value = _coerce(name, value, flag(name))
+        value = _coerce(name, value)
         if name in ("data", "init_from") and saved.get(name) is not None:
             same = Path(str(value)).resolve() == Path(str(saved[name])).resolve()
         else:

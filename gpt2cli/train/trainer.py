@@ -14,6 +14,8 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +30,27 @@ from gpt2cli.train import log as trainlog
 from gpt2cli.train.config import TrainConfig
 from gpt2cli.train.distributed import DistEnv
 
-# Test hook: exit abruptly (os._exit) right after this optimizer step, as a crash would.
-_CRASH_ENV = "GPT2CLI_TEST_CRASH_AFTER_STEP"
-# Test hook: make the loss of this step NaN (exercises the non-finite stop).
-_NAN_ENV = "GPT2CLI_TEST_NAN_AT_STEP"
 
+@dataclass(frozen=True)
+class TrainHooks:
+    """Callables the loop runs at fixed points, given the optimizer step (1-based); tests
+    inject faults through them (a crash, a NaN loss, a kill in the middle of a save)."""
 
-def _simulate_crash() -> None:
-    """Test hook: die at once, as a power cut or SIGKILL would (tests may replace it)."""
-    os._exit(99)
+    # After step N is logged, validated and saved.
+    after_step: Callable[[int], None] | None = None
+    # Step N's loss (summed over its micro-batches, this rank) before the finite check: the
+    # returned tensor replaces it.
+    loss: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+    # Inside the save after step N, once every file but COMPLETE is written.
+    mid_save: Callable[[int], None] | None = None
 
 
 # --- data -----------------------------------------------------------------------------------
 
 
 def open_data(config: TrainConfig) -> tuple[Any, int, bool]:
-    """Check --data and return (dataset, train tokens, has a val split)."""
+    """Check --data and return (dataset, train tokens, has a val split): the one
+    ``ShardDataset`` of the run, read by the train and the val loader alike."""
     from gpt2cli.data.dataset import ShardDataset
 
     if not config.data:
@@ -72,23 +79,24 @@ def open_data(config: TrainConfig) -> tuple[Any, int, bool]:
     return dataset, train_tokens, has_val
 
 
-def val_micro_batch(config: TrainConfig, micro: int, env: DistEnv) -> int | None:
-    """The largest micro-batch up to ``micro`` that the val split fills on every rank."""
+def val_micro_batch(dataset: Any, config: TrainConfig, micro: int, env: DistEnv) -> int | None:
+    """The largest of micro, micro/2, ... 1 that the val split fills once on every rank
+    (None: not even one sequence each)."""
+    try:
+        windows = make_loader(dataset, config, "val", 1, env).windows_per_epoch
+    except Gpt2Error:
+        return None
     size = micro
-    while size >= 1:
-        try:
-            make_loader(config, "val", size, env)
-            return size
-        except Gpt2Error:
-            size //= 2
-    return None
+    while size > windows // env.world_size:
+        size //= 2
+    return size or None
 
 
-def make_loader(config: TrainConfig, split: str, micro: int, env: DistEnv) -> Any:
+def make_loader(dataset: Any, config: TrainConfig, split: str, micro: int, env: DistEnv) -> Any:
     from gpt2cli.data.loader import TokenLoader
 
     return TokenLoader(
-        config.data,
+        dataset,
         split,
         config.seq_len,
         micro,
@@ -231,7 +239,12 @@ def prepare_config(
     return config, run_dir, None
 
 
-def train(given: dict[str, Any], config_file: str | None = None, resume: bool = False) -> Path:
+def train(
+    given: dict[str, Any],
+    config_file: str | None = None,
+    resume: bool = False,
+    hooks: TrainHooks | None = None,
+) -> Path:
     """Run `gpt2 train`. ``given``: option name -> value for the flags the user set."""
     torchrun = distributed.launched_by_torchrun()
     config, run_dir, resume_from = prepare_config(
@@ -239,7 +252,7 @@ def train(given: dict[str, Any], config_file: str | None = None, resume: bool = 
     )
     env = distributed.setup(config.device)
     try:
-        return Trainer(config, run_dir, resume_from, env).run()
+        return Trainer(config, run_dir, resume_from, env, hooks).run()
     finally:
         distributed.teardown(env)
 
@@ -248,12 +261,18 @@ class Trainer:
     """One launch of a run: model, optimizer, data and run directory, set up; ``run()`` loops."""
 
     def __init__(
-        self, config: TrainConfig, run_dir: Path, resume_from: Path | None, env: DistEnv
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        resume_from: Path | None,
+        env: DistEnv,
+        hooks: TrainHooks | None = None,
     ) -> None:
         self.config, self.run_dir, self.env = config, run_dir, env
+        self.hooks = hooks or TrainHooks()
         self.device = device = env.device
         is_cuda = device.type == "cuda"
-        _, train_tokens, self.has_val = open_data(config)
+        dataset, train_tokens, has_val = open_data(config)
         if is_cuda:
             hardware.enable_tf32()
         bf16 = is_cuda and torch.cuda.is_bf16_supported()
@@ -283,8 +302,11 @@ class Trainer:
             config.size = "124m"
         self.micro = hardware.choose_micro_batch(config, model, env, self.precision)
         self.accum = config.batch_size // (env.world_size * self.micro)
-        self.val_micro = val_micro_batch(config, self.micro, env) if self.has_val else None
-        self.has_val = self.val_micro is not None
+        self.val_micro = val_micro_batch(dataset, config, self.micro, env) if has_val else None
+        self.val_loader = None
+        if self.val_micro is not None:
+            self.val_loader = make_loader(dataset, config, "val", self.val_micro, env)
+            self.val_start = self.val_loader.state_dict()  # every validation starts here
         self.mode = "fsdp" if config.fsdp else ("ddp" if env.enabled else "none")
         self.runtime = {
             "device": str(device),
@@ -303,7 +325,7 @@ class Trainer:
         # randomness get a stream per rank.
         checkpoint.seed_everything(config.seed + env.rank)
         self.start_step = self.tokens = 0
-        self.loader = make_loader(config, "train", self.micro, env)
+        self.loader = make_loader(dataset, config, "train", self.micro, env)
         if state is not None:
             self.start_step, self.tokens = int(state["step"]), int(state["tokens"])
             # The loader counts windows taken over all ranks, so its state fits any world size
@@ -391,8 +413,8 @@ class Trainer:
                 self.scaler.scale(loss).backward()
             else:
                 loss.backward()
-        if step + 1 == int(os.environ.get(_NAN_ENV, "-1")):
-            loss_sum = loss_sum * float("nan")
+        if self.hooks.loss is not None:
+            loss_sum = self.hooks.loss(step + 1, loss_sum)
         mean_loss = distributed.all_reduce_mean(loss_sum, self.env).item()
         if not math.isfinite(mean_loss):
             kept = f"; last good checkpoint: {self.last_saved}" if self.last_saved else ""
@@ -417,9 +439,10 @@ class Trainer:
 
     def validate(self, step: int) -> float | None:
         """Mean loss over --eval-steps micro-batches of the val split (the same ones each time)."""
-        if not self.has_val:
+        loader = self.val_loader
+        if loader is None:
             return None
-        loader = make_loader(self.config, "val", self.val_micro, self.env)
+        loader.load_state_dict(self.val_start)
         self.model.eval()
         total = torch.zeros((), device=self.device)
         count = 0
@@ -461,19 +484,21 @@ class Trainer:
                 to_write.load_state_dict(model_state, assign=True)
                 to_write.lm_head.weight = to_write.transformer.wte.weight
             meta = self.config.to_yaml({**self.runtime, "step": step, "tokens": self.tokens})
-            checkpoint.save(target, to_write, state, meta, step)
+            mid_save = self.hooks.mid_save
+            checkpoint.save(
+                target, to_write, state, meta, (lambda: mid_save(step)) if mid_save else None
+            )
         distributed.barrier(env)
 
     def run(self) -> Path:
         config, total = self.config, self.total
         progress = trainlog.Progress(total, self.start_step, config.log_every, self.env.is_main)
         progress.message(self.describe())
-        if not self.has_val:
+        if self.val_loader is None:
             progress.message(
                 f"gpt2 train: {config.data} has no val split long enough for one "
                 f"sequence of --seq-len {config.seq_len} per process: no validation"
             )
-        crash_after = int(os.environ.get(_CRASH_ENV, "-1"))
         batches = iter(self.loader)  # endless: epoch after epoch
         step_time: float | None = None
         started = time.perf_counter()
@@ -515,8 +540,8 @@ class Trainer:
                     self.last_saved = str(target)
                     if self.env.is_main:
                         checkpoint.prune(self.run_dir, config.keep)
-                if done == crash_after:
-                    _simulate_crash()
+                if self.hooks.after_step is not None:
+                    self.hooks.after_step(done)
             final = self.run_dir / checkpoint.FINAL
             self.save(final, total)
         finally:
