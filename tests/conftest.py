@@ -3,28 +3,53 @@
 from __future__ import annotations
 
 import io
-import subprocess
+import os
+import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 
-@pytest.fixture()
-def cli(capsysbinary: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
-    """Run `gpt2 ...` in this process (no interpreter start-up), ``stdin`` piped in:
-    (exit code, stdout, stderr)."""
+class Run(NamedTuple):
+    """The outcome of one `gpt2 ...`: exit status, stdout bytes, stderr text."""
+
+    code: int
+    stdout: bytes
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def gpt2() -> Callable[..., Run]:
+    """Run `gpt2 ARGS` through the real entry point in this process (no interpreter start-up),
+    ``stdin`` piped in, and restore what ``main`` changes (streams, argv, SIGPIPE, env)."""
     from gpt2cli.cli import main
 
-    def invoke(args: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess:
-        monkeypatch.setattr(sys, "argv", ["gpt2", *args])
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    def invoke(*args: str | Path, stdin: bytes = b"") -> Run:
+        saved = sys.argv, sys.stdin, sys.stdout, sys.stderr
+        saved_env = os.environ.get("THP_MEM_ALLOC_ENABLE")
+        sigpipe = signal.getsignal(signal.SIGPIPE) if hasattr(signal, "SIGPIPE") else None
+        out, err = io.BytesIO(), io.BytesIO()
+        sys.argv = ["gpt2", *map(str, args)]
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+        sys.stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
+        sys.stderr = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
         code = 0
         try:
             main()
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        captured = capsysbinary.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            stdout, stderr = out.getvalue(), err.getvalue()  # before the wrappers close them
+            sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
+            if sigpipe is not None:
+                signal.signal(signal.SIGPIPE, sigpipe)
+            if saved_env is None:
+                os.environ.pop("THP_MEM_ALLOC_ENABLE", None)
+        return Run(code, stdout, stderr.decode("utf-8", "replace"))
 
     return invoke

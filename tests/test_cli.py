@@ -1,7 +1,9 @@
 """The gpt2 command as a whole: version, help, exit codes, one-line errors."""
 
+import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 from gpt2cli import __version__
 
@@ -52,3 +54,97 @@ def test_start_up_does_not_import_torch() -> None:
     code = "import sys, gpt2cli.cli; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False"
+
+
+LIST_MODULES = """
+import runpy, sys
+try:
+    runpy.run_module("gpt2cli", run_name="__main__")
+finally:
+    print("modules:", *sys.modules, file=sys.stderr)
+"""
+
+
+def imported_modules(*args: str) -> set[str]:
+    """The modules `python -m gpt2cli ARGS` has imported when it exits."""
+    result = subprocess.run([sys.executable, "-c", LIST_MODULES, *args], capture_output=True)
+    assert result.returncode == 0, result.stderr
+    return set(result.stderr.decode().rsplit("modules:", 1)[1].split())
+
+
+HEAVY = ("numpy", "torch", "gpt2cli.evaluate.tasks")
+
+
+def test_version_and_help_import_no_command() -> None:
+    for args in (["--version"], ["--help"]):
+        modules = imported_modules(*args)
+        assert "typer" in modules  # the record is read
+        assert [name for name in HEAVY if name in modules] == [], args
+        assert not any(name.startswith("gpt2cli.commands.") for name in modules), args
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    modules = imported_modules("tokenize", "--help")
+    assert "gpt2cli.commands.tokenize" in modules
+    assert "torch" not in modules and "gpt2cli.evaluate.tasks" not in modules
+    assert {name for name in modules if name.startswith("gpt2cli.commands.")} == {
+        "gpt2cli.commands.tokenize",
+        "gpt2cli.commands.options",
+    }
+
+
+def test_the_command_table_is_every_command_with_its_own_help() -> None:
+    """`gpt2 --help` lists COMMANDS without importing them: it must say what the commands say."""
+    import pkgutil
+
+    import typer.main
+
+    import gpt2cli.commands
+    from gpt2cli.app import app
+    from gpt2cli.commands import COMMANDS
+
+    modules = [
+        name
+        for _, name, _ in pkgutil.iter_modules(gpt2cli.commands.__path__)
+        if hasattr(importlib.import_module(f"gpt2cli.commands.{name}"), "register")
+    ]
+    assert sorted(COMMANDS) == sorted(modules)
+    root = typer.main.get_command(app)
+    for name, text in COMMANDS.items():
+        assert root.commands[name].get_short_help_str(limit=10_000) == text, name
+
+
+INTERRUPT_AT_IMPORT = """
+import sys
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == sys.argv[1]:
+            raise KeyboardInterrupt
+"""
+
+
+def test_ctrl_c_during_start_up_exits_130_without_traceback() -> None:
+    entry_points = {
+        "gpt2": "from gpt2cli.cli import main\nmain()",
+        "python -m gpt2cli": "import runpy\nrunpy.run_module('gpt2cli', run_name='__main__')",
+    }
+    for entry, start in entry_points.items():
+        for module in ("typer", "gpt2cli.app", "gpt2cli.commands.tokenize", "numpy"):
+            code = f"{INTERRUPT_AT_IMPORT}\nsys.meta_path.insert(0, Interrupt())\n"
+            code += f"sys.argv = ['gpt2', 'tokenize', '--help']\n{start}"
+            result = subprocess.run([sys.executable, "-c", code, module], capture_output=True)
+            assert result.returncode == 130, (entry, module, result.stderr)
+            assert result.stderr.strip() == b"", (entry, module, result.stderr)
+            assert result.stdout == b"", (entry, module)
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("Set up and run the tests:", 1)[1]
+    readme_command = next(line.strip() for line in section.splitlines() if line.strip())
+    ci_lines = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    ci_command = next(line for line in ci_lines if line.startswith("python3 -m venv"))
+    assert readme_command == ci_command
+    assert readme_command.endswith("python -m pytest && ruff check . && ruff format --check .")

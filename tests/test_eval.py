@@ -320,7 +320,7 @@ def test_download_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_download_through_the_cli_mirror(
-    model_dir: Path, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path, tmp_path: Path, gpt2, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     served = tmp_path / "served"
     served.mkdir()
@@ -328,10 +328,10 @@ def test_download_through_the_cli_mirror(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with _Server(served) as server:
         monkeypatch.setenv(taskdata.MIRROR_ENV, server.url)
-        result = cli(["eval", "lambada", "--model", str(model_dir), "--download"])
+        result = gpt2("eval", "lambada", "--model", str(model_dir), "--download")
     # the fixture is not the published file: its checksum differs and the download is deleted
-    assert result.returncode == 1
-    assert b"checksum mismatch" in result.stderr and b"deleted" in result.stderr
+    assert result.code == 1
+    assert "checksum mismatch" in result.stderr and "deleted" in result.stderr
     assert not (tmp_path / "cache" / "gpt2cli" / "lambada_test.jsonl").exists()
 
 
@@ -421,42 +421,42 @@ def test_eval_command_results_json(model_dir: Path, data_dir: Path, tmp_path: Pa
         "two_tasks_one_file",
     ],
 )
-def test_eval_bad_input(case: str, model_dir: Path, data_dir: Path, tmp_path: Path, cli) -> None:
+def test_eval_bad_input(case: str, model_dir: Path, data_dir: Path, tmp_path: Path, gpt2) -> None:
     lambada = data_dir / "lambada_test.jsonl"
     args = ["eval", "lambada", "--model", str(model_dir), "--data", str(lambada)]
-    expect_code, expect = 1, b""
+    expect_code, expect = 1, ""
     if case == "unknown":
-        args[1], expect_code, expect = "lambda", 2, b"known tasks:"
+        args[1], expect_code, expect = "lambda", 2, "known tasks:"
     elif case == "limit0":
         args += ["--limit", "0"]
-        expect_code, expect = 2, b"--limit"
+        expect_code, expect = 2, "--limit"
     elif case == "missing":
-        args[-1], expect = str(tmp_path / "none.jsonl"), b"none.jsonl"
+        args[-1], expect = str(tmp_path / "none.jsonl"), "none.jsonl"
     elif case == "truncated":
         lambada.write_text(lambada.read_text() + '{"text": "cut off')
-        expect = b"line 6: truncated"
+        expect = "line 6: truncated"
     elif case == "wrong_format":
         args = ["eval", "wikitext2", "--model", str(model_dir), "--data", str(lambada)]
-        expect = b"not a raw WikiText file"
+        expect = "not a raw WikiText file"
     elif case == "not_jsonl":
         args[-1] = str(data_dir / "wikitext-2-raw" / "wiki.test.raw")
-        expect = b"line 2: not JSON"
+        expect = "line 2: not JSON"
     elif case == "no_task":
         args = ["eval", "--model", str(model_dir)]
-        expect_code, expect = 2, b"no task"
+        expect_code, expect = 2, "no task"
     elif case == "two_tasks_one_file":
         args = ["eval", "lambada", "wikitext2", "--model", str(model_dir), "--data", str(lambada)]
-        expect_code, expect = 2, b"--data-dir"
-    result = cli(args)
-    assert result.returncode == expect_code, result.stderr.decode()
+        expect_code, expect = 2, "--data-dir"
+    result = gpt2(*args)
+    assert result.code == expect_code, result.stderr
     assert expect in result.stderr
-    assert b"Traceback" not in result.stderr
-    assert len(result.stderr.decode().strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_eval_list(cli) -> None:
-    result = cli(["eval", "--list", "--json"])
-    assert result.returncode == 0
+def test_eval_list(gpt2) -> None:
+    result = gpt2("eval", "--list", "--json")
+    assert result.code == 0
     listed = {row["task"]: row for row in json.loads(result.stdout)}
     assert listed["lambada"]["files"][0]["sha256"].startswith("4aa8d02c")
     assert listed["wikitext2"]["files"][0]["name"] == "wikitext-2-raw/wiki.test.raw"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import re
-import signal
 import struct
 import subprocess
 import sys
@@ -25,32 +23,6 @@ from gpt2cli.text.readers import Piece, iter_pieces
 
 # ------------------------------------------------------------------------------------------------
 # helpers
-
-
-def gpt2(*args: str, stdin: bytes = b"") -> tuple[int, bytes, str]:
-    """Run the real CLI entry point in-process: (exit status, stdout bytes, stderr text)."""
-    from gpt2cli import cli
-
-    saved = sys.argv, sys.stdin, sys.stdout, sys.stderr
-    handler = signal.getsignal(signal.SIGPIPE) if hasattr(signal, "SIGPIPE") else None
-    out, err = io.BytesIO(), io.BytesIO()
-    sys.argv = ["gpt2", *args]
-    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
-    sys.stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
-    sys.stderr = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        stdout, stderr = out.getvalue(), err.getvalue()
-        sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
-        if handler is not None:
-            signal.signal(signal.SIGPIPE, handler)
-    return code, stdout, stderr.decode("utf-8")
 
 
 def assert_one_line_error(code: int, stderr: str, expected_code: int, pattern: str) -> None:
@@ -92,7 +64,7 @@ def exact_ngrams(text: str, n: int) -> list[tuple[str, ...]]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> dict:
+def corpus(tmp_path_factory, gpt2) -> dict:
     base = tmp_path_factory.mktemp("overlap")
     rng = random.Random(1)
     train = [random_text(rng, rng.randint(20, 300)) for _ in range(200)]
@@ -335,7 +307,7 @@ def test_byte_identical_across_runs_and_hash_seeds(tmp_path, corpus) -> None:
 # check
 
 
-def test_check_equals_exact_set_computation(corpus) -> None:
+def test_check_equals_exact_set_computation(corpus, gpt2) -> None:
     code, out, err = gpt2(
         "overlap",
         "check",
@@ -366,7 +338,7 @@ def test_check_equals_exact_set_computation(corpus) -> None:
     assert "8-gram overlap" in err and "estimated false-positive rate" in err
 
 
-def test_check_per_input_table_and_json(corpus) -> None:
+def test_check_per_input_table_and_json(corpus, gpt2) -> None:
     code, out, err = gpt2(
         "overlap",
         "check",
@@ -390,7 +362,7 @@ def test_check_per_input_table_and_json(corpus) -> None:
 
 
 @pytest.mark.parametrize("hashes", [None, "3"])
-def test_measured_false_positive_rate_is_within_the_bound(tmp_path, corpus, hashes) -> None:
+def test_measured_false_positive_rate_is_within_the_bound(tmp_path, corpus, hashes, gpt2) -> None:
     distinct = len({g for t in corpus["train"] for g in exact_ngrams(t, 8)})
     small = tmp_path / "small.bloom"
     extra = ["--hashes", hashes] if hashes else []
@@ -417,7 +389,7 @@ def test_measured_false_positive_rate_is_within_the_bound(tmp_path, corpus, hash
     assert "measured false-positive rate" in err
 
 
-def test_exclude_overlapping_writes_clean_documents(tmp_path, corpus) -> None:
+def test_exclude_overlapping_writes_clean_documents(tmp_path, corpus, gpt2) -> None:
     kept_path = tmp_path / "clean.jsonl"
     code, out, err = gpt2(
         "overlap",
@@ -451,7 +423,7 @@ def test_exclude_overlapping_writes_clean_documents(tmp_path, corpus) -> None:
     assert out == text_input
 
 
-def test_merge_equals_build_from_the_union(tmp_path, corpus) -> None:
+def test_merge_equals_build_from_the_union(tmp_path, corpus, gpt2) -> None:
     train = corpus["train"]
     part_a = write_jsonl(tmp_path / "a.jsonl", train[:120])
     part_b = write_jsonl(tmp_path / "b.jsonl", train[120:])
@@ -481,7 +453,7 @@ def test_merge_equals_build_from_the_union(tmp_path, corpus) -> None:
 # bad input
 
 
-def test_truncated_and_other_version_filters(tmp_path, corpus) -> None:
+def test_truncated_and_other_version_filters(tmp_path, corpus, gpt2) -> None:
     data = corpus["filter"].read_bytes()
     truncated = tmp_path / "truncated.bloom"
     truncated.write_bytes(data[:-100])
@@ -505,7 +477,7 @@ def test_truncated_and_other_version_filters(tmp_path, corpus) -> None:
     assert_one_line_error(code, err, 1, "no such filter file")
 
 
-def test_merging_different_shapes_is_refused(tmp_path, corpus) -> None:
+def test_merging_different_shapes_is_refused(tmp_path, corpus, gpt2) -> None:
     other = tmp_path / "n5.bloom"
     code, _, err = gpt2("overlap", "build", "--n", "5", "-o", str(other), str(corpus["train_path"]))
     assert code == 0, err
@@ -515,7 +487,7 @@ def test_merging_different_shapes_is_refused(tmp_path, corpus) -> None:
     assert not out.exists()
 
 
-def test_empty_input(tmp_path, corpus) -> None:
+def test_empty_input(tmp_path, corpus, gpt2) -> None:
     out = tmp_path / "empty.bloom"
     code, _, err = gpt2("overlap", "build", "-o", str(out), "-", stdin=b"")
     assert_one_line_error(code, err, 1, "empty input")
@@ -533,7 +505,7 @@ def test_empty_input(tmp_path, corpus) -> None:
 
 
 @pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.1", "nan"])
-def test_fp_rate_outside_zero_one(tmp_path, corpus, value) -> None:
+def test_fp_rate_outside_zero_one(tmp_path, corpus, value, gpt2) -> None:
     code, _, err = gpt2(
         "overlap",
         "build",
@@ -546,7 +518,7 @@ def test_fp_rate_outside_zero_one(tmp_path, corpus, value) -> None:
     assert_one_line_error(code, err, 2, "--fp-rate must be between 0 and 1")
 
 
-def test_other_bad_options(tmp_path, corpus) -> None:
+def test_other_bad_options(tmp_path, corpus, gpt2) -> None:
     out = str(tmp_path / "x.bloom")
     code, _, err = gpt2("overlap", "build", "--capacity", "lots", "-o", out, "-")
     assert_one_line_error(code, err, 2, "--capacity")
@@ -569,7 +541,7 @@ def test_other_bad_options(tmp_path, corpus) -> None:
     assert_one_line_error(code, err, 2, "--max-overlap")
 
 
-def test_stdin_build_is_spooled_and_equals_the_file_build(tmp_path, corpus) -> None:
+def test_stdin_build_is_spooled_and_equals_the_file_build(tmp_path, corpus, gpt2) -> None:
     out = tmp_path / "stdin.bloom"
     code, _, err = gpt2("overlap", "build", "-o", str(out), stdin=corpus["train_path"].read_bytes())
     assert code == 0, err
@@ -578,7 +550,7 @@ def test_stdin_build_is_spooled_and_equals_the_file_build(tmp_path, corpus) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stdin.bloom"]  # spool removed
 
 
-def test_over_capacity_is_warned(tmp_path, corpus) -> None:
+def test_over_capacity_is_warned(tmp_path, corpus, gpt2) -> None:
     out = tmp_path / "tiny.bloom"
     code, _, err = gpt2(
         "overlap", "build", "--capacity", "100", "-o", str(out), str(corpus["train_path"])

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from _cli_runner import gpt2  # tests/ is on sys.path (pytest rootdir)
 
 from gpt2cli.data import loader as loader_module
 from gpt2cli.data.dataset import ShardDataset
@@ -46,7 +45,9 @@ def split_docs(directory: Path, split: str) -> list[list[int]]:
         return [doc.tolist() for doc in dataset.iter_documents(split)]
 
 
-def small_pack(tmp_path: Path, docs: list[np.ndarray], *extra: str, name: str = "out") -> Path:
+def small_pack(
+    gpt2, tmp_path: Path, docs: list[np.ndarray], *extra: str, name: str = "out"
+) -> Path:
     stream = write_stream(tmp_path / f"{name}.tok", docs)
     out = tmp_path / name
     run = gpt2(
@@ -69,9 +70,9 @@ def small_pack(tmp_path: Path, docs: list[np.ndarray], *extra: str, name: str = 
 # ------------------------------------------------------------------------------ round trips
 
 
-def test_round_trip_documents_and_tokens(tmp_path: Path) -> None:
+def test_round_trip_documents_and_tokens(tmp_path: Path, gpt2) -> None:
     docs = make_docs(200)
-    out = small_pack(tmp_path, docs)
+    out = small_pack(gpt2, tmp_path, docs)
     manifest = yaml.safe_load((out / "manifest.yaml").read_text())
     assert manifest["splits"]["train"]["documents"] == 200
     total = sum(len(d) + 1 for d in docs)
@@ -91,7 +92,7 @@ def test_round_trip_documents_and_tokens(tmp_path: Path) -> None:
     assert report["ok"] and report["splits"]["train"]["tokens"] == total
 
 
-def test_tokenize_pack_loader_round_trip(tmp_path: Path) -> None:
+def test_tokenize_pack_loader_round_trip(tmp_path: Path, gpt2) -> None:
     texts = [
         f"Document number {i}.\nIt has some words, <|endoftext|> and digits {i * 7}.\n"
         for i in range(40)
@@ -119,7 +120,7 @@ def test_tokenize_pack_loader_round_trip(tmp_path: Path) -> None:
     assert len(seen) == loader.batches_per_epoch * 4
 
 
-def test_empty_stream_gives_empty_pack(tmp_path: Path) -> None:
+def test_empty_stream_gives_empty_pack(tmp_path: Path, gpt2) -> None:
     run = gpt2("pack", "-o", tmp_path / "out", stdin=token_stream.HEADER)
     assert run.code == 0, run.stderr
     assert "zero documents" in run.stderr
@@ -128,7 +129,7 @@ def test_empty_stream_gives_empty_pack(tmp_path: Path) -> None:
     assert gpt2("pack", "--verify", tmp_path / "out").code == 0
 
 
-def test_concatenated_streams_and_several_inputs(tmp_path: Path) -> None:
+def test_concatenated_streams_and_several_inputs(tmp_path: Path, gpt2) -> None:
     docs = make_docs(30, seed=3)
     joined = stream_bytes(docs[:10]) + stream_bytes(docs[10:])
     run = gpt2("pack", "-o", tmp_path / "a", stdin=joined)
@@ -159,7 +160,7 @@ def test_concatenated_streams_and_several_inputs(tmp_path: Path) -> None:
     ids=["text", "random", "unterminated", "odd", "big-id", "empty"],
 )
 def test_bad_streams_are_refused_without_leftovers(
-    tmp_path: Path, data: bytes, message: str
+    tmp_path: Path, data: bytes, message: str, gpt2
 ) -> None:
     out = tmp_path / "out"
     run = gpt2("pack", "-o", out, "--shard-tokens", "100", "--block-tokens", "16", stdin=data)
@@ -168,8 +169,8 @@ def test_bad_streams_are_refused_without_leftovers(
     assert not out.exists()
 
 
-def test_bad_stream_in_append_removes_only_its_own_shards(tmp_path: Path) -> None:
-    out = small_pack(tmp_path, make_docs(50))
+def test_bad_stream_in_append_removes_only_its_own_shards(tmp_path: Path, gpt2) -> None:
+    out = small_pack(gpt2, tmp_path, make_docs(50))
     before = sorted(p.name for p in out.iterdir())
     bad = stream_bytes(make_docs(100, seed=9))[:-2]
     run = gpt2("pack", "-o", out, "--append", "--name", "b", "--shard-tokens", "1000", stdin=bad)
@@ -177,7 +178,7 @@ def test_bad_stream_in_append_removes_only_its_own_shards(tmp_path: Path) -> Non
     assert sorted(p.name for p in out.iterdir()) == before
 
 
-def test_output_must_be_an_empty_directory(tmp_path: Path) -> None:
+def test_output_must_be_an_empty_directory(tmp_path: Path, gpt2) -> None:
     stream = stream_bytes(make_docs(3))
     afile = tmp_path / "file"
     afile.write_text("x")
@@ -189,7 +190,7 @@ def test_output_must_be_an_empty_directory(tmp_path: Path) -> None:
     run = gpt2("pack", "-o", full, stdin=stream)
     assert run.code == 2 and "not empty" in run.stderr and "--append" in run.stderr
     assert gpt2("pack", stdin=stream).code == 2  # no -o
-    out = small_pack(tmp_path, make_docs(3))
+    out = small_pack(gpt2, tmp_path, make_docs(3))
     run = gpt2("pack", "-o", out, "--append", "--name", "out", stdin=stream)  # same part
     assert run.code == 2 and "already holds a part" in run.stderr
 
@@ -201,8 +202,8 @@ def _damage(path: Path, offset: int, length: int = 4) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_corrupted_block_is_named_by_verify_and_loader(tmp_path: Path) -> None:
-    out = small_pack(tmp_path, make_docs(200))
+def test_corrupted_block_is_named_by_verify_and_loader(tmp_path: Path, gpt2) -> None:
+    out = small_pack(gpt2, tmp_path, make_docs(200))
     shard = out / "out-train-00001.shard"
     with ShardReader(shard) as reader:
         offset = int(reader.index["offset"][3]) + 5
@@ -221,8 +222,8 @@ def test_corrupted_block_is_named_by_verify_and_loader(tmp_path: Path) -> None:
             pass
 
 
-def test_truncated_shard_and_missing_shard(tmp_path: Path) -> None:
-    out = small_pack(tmp_path, make_docs(200))
+def test_truncated_shard_and_missing_shard(tmp_path: Path, gpt2) -> None:
+    out = small_pack(gpt2, tmp_path, make_docs(200))
     shard = out / "out-train-00002.shard"
     shard.write_bytes(shard.read_bytes()[:-100])
     run = gpt2("pack", "--verify", out)
@@ -237,8 +238,8 @@ def test_truncated_shard_and_missing_shard(tmp_path: Path) -> None:
         ShardDataset(out)
 
 
-def test_damaged_header_and_index(tmp_path: Path) -> None:
-    out = small_pack(tmp_path, make_docs(100))
+def test_damaged_header_and_index(tmp_path: Path, gpt2) -> None:
+    out = small_pack(gpt2, tmp_path, make_docs(100))
     shard = out / "out-train-00000.shard"
     _damage(shard, 30)
     with pytest.raises(Gpt2Error, match="out-train-00000.shard: corrupt shard header"):
@@ -260,8 +261,8 @@ pack(["-"], sys.argv[1], PackOptions(name="b", append=True,
 """
 
 
-def test_sigkill_mid_pack_leaves_only_whole_listed_shards(tmp_path: Path) -> None:
-    out = small_pack(tmp_path, make_docs(100), name="a")
+def test_sigkill_mid_pack_leaves_only_whole_listed_shards(tmp_path: Path, gpt2) -> None:
+    out = small_pack(gpt2, tmp_path, make_docs(100), name="a")
     listed_before = yaml.safe_load((out / "manifest.yaml").read_text())["shards"]
 
     child = subprocess.Popen(
@@ -308,7 +309,7 @@ def test_sigkill_mid_pack_leaves_only_whole_listed_shards(tmp_path: Path) -> Non
 # ------------------------------------------------------------------------------ merge
 
 
-def test_parallel_parts_and_merge(tmp_path: Path) -> None:
+def test_parallel_parts_and_merge(tmp_path: Path, gpt2) -> None:
     out = tmp_path / "corpus"
     docs_a, docs_b = make_docs(60, seed=1), make_docs(40, seed=2)
     args = ("--shard-tokens", "2500", "--val-fraction", "0.2", "--seed", "4")
@@ -341,19 +342,21 @@ def test_parallel_parts_and_merge(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ split, shuffle
 
 
-def test_split_is_whole_documents_and_deterministic(tmp_path: Path) -> None:
+def test_split_is_whole_documents_and_deterministic(tmp_path: Path, gpt2) -> None:
     docs = make_docs(300, seed=7)
     all_docs = sorted(tuple(d.tolist()) for d in docs)
     runs = {}
     for label, seed in (("a", 1), ("b", 1), ("c", 2)):
-        out = small_pack(tmp_path, docs, "--val-tokens", "5000", "--seed", str(seed), name=label)
+        out = small_pack(
+            gpt2, tmp_path, docs, "--val-tokens", "5000", "--seed", str(seed), name=label
+        )
         train, val = split_docs(out, "train"), split_docs(out, "val")
         assert sorted(map(tuple, train + val)) == all_docs  # whole documents, none lost
         assert 5000 <= sum(len(d) + 1 for d in val) < 5000 + 300  # files: exact, spread out
         runs[label] = val
     assert runs["a"] == runs["b"]
     assert runs["a"] != runs["c"]
-    out = small_pack(tmp_path, docs, "--val-fraction", "0.25", name="f")
+    out = small_pack(gpt2, tmp_path, docs, "--val-fraction", "0.25", name="f")
     val = split_docs(out, "val")
     assert 40 < len(val) < 110
     assert (
@@ -362,7 +365,7 @@ def test_split_is_whole_documents_and_deterministic(tmp_path: Path) -> None:
     )
 
 
-def test_val_tokens_on_a_pipe(tmp_path: Path) -> None:
+def test_val_tokens_on_a_pipe(tmp_path: Path, gpt2) -> None:
     docs = make_docs(300, seed=8)
     run = gpt2("pack", "-o", tmp_path / "out", "--val-tokens", "3000", stdin=stream_bytes(docs))
     assert run.code == 0, run.stderr
@@ -370,17 +373,26 @@ def test_val_tokens_on_a_pipe(tmp_path: Path) -> None:
     assert 3000 <= sum(len(d) + 1 for d in val) < 3000 + 300
 
 
-def test_shuffle_buffer(tmp_path: Path) -> None:
+def test_shuffle_buffer(tmp_path: Path, gpt2) -> None:
     docs = make_docs(200, seed=11)
-    one = split_docs(small_pack(tmp_path, docs, "--shuffle-buffer", "50", name="s1"), "train")
-    two = split_docs(small_pack(tmp_path, docs, "--shuffle-buffer", "50", name="s2"), "train")
+    one = split_docs(small_pack(gpt2, tmp_path, docs, "--shuffle-buffer", "50", name="s1"), "train")
+    two = split_docs(small_pack(gpt2, tmp_path, docs, "--shuffle-buffer", "50", name="s2"), "train")
     assert one == two
     assert one != [d.tolist() for d in docs]
     assert sorted(map(tuple, one)) == sorted(tuple(d.tolist()) for d in docs)
     # The split is decided in input order, so shuffling does not change it.
-    plain = small_pack(tmp_path, docs, "--val-tokens", "4000", "--seed", "3", name="p")
+    plain = small_pack(gpt2, tmp_path, docs, "--val-tokens", "4000", "--seed", "3", name="p")
     mixed = small_pack(
-        tmp_path, docs, "--val-tokens", "4000", "--seed", "3", "--shuffle-buffer", "30", name="m"
+        gpt2,
+        tmp_path,
+        docs,
+        "--val-tokens",
+        "4000",
+        "--seed",
+        "3",
+        "--shuffle-buffer",
+        "30",
+        name="m",
     )
     for split in ("train", "val"):
         assert sorted(split_docs(plain, split)) == sorted(split_docs(mixed, split))
@@ -391,9 +403,9 @@ def test_shuffle_buffer(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def loader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def loader_dir(tmp_path_factory: pytest.TempPathFactory, gpt2) -> Path:
     tmp_path = tmp_path_factory.mktemp("loader")
-    return small_pack(tmp_path, make_docs(400, seed=12, max_len=200))
+    return small_pack(gpt2, tmp_path, make_docs(400, seed=12, max_len=200))
 
 
 def _epoch_windows(loader: TokenLoader, epoch: int) -> list[int]:
@@ -487,7 +499,7 @@ def test_loader_refuses_too_long_sequences_and_missing_splits(loader_dir: Path) 
         TokenLoader(dataset, "val", seq_len=8, batch_size=1)
 
 
-def test_pack_help_reads_well() -> None:
+def test_pack_help_reads_well(gpt2) -> None:
     run = gpt2("pack", "--help")
     assert run.code == 0
     text = run.stdout.decode()
@@ -543,7 +555,7 @@ def test_loader_chunked_order_for_large_splits(
     assert [next(resumed)[0].tolist() for _ in range(3)] == expected
 
 
-def test_refuses_to_read_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refuses_to_read_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gpt2) -> None:
     import types
 
     from gpt2cli.data import pack as pack_module
@@ -558,7 +570,7 @@ def test_refuses_to_read_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert not (tmp_path / "out").exists()
 
 
-def test_concurrent_appends_into_a_new_directory(tmp_path: Path) -> None:
+def test_concurrent_appends_into_a_new_directory(tmp_path: Path, gpt2) -> None:
     import threading
 
     out = tmp_path / "new" / "corpus"

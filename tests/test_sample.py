@@ -186,7 +186,7 @@ def test_bad_options_are_usage_errors(model: GPT) -> None:
 # --- the command ---------------------------------------------------------------------------
 
 
-def gpt2(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+def gpt2_child(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
     """The real command in a child process (slow to start: used only where it matters)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
@@ -197,15 +197,15 @@ def gpt2(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
     )
 
 
-def sample_in_process(cli, *args: str, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
+def sample_in_process(gpt2, *args: str, stdin: bytes = b"") -> tuple[int, bytes, str]:
     """`gpt2 sample ARGS` run in this process: (exit status, stdout, stderr)."""
-    result = cli(["sample", *args], stdin=stdin)
-    return result.returncode, result.stdout, result.stderr
+    result = gpt2("sample", *args, stdin=stdin)
+    return result.code, result.stdout, result.stderr
 
 
-def test_cli_samples_streamed_and_separated(model_dir: Path, model: GPT, cli) -> None:
+def test_cli_samples_streamed_and_separated(model_dir: Path, model: GPT, gpt2) -> None:
     code, out, err = sample_in_process(
-        cli,
+        gpt2,
         "-m",
         str(model_dir),
         "--max-tokens",
@@ -222,9 +222,9 @@ def test_cli_samples_streamed_and_separated(model_dir: Path, model: GPT, cli) ->
     assert len(texts) == 3
     expected = generation.generate(model, [PROMPT], 12, num_samples=3, seed=4, ignore_eot=True)
     assert texts == [c.text for c in expected]
-    assert b"seed 4" in err
+    assert "seed 4" in err
     code, echoed, _ = sample_in_process(
-        cli,
+        gpt2,
         "-m",
         str(model_dir),
         "--max-tokens",
@@ -240,10 +240,10 @@ def test_cli_samples_streamed_and_separated(model_dir: Path, model: GPT, cli) ->
     assert echoed.decode() == "The meaning of life is" + single.text + "\n"
 
 
-def test_cli_jsonl(model_dir: Path, model: GPT, cli) -> None:
+def test_cli_jsonl(model_dir: Path, model: GPT, gpt2) -> None:
     lines = b'{"prompt": "The meaning of life is", "id": 1}\n{"prompt": ""}\n'
     code, out, err = sample_in_process(
-        cli, "-m", str(model_dir), "--jsonl", "--greedy", "--max-tokens", "8", stdin=lines
+        gpt2, "-m", str(model_dir), "--jsonl", "--greedy", "--max-tokens", "8", stdin=lines
     )
     assert code == 0, err
     records = [json.loads(line) for line in out.decode().splitlines()]
@@ -254,12 +254,12 @@ def test_cli_jsonl(model_dir: Path, model: GPT, cli) -> None:
     assert records[0]["completion_tokens"] == len(greedy.ids)
     assert records[0]["finish_reason"] == greedy.finish_reason
     assert records[1]["prompt_tokens"] == 1
-    assert b"empty prompt" in err
-    code, _, err = sample_in_process(cli, "-m", str(model_dir), "--jsonl", stdin=b"not json\n")
-    assert code == 1 and b"line 1: malformed JSON" in err
+    assert "empty prompt" in err
+    code, _, err = sample_in_process(gpt2, "-m", str(model_dir), "--jsonl", stdin=b"not json\n")
+    assert code == 1 and "line 1: malformed JSON" in err
 
 
-def test_cli_bad_values_are_usage_errors(model_dir: Path, cli) -> None:
+def test_cli_bad_values_are_usage_errors(model_dir: Path, gpt2) -> None:
     for args in (
         ["--top-p", "0"],
         ["--top-p", "1.5"],
@@ -269,16 +269,16 @@ def test_cli_bad_values_are_usage_errors(model_dir: Path, cli) -> None:
         ["-n", "0"],
         ["--top-k", "x"],
     ):
-        code, _, err = sample_in_process(cli, "-m", str(model_dir), *args, "hi")
+        code, _, err = sample_in_process(gpt2, "-m", str(model_dir), *args, "hi")
         assert code == 2, args
-        assert b"Traceback" not in err
-    code, _, err = sample_in_process(cli, "-m", str(model_dir), stdin=b"")
+        assert "Traceback" not in err
+    code, _, err = sample_in_process(gpt2, "-m", str(model_dir), stdin=b"")
     assert code == 0
-    assert b"empty prompt" in err
+    assert "empty prompt" in err
 
 
 def test_cli_missing_model_and_early_closed_pipe(model_dir: Path, tmp_path: Path) -> None:
-    result = gpt2("-m", str(tmp_path / "missing"), "hi")
+    result = gpt2_child("-m", str(tmp_path / "missing"), "hi")
     assert result.returncode == 1
     assert result.stderr.decode().splitlines() == [
         f"gpt2 sample: error: model {str(tmp_path / 'missing')!r} not found: no such file or "

@@ -202,14 +202,14 @@ def test_document_metrics_empty_and_values() -> None:
 # ---------------------------------------------------------------- the command
 
 
-def test_score_command(model_dir: Path, hf_model, tmp_path: Path, cli) -> None:
+def test_score_command(model_dir: Path, hf_model, tmp_path: Path, gpt2) -> None:
     texts = ["Hello world, this is a test of scoring.", "", "word " * 40]
     source = tmp_path / "docs.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    result = cli(
-        ["score", "--model", str(model_dir), "--per-token", "--summary", "-b", "2", str(source)]
+    result = gpt2(
+        "score", "--model", str(model_dir), "--per-token", "--summary", "-b", "2", str(source)
     )
-    assert result.returncode == 0, result.stderr.decode()
+    assert result.code == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert len(lines) == 4
     for text, record in zip(texts, lines):
@@ -236,27 +236,27 @@ def test_score_command(model_dir: Path, hf_model, tmp_path: Path, cli) -> None:
     assert summary["summary"] is True and summary["documents"] == 3
     assert summary["tokens"] == sum(r["tokens"] for r in lines[:3])
     assert summary["nll"] == pytest.approx(sum(r["nll"] for r in lines[:3]))
-    assert b"gpt2 score: 3 documents" in result.stderr
+    assert "gpt2 score: 3 documents" in result.stderr
 
     # A token stream of the same documents scores the same.
     stream = tmp_path / "docs.tok"
     stream.write_bytes(
         token_stream.HEADER + b"".join(token_stream.encode_document(encode(t)) for t in texts)
     )
-    again = cli(["score", "--model", str(model_dir), str(stream), "--stride", "8"])
-    assert again.returncode == 0, again.stderr.decode()
+    again = gpt2("score", "--model", str(model_dir), str(stream), "--stride", "8")
+    assert again.code == 0, again.stderr
     strided = [json.loads(line) for line in again.stdout.decode().splitlines()]
     assert [r["tokens"] for r in strided] == [r["tokens"] for r in lines[:3]]
     assert strided[0]["nll"] == pytest.approx(lines[0]["nll"], abs=1e-3)  # fits in one window
 
 
-def test_score_bad_input(model_dir: Path, tmp_path: Path, cli) -> None:
+def test_score_bad_input(model_dir: Path, tmp_path: Path, gpt2) -> None:
     source = tmp_path / "a.txt"
     source.write_text("some text\n")
-    bad_stride = cli(["score", "--model", str(model_dir), "--stride", "33", str(source)])
-    assert bad_stride.returncode == 2
-    assert b"--stride" in bad_stride.stderr and b"Traceback" not in bad_stride.stderr
-    missing = cli(["score", "--model", str(tmp_path / "nope"), str(source)])
-    assert missing.returncode == 1 and b"Traceback" not in missing.stderr
-    no_file = cli(["score", "--model", str(model_dir), str(tmp_path / "absent.txt")])
-    assert no_file.returncode == 1 and b"absent.txt" in no_file.stderr
+    bad_stride = gpt2("score", "--model", str(model_dir), "--stride", "33", str(source))
+    assert bad_stride.code == 2
+    assert "--stride" in bad_stride.stderr and "Traceback" not in bad_stride.stderr
+    missing = gpt2("score", "--model", str(tmp_path / "nope"), str(source))
+    assert missing.code == 1 and "Traceback" not in missing.stderr
+    no_file = gpt2("score", "--model", str(model_dir), str(tmp_path / "absent.txt"))
+    assert no_file.code == 1 and "absent.txt" in no_file.stderr

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _cli_runner import gpt2  # tests/ is on sys.path (pytest rootdir)
 
 from gpt2cli import fileio
 from gpt2cli.errors import UsageError
@@ -40,7 +39,7 @@ def test_known_ids_and_vocabulary() -> None:
     assert decode([31373, 995]) == "hello world"
 
 
-def test_literal_endoftext_is_ordinary_text(tmp_path: Path) -> None:
+def test_literal_endoftext_is_ordinary_text(tmp_path: Path, gpt2) -> None:
     text = f"before {EOT_TEXT} after"
     ids = encode(text)
     assert EOT not in ids and decode(ids) == text
@@ -49,7 +48,7 @@ def test_literal_endoftext_is_ordinary_text(tmp_path: Path) -> None:
     assert stream_docs(run.stdout) == [ids]
 
 
-def test_stream_layout(tmp_path: Path) -> None:
+def test_stream_layout(tmp_path: Path, gpt2) -> None:
     run = gpt2("tokenize", "--format", "file", write(tmp_path / "a.txt", "hello world"))
     assert run.stdout == token_stream.HEADER + np.array([31373, 995, EOT], "<u2").tobytes()
 
@@ -57,7 +56,7 @@ def test_stream_layout(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ input formats
 
 
-def test_jsonl_detected_and_field(tmp_path: Path) -> None:
+def test_jsonl_detected_and_field(tmp_path: Path, gpt2) -> None:
     lines = [{"text": "first doc", "id": 1}, {"text": "second\ndoc", "body": "x"}]
     path = write(tmp_path / "d.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
     run = gpt2("tokenize", path)
@@ -68,7 +67,7 @@ def test_jsonl_detected_and_field(tmp_path: Path) -> None:
     assert stream_docs(run.stdout) == [encode("x y"), encode("z")]
 
 
-def test_text_with_delimiter(tmp_path: Path) -> None:
+def test_text_with_delimiter(tmp_path: Path, gpt2) -> None:
     data = f"one\nline two\n{EOT_TEXT}\nthree\n{EOT_TEXT}\nfour"
     run = gpt2("tokenize", write(tmp_path / "t.txt", data))
     assert run.code == 0, run.stderr
@@ -80,7 +79,7 @@ def test_text_with_delimiter(tmp_path: Path) -> None:
     assert stream_docs(run.stdout) == [encode("just\nsome text\n")]
 
 
-def test_nul_and_file_formats(tmp_path: Path) -> None:
+def test_nul_and_file_formats(tmp_path: Path, gpt2) -> None:
     run = gpt2("tokenize", "--format", "nul", write(tmp_path / "n", "a b\0c\nd\0"))
     assert stream_docs(run.stdout) == [encode("a b"), encode("c\nd")]
     one, two = write(tmp_path / "1.txt", "file one\n"), write(tmp_path / "2.txt", "file two")
@@ -88,13 +87,13 @@ def test_nul_and_file_formats(tmp_path: Path) -> None:
     assert stream_docs(run.stdout) == [encode("file one\n"), encode("file two")]
 
 
-def test_stdin_dash(tmp_path: Path) -> None:
+def test_stdin_dash(tmp_path: Path, gpt2) -> None:
     run = gpt2("tokenize", "--format", "text", "-", stdin=b"from stdin")
     assert run.code == 0, run.stderr
     assert stream_docs(run.stdout) == [encode("from stdin")]
 
 
-def test_ids_output(tmp_path: Path) -> None:
+def test_ids_output(tmp_path: Path, gpt2) -> None:
     path = write(tmp_path / "d.jsonl", '{"text": "hello world"}\n{"text": ""}\n')
     run = gpt2("tokenize", "--ids", path)
     assert run.code == 0, run.stderr
@@ -104,7 +103,7 @@ def test_ids_output(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ round trips
 
 
-def test_decode_round_trip(tmp_path: Path) -> None:
+def test_decode_round_trip(tmp_path: Path, gpt2) -> None:
     texts = [
         "Héllo, wörld! ✓ 日本語",
         "  indented\n\ttabs\r\nand CRLF",
@@ -122,7 +121,7 @@ def test_decode_round_trip(tmp_path: Path) -> None:
     assert gpt2("tokenize", "--decode", ids_lines).stdout.decode() == data
 
 
-def test_concatenated_streams_are_one_stream(tmp_path: Path) -> None:
+def test_concatenated_streams_are_one_stream(tmp_path: Path, gpt2) -> None:
     a = gpt2("tokenize", write(tmp_path / "a.txt", f"a1\n{EOT_TEXT}\na2")).stdout
     b = gpt2("tokenize", write(tmp_path / "b.txt", "b1")).stdout
     joined = write(tmp_path / "ab.tok", a + b)
@@ -134,7 +133,9 @@ def test_concatenated_streams_are_one_stream(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ bad input
 
 
-def test_refuses_binary_to_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refuses_binary_to_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gpt2
+) -> None:
     class Terminal:
         buffer = None
 
@@ -152,7 +153,7 @@ def test_refuses_binary_to_a_terminal(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "--ids" in run.stderr
 
 
-def test_invalid_utf8(tmp_path: Path) -> None:
+def test_invalid_utf8(tmp_path: Path, gpt2) -> None:
     path = write(tmp_path / "bad.txt", b"good line\nsecond \xff\xfe line\n")
     run = gpt2("tokenize", path)
     assert run.code == 1
@@ -164,7 +165,7 @@ def test_invalid_utf8(tmp_path: Path) -> None:
     assert stream_docs(run.stdout) == [encode("good line\nsecond \ufffd\ufffd line\n")]
 
 
-def test_bad_jsonl(tmp_path: Path) -> None:
+def test_bad_jsonl(tmp_path: Path, gpt2) -> None:
     path = write(tmp_path / "bad.jsonl", '{"text": "ok"}\n{"text": "x"\n')
     run = gpt2("tokenize", path)
     assert run.code == 1 and "line 2: malformed JSON" in run.stderr
@@ -175,21 +176,21 @@ def test_bad_jsonl(tmp_path: Path) -> None:
     assert run.code == 1 and "line 1" in run.stderr
 
 
-def test_output_file_not_left_behind_on_error(tmp_path: Path) -> None:
+def test_output_file_not_left_behind_on_error(tmp_path: Path, gpt2) -> None:
     path = write(tmp_path / "bad.jsonl", '{"text": "ok"}\nnot json\n')
     out = tmp_path / "out.tok"
     assert gpt2("tokenize", path, "-o", out).code == 1
     assert not out.exists() and not list(tmp_path.glob(".out.tok*"))
 
 
-def test_empty_input_is_zero_documents(tmp_path: Path) -> None:
+def test_empty_input_is_zero_documents(tmp_path: Path, gpt2) -> None:
     run = gpt2("tokenize", write(tmp_path / "empty.txt", b""))
     assert run.code == 0
     assert "zero documents" in run.stderr
     assert run.stdout == token_stream.HEADER and stream_docs(run.stdout) == []
 
 
-def test_usage_errors(tmp_path: Path) -> None:
+def test_usage_errors(tmp_path: Path, gpt2) -> None:
     path = write(tmp_path / "a.txt", "x")
     assert gpt2("tokenize", "--format", "xml", path).code == 2
     assert gpt2("tokenize", "--errors", "maybe", path).code == 2
@@ -212,7 +213,7 @@ def _stdlib_texts(limit_bytes: int = 600_000) -> list[str]:
     return texts
 
 
-def test_ids_equal_encode_ordinary_with_threads(tmp_path: Path) -> None:
+def test_ids_equal_encode_ordinary_with_threads(tmp_path: Path, gpt2) -> None:
     texts = _stdlib_texts() + ["", "x", f"{EOT_TEXT}{EOT_TEXT}", " \n \n\n  trailing   "]
     path = write(tmp_path / "c.jsonl", "".join(json.dumps({"text": t}) + "\n" for t in texts))
     run = gpt2("tokenize", "--threads", "2", path)

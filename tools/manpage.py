@@ -232,7 +232,7 @@ def render(prog: str, command, name: str, see_also: list[str], detail: bool = Tr
 
 def generate() -> dict[str, str]:
     """File name → page text for ``gpt2(1)`` and one page per subcommand."""
-    from gpt2cli.cli import app
+    from gpt2cli.app import app
 
     root = typer.main.get_command(app)
     names = sorted(root.commands)
