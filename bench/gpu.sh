@@ -61,15 +61,16 @@ EOF
 python - "$WORK/shards" <<'EOF'
 import sys
 import numpy as np
-from gpt2cli import shards, tokstream
+from gpt2cli.data.pack import PackOptions, pack
+from gpt2cli.text import token_stream
 out = sys.argv[1]
 rng = np.random.default_rng(0)
 stream = out + ".tokens"
 with open(stream, "wb") as f:
-    f.write(tokstream.HEADER)
+    f.write(token_stream.HEADER)
     for _ in range(16_000):  # ~16M tokens
-        f.write(tokstream.encode_document(rng.integers(0, 50256, 1000, dtype=np.uint16)))
-shards.pack([stream], out, shards.PackOptions(val_tokens=200_000))
+        f.write(token_stream.encode_document(rng.integers(0, 50256, 1000, dtype=np.uint16)))
+pack([stream], out, PackOptions(val_tokens=200_000))
 EOF
 
 # --- GPU-only checks ------------------------------------------------------------------------
@@ -77,15 +78,16 @@ python - "$WORK" <<'EOF' 2>&1 | tee "$OUT/gpu_checks.txt"
 import json, subprocess, sys
 from pathlib import Path
 import torch
-from gpt2cli import hardware, training, optim, trainlog
 from gpt2cli.model.gpt import GPT, config_for_size
+from gpt2cli.train import hardware, optimizer, trainer
+from gpt2cli.train import log as trainlog
 
 work = Path(sys.argv[1])
 data = str(work / "shards")
 p = hardware.choose_precision("cuda", "auto", torch.cuda.is_bf16_supported())
 assert p.autocast_dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
 model = GPT(config_for_size("tiny")).cuda()
-opt = optim.make_adamw(model, 1e-3, 0.1, (0.9, 0.95), 1e-8, fused=True)
+opt = optimizer.make_adamw(model, 1e-3, 0.1, (0.9, 0.95), 1e-8, fused=True)
 assert opt.defaults.get("fused") is True, opt.defaults
 m = hardware.probe_micro_batch(GPT(config_for_size("124m")).cuda(), [64, 32, 16, 8, 4, 2, 1],
                                1024, p, torch.device("cuda"))
@@ -93,19 +95,16 @@ assert m & (m - 1) == 0
 print("micro-batch auto for 124m at T=1024:", m)
 base = dict(data=data, size="tiny", seq_len=128, batch_size=16, micro_batch=4, max_steps=6,
             save_every=3, eval_every=3, eval_steps=2, device="cuda", compile=False)
-training.train({**base, "out": str(work / "whole")})
+trainer.train({**base, "out": str(work / "whole")})
 assert torch.backends.cuda.matmul.allow_tf32
-def crash():
-    raise KeyboardInterrupt
-training._simulate_crash = crash
-import os
-os.environ["GPT2CLI_TEST_CRASH_AFTER_STEP"] = "3"
+def crash(step):
+    if step == 3:
+        raise KeyboardInterrupt
 try:
-    training.train({**base, "out": str(work / "broken")})
+    trainer.train({**base, "out": str(work / "broken")}, hooks=trainer.TrainHooks(after_step=crash))
 except KeyboardInterrupt:
     pass
-del os.environ["GPT2CLI_TEST_CRASH_AFTER_STEP"]
-training.train({"out": str(work / "broken")}, resume=True)
+trainer.train({"out": str(work / "broken")}, resume=True)
 def losses(run):
     return [r["loss"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
 a, b = losses(work / "whole"), losses(work / "broken")
