@@ -95,6 +95,11 @@ def mean_stderr(values: Sequence[float]) -> float | None:
     return math.sqrt(variance / n)
 
 
+def mean_metric(values: Sequence[float], higher_is_better: bool = True) -> Metric:
+    """The mean of per-example scores, with its standard error."""
+    return Metric(sum(values) / len(values), mean_stderr(values), higher_is_better)
+
+
 def data_error(
     path: Path | str, line: int | None, message: str, hint: str | None = None
 ) -> Gpt2Error:

@@ -25,11 +25,10 @@ from gpt2cli.evaluate.tasks._taskio import argmax, check_limit, read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
-    Metric,
     Task,
     TaskResult,
     data_error,
-    mean_stderr,
+    mean_metric,
 )
 
 _ARCHIVE = "http://www.thespermwhale.com/jaseweston/babi/CBTest.tgz"
@@ -150,7 +149,7 @@ class CBT(Task):
             i += len(candidates)
             correct.append(float(candidates[argmax(scores)] == answer))
         return TaskResult(
-            metrics={"acc": Metric(sum(correct) / len(correct), mean_stderr(correct), True)},
+            metrics={"acc": mean_metric(correct)},
             n=len(examples),
         )
 

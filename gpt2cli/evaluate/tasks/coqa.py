@@ -30,11 +30,10 @@ from gpt2cli.evaluate.tasks._taskio import check_limit, normalize_answer, read_t
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
-    Metric,
     Task,
     TaskResult,
     data_error,
-    mean_stderr,
+    mean_metric,
 )
 
 MAX_ANSWER_TOKENS = 48
@@ -155,8 +154,8 @@ class CoQA(Task):
             f1s.append(f1)
         return TaskResult(
             metrics={
-                "f1": Metric(sum(f1s) / len(f1s), mean_stderr(f1s), True),
-                "em": Metric(sum(ems) / len(ems), mean_stderr(ems), True),
+                "f1": mean_metric(f1s),
+                "em": mean_metric(ems),
             },
             n=len(turns),
             extra={"stories": len({t.story_id for t in turns})},

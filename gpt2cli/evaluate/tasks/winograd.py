@@ -35,11 +35,10 @@ from gpt2cli.evaluate.tasks._taskio import argmax, check_limit, read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
-    Metric,
     Task,
     TaskResult,
     data_error,
-    mean_stderr,
+    mean_metric,
 )
 
 WSC273 = 273
@@ -179,10 +178,7 @@ class Winograd(Task):
                 values.append(float(argmax(scores[offset + i : offset + i + k]) == s.gold))
             i += k
         return TaskResult(
-            metrics={
-                name: Metric(sum(values) / len(values), mean_stderr(values), True)
-                for name, values in figures.items()
-            },
+            metrics={name: mean_metric(values) for name, values in figures.items()},
             n=len(schemas),
         )
 
