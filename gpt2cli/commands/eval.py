@@ -111,10 +111,7 @@ def eval_command(
 
     torch.manual_seed(options.seed)
     lm = LanguageModel.load(model_spec, device=device, dtype=dtype, batch_size=options.batch_size)
-    if options.stride is not None:
-        if not 1 <= options.stride <= lm.block_size:
-            raise UsageError(f"--stride must be between 1 and the model's context {lm.block_size}")
-        lm.stride = options.stride
+    lm.use_stride(options.stride)
     task_results: dict[str, TaskResult] = {}
     task_data: dict[str, dict] = {}
     with console.progress() as bar:

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from gpt2cli.errors import UsageError
 from gpt2cli.infer import scoring
 from gpt2cli.model import resolve
 from gpt2cli.text.tokenizer import EOT, encode
@@ -46,6 +47,14 @@ class LanguageModel:
         self.stride = stride
         self.loaded = loaded  # the LoadedModel, when there is one (identity for results)
         self.on_batch = on_batch  # progress callback: windows done per forward pass
+
+    def use_stride(self, stride: int | None) -> None:
+        """Score documents in overlapping windows moving ``stride`` tokens (None: disjoint)."""
+        if stride is not None and not 1 <= stride <= self.block_size:
+            raise UsageError(
+                f"--stride must be between 1 and the model's context {self.block_size}"
+            )
+        self.stride = stride
 
     @property
     def token_budget(self) -> int:
