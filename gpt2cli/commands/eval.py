@@ -218,12 +218,6 @@ def register(app: typer.Typer) -> None:
             return
         if not names:
             raise UsageError("no task given", "name one or more tasks; see `gpt2 eval --list`")
-        if limit is not None and limit < 1:
-            raise UsageError(f"--limit must be at least 1, not {limit}")
-        if batch_size < 1:
-            raise UsageError("--batch-size must be at least 1")
-        if stride is not None and stride < 1:
-            raise UsageError("--stride must be at least 1")
         options = EvalOptions(
             limit=limit,
             batch_size=batch_size,

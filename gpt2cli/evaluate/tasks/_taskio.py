@@ -99,14 +99,6 @@ def string_list(path: Path, line: int, obj: dict, key: str) -> list[str]:
     return values
 
 
-def check_limit(limit: int | None) -> int | None:
-    if limit is not None and limit < 1:
-        from gpt2cli.errors import UsageError
-
-        raise UsageError(f"--limit must be at least 1, not {limit}")
-    return limit
-
-
 def argmax(values: Sequence[float]) -> int:
     """Index of the largest value; the first on ties (as numpy.argmax, used by lm-eval)."""
     best = 0

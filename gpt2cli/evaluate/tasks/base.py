@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpt2cli.errors import Gpt2Error
+from gpt2cli.errors import Gpt2Error, UsageError
 
 if TYPE_CHECKING:
     from gpt2cli.evaluate.language_model import LanguageModel
@@ -67,6 +67,14 @@ class EvalOptions:
     seed: int = 0  # for anything random (sampling, shuffles)
     stop_word_filter: bool = False  # lambada: also report the paper's stop-word-filtered variant
     stride: int | None = None  # LM tasks: overlapping windows with this stride (None: disjoint)
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"--limit must be at least 1, not {self.limit}")
+        if self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        if self.stride is not None and self.stride < 1:
+            raise UsageError("--stride must be at least 1")
 
 
 class Task(ABC):

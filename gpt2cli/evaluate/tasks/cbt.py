@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import argmax, check_limit, read_text
+from gpt2cli.evaluate.tasks._taskio import argmax, read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
@@ -137,7 +137,7 @@ class CBT(Task):
         )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        examples = load(data, check_limit(options.limit))
+        examples = load(data, options.limit)
         requests = []
         for sentences, question, _, candidates in examples:
             requests.extend(requests_for(sentences, question, candidates))

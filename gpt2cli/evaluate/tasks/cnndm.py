@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import check_limit, field, load_jsonl
+from gpt2cli.evaluate.tasks._taskio import field, load_jsonl
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Task, TaskResult, mean_metric
 from gpt2cli.text.tokenizer import decode, encode
 
@@ -85,7 +85,7 @@ class CnnDailyMail(Task):
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
         from rouge_score import rouge_scorer
 
-        examples = load(data, check_limit(options.limit))
+        examples = load(data, options.limit)
         block_size = int(getattr(lm, "block_size", 1024))
         outputs = lm.generate(
             [prompt_for(article, block_size) for article, _ in examples],

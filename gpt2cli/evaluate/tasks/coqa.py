@@ -26,7 +26,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import check_limit, normalize_answer, read_text
+from gpt2cli.evaluate.tasks._taskio import normalize_answer, read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
@@ -138,7 +138,7 @@ class CoQA(Task):
     )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        turns = load(data, check_limit(options.limit))
+        turns = load(data, options.limit)
         predictions = lm.generate(
             [t.prompt for t in turns],
             max_tokens=MAX_ANSWER_TOKENS,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import argmax, check_limit, field, load_jsonl, string_list
+from gpt2cli.evaluate.tasks._taskio import argmax, field, load_jsonl, string_list
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
@@ -75,7 +75,7 @@ class HellaSwag(Task):
     )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        examples = load(data, check_limit(options.limit))
+        examples = load(data, options.limit)
         requests = [(query, " " + ending) for query, endings, _ in examples for ending in endings]
         results = lm.loglikelihood(requests)
         acc: list[float] = []

@@ -18,13 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import (
-    check_limit,
-    field,
-    load_jsonl,
-    normalize_answer,
-    string_list,
-)
+from gpt2cli.evaluate.tasks._taskio import field, load_jsonl, normalize_answer, string_list
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Task, TaskResult, mean_metric
 
 MAX_ANSWER_TOKENS = 24
@@ -70,7 +64,7 @@ class NaturalQuestions(Task):
     )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        examples = load(data, check_limit(options.limit))
+        examples = load(data, options.limit)
         predictions = lm.generate(
             [prompt_for(q) for q, _ in examples],
             max_tokens=MAX_ANSWER_TOKENS,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import argmax, check_limit, read_text
+from gpt2cli.evaluate.tasks._taskio import argmax, read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
@@ -155,7 +155,7 @@ class Winograd(Task):
     )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        schemas = load(data, check_limit(options.limit))
+        schemas = load(data, options.limit)
         partial_requests = []
         full_requests = []
         lm_eval_requests = []
