@@ -12,8 +12,7 @@ from gpt2cli import console
 from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
 from gpt2cli.evaluate import results, tasks
-from gpt2cli.evaluate.tasks import data as taskdata
-from gpt2cli.evaluate.tasks.base import EvalOptions, Task, TaskResult
+from gpt2cli.evaluate.tasks.base import EvalOptions, TaskResult
 from gpt2cli.fileio import atomic_write
 
 NAME = "eval"
@@ -88,19 +87,12 @@ def eval_command(
     device: str | None,
     dtype: str | None,
 ) -> None:
-    chosen: list[Task] = []
-    for name in names:
-        task = tasks.get_task(name)
-        if task not in chosen:
-            chosen.append(task)
-    if data is not None and len(chosen) > 1:
-        raise UsageError(
-            "--data names one file, but more than one task was given",
-            "use --data-dir DIR with the files under their published names",
-        )
+    from gpt2cli.evaluate import run
+
+    chosen = run.choose_tasks(names, data)
     if model_spec is None:
         raise UsageError("missing --model", "pass a run directory, checkpoint or HF model")
-    paths = {task.name: taskdata.resolve(task, data, data_dir, download) for task in chosen}
+    paths = run.find_data(chosen, data, data_dir, download)
     timer = console.Stopwatch()
     import torch  # deferred: every gpt2 command imports this module at start-up
 
@@ -111,53 +103,28 @@ def eval_command(
 
     torch.manual_seed(options.seed)
     lm = LanguageModel.load(model_spec, device=device, dtype=dtype, batch_size=options.batch_size)
-    if options.stride is not None:
-        if not 1 <= options.stride <= lm.block_size:
-            raise UsageError(f"--stride must be between 1 and the model's context {lm.block_size}")
-        lm.stride = options.stride
-    task_results: dict[str, TaskResult] = {}
-    task_data: dict[str, dict] = {}
+    lm.use_stride(options.stride)
+    evaluation = run.EvalRun()
     with console.progress() as bar:
         for task in chosen:
             progress_id = bar.add_task(task.name, total=None, status="windows")
-            lm.on_batch = lambda n, progress_id=progress_id: bar.advance(progress_id, n)
-            task_timer = console.Stopwatch()
-            result = task.evaluate(lm, paths[task.name], options)
-            task_results[task.name] = result
-            path = paths[task.name]
-            task_data[task.name] = {
-                "data": str(path),
-                "data_sha256": taskdata.sha256_file(path) if path.is_file() else None,
-                "seconds": round(task_timer.seconds, 3),
-            }
+            result, seconds = evaluation.evaluate(
+                lm,
+                task,
+                paths[task.name],
+                options,
+                lambda n, progress_id=progress_id: bar.advance(progress_id, n),
+            )
             if not console.stderr_is_tty():
-                main = result.metrics.get(task.paper_metric) or next(iter(result.metrics.values()))
+                main = run.main_metric(task, result)
                 console.info(
                     f"gpt2 eval: {task.name}: {task.paper_metric} "
                     f"{_format(main.value)} (n={result.n:,}, "
-                    f"{task_timer.seconds:.1f} s)"
+                    f"{seconds:.1f} s)"
                 )
-    lm.on_batch = None
-    config = {
-        "batch_size": options.batch_size,
-        "device": str(device),
-        "dtype": dtype,
-        "limit": options.limit,
-        "seed": options.seed,
-        "stride": options.stride,
-        "stop_word_filter": options.stop_word_filter,
-        "block_size": lm.block_size,
-        "tasks": [task.name for task in chosen],
-    }
-    document = results.build(
-        task_results,
-        results.model_identity(model_spec, lm.loaded),
-        config,
-        task_data,
-        timer.seconds,
-    )
+    document = evaluation.document(model_spec, lm, options, device, dtype, timer.seconds)
     text = results.dumps(document)
-    _table(task_results)
+    _table(evaluation.results)
     if output is not None:
         with atomic_write(output, "w") as handle:
             handle.write(text)
@@ -251,12 +218,6 @@ def register(app: typer.Typer) -> None:
             return
         if not names:
             raise UsageError("no task given", "name one or more tasks; see `gpt2 eval --list`")
-        if limit is not None and limit < 1:
-            raise UsageError(f"--limit must be at least 1, not {limit}")
-        if batch_size < 1:
-            raise UsageError("--batch-size must be at least 1")
-        if stride is not None and stride < 1:
-            raise UsageError("--stride must be at least 1")
         options = EvalOptions(
             limit=limit,
             batch_size=batch_size,

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import typer
 
@@ -15,6 +15,9 @@ from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
 from gpt2cli.text import readers
 from gpt2cli.text.tokenizer import EOT_TEXT, encode
+
+if TYPE_CHECKING:
+    from gpt2cli.infer.sample import SampleOptions
 
 NAME = "sample"
 SEPARATOR = f"\n{EOT_TEXT}\n"  # between samples: the same delimiter `gpt2 tokenize` splits on
@@ -101,55 +104,25 @@ def _quiet_broken_pipe() -> None:
 def run_sample(
     prompt: str | None,
     model_spec: str,
-    max_tokens: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    greedy: bool,
-    num_samples: int,
-    seed: int | None,
-    stop: list[str],
-    ignore_eot: bool,
+    options: SampleOptions,
     jsonl: bool,
     field: str,
     echo: bool,
-    batch_size: int,
     device_name: str,
     dtype_name: str,
 ) -> None:
-    from gpt2cli.infer import generation, scoring
+    from gpt2cli.infer import scoring
+    from gpt2cli.infer.sample import Sampler
     from gpt2cli.model import resolve
 
-    generation.validate_options(max_tokens, temperature, top_k, top_p)
-    if num_samples <= 0:
-        raise UsageError(f"--num-samples must be positive, not {num_samples}")
-    if batch_size <= 0:
-        raise UsageError(f"--batch-size must be positive, not {batch_size}")
+    options.check()
     device = resolve.resolve_device(device_name)
     dtype = resolve.resolve_dtype(dtype_name, device)
-    if seed is None:
-        seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     # Read a piped prompt before the (slow) model load, so usage errors come first.
     single = prompt if prompt is not None else (None if jsonl else _read_stdin_prompt())
     records = _jsonl_prompts(field) if single is None else None
     loaded = resolve.load_model(model_spec, device=device, dtype=dtype)
-    per_chunk = max(1, batch_size // num_samples)  # --jsonl: prompts generated together
-    rows = min(batch_size, num_samples * (per_chunk if single is None else 1))
-    generation.prepare_model(loaded.model, rows)
-    import torch
-
-    generator = torch.Generator(device=device).manual_seed(seed)
-    options = dict(
-        greedy=greedy,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        stop=stop,
-        ignore_eot=ignore_eot,
-        num_samples=num_samples,
-        generator=generator,
-        batch_size=batch_size,
-    )
+    sampler = Sampler(loaded.model, options, device, many_prompts=single is None)
     timer = console.Stopwatch()
     out = sys.stdout.buffer
     produced = completions = 0
@@ -167,22 +140,17 @@ def run_sample(
                     f"{block}: keeping its last {block}",
                 )
             if jsonl:
-                results = generation.generate(loaded.model, [ids], max_tokens, **options)
+                results = sampler.generate([ids])
                 _write_jsonl(out, [single], [None], results)
             else:
-                writer = _OrderedWriter(out, num_samples, single if echo else "")
-                results = generation.generate(
-                    loaded.model,
-                    [ids],
-                    max_tokens,
-                    on_text=writer.text,
-                    on_done=lambda c: writer.finished(c.sample_index),
-                    **options,
+                writer = _OrderedWriter(out, options.num_samples, single if echo else "")
+                results = sampler.generate(
+                    [ids], on_text=writer.text, on_done=lambda c: writer.finished(c.sample_index)
                 )
             produced = sum(c.completion_tokens for c in results)
             completions = len(results)
         else:
-            for chunk in scoring.chunked(records, per_chunk):
+            for chunk in scoring.chunked(records, options.prompts_per_batch):
                 prompts = [encode(doc.text) for doc in chunk]
                 for doc, ids in zip(chunk, prompts):
                     if not ids:
@@ -197,7 +165,7 @@ def run_sample(
                             f"{doc.source}: line {doc.line}: prompt of "
                             f"{len(ids):,} tokens: keeping its last {block}",
                         )
-                results = generation.generate(loaded.model, prompts, max_tokens, **options)
+                results = sampler.generate(prompts)
                 _write_jsonl(out, [d.text for d in chunk], [d.fields for d in chunk], results)
                 produced += sum(c.completion_tokens for c in results)
                 completions += len(results)
@@ -207,7 +175,7 @@ def run_sample(
     seconds = timer.seconds
     console.info(
         f"gpt2 sample: {completions} completion(s), {produced:,} tokens in {seconds:.1f} s "
-        f"({produced / seconds:,.1f} tokens/s), seed {seed}, {loaded.description} "
+        f"({produced / seconds:,.1f} tokens/s), seed {sampler.seed}, {loaded.description} "
         f"on {device.type} {str(dtype).removeprefix('torch.')}"
     )
 
@@ -310,22 +278,26 @@ def register(app: typer.Typer) -> None:
         device: str = options.DEVICE,
         dtype: str = options.DTYPE,
     ) -> None:
+        from gpt2cli.infer.sample import SampleOptions  # deferred: it imports torch
+
         run_sample(
             None if prompt == "-" else prompt,
             model,
-            max_tokens,
-            temperature,
-            top_k,
-            top_p,
-            greedy,
-            num_samples,
-            seed,
-            stop,
-            ignore_eot,
+            SampleOptions(
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                greedy=greedy,
+                num_samples=num_samples,
+                seed=seed,
+                stop=stop,
+                ignore_eot=ignore_eot,
+                batch_size=batch_size,
+            ),
             jsonl,
             field,
             echo,
-            batch_size,
             device,
             dtype,
         )

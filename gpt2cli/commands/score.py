@@ -5,64 +5,15 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import typer
 
 from gpt2cli import console
 from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
-from gpt2cli.fileio import open_binary_input
-from gpt2cli.text import readers, token_stream
-from gpt2cli.text.tokenizer import decode_bytes, encode, get_encoding
+from gpt2cli.text.tokenizer import get_encoding
 
 NAME = "score"
-CHUNK_TOKENS = 1 << 18  # documents are read and scored in chunks of about this many tokens
-
-
-@dataclass
-class _Doc:
-    ids: list[int]
-    text: str
-    source: str
-    line: int | None
-
-
-def _documents(
-    inputs: list[str], fmt: str | None, field: str, delimiter: str, errors: str
-) -> Iterator[_Doc]:
-    for name in inputs:
-        handle = open_binary_input(name)
-        source = "<stdin>" if name == "-" else name
-        peek = getattr(handle, "peek", None)
-        head = peek(len(token_stream.MAGIC))[: len(token_stream.MAGIC)] if peek else b""
-        if token_stream.looks_like_token_stream(head):
-            try:
-                for array in token_stream.TokenStreamReader(handle, source):
-                    ids = array.tolist()
-                    yield _Doc(ids, decode_bytes(ids).decode("utf-8", "replace"), source, None)
-            finally:
-                if handle is not sys.stdin.buffer:
-                    handle.close()
-            continue
-        if handle is not sys.stdin.buffer:
-            handle.close()
-        for document in readers.iter_documents([name], fmt, field, delimiter, errors):
-            yield _Doc(encode(document.text), document.text, document.source, document.line)
-
-
-def _chunks(documents: Iterator[_Doc]) -> Iterator[list[_Doc]]:
-    chunk: list[_Doc] = []
-    tokens = 0
-    for document in documents:
-        chunk.append(document)
-        tokens += len(document.ids) + 1
-        if tokens >= CHUNK_TOKENS:
-            yield chunk
-            chunk, tokens = [], 0
-    if chunk:
-        yield chunk
 
 
 def _dumps(value: dict) -> str:
@@ -90,34 +41,26 @@ def score_command(
     timer = console.Stopwatch()
     # Deferred: every gpt2 command imports this module at start-up, and these import torch.
     from gpt2cli.evaluate.language_model import LanguageModel
-    from gpt2cli.infer import scoring
+    from gpt2cli.infer import corpus
     from gpt2cli.model.resolve import resolve_device
 
     lm = LanguageModel.load(
         model_spec, device=resolve_device(device), dtype=dtype, batch_size=batch_size
     )
-    if stride is not None and not 1 <= stride <= lm.block_size:
-        raise UsageError(f"--stride must be between 1 and the model's context {lm.block_size}")
-    lm.stride = stride
+    lm.use_stride(stride)
     encoding = get_encoding() if per_token else None
-    total_docs = total_tokens = total_bytes = total_words = total_chars = 0
-    total_nll = 0.0
+    totals = corpus.Totals()
     out = sys.stdout
+    documents = corpus.read_documents(inputs, fmt, field, delimiter, errors)
     with console.progress() as bar:
         task = bar.add_task("score", total=None, status="")
-        for chunk in _chunks(_documents(inputs, fmt, field, delimiter, errors)):
-            scores = lm.score_documents([d.ids for d in chunk])
-            for document, score in zip(chunk, scores):
-                nll = 0.0 - score.total
-                n_bytes = len(document.text.encode("utf-8"))
-                words = len(document.text.split())
-                metrics = scoring.document_metrics(
-                    nll, len(document.ids), len(document.text), n_bytes, words
-                )
-                record: dict = {"document": total_docs + 1, "source": document.source}
+        for chunk in corpus.score_corpus(lm.score_documents, documents, totals):
+            for scored in chunk:
+                document = scored.document
+                record: dict = {"document": scored.number, "source": document.source}
                 if document.line is not None:
                     record["line"] = document.line
-                record.update(metrics.as_dict())
+                record.update(scored.metrics.as_dict())
                 for key in ("ppl", "word_ppl"):
                     record[key] = _clean(record[key])
                 if per_token and encoding is not None:
@@ -129,26 +72,18 @@ def score_command(
                             ),
                             "logprob": float(logprob),
                         }
-                        for token, logprob in zip(document.ids, score.logprobs.tolist())
+                        for token, logprob in zip(document.ids, scored.score.logprobs.tolist())
                     ]
                 out.write(_dumps(record) + "\n")
-                total_docs += 1
-                total_tokens += len(document.ids)
-                total_bytes += n_bytes
-                total_words += words
-                total_chars += len(document.text)
-                total_nll += nll
             out.flush()
-            bar.update(task, status=f"{total_docs:,} docs {total_tokens:,} tokens")
-    corpus = scoring.document_metrics(
-        total_nll, total_tokens, total_chars, total_bytes, total_words
-    )
+            bar.update(task, status=f"{totals.documents:,} docs {totals.tokens:,} tokens")
+    summary = totals.metrics()
     seconds = timer.seconds
     if summary_json:
         record = {
             "summary": True,
-            "documents": total_docs,
-            **corpus.as_dict(),
+            "documents": totals.documents,
+            **summary.as_dict(),
             "seconds": round(seconds, 3),
         }
         for key in ("ppl", "word_ppl"):
@@ -156,13 +91,13 @@ def score_command(
         out.write(_dumps(record) + "\n")
         out.flush()
     figures = (
-        f"token ppl {corpus.ppl:.4f}, {corpus.bits_per_byte:.4f} bits/byte"
-        if corpus.ppl is not None and corpus.bits_per_byte is not None
+        f"token ppl {summary.ppl:.4f}, {summary.bits_per_byte:.4f} bits/byte"
+        if summary.ppl is not None and summary.bits_per_byte is not None
         else "no tokens"
     )
     console.info(
-        f"gpt2 score: {total_docs:,} documents, {total_tokens:,} tokens, {figures} "
-        f"({seconds:.1f} s, {total_tokens / seconds:,.0f} tokens/s)"
+        f"gpt2 score: {totals.documents:,} documents, {totals.tokens:,} tokens, {figures} "
+        f"({seconds:.1f} s, {totals.tokens / seconds:,.0f} tokens/s)"
     )
 
 

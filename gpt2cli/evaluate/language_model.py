@@ -16,15 +16,15 @@ lm-evaluation-harness's ``LM`` interface answers, with the same conventions:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from gpt2cli.errors import UsageError
 from gpt2cli.infer import scoring
 from gpt2cli.model import resolve
-from gpt2cli.text.tokenizer import EOT, decode, encode
+from gpt2cli.text.tokenizer import EOT, encode
 
 
 class LanguageModel:
@@ -47,6 +47,14 @@ class LanguageModel:
         self.stride = stride
         self.loaded = loaded  # the LoadedModel, when there is one (identity for results)
         self.on_batch = on_batch  # progress callback: windows done per forward pass
+
+    def use_stride(self, stride: int | None) -> None:
+        """Score documents in overlapping windows moving ``stride`` tokens (None: disjoint)."""
+        if stride is not None and not 1 <= stride <= self.block_size:
+            raise UsageError(
+                f"--stride must be between 1 and the model's context {self.block_size}"
+            )
+        self.stride = stride
 
     @property
     def token_budget(self) -> int:
@@ -193,12 +201,13 @@ class LanguageModel:
         """Continuations of each prompt: at most ``max_tokens`` tokens, cut before the first
         of ``until`` and at <|endoftext|>. Prompts longer than the context keep their last
         tokens. Greedy unless ``greedy=False`` (then top-k sampling at temperature 1)."""
-        if hasattr(self.model, "forward_cached"):
-            from gpt2cli.infer import generation
+        from gpt2cli.infer import generation
 
+        prompt_ids = [encode(prompt) for prompt in prompts]
+        if hasattr(self.model, "forward_cached"):
             completions = generation.generate(
                 self.model,
-                [encode(prompt) for prompt in prompts],
+                prompt_ids,
                 max_tokens,
                 greedy=greedy,
                 top_k=top_k,
@@ -206,50 +215,20 @@ class LanguageModel:
                 seed=seed,
                 batch_size=self.batch_size,
             )
-            return [completion.text for completion in completions]
-        out = []
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        for prompt in prompts:
-            ids = encode(prompt) or [EOT]
-            new = self._generate_plain(ids, max_tokens, until, greedy, top_k, generator)
-            text = decode(new)
-            cut = min((text.find(s) for s in until if s and s in text), default=-1)
-            out.append(text[:cut] if cut >= 0 else text)
-        return out
+        else:
+            completions = generation.generate_uncached(
+                self._next_logits,
+                prompt_ids,
+                max_tokens,
+                self.block_size,
+                greedy=greedy,
+                top_k=top_k,
+                stop=list(until),
+                seed=seed,
+            )
+        return [completion.text for completion in completions]
 
-    def _generate_plain(
-        self,
-        ids: list[int],
-        max_tokens: int,
-        until: Sequence[str],
-        greedy: bool,
-        top_k: int | None,
-        generator: torch.Generator,
-    ) -> list[int]:
-        """Generation by full forward passes (no KV cache): the fallback for foreign models."""
-        new: list[int] = []
-        tokens = list(ids)
-        with torch.inference_mode():
-            for _ in range(max_tokens):
-                window = tokens[-self.block_size :]
-                idx = torch.tensor([window], dtype=torch.long, device=self.device)
-                logits = scoring.model_logits(self.model, idx)[0, -1, : self.vocab_size].float()
-                token = _pick(logits, greedy, top_k, generator)
-                if token == EOT:
-                    break
-                new.append(token)
-                tokens.append(token)
-                if until and any(s in decode(new) for s in until if s):
-                    break
-        return new
-
-
-def _pick(logits: torch.Tensor, greedy: bool, top_k: int | None, generator: torch.Generator) -> int:
-    if greedy:
-        return int(logits.argmax())
-    logits = logits.cpu()
-    if top_k is not None and top_k < logits.numel():
-        threshold = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < threshold, -math.inf)
-    probs = torch.softmax(logits, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    def _next_logits(self, window: list[int]) -> torch.Tensor:
+        """Logits (1, V) on the CPU of the token after ``window``, by a full forward pass."""
+        idx = torch.tensor([window], dtype=torch.long, device=self.device)
+        return scoring.model_logits(self.model, idx)[:, -1, : self.vocab_size].float().cpu()

@@ -288,3 +288,40 @@ def generate(
     finally:
         model.train(was_training)
     return completions
+
+
+@torch.inference_mode()
+def generate_uncached(
+    next_logits: Callable[[list[int]], torch.Tensor],
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    block_size: int,
+    *,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    stop: Sequence[str] = (),
+    ignore_eot: bool = False,
+    seed: int | None = None,
+) -> list[Completion]:
+    """:func:`generate` for a model without a KV cache (a foreign model): one sequence at a
+    time, one full forward pass per token. ``next_logits(window)`` gives the logits (1, V), on
+    the CPU, of the token after ``window`` (its last ``block_size`` ids at most). One sample per
+    prompt; ``seed`` seeds a CPU generator shared by the prompts in turn."""
+    validate_options(max_new_tokens, temperature, top_k, top_p)
+    generator = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
+    completions: list[Completion] = []
+    for i, prompt in enumerate(prompts):
+        ids = [int(t) for t in prompt] or [EOT]
+        dropped = max(0, len(ids) - block_size)
+        completion = Completion(i, 0, ids[dropped:], prompt_truncated=dropped)
+        row = _Row(completion, i, stop, None)
+        for step in range(max_new_tokens):
+            logits = next_logits(row.tokens[-block_size:])
+            token = pick_tokens(logits, greedy, temperature, top_k, top_p, generator)
+            row.add(int(token[0]), ignore_eot, step == max_new_tokens - 1)
+            if row.done:
+                break
+        completions.append(completion)
+    return completions

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ import torch
 from gpt2cli.text.tokenizer import EOT
 
 LN2 = math.log(2.0)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -300,14 +302,19 @@ def count_windows(lengths: Iterable[int], block_size: int, stride: int | None = 
     return sum(len(windows(n + 1, 1, block_size, stride)) for n in lengths)
 
 
-def chunked(items: Iterable, size: int) -> Iterator[list]:
-    """Lists of up to ``size`` consecutive items."""
-    chunk: list = []
+def chunked(
+    items: Iterable[T], size: int, weight: Callable[[T], int] | None = None
+) -> Iterator[list[T]]:
+    """Lists of consecutive items, each closed once it weighs ``size`` (each item weighs
+    ``weight(item)``, default 1: lists of up to ``size`` items)."""
+    chunk: list[T] = []
+    total = 0
     for item in items:
         chunk.append(item)
-        if len(chunk) >= size:
+        total += 1 if weight is None else weight(item)
+        if total >= size:
             yield chunk
-            chunk = []
+            chunk, total = [], 0
     if chunk:
         yield chunk
 

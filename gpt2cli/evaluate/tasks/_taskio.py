@@ -1,6 +1,6 @@
-"""Small helpers shared by the choice and generation tasks (cbt, winograd, coqa, cnndm, wmt14,
-nq, hellaswag): reading their data files with errors that name the file and the line, SQuAD
-answer normalisation, and argmax with lm-evaluation-harness's tie rule.
+"""Reading the tasks' data files, with errors that name the file and the line (text, JSON
+Lines, checked fields), plus what several tasks score with: SQuAD answer normalisation and
+argmax with lm-evaluation-harness's tie rule. (Finding the files is :mod:`.data`'s job.)
 
 The registry skips modules whose name starts with ``_``, so this one defines no task.
 """
@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import re
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from gpt2cli.evaluate.tasks.base import data_error
+
+T = TypeVar("T")
 
 
 def read_text(path: Path) -> str:
@@ -50,6 +53,33 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
         yield number, obj
 
 
+def load_jsonl(
+    path: Path, limit: int | None, parse: Callable[[int, dict], T], empty: str
+) -> list[T]:
+    """``parse(line, obj)`` of the first ``limit`` objects of a JSON Lines file; Gpt2Error
+    ``empty`` when there are none."""
+    examples: list[T] = []
+    for line, obj in iter_jsonl(path):
+        if limit is not None and len(examples) >= limit:
+            break
+        examples.append(parse(line, obj))
+    if not examples:
+        raise data_error(path, None, empty)
+    return examples
+
+
+def jsonl_strings(path: Path, key: str) -> list[tuple[int, str]]:
+    """(line number, obj[key]) of each object of a JSON Lines file, each a string."""
+    out: list[tuple[int, str]] = []
+    for number, obj in iter_jsonl(path):
+        if not isinstance(obj.get(key), str):
+            raise data_error(path, number, f"expected a JSON object with a string {key!r}")
+        out.append((number, obj[key]))
+    if not out:
+        raise data_error(path, None, "no examples in the file (empty?)")
+    return out
+
+
 def field(path: Path, line: int, obj: dict, key: str, kind: type | tuple[type, ...]):
     """obj[key] checked to be of ``kind``; Gpt2Error naming file, line and field otherwise."""
     if key not in obj:
@@ -61,12 +91,12 @@ def field(path: Path, line: int, obj: dict, key: str, kind: type | tuple[type, .
     return value
 
 
-def check_limit(limit: int | None) -> int | None:
-    if limit is not None and limit < 1:
-        from gpt2cli.errors import UsageError
-
-        raise UsageError(f"--limit must be at least 1, not {limit}")
-    return limit
+def string_list(path: Path, line: int, obj: dict, key: str) -> list[str]:
+    """obj[key] checked to be a non-empty list of strings."""
+    values = field(path, line, obj, key, list)
+    if not values or not all(isinstance(v, str) for v in values):
+        raise data_error(path, line, f"field {key!r} should be a non-empty list of strings")
+    return values
 
 
 def argmax(values: Sequence[float]) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpt2cli.errors import Gpt2Error
+from gpt2cli.errors import Gpt2Error, UsageError
 
 if TYPE_CHECKING:
     from gpt2cli.evaluate.language_model import LanguageModel
@@ -68,6 +68,14 @@ class EvalOptions:
     stop_word_filter: bool = False  # lambada: also report the paper's stop-word-filtered variant
     stride: int | None = None  # LM tasks: overlapping windows with this stride (None: disjoint)
 
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"--limit must be at least 1, not {self.limit}")
+        if self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        if self.stride is not None and self.stride < 1:
+            raise UsageError("--stride must be at least 1")
+
 
 class Task(ABC):
     """A zero-shot benchmark. Subclasses set the class attributes and implement evaluate."""
@@ -93,6 +101,11 @@ def mean_stderr(values: Sequence[float]) -> float | None:
     mean = math.fsum(values) / n
     variance = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
     return math.sqrt(variance / n)
+
+
+def mean_metric(values: Sequence[float], higher_is_better: bool = True) -> Metric:
+    """The mean of per-example scores, with its standard error."""
+    return Metric(sum(values) / len(values), mean_stderr(values), higher_is_better)
 
 
 def data_error(

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import argmax, check_limit, read_text
+from gpt2cli.evaluate.tasks._taskio import argmax, read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
-    Metric,
     Task,
     TaskResult,
     data_error,
-    mean_stderr,
+    mean_metric,
 )
 
 _ARCHIVE = "http://www.thespermwhale.com/jaseweston/babi/CBTest.tgz"
@@ -138,7 +137,7 @@ class CBT(Task):
         )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        examples = load(data, check_limit(options.limit))
+        examples = load(data, options.limit)
         requests = []
         for sentences, question, _, candidates in examples:
             requests.extend(requests_for(sentences, question, candidates))
@@ -150,7 +149,7 @@ class CBT(Task):
             i += len(candidates)
             correct.append(float(candidates[argmax(scores)] == answer))
         return TaskResult(
-            metrics={"acc": Metric(sum(correct) / len(correct), mean_stderr(correct), True)},
+            metrics={"acc": mean_metric(correct)},
             n=len(examples),
         )
 

@@ -25,16 +25,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import check_limit, field, iter_jsonl
-from gpt2cli.evaluate.tasks.base import (
-    DataFile,
-    EvalOptions,
-    Metric,
-    Task,
-    TaskResult,
-    data_error,
-    mean_stderr,
-)
+from gpt2cli.evaluate.tasks._taskio import field, load_jsonl
+from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Task, TaskResult, mean_metric
 from gpt2cli.text.tokenizer import decode, encode
 
 TLDR = "\nTL;DR:"
@@ -70,16 +62,10 @@ def prompt_for(article: str, block_size: int) -> str:
 
 
 def load(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
-    examples = []
-    for line, obj in iter_jsonl(path):
-        if limit is not None and len(examples) >= limit:
-            break
-        article = field(path, line, obj, "article", str)
-        highlights = field(path, line, obj, "highlights", str)
-        examples.append((article, highlights))
-    if not examples:
-        raise data_error(path, None, "no articles in the file")
-    return examples
+    def parse(line: int, obj: dict) -> tuple[str, str]:
+        return field(path, line, obj, "article", str), field(path, line, obj, "highlights", str)
+
+    return load_jsonl(path, limit, parse, "no articles in the file")
 
 
 class CnnDailyMail(Task):
@@ -99,7 +85,7 @@ class CnnDailyMail(Task):
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
         from rouge_score import rouge_scorer
 
-        examples = load(data, check_limit(options.limit))
+        examples = load(data, options.limit)
         block_size = int(getattr(lm, "block_size", 1024))
         outputs = lm.generate(
             [prompt_for(article, block_size) for article, _ in examples],
@@ -117,11 +103,8 @@ class CnnDailyMail(Task):
             for key, values in per_metric.items():
                 values.append(scores[key].fmeasure)
             averages.append(sum(scores[k].fmeasure for k in per_metric) / len(per_metric))
-        metrics = {
-            key: Metric(sum(values) / len(values), mean_stderr(values), True)
-            for key, values in per_metric.items()
-        }
-        metrics["rouge_avg"] = Metric(sum(averages) / len(averages), mean_stderr(averages), True)
+        metrics = {key: mean_metric(values) for key, values in per_metric.items()}
+        metrics["rouge_avg"] = mean_metric(averages)
         return TaskResult(metrics=metrics, n=len(examples))
 
 

@@ -26,15 +26,14 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import check_limit, normalize_answer, read_text
+from gpt2cli.evaluate.tasks._taskio import normalize_answer, read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
-    Metric,
     Task,
     TaskResult,
     data_error,
-    mean_stderr,
+    mean_metric,
 )
 
 MAX_ANSWER_TOKENS = 48
@@ -139,7 +138,7 @@ class CoQA(Task):
     )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        turns = load(data, check_limit(options.limit))
+        turns = load(data, options.limit)
         predictions = lm.generate(
             [t.prompt for t in turns],
             max_tokens=MAX_ANSWER_TOKENS,
@@ -155,8 +154,8 @@ class CoQA(Task):
             f1s.append(f1)
         return TaskResult(
             metrics={
-                "f1": Metric(sum(f1s) / len(f1s), mean_stderr(f1s), True),
-                "em": Metric(sum(ems) / len(ems), mean_stderr(ems), True),
+                "f1": mean_metric(f1s),
+                "em": mean_metric(ems),
             },
             n=len(turns),
             extra={"stories": len({t.story_id for t in turns})},

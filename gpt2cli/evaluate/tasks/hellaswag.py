@@ -20,15 +20,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import argmax, check_limit, field, iter_jsonl
+from gpt2cli.evaluate.tasks._taskio import argmax, field, load_jsonl, string_list
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
-    Metric,
     Task,
     TaskResult,
     data_error,
-    mean_stderr,
+    mean_metric,
 )
 
 _TAG = re.compile(r"\[.*?\]")
@@ -43,17 +42,13 @@ def preprocess(text: str) -> str:
 
 def load(path: Path, limit: int | None = None) -> list[tuple[str, list[str], int]]:
     """(query, endings, gold) per example, preprocessed as lm-eval."""
-    examples = []
-    for line, obj in iter_jsonl(path):
-        if limit is not None and len(examples) >= limit:
-            break
+
+    def parse(line: int, obj: dict) -> tuple[str, list[str], int]:
         label_text = field(path, line, obj, "activity_label", str)
         ctx_a = field(path, line, obj, "ctx_a", str)
         ctx_b = field(path, line, obj, "ctx_b", str)
-        endings = field(path, line, obj, "endings", list)
+        endings = string_list(path, line, obj, "endings")
         label = field(path, line, obj, "label", (int, str))
-        if not endings or not all(isinstance(e, str) for e in endings):
-            raise data_error(path, line, "field 'endings' should be a non-empty list of strings")
         try:
             gold = int(label)
         except ValueError:
@@ -61,10 +56,9 @@ def load(path: Path, limit: int | None = None) -> list[tuple[str, list[str], int
         if not 0 <= gold < len(endings):
             raise data_error(path, line, f"label {gold} out of range for {len(endings)} endings")
         query = preprocess(label_text + ": " + ctx_a + " " + ctx_b.capitalize())
-        examples.append((query, [preprocess(e) for e in endings], gold))
-    if not examples:
-        raise data_error(path, None, "no examples in the file")
-    return examples
+        return query, [preprocess(e) for e in endings], gold
+
+    return load_jsonl(path, limit, parse, "no examples in the file")
 
 
 class HellaSwag(Task):
@@ -81,7 +75,7 @@ class HellaSwag(Task):
     )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        examples = load(data, check_limit(options.limit))
+        examples = load(data, options.limit)
         requests = [(query, " " + ending) for query, endings, _ in examples for ending in endings]
         results = lm.loglikelihood(requests)
         acc: list[float] = []
@@ -95,8 +89,8 @@ class HellaSwag(Task):
             acc_norm.append(float(argmax(normed) == gold))
         return TaskResult(
             metrics={
-                "acc": Metric(sum(acc) / len(acc), mean_stderr(acc), True),
-                "acc_norm": Metric(sum(acc_norm) / len(acc_norm), mean_stderr(acc_norm), True),
+                "acc": mean_metric(acc),
+                "acc_norm": mean_metric(acc_norm),
             },
             n=len(examples),
         )

@@ -19,8 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from gpt2cli.evaluate.language_model import LanguageModel
+from gpt2cli.evaluate.tasks._taskio import jsonl_strings
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, mean_stderr
-from gpt2cli.evaluate.tasks.data import iter_jsonl
 
 STOP_WORDS = frozenset(
     """
@@ -75,7 +75,7 @@ class Lambada(Task):
     data_files = (LAMBADA_FILE,)
 
     def evaluate(self, lm: LanguageModel, data: Path, options: EvalOptions) -> TaskResult:
-        examples = iter_jsonl(data, "text")
+        examples = jsonl_strings(data, "text")
         total = len(examples)
         if options.limit is not None:
             examples = examples[: options.limit]

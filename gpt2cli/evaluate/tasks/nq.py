@@ -18,16 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import check_limit, field, iter_jsonl, normalize_answer
-from gpt2cli.evaluate.tasks.base import (
-    DataFile,
-    EvalOptions,
-    Metric,
-    Task,
-    TaskResult,
-    data_error,
-    mean_stderr,
-)
+from gpt2cli.evaluate.tasks._taskio import field, load_jsonl, normalize_answer, string_list
+from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Task, TaskResult, mean_metric
 
 MAX_ANSWER_TOKENS = 24
 EXAMPLES = (
@@ -50,18 +42,10 @@ def exact_match(prediction: str, answers: list[str]) -> float:
 
 
 def load(path: Path, limit: int | None = None) -> list[tuple[str, list[str]]]:
-    examples = []
-    for line, obj in iter_jsonl(path):
-        if limit is not None and len(examples) >= limit:
-            break
-        question = field(path, line, obj, "question", str)
-        answers = field(path, line, obj, "answer", list)
-        if not answers or not all(isinstance(a, str) for a in answers):
-            raise data_error(path, line, "field 'answer' should be a non-empty list of strings")
-        examples.append((question, answers))
-    if not examples:
-        raise data_error(path, None, "no questions in the file")
-    return examples
+    def parse(line: int, obj: dict) -> tuple[str, list[str]]:
+        return field(path, line, obj, "question", str), string_list(path, line, obj, "answer")
+
+    return load_jsonl(path, limit, parse, "no questions in the file")
 
 
 class NaturalQuestions(Task):
@@ -80,7 +64,7 @@ class NaturalQuestions(Task):
     )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        examples = load(data, check_limit(options.limit))
+        examples = load(data, options.limit)
         predictions = lm.generate(
             [prompt_for(q) for q, _ in examples],
             max_tokens=MAX_ANSWER_TOKENS,
@@ -93,7 +77,7 @@ class NaturalQuestions(Task):
             for p, (_, answers) in zip(predictions, examples)
         ]
         return TaskResult(
-            metrics={"exact_match": Metric(sum(scores) / len(scores), mean_stderr(scores), True)},
+            metrics={"exact_match": mean_metric(scores)},
             n=len(examples),
         )
 

@@ -16,8 +16,8 @@ import math
 from pathlib import Path
 
 from gpt2cli.evaluate.language_model import LanguageModel
+from gpt2cli.evaluate.tasks._taskio import read_text
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, data_error
-from gpt2cli.evaluate.tasks.data import read_text
 from gpt2cli.evaluate.tasks.detokenize import ptb_detokenizer
 
 LN2 = math.log(2.0)

@@ -22,8 +22,8 @@ import re
 from pathlib import Path
 
 from gpt2cli.evaluate.language_model import LanguageModel
+from gpt2cli.evaluate.tasks._taskio import read_text
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, data_error
-from gpt2cli.evaluate.tasks.data import read_text
 from gpt2cli.evaluate.tasks.detokenize import wikitext_detokenizer
 
 LN2 = math.log(2.0)

@@ -31,15 +31,14 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import argmax, check_limit, read_text
+from gpt2cli.evaluate.tasks._taskio import argmax, read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
-    Metric,
     Task,
     TaskResult,
     data_error,
-    mean_stderr,
+    mean_metric,
 )
 
 WSC273 = 273
@@ -156,7 +155,7 @@ class Winograd(Task):
     )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        schemas = load(data, check_limit(options.limit))
+        schemas = load(data, options.limit)
         partial_requests = []
         full_requests = []
         lm_eval_requests = []
@@ -179,10 +178,7 @@ class Winograd(Task):
                 values.append(float(argmax(scores[offset + i : offset + i + k]) == s.gold))
             i += k
         return TaskResult(
-            metrics={
-                name: Metric(sum(values) / len(values), mean_stderr(values), True)
-                for name, values in figures.items()
-            },
+            metrics={name: mean_metric(values) for name, values in figures.items()},
             n=len(schemas),
         )
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gpt2cli.evaluate.tasks._taskio import check_limit, read_text
+from gpt2cli.evaluate.tasks._taskio import read_text
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, data_error
 from gpt2cli.text.tokenizer import encode
 
@@ -92,7 +92,7 @@ class Wmt14(Task):
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
         import sacrebleu
 
-        limit = check_limit(options.limit)
+        limit = options.limit
         directory = data if data.is_dir() else data.parent
         src_path, ref_path = (directory / f.name for f in self.data_files)
         sources, references = read_sgm(src_path), read_sgm(ref_path)

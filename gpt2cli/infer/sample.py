@@ -1,0 +1,85 @@
+"""What ``gpt2 sample`` decides before it generates: the options checked, the seed (random when
+not given), the model's layout for the rows generated together, and one seeded generator for
+the whole run (so the same seed on the same device gives the same text)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from gpt2cli.errors import UsageError
+from gpt2cli.infer import generation
+from gpt2cli.model.gpt import GPT
+
+
+@dataclass
+class SampleOptions:
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    greedy: bool = False
+    num_samples: int = 1  # per prompt, generated as one batch
+    seed: int | None = None  # None: a random one
+    stop: list[str] = field(default_factory=list)
+    ignore_eot: bool = False
+    batch_size: int = 16  # most sequences generated together
+
+    def check(self) -> None:
+        """UsageError for values no run accepts."""
+        generation.validate_options(self.max_tokens, self.temperature, self.top_k, self.top_p)
+        if self.num_samples <= 0:
+            raise UsageError(f"--num-samples must be positive, not {self.num_samples}")
+        if self.batch_size <= 0:
+            raise UsageError(f"--batch-size must be positive, not {self.batch_size}")
+
+    @property
+    def prompts_per_batch(self) -> int:
+        """Prompts generated together when there are many (each has ``num_samples`` rows)."""
+        return max(1, self.batch_size // self.num_samples)
+
+
+class Sampler:
+    """A model and the options of one run; :meth:`generate` continues token-id prompts."""
+
+    def __init__(
+        self, model: GPT, options: SampleOptions, device: torch.device, many_prompts: bool
+    ) -> None:
+        options.check()
+        self.model = model
+        self.options = options
+        self.seed = (
+            options.seed
+            if options.seed is not None
+            else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+        )
+        prompts = options.prompts_per_batch if many_prompts else 1
+        generation.prepare_model(model, min(options.batch_size, options.num_samples * prompts))
+        self.generator = torch.Generator(device=device).manual_seed(self.seed)
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        on_text: Callable[[int, str], None] | None = None,
+        on_done: Callable[[generation.Completion], None] | None = None,
+    ) -> list[generation.Completion]:
+        o = self.options
+        return generation.generate(
+            self.model,
+            prompts,
+            o.max_tokens,
+            greedy=o.greedy,
+            temperature=o.temperature,
+            top_k=o.top_k,
+            top_p=o.top_p,
+            stop=o.stop,
+            ignore_eot=o.ignore_eot,
+            num_samples=o.num_samples,
+            generator=self.generator,
+            batch_size=o.batch_size,
+            on_text=on_text,
+            on_done=on_done,
+        )
