@@ -41,7 +41,7 @@ def score_command(
     timer = console.Stopwatch()
     # Deferred: every gpt2 command imports this module at start-up, and these import torch.
     from gpt2cli.evaluate.language_model import LanguageModel
-    from gpt2cli.infer import corpus
+    from gpt2cli.infer import document_scores
     from gpt2cli.model.resolve import resolve_device
 
     lm = LanguageModel.load(
@@ -49,12 +49,12 @@ def score_command(
     )
     lm.use_stride(stride)
     encoding = get_encoding() if per_token else None
-    totals = corpus.Totals()
+    totals = document_scores.Totals()
     out = sys.stdout
-    documents = corpus.read_documents(inputs, fmt, field, delimiter, errors)
+    documents = document_scores.read_documents(inputs, fmt, field, delimiter, errors)
     with console.progress() as bar:
         task = bar.add_task("score", total=None, status="")
-        for chunk in corpus.score_corpus(lm.score_documents, documents, totals):
+        for chunk in document_scores.score_corpus(lm.score_documents, documents, totals):
             for scored in chunk:
                 document = scored.document
                 record: dict = {"document": scored.number, "source": document.source}
