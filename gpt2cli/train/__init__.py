@@ -1,1 +1,5 @@
+"""Training.
 
+Config, optimizer, precision and micro-batch, torch.distributed, checkpoints, metrics, plots,
+MFU.
+"""
