@@ -24,6 +24,7 @@ import torch
 
 from gpt2cli.infer import scoring
 from gpt2cli.model import resolve
+from gpt2cli.model.gpt import GPT
 from gpt2cli.text.tokenizer import EOT, decode, encode
 
 
@@ -193,7 +194,7 @@ class LanguageModel:
         """Continuations of each prompt: at most ``max_tokens`` tokens, cut before the first
         of ``until`` and at <|endoftext|>. Prompts longer than the context keep their last
         tokens. Greedy unless ``greedy=False`` (then top-k sampling at temperature 1)."""
-        if hasattr(self.model, "forward_cached"):
+        if isinstance(self.model, GPT):
             from gpt2cli.infer import generation
 
             completions = generation.generate(
