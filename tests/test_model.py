@@ -171,9 +171,8 @@ def test_kv_cache_gives_the_full_forward_logits(model: GPT, batch: int, column_m
         full, _ = model(x)
         cache = decoding.new_cache(model, batch)
         pieces = [decoding.forward_cached(model, x[:, :10], cache, last_only=False)]
-        pieces.append(
-            decoding.forward_cached(model, x[:, 10:25], cache, last_only=False)
-        )  # a chunk
+        # a chunk
+        pieces.append(decoding.forward_cached(model, x[:, 10:25], cache, last_only=False))
         for t in range(25, 40):
             pieces.append(decoding.forward_cached(model, x[:, t : t + 1], cache, last_only=False))
     assert cache.length == 40
