@@ -24,8 +24,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gpt2cli import hf  # noqa: E402
-from gpt2cli.infer import generation
+from gpt2cli.infer import generation  # noqa: E402
+from gpt2cli.model import hf  # noqa: E402
 from gpt2cli.model.gpt import GPT, config_for_size  # noqa: E402
 from gpt2cli.text.tokenizer import EOT, encode  # noqa: E402
 

@@ -10,6 +10,8 @@ import torch
 from torch.nn import functional as F
 
 from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.model import decoding
+from gpt2cli.model.cpu_kernels import Linear, cross_entropy, store_column_major
 from gpt2cli.model.gpt import GPT, SIZES, GPTConfig, config_for_size
 
 torch.set_num_threads(1)
@@ -116,7 +118,8 @@ def test_forward_loss_and_last(model: GPT) -> None:
     expected = torch.nn.functional.cross_entropy(logits.view(-1, 50257), y.view(-1))
     torch.testing.assert_close(loss, expected)
     assert model(x)[1] is None
-    torch.testing.assert_close(model.forward_last(x), logits[:, -1])
+    # The output layer on chosen positions only (as scoring runs it).
+    torch.testing.assert_close(model.logits(model.hidden_states(x)[:, -1]), logits[:, -1])
     y[:, :8] = -1  # ignored positions
     _, masked = model(x, y)
     expected = torch.nn.functional.cross_entropy(
@@ -145,7 +148,8 @@ def test_padded_vocabulary_changes_no_output(model: GPT) -> None:
     assert plogits.shape == logits.shape
     torch.testing.assert_close(plogits, logits, rtol=0, atol=1e-5)
     torch.testing.assert_close(ploss, loss, rtol=0, atol=1e-6)
-    torch.testing.assert_close(padded.forward_last(x), logits[:, -1], rtol=0, atol=1e-5)
+    last = padded.logits(padded.hidden_states(x)[:, -1])
+    torch.testing.assert_close(last, logits[:, -1], rtol=0, atol=1e-5)
     # Training through the padded model: the padding rows get no gradient.
     padded.train()
     _, ploss = padded(x, y)
@@ -159,17 +163,18 @@ def test_kv_cache_gives_the_full_forward_logits(model: GPT, batch: int, column_m
     with the output layer in either memory layout."""
     if column_major:
         model = copy.deepcopy(model)
-        model.output_layer_column_major()
+        store_column_major(model.transformer.wte.weight)
         weight = model.lm_head.weight
         assert weight is model.transformer.wte.weight and weight.stride() == (1, weight.shape[0])
     x = ids(batch, 40)
     with torch.no_grad():
         full, _ = model(x)
-        cache = model.new_cache(batch)
-        pieces = [model.forward_cached(x[:, :10], cache, last_only=False)]
-        pieces.append(model.forward_cached(x[:, 10:25], cache, last_only=False))  # a chunk
+        cache = decoding.new_cache(model, batch)
+        pieces = [decoding.forward_cached(model, x[:, :10], cache, last_only=False)]
+        # a chunk
+        pieces.append(decoding.forward_cached(model, x[:, 10:25], cache, last_only=False))
         for t in range(25, 40):
-            pieces.append(model.forward_cached(x[:, t : t + 1], cache, last_only=False))
+            pieces.append(decoding.forward_cached(model, x[:, t : t + 1], cache, last_only=False))
     assert cache.length == 40
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=0, atol=1e-5)
 
@@ -178,9 +183,9 @@ def test_output_layer_layout_round_trip(model: GPT) -> None:
     """Column-major and back: the same tied Parameter, the same values, row-major again."""
     model = copy.deepcopy(model)
     before = model.lm_head.weight.detach().clone()
-    model.output_layer_column_major()
-    model.output_layer_column_major()  # already column-major: nothing to do
-    model.output_layer_column_major(False)
+    store_column_major(model.transformer.wte.weight)
+    store_column_major(model.transformer.wte.weight)  # already column-major: nothing to do
+    store_column_major(model.transformer.wte.weight, False)
     weight = model.transformer.wte.weight
     assert weight is model.lm_head.weight and weight.is_contiguous()
     assert torch.equal(weight, before)
@@ -190,34 +195,32 @@ def test_kv_cache_with_left_padding(model: GPT) -> None:
     a, b = ids(1, 12)[0], ids(1, 20, seed=3)[0]
     batch = torch.stack([torch.cat([torch.full((8,), 50256), a]), b])
     with torch.no_grad():
-        cache = model.new_cache(2, pad=torch.tensor([8, 0]))
-        out = model.forward_cached(batch, cache, last_only=False)
+        cache = decoding.new_cache(model, 2, pad=torch.tensor([8, 0]))
+        out = decoding.forward_cached(model, batch, cache, last_only=False)
         assert torch.isfinite(out).all()
         torch.testing.assert_close(out[0, 8:], model(a[None])[0][0], rtol=0, atol=1e-5)
         torch.testing.assert_close(out[1], model(b[None])[0][0], rtol=0, atol=1e-5)
-        step = model.forward_cached(torch.tensor([[7], [9]]), cache)
+        step = decoding.forward_cached(model, torch.tensor([[7], [9]]), cache)
         torch.testing.assert_close(
             step[0],
-            model.forward_last(torch.cat([a, torch.tensor([7])])[None])[0],
+            model(torch.cat([a, torch.tensor([7])])[None])[0][0, -1],
             rtol=0,
             atol=1e-5,
         )
         cache.select(torch.tensor([1]))  # drop a finished row
-        step = model.forward_cached(torch.tensor([[5]]), cache)
-        expected = model.forward_last(torch.cat([b, torch.tensor([9, 5])])[None])
+        step = decoding.forward_cached(model, torch.tensor([[5]]), cache)
+        expected = model(torch.cat([b, torch.tensor([9, 5])])[None])[0][:, -1]
         torch.testing.assert_close(step, expected, rtol=0, atol=1e-5)
 
 
 def test_kv_cache_overflow_is_an_error(model: GPT) -> None:
-    cache = model.new_cache(1, max_len=4)
+    cache = decoding.new_cache(model, 1, max_len=4)
     with torch.no_grad(), pytest.raises(Gpt2Error, match="KV cache full"):
-        model.forward_cached(ids(1, 5), cache)
+        decoding.forward_cached(model, ids(1, 5), cache)
 
 
 @pytest.mark.parametrize("ignore", [False, True])
 def test_cpu_cross_entropy_equals_torch_loss_and_gradient(ignore: bool) -> None:
-    from gpt2cli.model.gpt import cross_entropy
-
     torch.manual_seed(0)
     logits = torch.randn(37, 300)
     logits[:, 290:] = float("-inf")  # padded vocabulary columns
@@ -237,8 +240,6 @@ def test_cpu_cross_entropy_equals_torch_loss_and_gradient(ignore: bool) -> None:
 def test_cpu_cross_entropy_ignores_padding_columns() -> None:
     """``classes``: the columns past it (the padded output layer) take no probability and get a
     zero gradient, whatever they hold."""
-    from gpt2cli.model.gpt import cross_entropy
-
     torch.manual_seed(1)
     logits = torch.randn(21, 300) * 3
     targets = torch.randint(0, 290, (21,))
@@ -254,8 +255,6 @@ def test_cpu_cross_entropy_ignores_padding_columns() -> None:
 def test_linear_paths_equal_nn_linear(rows: int) -> None:
     """Few rows on a CPU go weight-first (one row through oneDNN when no gradient is needed):
     same outputs and, with autograd, the same gradients as ``F.linear``."""
-    from gpt2cli.model.gpt import Linear
-
     torch.manual_seed(rows)
     layer = Linear(48, 80)
     x = torch.randn(rows, 1, 48, requires_grad=True)

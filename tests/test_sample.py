@@ -84,7 +84,7 @@ def naive_generate(model: GPT, prompt: list[int], steps: int) -> list[int]:
         for _ in range(steps):
             if len(tokens) - start > block:
                 start = len(tokens) - keep
-            token = int(model.forward_last(torch.tensor([tokens[start:]])).argmax())
+            token = int(model(torch.tensor([tokens[start:]]))[0][:, -1].argmax())
             tokens.append(token)
             out.append(token)
     return out

@@ -24,6 +24,7 @@ import torch
 from gpt2cli.errors import UsageError
 from gpt2cli.infer import scoring
 from gpt2cli.model import resolve
+from gpt2cli.model.gpt import GPT
 from gpt2cli.text.tokenizer import EOT, encode
 
 
@@ -204,7 +205,7 @@ class LanguageModel:
         from gpt2cli.infer import generation
 
         prompt_ids = [encode(prompt) for prompt in prompts]
-        if hasattr(self.model, "forward_cached"):
+        if isinstance(self.model, GPT):
             completions = generation.generate(
                 self.model,
                 prompt_ids,

@@ -2,7 +2,7 @@
 
 :func:`generate` runs many sequences as one batch (prompts of different lengths are left-padded
 and masked), never recomputes the prefix (the keys/values live in a preallocated
-:class:`~gpt2cli.model.gpt.KVCache`), and picks tokens greedily or by sampling with temperature,
+:class:`~gpt2cli.model.decoding.KVCache`), picks tokens greedily or by sampling with temperature,
 top-k and top-p from a seeded ``torch.Generator`` (same seed, same device, same batch -> same text).
 
 A sequence ends at ``<|endoftext|>`` (unless ``ignore_eot``), at the first stop string (the text
@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import torch
 
 from gpt2cli.errors import UsageError
+from gpt2cli.model import decoding
+from gpt2cli.model.cpu_kernels import store_column_major
 from gpt2cli.model.gpt import GPT
 from gpt2cli.text.tokenizer import EOT, token_bytes
 
@@ -165,8 +167,10 @@ def _prefill(model: GPT, sequences: list[list[int]], max_len: int) -> tuple:
     """A fresh cache holding ``sequences`` (left-padded) and the logits of their last position."""
     device = model.transformer.wte.weight.device
     ids, pads = _left_pad(sequences, device)
-    cache = model.new_cache(len(sequences), max_len, pad=pads if any(pads.tolist()) else None)
-    return cache, model.forward_cached(ids, cache)
+    cache = decoding.new_cache(
+        model, len(sequences), max_len, pad=pads if any(pads.tolist()) else None
+    )
+    return cache, decoding.forward_cached(model, ids, cache)
 
 
 @torch.inference_mode()
@@ -214,7 +218,7 @@ def _generate_batch(
             windows = [r.tokens[-(keep - max(p - shift, 0)) :] for r, p in zip(active, pads)]
             cache, logits = _prefill(model, windows, block)
         else:
-            logits = model.forward_cached(next_ids[:, None], cache)
+            logits = decoding.forward_cached(model, next_ids[:, None], cache)
 
 
 def prepare_model(model: GPT, rows: int) -> None:
@@ -223,7 +227,7 @@ def prepare_model(model: GPT, rows: int) -> None:
     loaded and trained in). Values never change; the transposition costs a copy of the matrix
     (~0.15 s for 124M), once per model, not per call."""
     on_cpu = model.transformer.wte.weight.device.type == "cpu"
-    model.output_layer_column_major(on_cpu and rows == 1)
+    store_column_major(model.transformer.wte.weight, on_cpu and rows == 1)
 
 
 def generate(

@@ -38,6 +38,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from gpt2cli.model.gpt import GPT
 from gpt2cli.text.tokenizer import EOT
 
 LN2 = math.log(2.0)
@@ -103,8 +104,8 @@ def selected_logits(
     request scores a few tokens of a long context: this skips most of the 50257-wide matmul);
     other models run their full forward.
     """
-    if hasattr(model, "forward_at"):
-        return model.forward_at(idx, rows, cols)
+    if isinstance(model, GPT):
+        return model.logits(model.hidden_states(idx)[rows, cols])
     return model_logits(model, idx)[rows, cols]
 
 

@@ -5,8 +5,9 @@ The layout is a directory with ``config.json`` (``transformers.GPT2Config`` keys
 shapes as ``transformers.GPT2LMHeadModel`` has them. Hugging Face's ``Conv1D`` stores its weight as
 (in, out); our ``nn.Linear`` as (out, in): the four projection matrices are transposed here.
 
-Nothing here touches the network: a name such as ``gpt2`` is looked up in the local cache
-(``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``) and only there.
+Nothing here touches the network: :func:`find_in_cache` looks a name such as ``gpt2`` up in the
+local cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``) and only
+there.
 """
 
 from __future__ import annotations
@@ -384,22 +385,20 @@ def find_in_cache(name: str) -> Path:
 
 
 def load_pretrained(
-    directory_or_name: str | os.PathLike[str],
+    directory: str | os.PathLike[str],
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
     padded_vocab_size: int | None = None,
 ) -> GPT:
-    """A model from an HF-layout directory, or a name found in the local HF cache.
+    """A model from an HF-layout directory (a name such as ``gpt2`` is found by
+    ``gpt2cli.model.resolve``, which calls :func:`find_in_cache`).
 
     ``dtype`` None keeps the stored dtype. ``padded_vocab_size`` pads the embedding rows (no
     output changes); None keeps what the directory says (no padding for released checkpoints).
     """
-    path = Path(directory_or_name).expanduser()
+    path = Path(directory).expanduser()
     if not path.exists():
-        spec = str(directory_or_name)
-        if not looks_like_hub_name(spec):
-            raise Gpt2Error(f"model {spec!r} not found: no such directory")
-        path = find_in_cache(spec)
+        raise Gpt2Error(f"{directory}: no such model directory")
     if not path.is_dir():
         raise Gpt2Error(
             f"{path}: not a model directory", "expected config.json + model.safetensors"
