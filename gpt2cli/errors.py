@@ -21,3 +21,12 @@ class UsageError(Gpt2Error):
     """Bad arguments or options: printed as one line, exit status 2."""
 
     exit_code = 2
+
+
+def malformed_json(where: str, line: int, error: ValueError) -> Gpt2Error:
+    """A JSON line that does not parse, with its line and column (json's message ends in
+    " at" when it expects the position appended)."""
+    reason = str(getattr(error, "msg", error)).removesuffix(" at")
+    column = getattr(error, "colno", None)
+    place = f"line {line}, column {column}" if column else f"line {line}"
+    return Gpt2Error(f"{where}: {place}: malformed JSON ({reason[:1].lower() + reason[1:]})")
