@@ -28,5 +28,6 @@ def malformed_json(where: str, line: int, error: ValueError) -> Gpt2Error:
     " at" when it expects the position appended)."""
     reason = str(getattr(error, "msg", error)).removesuffix(" at")
     column = getattr(error, "colno", None)
-    place = f"line {line}, column {column}" if column else f"line {line}"
-    return Gpt2Error(f"{where}: {place}: malformed JSON ({reason[:1].lower() + reason[1:]})")
+    at = f" at column {column}" if column else ""
+    reason = reason[:1].lower() + reason[1:]
+    return Gpt2Error(f"{where}: line {line}: malformed JSON{at} ({reason})")

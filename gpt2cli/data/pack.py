@@ -82,10 +82,12 @@ def check_options(options: PackOptions) -> None:
             f"--name {options.name!r} is not a usable part name",
             "letters, digits, '.', '_' and '-', not starting with a dot",
         )
-    if options.shard_tokens < 1 or options.block_tokens < 1:
-        raise UsageError("--shard-tokens and the block size must be positive")
+    if options.shard_tokens < 1:
+        raise UsageError(f"--shard-tokens must be positive, not {options.shard_tokens}")
+    if options.block_tokens < 1:
+        raise UsageError(f"--block-tokens must be positive, not {options.block_tokens}")
     if options.block_tokens > 1 << 24:
-        raise UsageError("the block size must be at most 16777216 tokens")
+        raise UsageError("--block-tokens must be at most 16777216")
     if options.val_tokens < 0:
         raise UsageError("--val-tokens must not be negative")
     if not 0.0 <= options.val_fraction < 1.0:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from gpt2cli.errors import Gpt2Error, malformed_json, UsageError
+from gpt2cli.errors import Gpt2Error, UsageError, malformed_json
 from gpt2cli.fileio import open_binary_input
 from gpt2cli.text.tokenizer import EOT_TEXT
 
