@@ -6,9 +6,12 @@ commands (``gpt2cli.app``) are imported inside it.
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import signal
 import sys
+from typing import Any, NoReturn
 
 
 def _command_name(argv: list[str]) -> str:
@@ -17,25 +20,154 @@ def _command_name(argv: list[str]) -> str:
     return next((arg for arg in argv if arg in COMMANDS), "")
 
 
-def main() -> None:
-    """Console-script entry point: run the app, turning project errors into one line."""
+class _Stdout(io.BufferedWriter):
+    """The process's stdout, whose write errors name it (an OSError raised by a write to a
+    pipe or a full device has no file name of its own)."""
+
+    def write(self, data: Any) -> int:
+        try:
+            return super().write(data)
+        except OSError as error:
+            error.filename = error.filename or "stdout"
+            raise
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as error:
+            error.filename = error.filename or "stdout"
+            raise
+
+
+def _prepare_streams() -> None:
+    """A closed stdin/stdout (`>&-`) would be taken by the next file we open, so our data
+    would land in it: hold 0 and 1 with /dev/null opened the wrong way round (using them
+    fails with EBADF, reported like any I/O error) and 2 with /dev/null for writing."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            held = os.open(os.devnull, os.O_RDONLY if fd == 1 else os.O_WRONLY)
+            if held != fd:
+                os.dup2(held, fd)
+                os.close(held)
+    if sys.stdin is None:
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    old = sys.stdout
+    if old is sys.__stdout__:  # the process's own stdout, not a test's capture
+        if old is not None:
+            old.flush()
+        sys.stdout = io.TextIOWrapper(
+            _Stdout(io.FileIO(1, "w", closefd=False)),
+            encoding=getattr(old, "encoding", "utf-8"),
+            errors=getattr(old, "errors", "strict"),
+            line_buffering=os.isatty(1),
+        )
+
+
+def _drop_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's last flush of what stdout still
+    buffers neither fails nor prints a second error."""
     try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _os_message(error: OSError) -> str:
+    reason = error.strerror or errno.errorcode.get(error.errno or 0, str(error))
+    reason = reason[:1].lower() + reason[1:]
+    if error.filename is not None:
+        where = os.fsdecode(error.filename)
+        if error.filename2 is not None:
+            where += f" -> {os.fsdecode(error.filename2)}"
+        return f"{where}: {reason}"
+    return reason
+
+
+def _usage_message(error: Any, prefix: str) -> tuple[str, str]:
+    """Click's own usage error as (command path, one line with Click's suggestion)."""
+    from difflib import get_close_matches
+
+    from typer._click.exceptions import NoSuchOption
+
+    from gpt2cli.commands import COMMANDS
+
+    ctx = error.ctx
+    where = ctx.command_path if ctx is not None else prefix
+    suggestions: list[str] = []
+    if isinstance(error, NoSuchOption):
+        message = f"no such option {error.option_name}"
+        suggestions = sorted(error.possibilities or [])
+    elif error.message.startswith("No such command"):
+        name = error.message.split("'")[1] if "'" in error.message else ""
+        message = f"no such command {name!r}"
+        suggestions = get_close_matches(name, list(COMMANDS))
+    else:
+        message = error.format_message().strip().rstrip(".")
+        message = message[:1].lower() + message[1:]
+    see = f"see {where} --help"
+    if suggestions:
+        see = f"did you mean {' or '.join(suggestions)}? {see}"
+    return where, f"{message} ({see})"
+
+
+def _fail(prefix: str, message: str, code: int) -> NoReturn:
+    print(f"{prefix}: error: {message}".replace("\n", " "), file=sys.stderr)
+    sys.exit(code)
+
+
+def _run() -> int:
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from typer.exceptions import Abort
+
+    from gpt2cli.app import app
+    from gpt2cli.errors import Gpt2Error
+
+    command = _command_name(sys.argv[1:])
+    prefix = f"gpt2 {command}" if command else "gpt2"
+    try:
+        code = app(prog_name="gpt2", standalone_mode=False)
+        sys.stdout.flush()
+    except Gpt2Error as error:
+        _fail(prefix, str(error), error.exit_code)
+    except NoArgsIsHelpError as error:
+        error.show()
+        return 2
+    except UsageError as error:
+        where, message = _usage_message(error, prefix)
+        _fail(where, message, 2)
+    except ClickException as error:
+        _fail(prefix, error.format_message(), 1)
+    except Abort:
+        raise KeyboardInterrupt from None
+    except OSError as error:
+        if error.errno == errno.EPIPE:
+            _drop_stdout()
+            return 128 + signal.SIGPIPE
+        if error.filename == "stdout":
+            _drop_stdout()
+        message = _os_message(error)
+        _fail(prefix, message, 1)
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning errors into one line."""
+    try:
+        _prepare_streams()
         # Die quietly like any Unix filter when the reader of our stdout goes away (`| head`).
         if hasattr(signal, "SIGPIPE"):
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         # PyTorch's own switch, read at its first allocation: large tensors on transparent huge
         # pages (Linux), which a CPU streams faster (a decoding step reads every weight).
         os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-        from gpt2cli.app import app
-        from gpt2cli.errors import Gpt2Error
-
-        try:
-            app(prog_name="gpt2")
-        except Gpt2Error as error:
-            command = _command_name(sys.argv[1:])
-            prefix = f"gpt2 {command}" if command else "gpt2"
-            print(f"{prefix}: error: {error}", file=sys.stderr)
-            sys.exit(error.exit_code)
+        sys.exit(_run())
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         sys.exit(130)

@@ -21,3 +21,13 @@ class UsageError(Gpt2Error):
     """Bad arguments or options: printed as one line, exit status 2."""
 
     exit_code = 2
+
+
+def malformed_json(where: str, line: int, error: ValueError) -> Gpt2Error:
+    """A JSON line that does not parse, with its line and column (json's message ends in
+    " at" when it expects the position appended)."""
+    reason = str(getattr(error, "msg", error)).removesuffix(" at")
+    column = getattr(error, "colno", None)
+    at = f" at column {column}" if column else ""
+    reason = reason[:1].lower() + reason[1:]
+    return Gpt2Error(f"{where}: line {line}: malformed JSON{at} ({reason})")

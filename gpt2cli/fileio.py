@@ -14,6 +14,22 @@ from typing import IO, BinaryIO
 from gpt2cli.errors import Gpt2Error, UsageError
 
 
+def check_output_file(path: str | os.PathLike[str], option: str = "-o") -> None:
+    """Refuse, before any work, an output file that cannot be written: a directory, a path
+    under a regular file, or one in a directory this user may not write."""
+    target = Path(path)
+    where = f"{option} {target}" if option else str(target)
+    if target.is_dir():
+        raise Gpt2Error(f"{where}: is a directory, not a file")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise Gpt2Error(f"{where}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise Gpt2Error(f"{where}: {parent}: permission denied")
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """Write to a temp file beside ``path`` and rename it over ``path`` only on success.
@@ -22,6 +38,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     half-written file under the final name.
     """
     target = Path(path)
+    check_output_file(target, "")
     directory = target.parent if str(target.parent) else Path(".")
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
@@ -33,10 +50,12 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as error:
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(target)  # a failed write names the file it was for
         try:
             os.unlink(tmp_name)
-        except FileNotFoundError:
+        except OSError:
             pass
         raise
 

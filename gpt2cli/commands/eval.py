@@ -13,7 +13,7 @@ from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
 from gpt2cli.evaluate import results, tasks
 from gpt2cli.evaluate.tasks.base import EvalOptions, TaskResult
-from gpt2cli.fileio import atomic_write
+from gpt2cli.fileio import atomic_write, check_output_file
 
 NAME = "eval"
 
@@ -92,6 +92,8 @@ def eval_command(
     chosen = run.choose_tasks(names, data)
     if model_spec is None:
         raise UsageError("missing --model", "pass a run directory, checkpoint or HF model")
+    if output is not None:
+        check_output_file(output)
     paths = run.find_data(chosen, data, data_dir, download)
     timer = console.Stopwatch()
     import torch  # deferred: every gpt2 command imports this module at start-up

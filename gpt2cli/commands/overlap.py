@@ -14,7 +14,7 @@ import typer
 from gpt2cli import console
 from gpt2cli.commands import options
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import atomic_write
+from gpt2cli.fileio import atomic_write, check_output_file
 from gpt2cli.overlap.build import build_filter, merge_filters, spool_stdin
 from gpt2cli.overlap.check import CheckReport, Counts, check_inputs, check_max_overlap, probe_filter
 from gpt2cli.overlap.filter_file import BloomFilter
@@ -52,10 +52,18 @@ def _os_errors() -> Iterator[None]:
         raise Gpt2Error(f"{where}{error.strerror or error}") from None
 
 
+MIN_FP_RATE = 1e-30  # already ~1,150 bits per n-gram; below, the size explodes
+
+
 def _check_fp_rate(fp_rate: float) -> None:
     if not 0.0 < fp_rate < 1.0:
         raise UsageError(
             f"--fp-rate must be between 0 and 1 (exclusive), not {fp_rate:g}", "for example 1e-8"
+        )
+    if fp_rate < MIN_FP_RATE:
+        raise UsageError(
+            f"--fp-rate {fp_rate:g} is below the smallest supported rate, {MIN_FP_RATE:g}",
+            "for example 1e-8",
         )
 
 
@@ -130,6 +138,7 @@ def build_command(
     _check_fp_rate(fp_rate)
     if n < 1:
         raise UsageError(f"--n must be at least 1, not {n}")
+    check_output_file(output)
     timer = console.Stopwatch()
     spooled: Path | None = None
     sources = list(inputs)
@@ -155,6 +164,10 @@ def build_command(
                 )
 
         result = build_filter(pieces, output, n, fp_rate, capacity, on_pass=on_pass, hashes=hashes)
+    except Gpt2Error as error:
+        if spooled is not None:  # errors in the copy of stdin are about stdin
+            error.message = error.message.replace(str(spooled), "<stdin>")
+        raise
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
@@ -190,6 +203,7 @@ def build_command(
 
 
 def merge_command(inputs: list[str], output: Path, as_json: bool) -> None:
+    check_output_file(output)
     timer = console.Stopwatch()
     merge_filters(inputs, output)
     merged = BloomFilter.open(output)

@@ -74,7 +74,11 @@ def _verify(directory: Path, as_json: bool) -> None:
         )
         console.stderr_console().print(table)
     for name in report.unlisted:
-        console.warn(NAME, f"{name} is not in the manifest (left by a killed pack?)")
+        console.warn(
+            NAME,
+            f"{name} is not in the manifest (left by a killed pack? a rerun of its part, "
+            "the same --name, removes it)",
+        )
     report.raise_if_damaged()
     console.info(f"gpt2 pack --verify: {directory}: {len(report.shards)} shards ok")
 

@@ -12,8 +12,8 @@ import typer
 
 from gpt2cli import console
 from gpt2cli.commands import options
-from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import atomic_write, binary_stdout, open_binary_input
+from gpt2cli.errors import Gpt2Error, UsageError, malformed_json
+from gpt2cli.fileio import atomic_write, binary_stdout, check_output_file, open_binary_input
 from gpt2cli.text import readers, token_stream
 from gpt2cli.text.parallel_encoder import default_threads, encode_pieces
 from gpt2cli.text.tokenizer import EOT_TEXT, get_encoding
@@ -93,8 +93,12 @@ def _decode_ids_lines(handle: BinaryIO, name: str, out: BinaryIO) -> int:
             continue
         try:
             ids = json.loads(line)
+        except UnicodeDecodeError:
+            raise Gpt2Error(
+                f"{name}: line {number}: not UTF-8: neither a token stream nor --ids lines"
+            ) from None
         except json.JSONDecodeError as error:
-            raise Gpt2Error(f"{name}: line {number}: malformed JSON ({error.msg})") from None
+            raise malformed_json(name, number, error) from None
         if not isinstance(ids, list) or not all(
             isinstance(i, int) and 0 <= i < encoding.n_vocab for i in ids
         ):
@@ -173,6 +177,8 @@ def register(app: typer.Typer) -> None:
         inputs = files or ["-"]
         if threads < 0:
             raise UsageError("--threads must be 0 (all cores) or a positive number")
+        if output is not None:
+            check_output_file(output)
         if decode:
             if ids:
                 raise UsageError(

@@ -58,7 +58,9 @@ class ShardInfo:
                 sha256=str(data["sha256"]),
                 part=str(data.get("part", DEFAULT_NAME)),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except KeyError as error:
+            raise Gpt2Error(f"{where}: malformed shard entry (no {error.args[0]!r} key)") from None
+        except (TypeError, ValueError) as error:
             raise Gpt2Error(f"{where}: malformed shard entry ({error})") from None
         if "/" in info.name or info.name.startswith("."):
             raise Gpt2Error(f"{where}: bad shard name {info.name!r}")
@@ -178,11 +180,36 @@ class MergeResult:
         }
 
 
+def check_directory(directory: Path) -> None:
+    """A pack directory given to --verify or --merge must be one."""
+    if not directory.exists():
+        raise Gpt2Error(f"{directory}: no such directory")
+    if not directory.is_dir():
+        raise Gpt2Error(f"{directory}: is a file, not a pack directory")
+
+
+def check_part(directory: Path, part: str) -> list[ShardInfo]:
+    """The shards part manifest ``manifest.PART.yaml`` lists, each present with its size
+    (what --merge requires and --verify reports)."""
+    listed = read_manifest(directory / part_manifest_name(part))[1]
+    for info in listed:
+        try:
+            size = (directory / info.name).stat().st_size
+        except FileNotFoundError:
+            raise Gpt2Error(
+                f"{part_manifest_name(part)} lists {info.name}, which is missing"
+            ) from None
+        if size != info.bytes:
+            raise Gpt2Error(
+                f"{info.name}: {size:,} bytes but {part_manifest_name(part)} says {info.bytes:,}"
+            )
+    return listed
+
+
 def merge(directory: str | os.PathLike[str]) -> MergeResult:
     """Rebuild DIR/manifest.yaml as the union of every part manifest ``manifest.NAME.yaml``."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise Gpt2Error(f"{directory}: no such directory")
+    check_directory(directory)
     with directory_lock(directory):
         parts = part_names(directory)
         if not parts:
@@ -192,21 +219,7 @@ def merge(directory: str | os.PathLike[str]) -> MergeResult:
             )
         shards: list[ShardInfo] = []
         for part in parts:
-            _, listed = read_manifest(directory / part_manifest_name(part))
-            for info in listed:
-                path = directory / info.name
-                try:
-                    size = path.stat().st_size
-                except FileNotFoundError:
-                    raise Gpt2Error(
-                        f"{part_manifest_name(part)} lists {info.name}, which is missing"
-                    ) from None
-                if size != info.bytes:
-                    raise Gpt2Error(
-                        f"{info.name}: {size:,} bytes but {part_manifest_name(part)} says "
-                        f"{info.bytes:,}"
-                    )
-            shards.extend(listed)
+            shards.extend(check_part(directory, part))
         names = [info.name for info in shards]
         if len(set(names)) != len(names):
             raise Gpt2Error(f"{directory}: two parts list the same shard")

@@ -16,7 +16,6 @@ import numpy as np
 
 from gpt2cli.data.manifest import (
     DEFAULT_NAME,
-    LOCK_NAME,
     MANIFEST,
     PART_NAME_RE,
     SPLITS,
@@ -35,6 +34,7 @@ from gpt2cli.data.shard_format import (
 )
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import open_binary_input
+from gpt2cli.locking import exclusive_lock
 from gpt2cli.splitmix import MASK64, splitmix64, splitmix64_array
 from gpt2cli.text.token_stream import TokenStreamReader
 from gpt2cli.text.tokenizer import EOT
@@ -82,10 +82,12 @@ def check_options(options: PackOptions) -> None:
             f"--name {options.name!r} is not a usable part name",
             "letters, digits, '.', '_' and '-', not starting with a dot",
         )
-    if options.shard_tokens < 1 or options.block_tokens < 1:
-        raise UsageError("--shard-tokens and the block size must be positive")
+    if options.shard_tokens < 1:
+        raise UsageError(f"--shard-tokens must be positive, not {options.shard_tokens}")
+    if options.block_tokens < 1:
+        raise UsageError(f"--block-tokens must be positive, not {options.block_tokens}")
     if options.block_tokens > 1 << 24:
-        raise UsageError("the block size must be at most 16777216 tokens")
+        raise UsageError("--block-tokens must be at most 16777216")
     if options.val_tokens < 0:
         raise UsageError("--val-tokens must not be negative")
     if not 0.0 <= options.val_fraction < 1.0:
@@ -96,7 +98,15 @@ def check_options(options: PackOptions) -> None:
         raise UsageError("--shuffle-buffer must not be negative")
 
 
-def prepare_directory(directory: Path, options: PackOptions) -> bool:
+def part_lock_name(part: str) -> str:
+    return f".{part}.lock"
+
+
+def _is_lock(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".lock")
+
+
+def create_directory(directory: Path) -> bool:
     """Check (and create) the output directory; returns whether pack created it."""
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"-o {directory}: is a file, not a directory")
@@ -108,7 +118,13 @@ def prepare_directory(directory: Path, options: PackOptions) -> bool:
             pass  # a parallel pack made it just now
         except OSError as error:
             raise Gpt2Error(f"-o {directory}: cannot create ({error.strerror})") from None
-    entries = [entry for entry in directory.iterdir() if entry.name != LOCK_NAME]
+    return False
+
+
+def prepare_directory(directory: Path, options: PackOptions) -> None:
+    """With the part's lock held: refuse a directory that is not ours to write, and remove
+    the leftovers of killed runs of this part (unlisted by construction)."""
+    entries = [entry for entry in directory.iterdir() if not _is_lock(entry.name)]
     if entries and not options.append:
         raise UsageError(
             f"-o {directory}: directory is not empty",
@@ -118,7 +134,6 @@ def prepare_directory(directory: Path, options: PackOptions) -> bool:
         raise UsageError(
             f"-o {directory}: already holds a part named {options.name!r}", "choose another --name"
         )
-    # Leftovers of a killed run of this part (unlisted by construction): remove them.
     pattern = re.compile(
         rf"^\.?{re.escape(options.name)}-({'|'.join(SPLITS)})-\d{{5}}\{SHARD_SUFFIX}(\.tmp-\d+)?$"
     )
@@ -131,7 +146,20 @@ def prepare_directory(directory: Path, options: PackOptions) -> bool:
     for entry in entries:
         if pattern.match(entry.name) and entry.name not in listed:
             entry.unlink(missing_ok=True)
-    return False
+
+
+def _remove_written(directory: Path, packer: Packer, part: str, created: bool) -> None:
+    """After a failure (disk full, Ctrl-C, bad input): remove every file this run wrote,
+    each removal surviving errors of its own."""
+    packer.abort()
+    try:
+        (directory / part_manifest_name(part)).unlink(missing_ok=True)
+        if created and all(_is_lock(entry.name) for entry in directory.iterdir()):
+            for entry in directory.iterdir():
+                entry.unlink(missing_ok=True)
+            directory.rmdir()
+    except OSError:
+        pass
 
 
 def _input_token_estimate(inputs: list[str]) -> int | None:
@@ -337,7 +365,17 @@ def pack(
             "pipe `gpt2 tokenize` into it, or name STREAM files",
         )
     directory = Path(directory)
-    created = prepare_directory(directory, options)
+    created = create_directory(directory)
+    with exclusive_lock(
+        directory / part_lock_name(options.name), f"part {options.name!r} of {directory}"
+    ):
+        return _pack_part(inputs, directory, options, created, progress)
+
+
+def _pack_part(
+    inputs: list[str], directory: Path, options: PackOptions, created: bool, progress: Any
+) -> PackResult:
+    prepare_directory(directory, options)
     result = PackResult(directory, options.name)
     estimate = _input_token_estimate(inputs)
     packer = Packer(directory, options)
@@ -388,16 +426,10 @@ def pack(
                 "zstd_level": options.level,
             },
         )
+        merge(directory)
     except BaseException:
-        packer.abort()
-        if created and {entry.name for entry in directory.iterdir()} <= {LOCK_NAME}:
-            try:
-                (directory / LOCK_NAME).unlink(missing_ok=True)
-                directory.rmdir()
-            except OSError:
-                pass
+        _remove_written(directory, packer, options.name, created)
         raise
-    merge(directory)
     result.documents = sum(info.documents for info in result.shards)
     result.tokens = sum(info.tokens for info in result.shards)
     if options.val_tokens and packer.splitter.val_taken < options.val_tokens:

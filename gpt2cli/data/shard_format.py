@@ -25,6 +25,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -274,6 +275,20 @@ class ShardWriter:
 
     def write(self, tokens: np.ndarray) -> None:
         """Append ids (whole or partial documents, terminators included)."""
+        with self._naming_errors():
+            self._write(tokens)
+
+    @contextmanager
+    def _naming_errors(self) -> Iterator[None]:
+        """A failed write (disk full, file too large) names the shard it was writing."""
+        try:
+            yield
+        except OSError as error:
+            if error.filename is None:
+                error.filename = str(self.directory / self.shard_name(len(self.finished)))
+            raise
+
+    def _write(self, tokens: np.ndarray) -> None:
         position = 0
         total = len(tokens)
         while position < total:
@@ -352,16 +367,21 @@ class ShardWriter:
 
     def close(self) -> list[ShardInfo]:
         """Finish the last shard; returns every shard written."""
-        self._flush_block()
-        self._finish_shard()
+        with self._naming_errors():
+            self._flush_block()
+            self._finish_shard()
         return self.finished
 
     def abort(self) -> None:
-        """Remove everything this writer created (temp file and finished shards)."""
+        """Remove everything this writer created (temp file and finished shards); each step
+        survives errors of its own (closing a file on a full disk fails again)."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with suppress(OSError):
+                file.close()
+        paths = [self.directory / info.name for info in self.finished]
         if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-        for info in self.finished:
-            (self.directory / info.name).unlink(missing_ok=True)
+            paths.append(self._tmp)
+        for path in paths:
+            with suppress(OSError):
+                path.unlink(missing_ok=True)

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gpt2cli.data.manifest import ShardInfo, manifest_path, read_manifest
+from gpt2cli.data.manifest import (
+    MANIFEST,
+    ShardInfo,
+    check_directory,
+    check_part,
+    manifest_path,
+    part_manifest_name,
+    part_names,
+    read_manifest,
+)
 from gpt2cli.data.shard_format import SHARD_SUFFIX, ShardReader, corrupt_block
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.fileio import sha256_file
 from gpt2cli.text.tokenizer import EOT
+
+_TEMP_SHARD = re.compile(rf"^\..*\{SHARD_SUFFIX}\.tmp-\d+$")
 
 
 @dataclass
@@ -114,11 +126,31 @@ def verify_shard(path: Path, info: ShardInfo) -> int:
     return last
 
 
+def _part_errors(directory: Path, shards: list[ShardInfo]) -> list[str]:
+    """What --merge would refuse: each part manifest checked as --merge checks it, and
+    listed in manifest.yaml as it says."""
+    union = {info.name: info for info in shards}
+    errors = []
+    for part in part_names(directory):
+        try:
+            listed = check_part(directory, part)
+        except Gpt2Error as error:
+            errors.append(str(error))
+            continue
+        for info in listed:
+            if union.get(info.name) != info:
+                errors.append(
+                    f"{part_manifest_name(part)} and {MANIFEST} disagree about {info.name} "
+                    f"(run `gpt2 pack --merge {directory}`)"
+                )
+                break
+    return errors
+
+
 def verify(directory: str | os.PathLike[str], progress: Any = None) -> VerifyReport:
     """Re-read every listed shard: sha256, header, index, block checksums, counts, ids."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise Gpt2Error(f"{directory}: no such directory")
+    check_directory(directory)
     _, shards = read_manifest(manifest_path(directory))
     checks: list[ShardCheck] = []
     errors: list[str] = []
@@ -141,10 +173,12 @@ def verify(directory: str | os.PathLike[str], progress: Any = None) -> VerifyRep
     for split, token in last_token.items():
         if token != EOT:
             errors.append(f"the {split} split does not end with a whole document")
+    errors.extend(_part_errors(directory, shards))
     listed = {info.name for info in shards}
     unlisted = sorted(
         entry.name
         for entry in directory.iterdir()
-        if entry.name.endswith(SHARD_SUFFIX) and entry.name not in listed
+        if (entry.name.endswith(SHARD_SUFFIX) or _TEMP_SHARD.match(entry.name))
+        and entry.name not in listed
     )
     return VerifyReport(str(directory), checks, unlisted, errors)

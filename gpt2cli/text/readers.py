@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.errors import Gpt2Error, UsageError, malformed_json
 from gpt2cli.fileio import open_binary_input
 from gpt2cli.text.tokenizer import EOT_TEXT
 
@@ -101,7 +101,7 @@ def _jsonl_pieces(handle: BinaryIO, source: str, field: str, errors: str) -> Ite
         try:
             record = json.loads(text)
         except json.JSONDecodeError as error:
-            raise Gpt2Error(f"{source}: line {decode.line}: malformed JSON ({error.msg})") from None
+            raise malformed_json(source, decode.line, error) from None
         if not isinstance(record, dict):
             raise Gpt2Error(f"{source}: line {decode.line}: expected a JSON object")
         if field not in record:

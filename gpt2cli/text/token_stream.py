@@ -89,19 +89,18 @@ class TokenStreamReader:
                     if more:
                         data = held + odd + more
                         odd = b""
-                    else:
+                    elif held + odd == HEADER[: len(held + odd)]:
                         raise Gpt2Error(
                             f"{self.name}: truncated token stream (cut inside a header)"
                         )
+                    else:
+                        raise self._stray_mark(offset + 2 * last)
                 keep = np.ones(words.size, dtype=bool)
                 for mark in marks:
                     mark = int(mark)
                     header = words[mark : mark + HEADER_TOKENS]
                     if not np.array_equal(header[:3], _HEADER_WORDS[:3]):
-                        raise Gpt2Error(
-                            f"{self.name}: not a gpt2 token stream "
-                            f"(bad marker at byte {offset + 2 * mark})"
-                        )
+                        raise self._stray_mark(offset + 2 * mark)
                     if int(header[3]) != VERSION:
                         raise Gpt2Error(
                             f"{self.name}: token stream version {int(header[3])} is not "
@@ -121,6 +120,12 @@ class TokenStreamReader:
             yield words
         if odd:
             raise Gpt2Error(f"{self.name}: truncated token stream (odd number of bytes)")
+
+    def _stray_mark(self, byte: int) -> Gpt2Error:
+        return Gpt2Error(
+            f"{self.name}: not a gpt2 token stream (id {_MARK} at byte {byte} is neither a "
+            "token nor the start of a stream header)"
+        )
 
     def _check_start(self) -> bytes:
         first = self._read()
