@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -11,7 +10,7 @@ from typing import IO
 
 import typer
 
-from gpt2cli import console
+from gpt2cli import console, jsonio
 from gpt2cli.commands import options
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write
@@ -182,7 +181,7 @@ def build_command(
             seconds=round(seconds, 3),
             capacity_from=result.capacity_from,
         )
-        print(json.dumps(record))
+        print(jsonio.dumps(record))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,7 +200,7 @@ def merge_command(inputs: list[str], output: Path, as_json: bool) -> None:
     if as_json:
         record = _filter_summary(merged)
         record["inputs"] = list(inputs)
-        print(json.dumps(record))
+        print(jsonio.dumps(record))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +296,7 @@ def check_command(
     report = CheckReport()
 
     def print_document(counts: Counts) -> None:
-        print(json.dumps(_record(counts, fp_rate, True)), flush=False)
+        print(jsonio.dumps(_record(counts, fp_rate, True)), flush=False)
 
     with ExitStack() as stack:
         out: IO[bytes] | None = None
@@ -326,7 +325,7 @@ def check_command(
                 )
             if not per_doc and as_jsonl:
                 for row in report.rows:
-                    print(json.dumps(_record(row, fp_rate, False)))
+                    print(jsonio.dumps(_record(row, fp_rate, False)))
         if exclude and out is sys.stdout.buffer:
             out.flush()
 
@@ -372,7 +371,7 @@ def check_command(
             "seed": seed,
         }
     if as_jsonl and probe_record is not None:
-        print(json.dumps({"probe": probe_record}))
+        print(jsonio.dumps({"probe": probe_record}))
     if as_json:
         document = {
             "filter": _filter_summary(bloom_filter),
@@ -386,7 +385,7 @@ def check_command(
         if exclude:
             document["kept"] = report.kept
             document["removed"] = report.removed
-        print(json.dumps(document))
+        print(jsonio.dumps(document))
     sys.stdout.flush()
 
 

@@ -4,13 +4,13 @@ input format (decontamination), and probing a filter with random n-grams."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
 import numpy as np
 
+from gpt2cli import jsonio
 from gpt2cli.errors import UsageError
 from gpt2cli.overlap.filter_file import BloomFilter
 from gpt2cli.overlap.hashing import ngram_hashes, word_hashes
@@ -78,7 +78,7 @@ def write_document(
     """One document as its input had it: a JSON line with all its fields, a NUL-terminated
     text, or a text with the delimiter line between documents."""
     if info.fields is not None:
-        out.write(json.dumps(info.fields, ensure_ascii=False).encode("utf-8") + b"\n")
+        out.write(jsonio.dumps(info.fields, ensure_ascii=False).encode("utf-8") + b"\n")
     elif fmt == "nul":
         out.write(info.text.encode("utf-8") + b"\0")
     else:

@@ -11,12 +11,16 @@ Lookup order for each of a task's :class:`~gpt2cli.evaluate.tasks.base.DataFile`
    download. A URL may point at a zip archive: ``DataFile.archive_member`` names the member
    to take (the checksum is then the archive's).
 
+A file found whose own sha256 is published but differs gets a warning (which says when the only
+difference is CRLF line endings: the tasks read text with LF line endings, as published).
+
 ``GPT2CLI_DATA_MIRROR=URL`` fetches ``URL/<published name or archive name>`` instead of the
 published URL (a local mirror; the tests use one on 127.0.0.1).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -66,6 +70,8 @@ def resolve(
             )
         if not task.data_is_dir and data.is_dir():
             raise UsageError(f"--data {data} is a directory", "pass --data-dir for a directory")
+        if not task.data_is_dir:
+            check_published(task.data_files[0], data)
         return data
     found: list[Path] = []
     for data_file in task.data_files:
@@ -79,7 +85,44 @@ def resolve(
                 "put them into one directory and pass --data-dir",
             )
         return parents.pop()
+    check_published(task.data_files[0], found[0])
     return found[0]
+
+
+def _sha256_lf(path: Path) -> str:
+    """sha256 of the file with every CRLF read as LF."""
+    digest = hashlib.sha256()
+    carry = b""
+    with path.open("rb") as handle:
+        while block := handle.read(CHUNK):
+            block = carry + block
+            carry = b"\r" if block.endswith(b"\r") else b""
+            digest.update(block[: len(block) - len(carry)].replace(b"\r\n", b"\n"))
+    digest.update(carry)
+    return digest.hexdigest()
+
+
+def check_published(data_file: DataFile, path: Path) -> None:
+    """Warn when a file whose published sha256 is known differs from it, saying when the only
+    difference is CRLF line endings (which the tasks read as LF, as published)."""
+    expected = data_file.sha256 if data_file.archive_member is None else None
+    if expected is None or not path.is_file():
+        return
+    actual = sha256_file(path)
+    if actual == expected:
+        return
+    if _sha256_lf(path) == expected:
+        console.warn(
+            "eval",
+            f"{path} differs from the published {data_file.name} only in its line endings "
+            "(CRLF): read with LF line endings, as published",
+        )
+        return
+    console.warn(
+        "eval",
+        f"{path} is not the published {data_file.name} (sha256 {actual}, published "
+        f"{expected}): its figures are not comparable with published ones",
+    )
 
 
 def _root_of(path: Path, name: str) -> Path:
