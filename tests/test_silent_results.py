@@ -297,7 +297,8 @@ def test_sample_with_non_finite_logits_is_one_error(nan_model_dir: Path, gpt2) -
     result = gpt2("sample", "--model", str(nan_model_dir), "--max-tokens", "3", "hello")
     assert result.code == 1
     assert "not finite" in error_line(result.stderr)
-    result = gpt2("sample", "--model", str(nan_model_dir), "--greedy", "--num-samples", "3", "hello")
+    greedy = ("--greedy", "--num-samples", "3", "hello")
+    result = gpt2("sample", "--model", str(nan_model_dir), *greedy)
     assert result.code == 1 and "not finite" in error_line(result.stderr)
 
 

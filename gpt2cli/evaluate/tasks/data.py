@@ -11,8 +11,9 @@ Lookup order for each of a task's :class:`~gpt2cli.evaluate.tasks.base.DataFile`
    download. A URL may point at a zip archive: ``DataFile.archive_member`` names the member
    to take (the checksum is then the archive's).
 
-A file found whose own sha256 is published but differs gets a warning (which says when the only
-difference is CRLF line endings: the tasks read text with LF line endings, as published).
+A task's file whose own sha256 is published but differs gets a warning after the run, which says
+when the only difference is CRLF line endings (the tasks read text with LF line endings, as
+published).
 
 ``GPT2CLI_DATA_MIRROR=URL`` fetches ``URL/<published name or archive name>`` instead of the
 published URL (a local mirror; the tests use one on 127.0.0.1).
@@ -70,8 +71,6 @@ def resolve(
             )
         if not task.data_is_dir and data.is_dir():
             raise UsageError(f"--data {data} is a directory", "pass --data-dir for a directory")
-        if not task.data_is_dir:
-            check_published(task.data_files[0], data)
         return data
     found: list[Path] = []
     for data_file in task.data_files:
@@ -85,7 +84,6 @@ def resolve(
                 "put them into one directory and pass --data-dir",
             )
         return parents.pop()
-    check_published(task.data_files[0], found[0])
     return found[0]
 
 
@@ -102,14 +100,13 @@ def _sha256_lf(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_published(data_file: DataFile, path: Path) -> None:
-    """Warn when a file whose published sha256 is known differs from it, saying when the only
-    difference is CRLF line endings (which the tasks read as LF, as published)."""
-    expected = data_file.sha256 if data_file.archive_member is None else None
-    if expected is None or not path.is_file():
-        return
-    actual = sha256_file(path)
-    if actual == expected:
+def check_published(task: Task, path: Path, actual: str) -> None:
+    """Warn when the task's file, of sha256 ``actual``, is not its published file of known
+    sha256, saying when the only difference is CRLF line endings (which the tasks read as LF,
+    as published)."""
+    data_file = task.data_files[0] if task.data_files and not task.data_is_dir else None
+    expected = data_file.sha256 if data_file and data_file.archive_member is None else None
+    if data_file is None or expected is None or actual == expected:
         return
     if _sha256_lf(path) == expected:
         console.warn(
