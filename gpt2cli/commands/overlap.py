@@ -399,7 +399,7 @@ def check_command(
     sys.stdout.flush()
     if report.failures:
         for failure in report.failures:
-            console.warn("overlap check", f"{failure.source}: not checked: {failure.reason}")
+            console.warn("overlap check", f"{failure.source}: failed: {failure.reason}")
         failed = len(report.failures)
         raise Gpt2Error(
             f"{failed} of {len(run_inputs)} inputs could not be read: "
