@@ -41,7 +41,7 @@ LAMBADA_LINES = [
     "The cat sat on the mat and looked at the dog dog",
     "When she came home, she found her keys on the table",
     "He said hello to everyone in the room before leaving leaving",
-    "word",
+    "It rained all day in the old city",
     "He came home and found them them",  # a stop-word target: the filter must miss it
 ]
 WIKI_RAW = (

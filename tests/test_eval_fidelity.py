@@ -42,7 +42,7 @@ LAMBADA_LINES = [
     "When she came home, she found her keys on the table",
     "He said hello to everyone in the room before leaving leaving",
     "\u201cDon't go,\u201d she whispered, but he was already at the door door",
-    "word",
+    "She smiled and said nothing at all",
     "A  double  space before the end end",
     "Numbers like 1,000 and 3.14 are tokenized in odd ways ways",
 ]

@@ -8,6 +8,7 @@ import re
 import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -264,10 +265,18 @@ def test_header_layout(corpus) -> None:
     data = corpus["filter"].read_bytes()
     assert data[:8] == b"G2BLOOM\x1a"
     version, norm, n, k, m, capacity, items, bits_set = struct.unpack_from("<IIIIQQQQ", data, 8)
-    assert (version, norm, n) == (2, 1, 8)
+    assert (version, norm, n) == (3, 1, 8)
     assert 0 < struct.unpack_from("<d", data, 68)[0] < 1e-8  # false-positive rate at this fill
-    assert len(data) == filter_file.DATA_OFFSET + m // 8
-    words = np.frombuffer(data, dtype="<u8", offset=filter_file.DATA_OFFSET)
+    region, table_crc = struct.unpack_from("<II", data, 76)
+    regions = -(-m // 8 // region)
+    assert len(data) == filter_file.DATA_OFFSET + m // 8 + 4 * regions
+    table = data[filter_file.DATA_OFFSET + m // 8 :]
+    assert zlib.crc32(table) == table_crc
+    bits = data[filter_file.DATA_OFFSET : filter_file.DATA_OFFSET + m // 8]
+    assert struct.unpack_from(f"<{regions}I", table) == tuple(
+        zlib.crc32(bits[start : start + region]) for start in range(0, len(bits), region)
+    )
+    words = np.frombuffer(bits, dtype="<u8")
     assert bits_set == int(np.bitwise_count(words).sum())
     expected_items = sum(len(exact_ngrams(t, 8)) for t in corpus["train"])
     assert items == expected_items

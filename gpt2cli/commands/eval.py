@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import typer
 
-from gpt2cli import console
+from gpt2cli import console, jsonio
 from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
 from gpt2cli.evaluate import results, tasks
@@ -33,7 +32,7 @@ def _list_tasks(as_json: bool) -> None:
             }
         )
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(jsonio.dumps(rows, indent=2) + "\n")
         return
     for row in rows:
         files = ", ".join(f["name"] + (" (--download)" if f["url"] else "") for f in row["files"])

@@ -9,8 +9,8 @@ FORMAT = typer.Option(
     None,
     "--format",
     "-f",
-    help="Input format: jsonl, text, nul or file. Default: jsonl when the input starts with "
-    "'{', else text.",
+    help="Input format: jsonl, text, nul or file. Default: jsonl for a name ending in .jsonl, "
+    ".ndjson or .json or an input whose first non-blank character is '{', else text.",
     show_default=False,
 )
 FIELD = typer.Option("text", "--field", help="JSON field that holds the text.")

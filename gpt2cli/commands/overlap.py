@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -11,7 +10,7 @@ from typing import IO
 
 import typer
 
-from gpt2cli import console
+from gpt2cli import console, jsonio
 from gpt2cli.commands import options
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write, check_output_file
@@ -173,7 +172,7 @@ def build_command(
             spooled.unlink(missing_ok=True)
     seconds = timer.seconds
     header = result.header
-    built = BloomFilter.open(output)
+    built = BloomFilter.open(output, verify=False)
     rate = result.nbytes / 1e6 / max(seconds - count_seconds, 1e-9)
     summary = (
         f"gpt2 overlap build: {result.documents:,} documents, {_human_bytes(result.nbytes)} of "
@@ -195,7 +194,7 @@ def build_command(
             seconds=round(seconds, 3),
             capacity_from=result.capacity_from,
         )
-        print(json.dumps(record))
+        print(jsonio.dumps(record))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +205,7 @@ def merge_command(inputs: list[str], output: Path, as_json: bool) -> None:
     check_output_file(output)
     timer = console.Stopwatch()
     merge_filters(inputs, output)
-    merged = BloomFilter.open(output)
+    merged = BloomFilter.open(output, verify=False)
     console.info(
         f"gpt2 overlap merge: {len(inputs)} filters -> {output} in {timer.seconds:.1f} s; "
         + _filter_line(merged).split(": ", 1)[1]
@@ -215,7 +214,7 @@ def merge_command(inputs: list[str], output: Path, as_json: bool) -> None:
     if as_json:
         record = _filter_summary(merged)
         record["inputs"] = list(inputs)
-        print(json.dumps(record))
+        print(jsonio.dumps(record))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,9 +254,11 @@ def _print_table(
     table.add_column("found", justify="right")
     table.add_column("overlap", justify="right")
     rows, total, omitted = report.rows, report.total, report.omitted
+    failed = {failure.source for failure in report.failures}
     for row in rows:
         name = f"{row.name}:{row.line}" if per_doc else row.name
-        table.add_row(name, f"{row.ngrams:,}", f"{row.found:,}", _percent_text(row))
+        overlap = "not read" if not per_doc and row.name in failed else _percent_text(row)
+        table.add_row(name, f"{row.ngrams:,}", f"{row.found:,}", overlap)
     if omitted:
         where = "on stdout" if rows_on_stdout else "use --jsonl"
         table.add_row(f"... {omitted:,} more ({where})", "", "", "")
@@ -290,6 +291,7 @@ def check_command(
     field: str,
     delimiter: str,
     errors: str,
+    verify: bool = True,
 ) -> None:
     if as_json and as_jsonl:
         raise UsageError("--json and --jsonl do not go together")
@@ -304,14 +306,14 @@ def check_command(
         raise UsageError("-o/--output is for the documents kept by --exclude-overlapping")
     if probe is not None and probe < 1:
         raise UsageError(f"--probe must be a positive number, not {probe}")
-    bloom_filter = BloomFilter.open(filter_path)
+    bloom_filter = BloomFilter.open(filter_path, verify=verify)
     fp_rate = bloom_filter.estimated_fp_rate
     timer = console.Stopwatch()
     run_inputs = inputs if inputs or probe is None else []
     report = CheckReport()
 
     def print_document(counts: Counts) -> None:
-        print(json.dumps(_record(counts, fp_rate, True)), flush=False)
+        print(jsonio.dumps(_record(counts, fp_rate, True)), flush=False)
 
     with ExitStack() as stack:
         out: IO[bytes] | None = None
@@ -340,7 +342,10 @@ def check_command(
                 )
             if not per_doc and as_jsonl:
                 for row in report.rows:
-                    print(json.dumps(_record(row, fp_rate, False)))
+                    print(jsonio.dumps(_record(row, fp_rate, False)))
+            if as_jsonl:
+                for failure in report.failures:
+                    print(jsonio.dumps({"source": failure.source, "error": failure.reason}))
         if exclude and out is sys.stdout.buffer:
             out.flush()
 
@@ -386,7 +391,7 @@ def check_command(
             "seed": seed,
         }
     if as_jsonl and probe_record is not None:
-        print(json.dumps({"probe": probe_record}))
+        print(jsonio.dumps({"probe": probe_record}))
     if as_json:
         document = {
             "filter": _filter_summary(bloom_filter),
@@ -400,8 +405,21 @@ def check_command(
         if exclude:
             document["kept"] = report.kept
             document["removed"] = report.removed
-        print(json.dumps(document))
+        if run_inputs:
+            document["failures"] = [
+                {"source": failure.source, "error": failure.reason} for failure in report.failures
+            ]
+        print(jsonio.dumps(document))
     sys.stdout.flush()
+    if report.failures:
+        for failure in report.failures:
+            console.warn("overlap check", f"{failure.source}: failed: {failure.reason}")
+        failed = len(report.failures)
+        raise Gpt2Error(
+            f"{failed} of {len(run_inputs)} inputs could not be read: "
+            + ", ".join(failure.source for failure in report.failures),
+            "the report covers the others",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,13 +558,20 @@ def register(app: typer.Typer) -> None:
             help="With --exclude-overlapping: write the kept documents "
             "here (atomically) instead of stdout.",
         ),
+        verify: bool = typer.Option(
+            True,
+            "--verify/--no-verify",
+            help="Check the filter's bit array against its checksums before use (reads the "
+            "whole filter once).",
+        ),
         fmt: str = options.FORMAT,
         field: str = options.FIELD,
         delimiter: str = options.DELIMITER,
         errors: str = options.ERRORS,
     ) -> None:
         """Share of each input's n-grams found in the filter (the paper's Table 6), with the
-        filter's estimated false-positive rate; a table on stderr, JSON on stdout."""
+        filter's estimated false-positive rate; a table on stderr, JSON on stdout. An input
+        that cannot be read is listed and the others are reported (exit 1 at the end)."""
         check_format(fmt)
         inputs = files or ([] if probe is not None else ["-"])
         with _os_errors():
@@ -565,6 +590,21 @@ def register(app: typer.Typer) -> None:
                 field,
                 delimiter,
                 errors,
+                verify,
             )
+
+    @group.command("verify")
+    def verify_files(
+        filters: list[Path] = typer.Argument(..., help="Filter files to verify."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print one JSON line per filter on stdout."
+        ),
+    ) -> None:
+        """Check every region of each filter's bit array against its CRC-32 (and the header's):
+        exit 0 when all are whole, else name the damaged ones and exit 1."""
+        from gpt2cli.commands.overlap_verify import verify_command
+
+        with _os_errors():
+            verify_command(filters, as_json)
 
     app.add_typer(group, name=NAME)

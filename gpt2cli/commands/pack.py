@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from gpt2cli import console
+from gpt2cli import console, jsonio
 from gpt2cli.data import manifest, shard_format
 from gpt2cli.data.pack import PackOptions
 from gpt2cli.data.pack import pack as pack_streams
@@ -46,7 +45,7 @@ def _verify(directory: Path, as_json: bool) -> None:
     with console.progress() as bar:
         report = verify_directory(directory, progress=bar)
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(jsonio.dumps(report.to_dict(), indent=2))
     else:
         table = Table(title=f"{directory}", title_justify="left")
         for column in ("split", "shards", "tokens", "documents", "MB", "compression", "status"):
@@ -86,7 +85,7 @@ def _verify(directory: Path, as_json: bool) -> None:
 def _merge(directory: Path, as_json: bool) -> None:
     result = manifest.merge(directory)
     if as_json:
-        print(json.dumps(result.to_dict()))
+        print(jsonio.dumps(result.to_dict()))
     console.info(
         f"gpt2 pack --merge: {directory}/{manifest.MANIFEST} lists {len(result.shards)} "
         f"shards ({result.tokens:,} tokens) from {len(result.parts)} parts: "

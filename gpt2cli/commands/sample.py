@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import typer
 
-from gpt2cli import console
+from gpt2cli import console, jsonio
 from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
 from gpt2cli.text import readers
@@ -193,7 +192,7 @@ def _write_jsonl(out: BinaryIO, texts: list[str], fields: list[dict | None], res
         )
         if completion.prompt_truncated:
             record["prompt_truncated"] = completion.prompt_truncated
-        out.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+        out.write(jsonio.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
     out.flush()
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 
 import typer
 
-from gpt2cli import console
+from gpt2cli import console, jsonio
 from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
 from gpt2cli.text.tokenizer import get_encoding
@@ -17,11 +16,7 @@ NAME = "score"
 
 
 def _dumps(value: dict) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _clean(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
+    return jsonio.dumps(value, ensure_ascii=False)
 
 
 def score_command(
@@ -52,6 +47,7 @@ def score_command(
     totals = document_scores.Totals()
     out = sys.stdout
     documents = document_scores.read_documents(inputs, fmt, field, delimiter, errors)
+    non_finite = 0
     with console.progress() as bar:
         task = bar.add_task("score", total=None, status="")
         for chunk in document_scores.score_corpus(lm.score_documents, documents, totals):
@@ -61,8 +57,8 @@ def score_command(
                 if document.line is not None:
                     record["line"] = document.line
                 record.update(scored.metrics.as_dict())
-                for key in ("ppl", "word_ppl"):
-                    record[key] = _clean(record[key])
+                if not math.isfinite(scored.metrics.nll):
+                    non_finite += 1
                 if per_token and encoding is not None:
                     record["per_token"] = [
                         {
@@ -86,10 +82,15 @@ def score_command(
             **summary.as_dict(),
             "seconds": round(seconds, 3),
         }
-        for key in ("ppl", "word_ppl"):
-            record[key] = _clean(record[key])
         out.write(_dumps(record) + "\n")
         out.flush()
+    if non_finite:
+        console.warn(
+            NAME,
+            f"{non_finite:,} of {totals.documents:,} documents have a non-finite log-likelihood "
+            "(NaN or inf, written as null): the model's weights are damaged or overflow in "
+            "this dtype",
+        )
     figures = (
         f"token ppl {summary.ppl:.4f}, {summary.bits_per_byte:.4f} bits/byte"
         if summary.ppl is not None and summary.bits_per_byte is not None

@@ -25,12 +25,11 @@ standard error), as lm-eval 0.4 writes them.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from gpt2cli import __version__
+from gpt2cli import __version__, console, jsonio
 from gpt2cli.evaluate.tasks.base import TaskResult
 from gpt2cli.fileio import sha256_file
 
@@ -89,6 +88,12 @@ def build(
     for name, result in task_results.items():
         entry: dict[str, Any] = {"alias": name}
         for metric, value in result.metrics.items():
+            if not math.isfinite(value.value):
+                console.warn(
+                    "eval",
+                    f"{name}: {metric} is {value.value} (written as N/A): the model's "
+                    "weights are damaged or overflow in this dtype",
+                )
             entry[f"{metric},none"] = _number(value.value)
             entry[f"{metric}_stderr,none"] = _number(value.stderr)
         results[name] = entry
@@ -115,4 +120,4 @@ def build(
 
 
 def dumps(results: dict) -> str:
-    return json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return jsonio.dumps(results, indent=2, ensure_ascii=False) + "\n"

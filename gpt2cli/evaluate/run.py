@@ -63,9 +63,12 @@ class EvalRun:
         finally:
             lm.on_batch = None
         self.results[task.name] = result
+        sha256 = taskdata.sha256_file(path) if path.is_file() else None
+        if sha256 is not None:
+            taskdata.check_published(task, path, sha256)
         self.task_data[task.name] = {
             "data": str(path),
-            "data_sha256": taskdata.sha256_file(path) if path.is_file() else None,
+            "data_sha256": sha256,
             "seconds": round(timer.seconds, 3),
         }
         return result, timer.seconds

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpt2cli.errors import UsageError
+from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model import decoding
 from gpt2cli.model.cpu_kernels import store_column_major
 from gpt2cli.model.gpt import GPT
@@ -70,6 +70,11 @@ def pick_tokens(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Next ids (B,) from logits (B, V): argmax, or a sample from the filtered distribution."""
+    if not bool(torch.isfinite(logits).all()):
+        raise Gpt2Error(
+            "the model's next-token logits are not finite (NaN or inf): nothing to sample from",
+            "the weights are damaged, or overflow in this dtype: try --dtype fp32",
+        )
     if greedy or temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits.float() / temperature

@@ -4,18 +4,18 @@ input format (decontamination), and probing a filter with random n-grams."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
 import numpy as np
 
-from gpt2cli.errors import UsageError
+from gpt2cli import jsonio
+from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.overlap.filter_file import BloomFilter
 from gpt2cli.overlap.hashing import ngram_hashes, word_hashes
 from gpt2cli.overlap.ngrams import Batch, DocInfo, NgramBatcher, document_pieces
-from gpt2cli.text.readers import iter_pieces
+from gpt2cli.text.readers import Piece, iter_pieces
 
 
 @dataclass
@@ -78,7 +78,7 @@ def write_document(
     """One document as its input had it: a JSON line with all its fields, a NUL-terminated
     text, or a text with the delimiter line between documents."""
     if info.fields is not None:
-        out.write(json.dumps(info.fields, ensure_ascii=False).encode("utf-8") + b"\n")
+        out.write(jsonio.dumps(info.fields, ensure_ascii=False).encode("utf-8") + b"\n")
     elif fmt == "nul":
         out.write(info.text.encode("utf-8") + b"\0")
     else:
@@ -92,6 +92,12 @@ def write_document(
 
 
 @dataclass
+class Failure:
+    source: str
+    reason: str
+
+
+@dataclass
 class CheckReport:
     rows: list[Counts] = field(default_factory=list)  # one per input, or per document
     total: Counts = field(default_factory=lambda: Counts("total"))
@@ -99,6 +105,28 @@ class CheckReport:
     omitted: int = 0  # documents past ``max_rows`` (counted in the total, not in ``rows``)
     kept: int = 0
     removed: int = 0
+    failures: list[Failure] = field(default_factory=list)  # inputs that could not be read
+
+
+def _each_input(
+    inputs: list[str], read: Callable[[list[str]], Iterable[Piece]], failures: list[Failure]
+) -> Iterator[Piece]:
+    """The pieces of every input in turn; an input that cannot be read (missing, not text in
+    its encoding, malformed JSON) goes into ``failures``, the document it was in the middle
+    of ends there, and the next input is read."""
+    for name in inputs:
+        source = "<stdin>" if name == "-" else name
+        last: Piece | None = None
+        try:
+            for last in read([name]):
+                yield last
+        except UsageError:
+            raise
+        except (Gpt2Error, OSError) as error:
+            reason = str(error) if isinstance(error, Gpt2Error) else error.strerror or str(error)
+            failures.append(Failure(source, reason.removeprefix(f"{source}: ")))
+            if last is not None and not last.last:
+                yield Piece("", True, last.source, last.line, last.fields)
 
 
 def check_inputs(
@@ -119,9 +147,12 @@ def check_inputs(
     """Check every document of ``inputs`` against the filter.
 
     Rows are one per input (every input, even an empty one, in order) or, with ``per_doc``,
-    one per document up to ``max_rows``. With ``keep_to``, the documents that ``is_kept``
-    allows are written there in their input format. ``on_document`` sees every document's
-    counts as it finishes; ``on_progress`` the bytes of text read so far, after each batch.
+    one per document up to ``max_rows``. An input that cannot be read is listed in
+    ``failures`` (its row counts what was read before the error) and the others are checked;
+    with ``keep_to`` (a decontaminated copy, which must be complete), it is an error. With
+    ``keep_to``, the documents that ``is_kept`` allows are written there in their input
+    format. ``on_document`` sees every document's counts as it finishes; ``on_progress`` the
+    bytes of text read so far, after each batch.
     """
     report = CheckReport()
     total = report.total
@@ -130,8 +161,14 @@ def check_inputs(
         source = "<stdin>" if name == "-" else name
         by_source.setdefault(source, Counts(source))
     exclude = keep_to is not None
-    make = document_pieces if exclude else iter_pieces
-    pieces = make(inputs, fmt, field_name, delimiter, errors)
+    if exclude:
+        pieces = document_pieces(inputs, fmt, field_name, delimiter, errors)
+    else:
+        pieces = _each_input(
+            inputs,
+            lambda names: iter_pieces(names, fmt, field_name, delimiter, errors),
+            report.failures,
+        )
     batcher = NgramBatcher(bloom_filter.header.n, keep_text=exclude)
     for batch, finished in check_batches(bloom_filter, batcher.batches(pieces)):
         report.nbytes += batch.nbytes

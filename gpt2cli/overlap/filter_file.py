@@ -8,11 +8,11 @@ Block layout (a split-block Bloom filter): the m bits are B blocks of k 64-bit w
 So the whole n-gram lives in k*8 consecutive bytes (one to four cache lines), read or
 written at once, instead of k random places of a classic Bloom filter.
 
-Filter file, version 2 (little-endian); see ``HEADER_FORMAT`` and the README:
+Filter file, version 3 (little-endian); see ``HEADER_FORMAT`` and the README:
 
     offset  size   field
     0       8      magic b"G2BLOOM\\x1a"
-    8       4      format version (2; covers the hashing scheme and the block layout)
+    8       4      format version (3; covers the hashing scheme, the block layout, the checksums)
     12      4      normalisation version (1)
     16      4      n (words per n-gram)
     20      4      k (bits per n-gram = 64-bit words per block)
@@ -23,10 +23,18 @@ Filter file, version 2 (little-endian); see ``HEADER_FORMAT`` and the README:
     56      8      target false-positive rate (float64)
     64      4      HyperLogLog precision p (14)
     68      8      false-positive rate at the current fill (float64, computed from the bits)
-    76      4      CRC-32 of bytes 0..75 and of the HLL registers
-    80      48     zero
+    76      4      R, bytes per checksum region of the bit array (1 MiB)
+    80      4      CRC-32 of the checksum table
+    84      4      CRC-32 of bytes 0..83 and of the HLL registers
+    88      40     zero
     128     2**p   HyperLogLog registers (uint8), distinct n-gram estimate
     20480   m/8    the bit array: bit i is bit (i % 8) of byte i // 8
+    20480+m/8  4 ceil(m/8/R)  checksum table: CRC-32 of each R-byte region of the bit array
+                   (the last may be shorter), uint32 each
+
+Each region is checked on its own, so a huge filter can be verified in parallel (as here) or
+region by region. Version 2 files (the same up to byte 75, then the header CRC-32 at 76, and no
+checksum table) are still read, with a warning that they cannot be verified.
 """
 
 from __future__ import annotations
@@ -37,11 +45,13 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from gpt2cli import console
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.fileio import open_file
 from gpt2cli.overlap.hyperloglog import HLL_PRECISION, HLL_REGISTERS, hll_estimate, hll_update
@@ -49,10 +59,13 @@ from gpt2cli.overlap.normalise import NORMALISATION_VERSION
 from gpt2cli.splitmix import GOLDEN, MASK64, mix_array
 
 MAGIC = b"G2BLOOM\x1a"
-FORMAT_VERSION = 2
-HEADER_FORMAT = "<8sIIIIQQQQdIdI"
-HEADER_FIELDS = struct.calcsize(HEADER_FORMAT)  # 80
+FORMAT_VERSION = 3
+UNVERIFIABLE_VERSION = 2  # read, but it has no checksums
+HEADER_FORMAT = "<8sIIIIQQQQdIdIII"
+HEADER_FIELDS = struct.calcsize(HEADER_FORMAT)  # 88
+HEADER_FORMAT_V2 = "<8sIIIIQQQQdIdI"
 HEADER_SIZE = 128
+REGION_BYTES = 1 << 20
 DATA_OFFSET = 20480
 assert HEADER_SIZE + HLL_REGISTERS <= DATA_OFFSET
 
@@ -71,10 +84,20 @@ class Header:
     fill_fp_rate: float = 0.0
     format_version: int = FORMAT_VERSION
     normalisation_version: int = NORMALISATION_VERSION
+    region_bytes: int = REGION_BYTES  # 0: no checksums (version 2)
+    table_crc: int = 0
+
+    @property
+    def regions(self) -> int:
+        return -(-self.m // 8 // self.region_bytes) if self.region_bytes else 0
+
+    @property
+    def table_offset(self) -> int:
+        return DATA_OFFSET + self.m // 8
 
     @property
     def file_size(self) -> int:
-        return DATA_OFFSET + self.m // 8
+        return self.table_offset + 4 * self.regions
 
     def pack(self, registers: np.ndarray) -> bytes:
         fields = struct.pack(
@@ -91,6 +114,8 @@ class Header:
             self.fp_rate,
             HLL_PRECISION,
             self.fill_fp_rate,
+            self.region_bytes,
+            self.table_crc,
         )
         crc = zlib.crc32(registers.tobytes(), zlib.crc32(fields))
         head = fields + struct.pack("<I", crc)
@@ -114,16 +139,20 @@ def _read_header(path: Path, handle) -> tuple[Header, np.ndarray]:
     if len(head) < HEADER_SIZE + HLL_REGISTERS:
         raise Gpt2Error(f"{name}: truncated filter file (header incomplete)")
     version = struct.unpack_from("<I", head, 8)[0]
-    if version != FORMAT_VERSION:
+    if version not in (FORMAT_VERSION, UNVERIFIABLE_VERSION):
         raise Gpt2Error(
             f"{name}: filter format version {version}, this gpt2 reads version {FORMAT_VERSION}",
             "rebuild the filter with this version",
         )
-    (_, _, norm, n, k, m, capacity, items, bits_set, fp_rate, precision, fill_fp_rate, crc) = (
-        struct.unpack_from(HEADER_FORMAT, head, 0)
-    )
+    layout = HEADER_FORMAT if version == FORMAT_VERSION else HEADER_FORMAT_V2
+    fields = struct.unpack_from(layout, head, 0)
+    if version == UNVERIFIABLE_VERSION:
+        fields = fields[:-1] + (0, 0, fields[-1])  # no region size, no checksum table
+    (_, _, norm, n, k, m, capacity, items, bits_set, fp_rate, precision, fill_fp_rate) = fields[:12]
+    region_bytes, table_crc, crc = fields[12:]
+    covered = struct.calcsize(layout) - 4
     registers = np.frombuffer(head[HEADER_SIZE:], dtype=np.uint8).copy()
-    if zlib.crc32(registers.tobytes(), zlib.crc32(head[: HEADER_FIELDS - 4])) != crc:
+    if zlib.crc32(registers.tobytes(), zlib.crc32(head[:covered])) != crc:
         raise Gpt2Error(f"{name}: corrupt filter header (checksum mismatch)")
     if norm != NORMALISATION_VERSION:
         raise Gpt2Error(
@@ -132,7 +161,12 @@ def _read_header(path: Path, handle) -> tuple[Header, np.ndarray]:
         )
     if precision != HLL_PRECISION or k == 0 or m == 0 or m % (64 * k) or n == 0:
         raise Gpt2Error(f"{name}: corrupt filter header")
-    header = Header(n, k, m, capacity, fp_rate, items, bits_set, fill_fp_rate, version, norm)
+    if version == FORMAT_VERSION and (region_bytes == 0 or region_bytes % 8):
+        raise Gpt2Error(f"{name}: corrupt filter header")
+    header = Header(
+        n, k, m, capacity, fp_rate, items, bits_set, fill_fp_rate, version, norm, region_bytes
+    )
+    header.table_crc = table_crc
     return header, registers
 
 
@@ -140,20 +174,28 @@ class BloomFilter:
     """A Bloom filter over a memory-mapped bit array (read-only, or writable while building)."""
 
     def __init__(
-        self, header: Header, registers: np.ndarray, words: np.ndarray, path: Path | None = None
+        self,
+        header: Header,
+        registers: np.ndarray,
+        words: np.ndarray,
+        path: Path | None = None,
+        checksums: np.ndarray | None = None,
     ) -> None:
         self.header = header
         self.registers = registers
         self.words = words  # little-endian uint64 view of the bit array
         self.path = path
+        self.checksums = checksums  # CRC-32 per region (None: a version 2 file)
         self.blocks = words.view(np.dtype((np.void, 8 * header.k)))  # one item per block
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> BloomFilter:
-        """Open an existing filter read-only through a memory map."""
+    def open(cls, path: str | os.PathLike[str], verify: bool = True) -> BloomFilter:
+        """Open an existing filter read-only through a memory map; with ``verify``, every
+        region of its bit array is checked against its checksum first."""
         path = Path(path)
+        checksums = None
         with open_file(path, "filter file") as handle:  # the map outlives it
             header, registers = _read_header(path, handle)
             size = os.fstat(handle.fileno()).st_size
@@ -162,12 +204,47 @@ class BloomFilter:
                 raise Gpt2Error(
                     f"{path}: {what} filter file ({size:,} bytes, expected {header.file_size:,})"
                 )
+            if header.regions:
+                handle.seek(header.table_offset)
+                table = handle.read(4 * header.regions)
+                if zlib.crc32(table) != header.table_crc:
+                    raise Gpt2Error(f"{path}: corrupt filter: damaged checksum table", REBUILD)
+                checksums = np.frombuffer(table, dtype="<u4")
             mapped = np.memmap(
                 handle, dtype="<u8", mode="r", offset=DATA_OFFSET, shape=(header.m // 64,)
             )
         # a plain ndarray view of the map (it keeps the map alive): numpy's memmap subclass
         # adds overhead to every take()
-        return cls(header, registers, mapped.view(np.ndarray), path)
+        bloom_filter = cls(header, registers, mapped.view(np.ndarray), path, checksums)
+        if checksums is None:
+            console.warn(
+                "overlap",
+                f"{path}: filter format version {header.format_version} has no checksums, so "
+                "it cannot be verified (rebuild it with this gpt2 to get them)",
+            )
+        elif verify:
+            bloom_filter.raise_if_corrupt()
+        return bloom_filter
+
+    # -- checksums -------------------------------------------------------------------------
+
+    def corrupt_regions(self) -> list[int] | None:
+        """Regions of the bit array whose CRC-32 is not the stored one (None: no checksums)."""
+        if self.checksums is None:
+            return None
+        actual = region_checksums(self.words, self.header.region_bytes)
+        return np.flatnonzero(actual != self.checksums).tolist()
+
+    def raise_if_corrupt(self) -> None:
+        bad = self.corrupt_regions()
+        if bad:
+            region = self.header.region_bytes
+            raise Gpt2Error(
+                f"{self.path}: corrupt filter: checksum mismatch in {len(bad):,} of "
+                f"{self.header.regions:,} regions of the bit array (the first at byte "
+                f"{DATA_OFFSET + bad[0] * region:,})",
+                REBUILD,
+            )
 
     @classmethod
     def create(cls, handle, header: Header, in_memory: bool | None = None) -> BloomFilter:
@@ -208,6 +285,11 @@ class BloomFilter:
             handle.seek(DATA_OFFSET)
             for part in iter_chunks(self.words.size):
                 handle.write(memoryview(np.ascontiguousarray(self.words[part])).cast("B"))
+        self.checksums = region_checksums(self.words, self.header.region_bytes)
+        table = self.checksums.astype("<u4").tobytes()
+        self.header.table_crc = zlib.crc32(table)
+        handle.seek(self.header.table_offset)
+        handle.write(table)
         handle.seek(0)
         handle.write(self.header.pack(self.registers))
         handle.flush()
@@ -284,6 +366,24 @@ class BloomFilter:
     def distinct_estimate(self) -> float:
         """HyperLogLog estimate of the distinct n-grams added (never above ``items``)."""
         return min(hll_estimate(self.registers), float(self.header.items))
+
+
+REBUILD = "rebuild it with `gpt2 overlap build`, or restore it from a copy"
+
+
+def region_checksums(words: np.ndarray, region_bytes: int) -> np.ndarray:
+    """CRC-32 of each ``region_bytes`` bytes of the bit array, computed on several threads
+    (zlib releases the GIL)."""
+    data = words.view(np.uint8)
+    starts = range(0, data.size, region_bytes)
+
+    def crc(start: int) -> int:
+        return zlib.crc32(data[start : start + region_bytes])
+
+    if len(starts) <= 1:
+        return np.array([crc(start) for start in starts], dtype=np.uint32)
+    with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
+        return np.fromiter(pool.map(crc, starts), dtype=np.uint32, count=len(starts))
 
 
 ADD_CHUNK = 1 << 12  # n-grams per round of block updates (fewer repeated blocks, in cache)

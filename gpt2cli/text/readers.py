@@ -11,7 +11,9 @@ the ids of encoding the whole document. (After a run of whitespace such as
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -64,18 +66,19 @@ def _source_name(name: str) -> str:
 class _Decoder:
     """Decodes one line of bytes, reporting invalid UTF-8 by source, line and byte offset."""
 
-    def __init__(self, source: str, errors: str) -> None:
+    def __init__(self, source: str, errors: str, encoding: str = "utf-8") -> None:
         if errors not in ("strict", "replace", "ignore"):
             raise UsageError(f"--errors must be strict, replace or ignore, not {errors!r}")
         self.source = source
         self.errors = errors
+        self.encoding = encoding
         self.offset = 0
         self.line = 0
 
     def __call__(self, raw: bytes) -> str:
         self.line += 1
         try:
-            text = raw.decode("utf-8", self.errors)
+            text = raw.decode(self.encoding, self.errors)
         except UnicodeDecodeError as error:
             raise Gpt2Error(
                 f"{self.source}: invalid UTF-8 at byte {self.offset + error.start} "
@@ -86,10 +89,36 @@ class _Decoder:
         return text
 
 
-def _peek_format(handle: BinaryIO) -> str:
+BOM = b"\xef\xbb\xbf"
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+_XML_ENCODING = re.compile(rb"""^<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def _sniff(handle: BinaryIO, name: str) -> tuple[str, str]:
+    """(format, encoding) of an input; a UTF-8 byte-order mark is consumed.
+
+    JSON Lines: a name ending in .jsonl/.ndjson/.json (before a compression suffix), or a
+    first non-blank byte ``{``. The encoding is UTF-8 unless an XML declaration names
+    another one that keeps ASCII bytes as they are (ISO-8859-1, windows-1252, ...).
+    """
     peek = getattr(handle, "peek", None)
-    head = peek(1)[:1] if peek else b""
-    return "jsonl" if head == b"{" else "text"
+    head = peek(4096) if peek else b""
+    if head.startswith(BOM):
+        handle.read(len(BOM))
+        head = head[len(BOM) :]
+    stem = name.lower().removesuffix(".gz").removesuffix(".bz2").removesuffix(".xz")
+    stem = stem.removesuffix(".zst")
+    if stem.endswith(JSONL_SUFFIXES) or head.lstrip(b" \t\r\n")[:1] == b"{":
+        return "jsonl", "utf-8"
+    declared = _XML_ENCODING.match(head)
+    if declared:
+        try:
+            encoding = codecs.lookup(declared.group(1).decode("ascii")).name
+        except LookupError:
+            encoding = "utf-8"
+        if "\n<?>".encode(encoding, "ignore") == b"\n<?>":
+            return "text", encoding
+    return "text", "utf-8"
 
 
 def _jsonl_pieces(handle: BinaryIO, source: str, field: str, errors: str) -> Iterator[Piece]:
@@ -122,13 +151,14 @@ def _delimited_pieces(
     delimiter: str | None,
     nul: bool,
     piece_chars: int,
+    encoding: str = "utf-8",
 ) -> Iterator[Piece]:
     """Text documents separated by a line holding only ``delimiter``, or by NUL bytes.
 
     The newline before a delimiter line belongs to the delimiter; with no delimiter
     (``file`` format) the whole input is one document.
     """
-    decode = _Decoder(source, errors)
+    decode = _Decoder(source, errors, encoding)
     buffer: list[str] = []
     size = 0
     start_line = 1
@@ -183,14 +213,16 @@ def iter_pieces(
 ) -> Iterator[Piece]:
     """Pieces of every document of every input (``-`` is stdin), in order.
 
-    ``fmt`` None picks ``jsonl`` when an input's first byte is ``{``, else ``text``.
+    ``fmt`` None picks ``jsonl`` by the name or the first non-blank byte (see ``_sniff``),
+    else ``text``.
     """
     check_format(fmt)
     for name in inputs:
         source = _source_name(name)
         handle = open_binary_input(name)
         try:
-            chosen = fmt or _peek_format(handle)
+            sniffed, encoding = _sniff(handle, name)
+            chosen = fmt or sniffed
             if chosen == "jsonl":
                 yield from _jsonl_pieces(handle, source, field, errors)
             else:
@@ -201,6 +233,7 @@ def iter_pieces(
                     delimiter=delimiter if chosen == "text" else None,
                     nul=chosen == "nul",
                     piece_chars=piece_chars,
+                    encoding=encoding,
                 )
         finally:
             if handle is not sys.stdin.buffer:

@@ -20,7 +20,9 @@ T = TypeVar("T")
 
 
 def read_text(path: Path) -> str:
-    """The whole file as UTF-8 text; Gpt2Error naming the file when it cannot be read."""
+    """The whole file as UTF-8 text with LF line endings, as the published files are written
+    (a CRLF copy would put ``\r`` before every newline the model sees); Gpt2Error naming the
+    file when it cannot be read."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -29,7 +31,7 @@ def read_text(path: Path) -> str:
     except OSError as exc:
         raise data_error(path, None, f"cannot read: {exc.strerror or exc}") from exc
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8").replace("\r\n", "\n")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise data_error(path, line, "not UTF-8 text") from exc

@@ -11,12 +11,17 @@ Lookup order for each of a task's :class:`~gpt2cli.evaluate.tasks.base.DataFile`
    download. A URL may point at a zip archive: ``DataFile.archive_member`` names the member
    to take (the checksum is then the archive's).
 
+A task's file whose own sha256 is published but differs gets a warning after the run, which says
+when the only difference is CRLF line endings (the tasks read text with LF line endings, as
+published).
+
 ``GPT2CLI_DATA_MIRROR=URL`` fetches ``URL/<published name or archive name>`` instead of the
 published URL (a local mirror; the tests use one on 127.0.0.1).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -80,6 +85,41 @@ def resolve(
             )
         return parents.pop()
     return found[0]
+
+
+def _sha256_lf(path: Path) -> str:
+    """sha256 of the file with every CRLF read as LF."""
+    digest = hashlib.sha256()
+    carry = b""
+    with path.open("rb") as handle:
+        while block := handle.read(CHUNK):
+            block = carry + block
+            carry = b"\r" if block.endswith(b"\r") else b""
+            digest.update(block[: len(block) - len(carry)].replace(b"\r\n", b"\n"))
+    digest.update(carry)
+    return digest.hexdigest()
+
+
+def check_published(task: Task, path: Path, actual: str) -> None:
+    """Warn when the task's file, of sha256 ``actual``, is not its published file of known
+    sha256, saying when the only difference is CRLF line endings (which the tasks read as LF,
+    as published)."""
+    data_file = task.data_files[0] if task.data_files and not task.data_is_dir else None
+    expected = data_file.sha256 if data_file and data_file.archive_member is None else None
+    if data_file is None or expected is None or actual == expected:
+        return
+    if _sha256_lf(path) == expected:
+        console.warn(
+            "eval",
+            f"{path} differs from the published {data_file.name} only in its line endings "
+            "(CRLF): read with LF line endings, as published",
+        )
+        return
+    console.warn(
+        "eval",
+        f"{path} is not the published {data_file.name} (sha256 {actual}, published "
+        f"{expected}): its figures are not comparable with published ones",
+    )
 
 
 def _root_of(path: Path, name: str) -> Path:

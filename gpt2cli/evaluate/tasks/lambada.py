@@ -20,7 +20,15 @@ from pathlib import Path
 
 from gpt2cli.evaluate.language_model import LanguageModel
 from gpt2cli.evaluate.tasks._taskio import jsonl_strings
-from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, mean_stderr
+from gpt2cli.evaluate.tasks.base import (
+    DataFile,
+    EvalOptions,
+    Metric,
+    Task,
+    TaskResult,
+    data_error,
+    mean_stderr,
+)
 
 STOP_WORDS = frozenset(
     """
@@ -68,6 +76,16 @@ def split_example(text: str) -> tuple[str, str]:
     return context, " " + word
 
 
+def checked_example(data: Path, line: int, text: str) -> tuple[str, str]:
+    """``split_example`` of a passage that has both a context and a target word, else a data
+    error naming the line (such a passage would score as a free hit or a free miss)."""
+    context, target = split_example(text)
+    if not context.strip() or not target.strip():
+        what = "an empty passage" if not text.strip() else f"one word only ({text.strip()!r})"
+        raise data_error(data, line, f"{what}: no context and last word to predict")
+    return context, target
+
+
 class Lambada(Task):
     name = "lambada"
     description = "LAMBADA (OpenAI test file): last-word accuracy and target perplexity"
@@ -79,7 +97,7 @@ class Lambada(Task):
         total = len(examples)
         if options.limit is not None:
             examples = examples[: options.limit]
-        requests = [split_example(text) for _, text in examples]
+        requests = [checked_example(data, line, text) for line, text in examples]
         if options.stop_word_filter:
             both = lm.loglikelihood_filtered(requests, stop_word_token_ids())
             results = [(ll, greedy) for ll, greedy, _ in both]
