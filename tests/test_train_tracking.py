@@ -84,7 +84,6 @@ def test_wandb_offline_needs_no_login(data: Path, tmp_path: Path, gpt2, monkeypa
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_API_KEY", "")
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    monkeypatch.setenv("WANDB_SILENT", "true")
     run = tmp_path / "run"
     args = ["train", "-d", data, "-o", run, "-s", "tiny", "--seq-len", "16", "-b", "4"]
     args += ["--max-steps", "1", "--eval-steps", "1", "--device", "cpu", "--wandb", "proj"]
