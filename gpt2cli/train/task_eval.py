@@ -9,6 +9,7 @@ same metrics from all the examples; under FSDP each rank evaluates an unsharded 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -89,7 +90,8 @@ class TaskEval:
 
     @staticmethod
     def summary(records: list[dict[str, Any]]) -> str:
-        return "  ".join(f"{r['task']} {r['metric']} {r['value']:.4f}" for r in records)
+        shown = ("inf" if r["value"] is None else f"{r['value']:.4f}" for r in records)
+        return "  ".join(f"{r['task']} {r['metric']} {v}" for r, v in zip(records, shown))
 
     def run(
         self, model: GPT, env: DistEnv, precision: Any, batch_size: int, fsdp: bool
@@ -118,14 +120,19 @@ class TaskEval:
                             "kind": "task",
                             "task": task.name,
                             "metric": metric,
-                            "value": main.value,
-                            "metrics": {k: v.value for k, v in result.metrics.items()},
+                            "value": finite(main.value),
+                            "metrics": {k: finite(v.value) for k, v in result.metrics.items()},
                             "n": result.n,
                         }
                     )
         finally:
             model.train(was_training)
         return records
+
+
+def finite(value: float) -> float | None:
+    """JSON has no inf or nan: a perplexity that overflowed is logged as null."""
+    return value if math.isfinite(value) else None
 
 
 def unsharded_copy(model: GPT, env: DistEnv) -> GPT:
