@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_train import make_shards  # tests/ is on sys.path (pytest rootdir)
+from test_train_tracking import write_task_data
 
 from gpt2cli.train import checkpoint, trainer
 from gpt2cli.train import log as trainlog
@@ -24,13 +25,18 @@ WORKER = textwrap.dedent("""
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")  # one group for both runs (saves a start-up)
-    data, ddp_run, fsdp_run = sys.argv[1:4]
+    data, ddp_run, fsdp_run, tasks = sys.argv[1:5]
     options = dict(data=data, size="tiny", seq_len=32, batch_size=8, micro_batch=2,
-                   max_steps=4, save_every=2, eval_every=2, eval_steps=2, device="cpu")
+                   max_steps=4, save_every=2, eval_every=2, eval_steps=2, device="cpu",
+                   eval_task=["hellaswag", "lambada"], eval_task_limit=3, eval_task_data=tasks)
     trainer.train({**options, "out": ddp_run})
     trainer.train({**options, "out": fsdp_run, "fsdp": True})
     dist.destroy_process_group()
 """)
+
+
+def records(run: Path, kind: str) -> list[dict]:
+    return [r for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
 
 
 def losses(run: Path, kind: str) -> list[float]:
@@ -41,6 +47,7 @@ def losses(run: Path, kind: str) -> list[float]:
 def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     data = make_shards(tmp_path / "shards")
+    tasks = write_task_data(tmp_path / "tasks")
     single = tmp_path / "single"
     # One process: 8 sequences per step as 2 micro-batches of 4.
     trainer.train(
@@ -56,6 +63,9 @@ def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
             eval_every=2,
             eval_steps=2,
             device="cpu",
+            eval_task=["hellaswag", "lambada"],
+            eval_task_limit=3,
+            eval_task_data=str(tasks),
         )
     )
     script = tmp_path / "worker.py"
@@ -75,6 +85,7 @@ def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
             str(data),
             str(ddp),
             str(fsdp),
+            str(tasks),
         ],
         env=env,
         capture_output=True,
@@ -87,6 +98,13 @@ def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
         assert losses(run, "train") == pytest.approx(losses(single, "train"), abs=1e-5, rel=0)
         assert losses(run, "val") == pytest.approx(losses(single, "val"), abs=1e-5, rel=0)
         assert checkpoint.is_complete(run / "final")
+        # --eval-task: each rank scored its share of the examples; the metrics are all of them.
+        tasks_run, tasks_single = records(run, "task"), records(single, "task")
+        assert [(r["step"], r["task"], r["n"]) for r in tasks_run] == [
+            (r["step"], r["task"], r["n"]) for r in tasks_single
+        ]
+        for mine, theirs in zip(tasks_run, tasks_single):
+            assert mine["metrics"] == pytest.approx(theirs["metrics"], rel=1e-4)
     # Weights agree too (FSDP gathered the full state dict for saving).
     from safetensors.torch import load_file
 

@@ -62,7 +62,8 @@ _COMMAND_ONLY = [
 
 def _parameter(flag: trainconfig.Flag) -> inspect.Parameter:
     # Default None: "not given", so that --config and a resumed run's config.yaml show through.
-    option = typer.Option(None, *flag.names, show_default=False, help=flag.help)
+    metavar = "<str>" if flag.type == list[str] else None  # a repeatable option: one value each
+    option = typer.Option(None, *flag.names, show_default=False, help=flag.help, metavar=metavar)
     return inspect.Parameter(
         flag.name, inspect.Parameter.KEYWORD_ONLY, annotation=flag.type, default=option
     )

@@ -135,6 +135,22 @@ class TrainConfig:
     beta2: float = option(0.95, cli=False)
     eps: float = option(1e-8, cli=False)
     grad_clip: float = option(1.0, "Clip the gradient norm to this (0: off) {default}.")
+    skip_loss_z: float = option(
+        0.0,
+        "Skip the update of a step whose loss is more than this many standard deviations above "
+        "the mean of the last --skip-window steps (0: off) {default}.",
+    )
+    skip_grad_z: float = option(
+        0.0, "The same for the gradient norm (before clipping; 0: off) {default}."
+    )
+    skip_window: int = option(
+        100,
+        "Steps in the moving window of --skip-loss-z / --skip-grad-z (skipped ones do not "
+        "count); the guard acts once it is full {default}.",
+    )
+    max_skips: int = option(
+        10, "Stop when this many updates in a row were skipped as spikes {default}."
+    )
     seed: int = option(0, "Seed of the initialisation and the data order {default}.")
     device: str = option("auto", "auto [default: CUDA if available], cpu, cuda or cuda:N.")
     dtype: str = option(
@@ -159,11 +175,36 @@ class TrainConfig:
         "{default}.",
     )
     eval_steps: int = option(20, "Micro-batches per validation {default}.")
+    eval_task: list[str] | None = option(
+        None,
+        "Also run this `gpt2 eval` task (hellaswag, lambada, wikitext2...) at each validation, "
+        "on local data (repeatable).",
+    )
+    eval_task_limit: int | None = option(
+        None, "Examples (documents) per --eval-task, the first ones. Default: all."
+    )
+    eval_task_data: str | None = option(
+        None,
+        "Directory holding the --eval-task data files under their published names. Default: "
+        "the `gpt2 eval` cache (~/.cache/gpt2cli).",
+        path=True,
+    )
     save_every: int = option(1000, "Write a checkpoint every this many steps {default}.")
     keep: int = option(3, "Checkpoints to keep (the newest) {default}; final/ is always kept.")
     log_every: int = option(
         10,
         "When stderr is not a terminal: a progress line every this many steps {default}.",
+    )
+    tensorboard: bool = option(
+        False,
+        "Log the metrics and the config to TensorBoard event files in RUN/tensorboard/ "
+        "(pip install 'gpt2cli[track]').",
+        long="--tensorboard/--no-tensorboard",
+    )
+    wandb: str | None = option(
+        None,
+        "Log the metrics and the config to this Weights & Biases project; WANDB_MODE=offline "
+        "needs no login nor network (pip install 'gpt2cli[track]').",
     )
     pad_vocab: int = option(
         64,
@@ -202,6 +243,7 @@ _KIND_TEXT = {
     bool: "true or false",
     str: "a string",
     dict: "a mapping",
+    list: "a list of strings",
     (int, str): "an integer or 'auto'",
 }
 
@@ -225,6 +267,8 @@ def flags() -> list[Flag]:
             continue
         kind = KINDS[f.name]
         value_type = Path if meta["path"] else str if isinstance(kind, tuple) else kind
+        if kind is list:
+            value_type = list[str]
         text = meta["help"].replace("{default}", f"[default: {f.default}]")
         out.append(Flag(f.name, (meta["long"] or flag(f.name), *meta["short"]), value_type, text))
     return out
@@ -269,6 +313,11 @@ def _coerce(name: str, value: Any, source: str | None = None) -> Any:
             if not isinstance(value, dict):
                 raise ValueError
             return dict(value)
+        if kind is list:
+            values = [value] if isinstance(value, str) else value
+            if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+                raise ValueError
+            return list(values)
     except (TypeError, ValueError):
         what = f"{source}: {name}" if source else flag(name)
         raise UsageError(f"{what} must be {_KIND_TEXT[kind]}, not {value!r}") from None
@@ -354,8 +403,15 @@ def validate(config: TrainConfig) -> None:
         "lr",
         "peak_tflops",
         "pad_vocab",
+        "max_skips",
+        "eval_task_limit",
     ):
         positive(name)
+    for name in ("skip_loss_z", "skip_grad_z"):
+        if getattr(config, name) < 0:
+            raise UsageError(f"{flag(name)} must be 0 (off) or more, not {getattr(config, name)}")
+    if config.skip_window < 2:
+        raise UsageError(f"--skip-window must be at least 2, not {config.skip_window}")
     if isinstance(config.micro_batch, int) and config.micro_batch <= 0:
         raise UsageError(f"--micro-batch must be positive or 'auto', not {config.micro_batch}")
     if isinstance(config.micro_batch, int) and config.micro_batch > config.batch_size:

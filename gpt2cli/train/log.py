@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,17 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 class MetricsLog:
-    """Append-only ``metrics.jsonl``, one JSON object per line, flushed after each record."""
+    """Append-only ``metrics.jsonl``, one JSON object per line, flushed after each record;
+    ``on_write`` (the trackers) gets each record too."""
 
-    def __init__(self, path: str | os.PathLike[str], resume_step: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        resume_step: int | None = None,
+        on_write: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.path = Path(path)
+        self.on_write = on_write
         self.records: list[dict[str, Any]] = []
         if resume_step is not None:
             # Drop what the interrupted run logged after the checkpoint we resume from.
@@ -52,6 +60,8 @@ class MetricsLog:
         self.records.append(clean)
         self._handle.write(json.dumps(clean) + "\n")
         self._handle.flush()
+        if self.on_write is not None:
+            self.on_write(clean)
 
     def close(self) -> None:
         self._handle.close()

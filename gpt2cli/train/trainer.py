@@ -29,6 +29,9 @@ from gpt2cli.train import config as trainconfig
 from gpt2cli.train import log as trainlog
 from gpt2cli.train.config import TrainConfig
 from gpt2cli.train.distributed import DistEnv
+from gpt2cli.train.spike_guard import SpikeGuard
+from gpt2cli.train.task_eval import TaskEval
+from gpt2cli.train.trackers import check_installed, open_trackers
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,8 @@ class Trainer:
         self.device = device = env.device
         is_cuda = device.type == "cuda"
         dataset, train_tokens, has_val = open_data(config)
+        check_installed(config)
+        self.task_eval = TaskEval.from_config(config)
         if is_cuda:
             hardware.enable_tf32()
         bf16 = is_cuda and torch.cuda.is_bf16_supported()
@@ -326,8 +331,13 @@ class Trainer:
         checkpoint.seed_everything(config.seed + env.rank)
         self.start_step = self.tokens = 0
         self.loader = make_loader(dataset, config, "train", self.micro, env)
+        self.guard = SpikeGuard(
+            config.skip_loss_z, config.skip_grad_z, config.skip_window, config.max_skips
+        )
         if state is not None:
             self.start_step, self.tokens = int(state["step"]), int(state["tokens"])
+            if state.get("spike_guard"):
+                self.guard.load_state_dict(state["spike_guard"])
             # The loader counts windows taken over all ranks, so its state fits any world size
             # and micro-batch that divide it; our micro-batch may differ from the saved run's.
             self.loader.load_state_dict(dict(state["loader"][0], batch_size=self.micro))
@@ -368,9 +378,15 @@ class Trainer:
             checkpoint.remove_stale(run_dir)
             checkpoint.write_text_atomic(run_dir / "config.yaml", config.to_yaml(self.runtime))
         distributed.barrier(env)
+        resume_step = self.start_step if state else None
+        self.trackers = (
+            open_trackers(config, run_dir, resume_step, self.runtime) if env.is_main else None
+        )
         self.metrics = (
             trainlog.MetricsLog(
-                run_dir / "metrics.jsonl", resume_step=self.start_step if state else None
+                run_dir / "metrics.jsonl",
+                resume_step=resume_step,
+                on_write=self.trackers.record if self.trackers else None,
             )
             if env.is_main
             else None
@@ -391,9 +407,10 @@ class Trainer:
             f"{', ' + mode.upper() if mode != 'none' else ''}"
         )
 
-    def step(self, step: int, batches: Any) -> tuple[float, float, float]:
+    def step(self, step: int, batches: Any) -> tuple[float, float, float, str | None]:
         """One optimizer step (0-based ``step``): accumulate gradients over the micro-batches,
-        check the loss, clip, update. Returns (mean loss over all ranks, lr, gradient norm)."""
+        check the loss, clip, update unless the spike guard skips it. Returns (mean loss over
+        all ranks, lr, gradient norm, why the update was skipped or None)."""
         config, device = self.config, self.device
         lr = optimizer.lr_at(step, config.lr, config.warmup, self.total, config.min_lr_ratio)
         optimizer.set_lr(self.optimizer, lr)
@@ -428,14 +445,16 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), max_norm)
         if hasattr(norm, "full_tensor"):  # FSDP: a DTensor
             norm = norm.full_tensor()
+        skipped = self.guard.check(mean_loss, float(norm))
         if self.scaler is not None:
-            self.scaler.step(self.optimizer)
+            if skipped is None:
+                self.scaler.step(self.optimizer)
             self.scaler.update()
-        else:
+        elif skipped is None:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.tokens += self.tokens_per_step
-        return mean_loss, lr, float(norm)
+        return mean_loss, lr, float(norm), skipped
 
     def validate(self, step: int) -> float | None:
         """Mean loss over --eval-steps micro-batches of the val split (the same ones each time)."""
@@ -462,6 +481,21 @@ class Trainer:
             plot.plot_losses(self.metrics.records, self.run_dir / "loss.png")
         return mean
 
+    def evaluate(self, step: int, progress: trainlog.Progress) -> None:
+        """Validate, then run the --eval-task benchmarks; results to metrics and progress."""
+        val = self.validate(step)
+        if val is not None:
+            progress.message(f"step {step}/{self.total}  val loss {val:.4f}")
+        if self.task_eval is None:
+            return
+        batch = self.val_micro or self.micro
+        records = self.task_eval.run(self.raw, self.env, self.precision, batch, self.mode == "fsdp")
+        if self.metrics is not None:
+            for record in records:
+                self.metrics.write({**record, "step": step, "tokens": self.tokens})
+            plot.plot_losses(self.metrics.records, self.run_dir / "loss.png")
+        progress.message(f"step {step}/{self.total}  {TaskEval.summary(records)}")
+
     def save(self, target: Path, step: int) -> None:
         """Write a checkpoint. Collective (FSDP gathers the full state); rank 0 writes."""
         env = self.env
@@ -475,6 +509,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": distributed.gather_objects(checkpoint.rng_state(self.device), env),
             "loader": distributed.gather_objects(self.loader.state_dict(), env),
+            "spike_guard": self.guard.state_dict(),
         }
         if env.is_main:
             to_write: GPT = self.raw
@@ -504,12 +539,10 @@ class Trainer:
         started = time.perf_counter()
         try:
             if self.start_step == 0:  # the untrained model's val loss, for "before and after"
-                val = self.validate(0)
-                if val is not None:
-                    progress.message(f"step 0/{total}  val loss {val:.4f}")
+                self.evaluate(0, progress)
             for step in range(self.start_step, total):
                 t0 = time.perf_counter()
-                loss, lr, norm = self.step(step, batches)
+                loss, lr, norm, skipped = self.step(step, batches)
                 done = step + 1
                 seconds = time.perf_counter() - t0
                 if step > self.start_step:  # the first step of a launch compiles, warms up
@@ -527,13 +560,16 @@ class Trainer:
                     "step_s": seconds,
                     "elapsed_s": time.perf_counter() - started,
                 }
+                if skipped is not None:
+                    record["skipped"] = True
                 if self.metrics is not None:
                     self.metrics.write(record)
                 progress.step(record, (total - done) * (step_time or seconds))
+                if skipped is not None:
+                    progress.message(f"step {done}/{total}  update skipped: {skipped}")
+                    self.guard.stop_if_too_many(done, skipped, self.last_saved)
                 if done % config.eval_every == 0 or done == total:
-                    val = self.validate(done)
-                    if val is not None:
-                        progress.message(f"step {done}/{total}  val loss {val:.4f}")
+                    self.evaluate(done, progress)
                 if done % config.save_every == 0 and done != total:
                     target = self.run_dir / checkpoint.CHECKPOINTS / checkpoint.step_name(done)
                     self.save(target, done)
@@ -546,6 +582,8 @@ class Trainer:
             self.save(final, total)
         finally:
             progress.close()
+            if self.trackers is not None:
+                self.trackers.close()
             if self.metrics is not None:
                 self.metrics.close()
                 if self.metrics.records:
