@@ -134,6 +134,16 @@ def prepare_directory(directory: Path, options: PackOptions) -> bool:
     return False
 
 
+def remove_if_left_empty(directory: Path, created: bool) -> None:
+    """After a failed pack: remove the directory it created if nothing else is in it."""
+    if created and {entry.name for entry in directory.iterdir()} <= {LOCK_NAME}:
+        try:
+            (directory / LOCK_NAME).unlink(missing_ok=True)
+            directory.rmdir()
+        except OSError:
+            pass
+
+
 def _input_token_estimate(inputs: list[str]) -> int | None:
     total = 0
     for name in inputs:
@@ -390,12 +400,7 @@ def pack(
         )
     except BaseException:
         packer.abort()
-        if created and {entry.name for entry in directory.iterdir()} <= {LOCK_NAME}:
-            try:
-                (directory / LOCK_NAME).unlink(missing_ok=True)
-                directory.rmdir()
-            except OSError:
-                pass
+        remove_if_left_empty(directory, created)
         raise
     merge(directory)
     result.documents = sum(info.documents for info in result.shards)
