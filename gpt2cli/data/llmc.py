@@ -28,9 +28,9 @@ import numpy as np
 
 from gpt2cli.data.manifest import SPLITS, merge, write_part_manifest
 from gpt2cli.data.pack import (
+    Packer,
     PackOptions,
     PackResult,
-    Packer,
     check_options,
     prepare_directory,
     remove_if_left_empty,
@@ -167,18 +167,24 @@ def documents(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         yield np.concatenate(pending) if pending else np.empty(0, dtype=np.uint16)
 
 
-def to_terminated(blocks: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]:
+def to_terminated(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     """llm.c ids (each document preceded by 50256) as gpt2cli's (each terminated by it):
-    the leading 50256 moves to the end. Yields (ids, whether the first id was 50256)."""
+    a leading 50256 moves to the end (ids before the first 50256 stay a document)."""
     first = True
-    leading = True
     for block in blocks:
         if first and block.size:
             first = False
-            leading = int(block[0]) == EOT
-            block = block[1:] if leading else block
-        yield block, leading
-    yield np.array([EOT], dtype=np.uint16), leading
+            block = block[1:] if int(block[0]) == EOT else block
+        yield block
+    yield np.array([EOT], dtype=np.uint16)
+
+
+def starts_with_eot(path: str) -> bool:
+    """Whether the (checked) llm.c file's first id is 50256 (or it holds none)."""
+    with open(path, "rb") as handle:
+        handle.seek(HEADER_BYTES)
+        first = handle.read(2)
+    return len(first) < 2 or int.from_bytes(first, "little") == EOT
 
 
 def to_preceded(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -235,9 +241,9 @@ def pack_files(
     try:
         for group, names in groups.items():
             writer = packer.writer(group)
-            for ids, leading in to_terminated(_file_blocks(names, progress, task)):
+            for ids in to_terminated(_file_blocks(names, progress, task)):
                 writer.write(ids)
-            if not leading:
+            if not starts_with_eot(names[0]):
                 result.warnings.append(
                     f"{names[0]} does not start with <|endoftext|> (it starts inside a document "
                     "begun in an earlier file): its first ids are packed as a document"
