@@ -109,7 +109,9 @@ def test_from_llmc_split_option_and_partial_first_file(tmp_path: Path, gpt2) -> 
         (llmc_bytes([EOT, 1, 2])[:-2], "header gives 3 tokens"),
         (llmc_bytes([EOT, 1, 2]) + b"\0\0", "header gives 3 tokens"),
         (llmc_bytes([EOT, 60000]), "token id 60000 is not below 50257"),
-        (b"\x00" * 100, "only 100 bytes"),
+        (llmc_bytes([EOT])[:100], "only 100 bytes"),
+        (b"\x00" * 100, "not an llm.c token file (magic 0,"),
+        (token_stream.HEADER + b"\x01\x00", "a gpt2 token stream, not an llm.c token file"),
     ],
 )
 def test_bad_llmc_files(tmp_path: Path, gpt2, model_dir: Path, data: bytes, message: str) -> None:

@@ -223,7 +223,8 @@ def register(app: typer.Typer) -> None:
         """Pack token streams into zstd shards with a YAML manifest, split into train and
         val by whole documents. Shards appear only when complete and the manifest last,
         so an interrupted pack never leaves a listed shard half-written. `--verify DIR`
-        checks a pack; `--merge DIR` joins the parts of parallel `--append --name` runs.
+        checks a pack; `--merge DIR` joins the parts of parallel `--append --name` runs;
+        `--from-llmc FILE...` packs llm.c .bin token files and `--to-llmc DIR -o OUT` writes them.
         Example: gpt2 tokenize corpus.jsonl | gpt2 pack -o shards/ --val-tokens 1000000"""
         if to_llmc is not None:
             if verify is not None or merge is not None or from_llmc or streams:

@@ -37,6 +37,7 @@ from gpt2cli.data.pack import (
 )
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write, open_binary_input
+from gpt2cli.text import token_stream
 from gpt2cli.text.tokenizer import EOT, VOCAB_SIZE
 
 MAGIC = 20240520
@@ -58,6 +59,16 @@ def looks_like_llmc(first_bytes: bytes) -> bool:
 
 def parse_header(header: bytes, name: str, size: int | None = None) -> int:
     """The token count of an llm.c header, checked (and the file's length, when known)."""
+    if header.startswith(token_stream.MAGIC):
+        raise Gpt2Error(
+            f"{name}: a gpt2 token stream, not an llm.c token file",
+            "gpt2 pack and gpt2 score read it without --from-llmc",
+        )
+    if len(header) >= 4 and not looks_like_llmc(header):
+        magic = int.from_bytes(header[:4], "little", signed=True)
+        raise Gpt2Error(
+            f"{name}: not an llm.c token file (magic {magic}, expected {MAGIC} at byte 0)"
+        )
     if len(header) < HEADER_BYTES:
         raise Gpt2Error(
             f"{name}: not an llm.c token file (only {len(header)} bytes, the header is "
