@@ -26,17 +26,19 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from gpt2cli.data.manifest import SPLITS, merge, write_part_manifest
+from gpt2cli.data.manifest import SPLITS
 from gpt2cli.data.pack import (
     Packer,
     PackOptions,
     PackResult,
     check_options,
+    close_part,
     prepare_directory,
+    publish_part,
     remove_if_left_empty,
 )
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import atomic_write, open_binary_input
+from gpt2cli.fileio import atomic_write, open_binary_input, open_file
 from gpt2cli.text import token_stream
 from gpt2cli.text.tokenizer import EOT, VOCAB_SIZE
 
@@ -111,18 +113,10 @@ def _check_ids(ids: np.ndarray, name: str, offset: int) -> None:
 
 def check_file(path: str | os.PathLike[str]) -> int:
     """The token count of an llm.c file, after checking its header and length."""
-    name = str(path)
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(HEADER_BYTES)
-            size = os.fstat(handle.fileno()).st_size
-    except FileNotFoundError:
-        raise Gpt2Error(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise Gpt2Error(f"{name}: is a directory, not an llm.c token file") from None
-    except PermissionError:
-        raise Gpt2Error(f"{name}: permission denied") from None
-    return parse_header(header, name, size)
+    with open_file(path, "llm.c token file") as handle:
+        header = handle.read(HEADER_BYTES)
+        size = os.fstat(handle.fileno()).st_size
+    return parse_header(header, str(path), size)
 
 
 def read_blocks(
@@ -260,25 +254,12 @@ def pack_files(
                     "begun in an earlier file): its first ids are packed as a document"
                 )
             result.input_bytes += sum(os.path.getsize(name) for name in names)
-        result.shards = packer.close()
-        write_part_manifest(
-            directory,
-            options.name,
-            result.shards,
-            {
-                "from_llmc": [os.path.basename(name) for name in files],
-                "shard_tokens": options.shard_tokens,
-                "block_tokens": options.block_tokens,
-                "zstd_level": options.level,
-            },
-        )
+        close_part(packer, result, {"from_llmc": [os.path.basename(name) for name in files]})
     except BaseException:
         packer.abort()
         remove_if_left_empty(directory, created)
         raise
-    merge(directory)
-    result.documents = sum(info.documents for info in result.shards)
-    result.tokens = sum(info.tokens for info in result.shards)
+    publish_part(result)
     return result
 
 

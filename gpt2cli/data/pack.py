@@ -332,6 +332,21 @@ class Packer:
             writer.abort()
 
 
+def close_part(packer: Packer, result: PackResult, settings: dict[str, Any]) -> None:
+    """Finish the part's shards and write its manifest (``settings`` and the shard layout)."""
+    o = packer.options
+    result.shards = packer.close()
+    layout = {"shard_tokens": o.shard_tokens, "block_tokens": o.block_tokens, "zstd_level": o.level}
+    write_part_manifest(packer.directory, o.name, result.shards, {**settings, **layout})
+
+
+def publish_part(result: PackResult) -> None:
+    """List the finished part in DIR/manifest.yaml and count what it holds."""
+    merge(result.directory)
+    result.documents = sum(info.documents for info in result.shards)
+    result.tokens = sum(info.tokens for info in result.shards)
+
+
 def pack(
     inputs: list[str],
     directory: str | os.PathLike[str],
@@ -383,28 +398,21 @@ def pack(
         if shuffler is not None:
             for split, doc in shuffler.drain():
                 packer.writer(split).write(doc)
-        result.shards = packer.close()
-        write_part_manifest(
-            directory,
-            options.name,
-            result.shards,
+        close_part(
+            packer,
+            result,
             {
                 "seed": options.seed,
                 "val_tokens": options.val_tokens,
                 "val_fraction": options.val_fraction,
                 "shuffle_buffer": options.shuffle_buffer,
-                "shard_tokens": options.shard_tokens,
-                "block_tokens": options.block_tokens,
-                "zstd_level": options.level,
             },
         )
     except BaseException:
         packer.abort()
         remove_if_left_empty(directory, created)
         raise
-    merge(directory)
-    result.documents = sum(info.documents for info in result.shards)
-    result.tokens = sum(info.tokens for info in result.shards)
+    publish_part(result)
     if options.val_tokens and packer.splitter.val_taken < options.val_tokens:
         result.warnings.append(
             f"the val split has {packer.splitter.val_taken:,} tokens, fewer than the "
