@@ -85,10 +85,15 @@ def eval_command(
     options: EvalOptions,
     device: str | None,
     dtype: str | None,
+    log_samples: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> None:
     from gpt2cli.evaluate import run
 
     chosen = run.choose_tasks(names, data)
+    for flag, path in (("--log-samples", log_samples), ("-o", output)):
+        if path is not None and path.is_dir():
+            raise UsageError(f"{flag} {path}: is a directory, not a file")
     if model_spec is None:
         raise UsageError("missing --model", "pass a run directory, checkpoint or HF model")
     if output is not None:
@@ -106,6 +111,15 @@ def eval_command(
     lm = LanguageModel.load(model_spec, device=device, dtype=dtype, batch_size=options.batch_size)
     lm.use_stride(options.stride)
     evaluation = run.EvalRun()
+    if cache_dir is not None:
+        from gpt2cli.evaluate.cache import EvalCache
+
+        evaluation.model = results.model_identity(model_spec, lm.loaded)
+        evaluation.cache = EvalCache(
+            cache_dir, evaluation.model["sha256"], lm.block_size, torch.device(device).type, dtype
+        )
+        if not evaluation.cache.usable:
+            console.warn(NAME, f"--cache: {model_spec} has no weights file to hash: not cached")
     with console.progress() as bar:
         for task in chosen:
             progress_id = bar.add_task(task.name, total=None, status="windows")
@@ -116,6 +130,11 @@ def eval_command(
                 options,
                 lambda n, progress_id=progress_id: bar.advance(progress_id, n),
             )
+            if task.name in evaluation.cache_hits:
+                console.info(
+                    f"gpt2 eval: {task.name}: cache hit, result reused, not recomputed "
+                    f"({evaluation.cache_hits[task.name]})"
+                )
             if not console.stderr_is_tty():
                 main = run.main_metric(task, result)
                 console.info(
@@ -129,6 +148,13 @@ def eval_command(
     if output is not None:
         with atomic_write(output, "w") as handle:
             handle.write(text)
+    if log_samples is not None:
+        from gpt2cli.evaluate import sample_log
+
+        lines = sample_log.write(
+            log_samples, {name: result.samples for name, result in evaluation.results.items()}
+        )
+        console.info(f"gpt2 eval: {lines:,} examples logged to {log_samples}")
     if as_json:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -211,6 +237,22 @@ def register(app: typer.Typer) -> None:
             False, "--zero-shot", help="Accepted for clarity: every task is zero-shot."
         ),
         list_tasks: bool = typer.Option(False, "--list", help="List the tasks and their files."),
+        log_samples: Path = typer.Option(
+            None,
+            "--log-samples",
+            metavar="FILE",
+            help="Write one JSON line per example (task, doc_id, arguments, target, resps, "
+            "prediction, its metrics: lm-eval's --log_samples keys), atomically.",
+            show_default=False,
+        ),
+        cache: Path = typer.Option(
+            None,
+            "--cache",
+            metavar="DIR",
+            help="Reuse a task's result stored in DIR for the same model weights (sha256), "
+            "task, data (sha256) and options, instead of recomputing it; store new ones.",
+            show_default=False,
+        ),
     ) -> None:
         """Run zero-shot benchmarks (lambada, wikitext2, ...) on a model: a table on stderr,
         the results JSON (lm-evaluation-harness's layout) with -o or --json."""
@@ -227,5 +269,16 @@ def register(app: typer.Typer) -> None:
             stride=stride,
         )
         eval_command(
-            names, model, data, data_dir, download, output, as_json, options, device, dtype
+            names,
+            model,
+            data,
+            data_dir,
+            download,
+            output,
+            as_json,
+            options,
+            device,
+            dtype,
+            log_samples,
+            cache,
         )

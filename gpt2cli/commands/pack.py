@@ -93,6 +93,37 @@ def _merge(directory: Path, as_json: bool) -> None:
     )
 
 
+def _from_llmc(files: list[str], output: Path, options: PackOptions, split: str | None) -> None:
+    from gpt2cli.data import llmc
+
+    with console.progress() as bar:
+        result = llmc.pack_files(files, output, options, split, progress=bar)
+    for warning in result.warnings:
+        console.warn(NAME, warning)
+    parts = [
+        f"{s} {result.split_totals(s)[1]:,} tokens / {result.split_totals(s)[2]:,} documents"
+        for s in manifest.SPLITS
+        if result.split_totals(s)[0]
+    ]
+    console.info(
+        f"gpt2 pack --from-llmc: {len(files)} llm.c file{'s' if len(files) != 1 else ''} → "
+        + "; ".join(parts)
+        + f"; {output} (part {result.part!r})"
+    )
+
+
+def _to_llmc(source: Path, output: Path, split: str | None, shard_tokens: int, name: str) -> None:
+    from gpt2cli.data import llmc
+
+    written = llmc.export(source, output, [split] if split else None, shard_tokens, name)
+    for item in written:
+        print(item.path)
+    total = sum(item.tokens for item in written)
+    console.info(
+        f"gpt2 pack --to-llmc: {source} → {len(written)} llm.c files in {output} ({total:,} tokens)"
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command(NAME)
     def pack(
@@ -168,12 +199,45 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(
             False, "--json", help="With --verify or --merge: a JSON report on stdout."
         ),
+        from_llmc: bool = typer.Option(
+            False,
+            "--from-llmc",
+            help="The inputs are llm.c / modded-nanogpt .bin token files (header checked): "
+            "*_val_* files go to the val split, the others to train, each split's files in "
+            "the order given as one stream.",
+        ),
+        to_llmc: Path = typer.Option(
+            None,
+            "--to-llmc",
+            metavar="DIR",
+            help="Only write pack DIR's splits as llm.c .bin token files into -o OUT "
+            "(NAME_val_000000.bin first, then NAME_train_..., --shard-tokens ids each); "
+            "their paths go to stdout.",
+            show_default=False,
+        ),
+        split: str = typer.Option(
+            None,
+            "--split",
+            help="With --from-llmc: put every file in this split (train or val); with "
+            "--to-llmc: write only this split.",
+            show_default=False,
+        ),
     ) -> None:
         """Pack token streams into zstd shards with a YAML manifest, split into train and
         val by whole documents. Shards appear only when complete and the manifest last,
         so an interrupted pack never leaves a listed shard half-written. `--verify DIR`
-        checks a pack; `--merge DIR` joins the parts of parallel `--append --name` runs.
+        checks a pack; `--merge DIR` joins the parts of parallel `--append --name` runs;
+        `--from-llmc FILE...` packs llm.c .bin token files and `--to-llmc DIR -o OUT` writes them.
         Example: gpt2 tokenize corpus.jsonl | gpt2 pack -o shards/ --val-tokens 1000000"""
+        if to_llmc is not None:
+            if verify is not None or merge is not None or from_llmc or streams:
+                raise UsageError("--to-llmc DIR takes only -o OUT (and --split, --shard-tokens)")
+            if output is None:
+                raise UsageError("missing -o OUT", "gpt2 pack --to-llmc DIR -o OUT")
+            _to_llmc(to_llmc, output, split, shard_tokens, name)
+            return
+        if split is not None and not from_llmc:
+            raise UsageError("--split goes with --from-llmc or --to-llmc")
         if verify is not None or merge is not None:
             if verify is not None and merge is not None:
                 raise UsageError("--verify and --merge do not go together")
@@ -199,4 +263,16 @@ def register(app: typer.Typer) -> None:
             append=append,
             level=level,
         )
+        if from_llmc:
+            if val_tokens or val_fraction or shuffle_buffer:
+                raise UsageError(
+                    "--from-llmc keeps llm.c's split and order",
+                    "drop --val-tokens, --val-fraction and --shuffle-buffer",
+                )
+            if not streams:
+                raise UsageError(
+                    "--from-llmc needs FILE names", "gpt2 pack --from-llmc -o DIR FILE..."
+                )
+            _from_llmc(streams, output, options, split)
+            return
         _pack(streams or ["-"], output, options)

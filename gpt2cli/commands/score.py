@@ -32,6 +32,8 @@ def score_command(
     field: str,
     delimiter: str,
     errors: str,
+    stream: bool = False,
+    max_tokens: int | None = None,
 ) -> None:
     timer = console.Stopwatch()
     # Deferred: every gpt2 command imports this module at start-up, and these import torch.
@@ -47,6 +49,8 @@ def score_command(
     totals = document_scores.Totals()
     out = sys.stdout
     documents = document_scores.read_documents(inputs, fmt, field, delimiter, errors)
+    if stream:
+        documents = document_scores.joined(documents, max_tokens)
     non_finite = 0
     with console.progress() as bar:
         task = bar.add_task("score", total=None, status="")
@@ -92,7 +96,8 @@ def score_command(
             "this dtype",
         )
     figures = (
-        f"token ppl {summary.ppl:.4f}, {summary.bits_per_byte:.4f} bits/byte"
+        f"loss {summary.nll / summary.tokens:.4f} nats/token, token ppl {summary.ppl:.4f}, "
+        f"{summary.bits_per_byte:.4f} bits/byte"
         if summary.ppl is not None and summary.bits_per_byte is not None
         else "no tokens"
     )
@@ -141,6 +146,20 @@ def register(app: typer.Typer) -> None:
         summary: bool = typer.Option(
             False, "--summary", help="Write the corpus summary as the last JSON line too."
         ),
+        stream: bool = typer.Option(
+            False,
+            "--stream",
+            help="Score all inputs as one sequence, documents joined by <|endoftext|>, in "
+            "disjoint full-context windows: on an llm.c .bin file, the val loss llm.c and "
+            "nanoGPT report.",
+        ),
+        max_tokens: int = typer.Option(
+            None,
+            "--max-tokens",
+            help="With --stream: score only the first N tokens (llm.c's FineWeb val loss: "
+            "10485760).",
+            show_default=False,
+        ),
         fmt: str = options.FORMAT,
         field: str = options.FIELD,
         delimiter: str = options.DELIMITER,
@@ -149,11 +168,14 @@ def register(app: typer.Typer) -> None:
         """Score documents under a model: one JSON line per document with tokens, characters,
         bytes, words, nll (nats), ppl (per token), bits_per_byte and word_ppl. Every token is
         predicted once, the first from <|endoftext|>; long documents use rolling windows.
-        A corpus summary goes to stderr."""
+        Token streams and llm.c .bin token files are read as they are. A corpus summary
+        goes to stderr."""
         if batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         if stride is not None and stride < 1:
             raise UsageError("--stride must be at least 1")
+        if max_tokens is not None and (max_tokens < 1 or not stream):
+            raise UsageError("--max-tokens N goes with --stream and must be at least 1")
         score_command(
             files or ["-"],
             model,
@@ -167,4 +189,6 @@ def register(app: typer.Typer) -> None:
             field,
             delimiter,
             errors,
+            stream,
+            max_tokens,
         )

@@ -8,6 +8,7 @@ import re
 import stat
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ def prepare_directory(directory: Path, options: PackOptions) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _remove_written(directory: Path, packer: Packer, part: str, created: bool) -> None:
+def remove_written(directory: Path, packer: Packer, part: str, created: bool) -> None:
     """After a failure (disk full, Ctrl-C, bad input): remove every file this run wrote,
     each removal surviving errors of its own."""
     packer.abort()
@@ -350,6 +351,21 @@ class Packer:
             writer.abort()
 
 
+def close_part(packer: Packer, result: PackResult, settings: dict[str, Any]) -> None:
+    """Finish the part's shards and write its manifest (``settings`` and the shard layout)."""
+    o = packer.options
+    result.shards = packer.close()
+    layout = {"shard_tokens": o.shard_tokens, "block_tokens": o.block_tokens, "zstd_level": o.level}
+    write_part_manifest(packer.directory, o.name, result.shards, {**settings, **layout})
+
+
+def publish_part(result: PackResult) -> None:
+    """List the finished part in DIR/manifest.yaml and count what it holds."""
+    merge(result.directory)
+    result.documents = sum(info.documents for info in result.shards)
+    result.tokens = sum(info.tokens for info in result.shards)
+
+
 def pack(
     inputs: list[str],
     directory: str | os.PathLike[str],
@@ -365,17 +381,25 @@ def pack(
             "pipe `gpt2 tokenize` into it, or name STREAM files",
         )
     directory = Path(directory)
+    with part_directory(directory, options) as created:
+        return _pack_part(inputs, directory, options, created, progress)
+
+
+@contextmanager
+def part_directory(directory: Path, options: PackOptions) -> Iterator[bool]:
+    """Hold part ``options.name`` of DIR for one run (created if need be, its lock taken, the
+    leftovers of its killed runs removed); yields whether this run created DIR."""
     created = create_directory(directory)
     with exclusive_lock(
         directory / part_lock_name(options.name), f"part {options.name!r} of {directory}"
     ):
-        return _pack_part(inputs, directory, options, created, progress)
+        prepare_directory(directory, options)
+        yield created
 
 
 def _pack_part(
     inputs: list[str], directory: Path, options: PackOptions, created: bool, progress: Any
 ) -> PackResult:
-    prepare_directory(directory, options)
     result = PackResult(directory, options.name)
     estimate = _input_token_estimate(inputs)
     packer = Packer(directory, options)
@@ -411,27 +435,20 @@ def _pack_part(
         if shuffler is not None:
             for split, doc in shuffler.drain():
                 packer.writer(split).write(doc)
-        result.shards = packer.close()
-        write_part_manifest(
-            directory,
-            options.name,
-            result.shards,
+        close_part(
+            packer,
+            result,
             {
                 "seed": options.seed,
                 "val_tokens": options.val_tokens,
                 "val_fraction": options.val_fraction,
                 "shuffle_buffer": options.shuffle_buffer,
-                "shard_tokens": options.shard_tokens,
-                "block_tokens": options.block_tokens,
-                "zstd_level": options.level,
             },
         )
-        merge(directory)
+        publish_part(result)
     except BaseException:
-        _remove_written(directory, packer, options.name, created)
+        remove_written(directory, packer, options.name, created)
         raise
-    result.documents = sum(info.documents for info in result.shards)
-    result.tokens = sum(info.tokens for info in result.shards)
     if options.val_tokens and packer.splitter.val_taken < options.val_tokens:
         result.warnings.append(
             f"the val split has {packer.splitter.val_taken:,} tokens, fewer than the "

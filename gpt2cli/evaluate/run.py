@@ -15,6 +15,7 @@ from gpt2cli.evaluate.tasks import data as taskdata
 from gpt2cli.evaluate.tasks.base import EvalOptions, Metric, Task, TaskResult
 
 if TYPE_CHECKING:
+    from gpt2cli.evaluate.cache import EvalCache
     from gpt2cli.evaluate.language_model import LanguageModel
 
 
@@ -46,6 +47,9 @@ class EvalRun:
 
     results: dict[str, TaskResult] = field(default_factory=dict)
     task_data: dict[str, dict] = field(default_factory=dict)
+    model: dict | None = None  # results.model_identity, when already computed
+    cache: EvalCache | None = None
+    cache_hits: dict[str, Path] = field(default_factory=dict)  # task: the entry reused
 
     def evaluate(
         self,
@@ -55,9 +59,19 @@ class EvalRun:
         options: EvalOptions,
         on_batch: Callable[[int], None] | None = None,
     ) -> tuple[TaskResult, float]:
-        """Evaluate one task; (its result, seconds)."""
-        lm.on_batch = on_batch
+        """Evaluate one task, or take its result from ``self.cache``; (its result, seconds)."""
         timer = console.Stopwatch()
+        key = None
+        if self.cache is not None and self.cache.usable:
+            from gpt2cli.evaluate.cache import data_digest
+
+            key = self.cache.key(task, data_digest(task, path), options)
+            hit = self.cache.load(key)
+            if hit is not None:
+                self.results[task.name], self.task_data[task.name] = hit
+                self.cache_hits[task.name] = self.cache.path(key)
+                return hit[0], timer.seconds
+        lm.on_batch = on_batch
         try:
             result = task.evaluate(lm, path, options)
         finally:
@@ -71,6 +85,8 @@ class EvalRun:
             "data_sha256": sha256,
             "seconds": round(timer.seconds, 3),
         }
+        if key is not None and self.cache is not None:
+            self.cache.store(key, result, self.task_data[task.name])
         return result, timer.seconds
 
     def document(
@@ -96,7 +112,7 @@ class EvalRun:
         }
         return results.build(
             self.results,
-            results.model_identity(model_spec, lm.loaded),
+            self.model or results.model_identity(model_spec, lm.loaded),
             config,
             self.task_data,
             seconds,

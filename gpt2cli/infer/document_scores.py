@@ -9,10 +9,11 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from gpt2cli.data import llmc
 from gpt2cli.fileio import open_binary_input
 from gpt2cli.infer import scoring
 from gpt2cli.text import readers, token_stream
-from gpt2cli.text.tokenizer import decode_bytes, encode
+from gpt2cli.text.tokenizer import EOT, decode_bytes, encode
 
 CHUNK_TOKENS = 1 << 18  # documents are read and scored in chunks of about this many tokens
 
@@ -61,16 +62,20 @@ class Totals:
 def read_documents(
     inputs: list[str], fmt: str | None, field: str, delimiter: str, errors: str
 ) -> Iterator[Document]:
-    """The documents of each input ('-' is stdin): a token stream's documents, else the
-    documents `gpt2 tokenize` reads from it, encoded."""
+    """The documents of each input ('-' is stdin): a token stream's or an llm.c token file's
+    documents, else the documents `gpt2 tokenize` reads from it, encoded."""
     for name in inputs:
         handle = open_binary_input(name)
         source = "<stdin>" if name == "-" else name
         peek = getattr(handle, "peek", None)
         head = peek(len(token_stream.MAGIC))[: len(token_stream.MAGIC)] if peek else b""
-        if token_stream.looks_like_token_stream(head):
+        if token_stream.looks_like_token_stream(head) or llmc.looks_like_llmc(head):
+            if llmc.looks_like_llmc(head):
+                arrays = llmc.documents(llmc.read_blocks(handle, source))
+            else:
+                arrays = iter(token_stream.TokenStreamReader(handle, source))
             try:
-                for array in token_stream.TokenStreamReader(handle, source):
+                for array in arrays:
                     ids = array.tolist()
                     yield Document(ids, decode_bytes(ids).decode("utf-8", "replace"), source, None)
             finally:
@@ -81,6 +86,28 @@ def read_documents(
             handle.close()
         for document in readers.iter_documents([name], fmt, field, delimiter, errors):
             yield Document(encode(document.text), document.text, document.source, document.line)
+
+
+def joined(documents: Iterable[Document], max_tokens: int | None = None) -> Iterator[Document]:
+    """All documents as one, each after the first preceded by <|endoftext|> (the first is
+    preceded by the scoring prefix): the ids of an llm.c file after its leading 50256, scored
+    in disjoint windows as llm.c and nanoGPT compute their val loss. ``max_tokens``: only
+    the first N ids (the predicted tokens)."""
+    ids: list[int] = []
+    sources: list[str] = []
+    for document in documents:
+        if ids or sources:
+            ids.append(EOT)
+        ids.extend(document.ids)
+        if document.source not in sources:
+            sources.append(document.source)
+        if max_tokens is not None and len(ids) >= max_tokens:
+            break
+    if max_tokens is not None:
+        del ids[max_tokens:]
+    if sources:
+        text = decode_bytes(ids).decode("utf-8", "replace")
+        yield Document(ids, text, " ".join(sources), None)
 
 
 def score_corpus(

@@ -58,6 +58,7 @@ class TaskResult:
     metrics: dict[str, Metric]
     n: int  # examples (documents, questions) evaluated
     extra: dict = field(default_factory=dict)  # task-specific facts for the results JSON
+    samples: list[dict] = field(default_factory=list)  # per example (evaluate/sample_log.py)
 
 
 @dataclass

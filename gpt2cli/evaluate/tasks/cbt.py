@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.tasks._taskio import argmax, read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
@@ -143,14 +144,26 @@ class CBT(Task):
             requests.extend(requests_for(sentences, question, candidates))
         results = lm.loglikelihood(requests)
         correct: list[float] = []
+        samples: list[dict] = []
         i = 0
-        for _, _, answer, candidates in examples:
+        for doc_id, (_, _, answer, candidates) in enumerate(examples):
             scores = [ll for ll, _ in results[i : i + len(candidates)]]
-            i += len(candidates)
             correct.append(float(candidates[argmax(scores)] == answer))
+            samples.append(
+                sample_log.choice(
+                    doc_id,
+                    requests[i : i + len(candidates)],
+                    results[i : i + len(candidates)],
+                    answer,
+                    candidates[argmax(scores)],
+                    acc=correct[-1],
+                )
+            )
+            i += len(candidates)
         return TaskResult(
             metrics={"acc": mean_metric(correct)},
             n=len(examples),
+            samples=samples,
         )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.tasks._taskio import field, load_jsonl
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Task, TaskResult, mean_metric
 from gpt2cli.text.tokenizer import decode, encode
@@ -87,8 +88,9 @@ class CnnDailyMail(Task):
 
         examples = load(data, options.limit)
         block_size = int(getattr(lm, "block_size", 1024))
+        prompts = [prompt_for(article, block_size) for article, _ in examples]
         outputs = lm.generate(
-            [prompt_for(article, block_size) for article, _ in examples],
+            prompts,
             max_tokens=NEW_TOKENS,
             until=[],
             greedy=False,
@@ -98,14 +100,27 @@ class CnnDailyMail(Task):
         scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
         per_metric: dict[str, list[float]] = {"rouge1": [], "rouge2": [], "rougeL": []}
         averages: list[float] = []
-        for (_, highlights), output in zip(examples, outputs):
-            scores = scorer.score(highlights, first_sentences(output))
+        samples: list[dict] = []
+        for doc_id, ((_, highlights), output) in enumerate(zip(examples, outputs)):
+            summary = first_sentences(output)
+            scores = scorer.score(highlights, summary)
             for key, values in per_metric.items():
                 values.append(scores[key].fmeasure)
             averages.append(sum(scores[k].fmeasure for k in per_metric) / len(per_metric))
+            samples.append(
+                sample_log.generation(
+                    doc_id,
+                    prompts[doc_id],
+                    output,
+                    highlights,
+                    summary,
+                    **{key: values[-1] for key, values in per_metric.items()},
+                    rouge_avg=averages[-1],
+                )
+            )
         metrics = {key: mean_metric(values) for key, values in per_metric.items()}
         metrics["rouge_avg"] = mean_metric(averages)
-        return TaskResult(metrics=metrics, n=len(examples))
+        return TaskResult(metrics=metrics, n=len(examples), samples=samples)
 
 
 TASKS = [CnnDailyMail()]

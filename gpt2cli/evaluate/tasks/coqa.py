@@ -26,6 +26,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.tasks._taskio import normalize_answer, read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
@@ -148,10 +149,15 @@ class CoQA(Task):
         )
         ems: list[float] = []
         f1s: list[float] = []
-        for turn, prediction in zip(turns, predictions):
-            em, f1 = turn_scores(turn.golds, prediction.split("\n")[0].strip())
+        samples: list[dict] = []
+        for doc_id, (turn, output) in enumerate(zip(turns, predictions)):
+            answer = output.split("\n")[0].strip()
+            em, f1 = turn_scores(turn.golds, answer)
             ems.append(em)
             f1s.append(f1)
+            samples.append(
+                sample_log.generation(doc_id, turn.prompt, output, turn.golds, answer, em=em, f1=f1)
+            )
         return TaskResult(
             metrics={
                 "f1": mean_metric(f1s),
@@ -159,6 +165,7 @@ class CoQA(Task):
             },
             n=len(turns),
             extra={"stories": len({t.story_id for t in turns})},
+            samples=samples,
         )
 
 

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from gpt2cli import console
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.language_model import LanguageModel
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, data_error
 
@@ -88,7 +89,10 @@ class ByteLevel(Task):
         if self.name == "text8":
             metrics["bits_per_byte"] = Metric(bits, None, False)
         return TaskResult(
-            metrics, n=n_bytes, extra={"unit": "bytes", "tokens": tokens, "characters": len(text)}
+            metrics,
+            n=n_bytes,
+            extra={"unit": "bytes", "tokens": tokens, "characters": len(text)},
+            samples=[sample_log.rolling(0, text, nll, tokens, bytes=n_bytes)],
         )
 
 

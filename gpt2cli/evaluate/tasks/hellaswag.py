@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.tasks._taskio import argmax, field, load_jsonl, string_list
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
@@ -80,19 +81,32 @@ class HellaSwag(Task):
         results = lm.loglikelihood(requests)
         acc: list[float] = []
         acc_norm: list[float] = []
+        samples: list[dict] = []
         i = 0
-        for _, endings, gold in examples:
+        for doc_id, (_, endings, gold) in enumerate(examples):
             scores = [ll for ll, _ in results[i : i + len(endings)]]
-            i += len(endings)
             normed = [ll / max(1, len(e)) for ll, e in zip(scores, endings)]
             acc.append(float(argmax(scores) == gold))
             acc_norm.append(float(argmax(normed) == gold))
+            samples.append(
+                sample_log.choice(
+                    doc_id,
+                    requests[i : i + len(endings)],
+                    results[i : i + len(endings)],
+                    gold,
+                    argmax(scores),
+                    acc=acc[-1],
+                    acc_norm=acc_norm[-1],
+                )
+            )
+            i += len(endings)
         return TaskResult(
             metrics={
                 "acc": mean_metric(acc),
                 "acc_norm": mean_metric(acc_norm),
             },
             n=len(examples),
+            samples=samples,
         )
 
 

@@ -18,6 +18,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.language_model import LanguageModel
 from gpt2cli.evaluate.tasks._taskio import jsonl_strings
 from gpt2cli.evaluate.tasks.base import (
@@ -117,8 +118,20 @@ class Lambada(Task):
             metrics["acc_stop_word_filter"] = Metric(
                 math.fsum(hits_sw) / len(hits_sw), mean_stderr(hits_sw), True
             )
+        samples = [
+            sample_log.choice(
+                doc_id, [request], [result], request[1], result[1], acc=hit, perplexity=result[0]
+            )
+            for doc_id, (request, result, hit) in enumerate(zip(requests, results, hits))
+        ]
+        if options.stop_word_filter:
+            for sample, hit_sw in zip(samples, hits_sw):
+                sample["acc_stop_word_filter"] = hit_sw
         return TaskResult(
-            metrics, n=len(requests), extra={"original": total, "lm_eval_task": "lambada_openai"}
+            metrics,
+            n=len(requests),
+            extra={"original": total, "lm_eval_task": "lambada_openai"},
+            samples=samples,
         )
 
 

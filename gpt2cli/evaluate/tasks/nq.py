@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.tasks._taskio import field, load_jsonl, normalize_answer, string_list
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Task, TaskResult, mean_metric
 
@@ -72,13 +73,20 @@ class NaturalQuestions(Task):
             greedy=True,
             seed=options.seed,
         )
-        scores = [
-            exact_match(p.split("\n")[0].strip(), answers)
-            for p, (_, answers) in zip(predictions, examples)
+        answers_given = [p.split("\n")[0].strip() for p in predictions]
+        scores = [exact_match(a, answers) for a, (_, answers) in zip(answers_given, examples)]
+        samples = [
+            sample_log.generation(
+                doc_id, prompt_for(q), output, answers, given, exact_match=score, correct=score == 1
+            )
+            for doc_id, ((q, answers), output, given, score) in enumerate(
+                zip(examples, predictions, answers_given, scores)
+            )
         ]
         return TaskResult(
             metrics={"exact_match": mean_metric(scores)},
             n=len(examples),
+            samples=samples,
         )
 
 

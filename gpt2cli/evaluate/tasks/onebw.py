@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.language_model import LanguageModel
 from gpt2cli.evaluate.tasks._taskio import read_text
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, data_error
@@ -46,7 +47,8 @@ class OneBillionWord(Task):
         total = len(lines)
         if options.limit is not None:
             lines = lines[: options.limit]
-        results = lm.rolling_nll_many([onebw_detokenizer(line.strip()) for line in lines])
+        texts = [onebw_detokenizer(line.strip()) for line in lines]
+        results = lm.rolling_nll_many(texts)
         nll = math.fsum(n for n, _ in results)
         tokens = sum(t for _, t in results)
         words = sum(len(line.split()) + 1 for line in lines)
@@ -57,7 +59,13 @@ class OneBillionWord(Task):
             "bits_per_byte": Metric(nll / n_bytes / LN2, None, False),
         }
         return TaskResult(
-            metrics, n=len(lines), extra={"original": total, "tokens": tokens, "words": words}
+            metrics,
+            n=len(lines),
+            extra={"original": total, "tokens": tokens, "words": words},
+            samples=[
+                sample_log.rolling(doc_id, text, nll, count, words=len(line.split()) + 1)
+                for doc_id, (text, line, (nll, count)) in enumerate(zip(texts, lines, results))
+            ],
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.language_model import LanguageModel
 from gpt2cli.evaluate.tasks._taskio import read_text
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, data_error
@@ -59,7 +60,8 @@ class PTB(Task):
             lines = lines[: options.limit]
         original = "\n".join(lines) + "\n"
         text = ptb_detokenizer(original)
-        nll, tokens = lm.rolling_nll(text.strip("\n").lstrip(" "))
+        text = text.strip("\n").lstrip(" ")
+        nll, tokens = lm.rolling_nll(text)
         words = sum(len(line.split()) + 1 for line in lines)
         n_bytes = len(original.encode("utf-8"))
         metrics = {
@@ -77,6 +79,7 @@ class PTB(Task):
                 "words": words,
                 "bytes": n_bytes,
             },
+            samples=[sample_log.rolling(0, text, nll, tokens, words=words, bytes=n_bytes)],
         )
 
 

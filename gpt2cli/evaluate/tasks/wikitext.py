@@ -21,6 +21,7 @@ import math
 import re
 from pathlib import Path
 
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.language_model import LanguageModel
 from gpt2cli.evaluate.tasks._taskio import read_text
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, data_error
@@ -94,7 +95,8 @@ class WikiText(Task):
         total = len(pages)
         if options.limit is not None:
             pages = pages[: options.limit]
-        results = lm.rolling_nll_many([wikitext_detokenizer(page) for page in pages])
+        texts = [wikitext_detokenizer(page) for page in pages]
+        results = lm.rolling_nll_many(texts)
         nlls = [nll for nll, _ in results]
         tokens = sum(n for _, n in results)
         words = sum(count_words(page) for page in pages)
@@ -109,6 +111,17 @@ class WikiText(Task):
                 "bytes": n_bytes,
                 "lm_eval_task": "wikitext",
             },
+            samples=[
+                sample_log.rolling(
+                    doc_id,
+                    text,
+                    nll,
+                    count,
+                    words=count_words(page),
+                    bytes=len(page.encode("utf-8")),
+                )
+                for doc_id, (text, page, (nll, count)) in enumerate(zip(texts, pages, results))
+            ],
         )
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.tasks._taskio import argmax, read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
@@ -167,19 +168,30 @@ class Winograd(Task):
                 lm_eval_requests.append(s.lm_eval_request(answer))
         n = len(partial_requests)
         # one call, so the model batches all of them; an empty context means <|endoftext|>
-        scores = [
-            ll for ll, _ in lm.loglikelihood(partial_requests + full_requests + lm_eval_requests)
-        ]
+        results = lm.loglikelihood(partial_requests + full_requests + lm_eval_requests)
+        scores = [ll for ll, _ in results]
         figures: dict[str, list[float]] = {"acc": [], "acc_full": [], "acc_lm_eval": []}
+        samples: list[dict] = []
         i = 0
-        for s in schemas:
+        for doc_id, s in enumerate(schemas):
             k = len(s.answers)
             for offset, values in zip((0, n, 2 * n), figures.values()):
                 values.append(float(argmax(scores[offset + i : offset + i + k]) == s.gold))
+            samples.append(
+                sample_log.choice(
+                    doc_id,
+                    partial_requests[i : i + k],
+                    results[i : i + k],
+                    s.gold,
+                    argmax(scores[i : i + k]),
+                    **{name: values[-1] for name, values in figures.items()},
+                )
+            )
             i += k
         return TaskResult(
             metrics={name: mean_metric(values) for name, values in figures.items()},
             n=len(schemas),
+            samples=samples,
         )
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.tasks._taskio import read_text
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, data_error
 from gpt2cli.text.tokenizer import encode
@@ -106,24 +107,30 @@ class Wmt14(Task):
             sources, references = sources[:limit], references[:limit]
         english_first = self.source_lang == "en"
         hypotheses: list[str] = []
+        outputs: list[str] = []
         step = max(1, options.batch_size)
         for start in range(0, len(sources), step):
             chunk = sources[start : start + step]
             max_tokens = min(MAX_TOKENS_CAP, max(2 * len(encode(s)) + 16 for s in chunk))
-            outputs = lm.generate(
+            chunk_outputs = lm.generate(
                 [prompt_for(s, english_first) for s in chunk],
                 max_tokens=max_tokens,
                 until=["\n"],
                 greedy=True,
                 seed=options.seed,
             )
-            hypotheses.extend(o.split("\n")[0].strip() for o in outputs)
+            outputs.extend(chunk_outputs)
+            hypotheses.extend(o.split("\n")[0].strip() for o in chunk_outputs)
         metric = sacrebleu.BLEU()  # the defaults of sacrebleu.corpus_bleu
         bleu = metric.corpus_score(hypotheses, [references])
         return TaskResult(
             metrics={"bleu": Metric(float(bleu.score), None, True)},
             n=len(sources),
             extra={"sacrebleu": str(bleu), "signature": str(metric.get_signature())},
+            samples=[
+                sample_log.generation(doc_id, prompt_for(s, english_first), o, r, h)
+                for doc_id, (s, o, r, h) in enumerate(zip(sources, outputs, references, hypotheses))
+            ],
         )
 
 
