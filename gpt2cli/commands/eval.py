@@ -92,12 +92,10 @@ def eval_command(
 
     chosen = run.choose_tasks(names, data)
     for flag, path in (("--log-samples", log_samples), ("-o", output)):
-        if path is not None and path.is_dir():
-            raise UsageError(f"{flag} {path}: is a directory, not a file")
+        if path is not None:
+            check_output_file(path, flag)
     if model_spec is None:
         raise UsageError("missing --model", "pass a run directory, checkpoint or HF model")
-    if output is not None:
-        check_output_file(output)
     paths = run.find_data(chosen, data, data_dir, download)
     timer = console.Stopwatch()
     import torch  # deferred: every gpt2 command imports this module at start-up
