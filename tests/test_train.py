@@ -475,8 +475,9 @@ def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> 
         hf_config.write_text(hf_config.read_text().replace('"n_layer": 2', '"n_layer": 3'))
         kwargs, resume = {"out": str(run), "max_steps": 3}, True
         expected = (UsageError, "checkpoint is a 3 layers.* model, the run's config gives 2 lay")
-    elif case == "occupied":
-        run.mkdir()
+    elif case == "occupied":  # a run with a complete checkpoint (without one: taken over)
+        (run / "checkpoints" / "step-00000002").mkdir(parents=True)
+        (run / "checkpoints" / "step-00000002" / "COMPLETE").touch()
         (run / "config.yaml").write_text("size: tiny\n")
         expected = (UsageError, "already holds a run")
     else:

@@ -40,5 +40,10 @@ def plot_losses(
     if title:
         axes.set_title(title)
     figure.tight_layout()
-    with atomic_write(path, "wb") as handle:
-        figure.savefig(handle, format="png")
+    try:
+        with atomic_write(path, "wb") as handle:
+            figure.savefig(handle, format="png")
+    except OSError as error:
+        from gpt2cli.train.checkpoint import write_error
+
+        raise write_error(path, error) from None
