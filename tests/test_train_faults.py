@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train import ENV, make_shards, options, train_losses
+from test_train import ENV, _Crash, make_shards, options, train_losses
 
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.train import checkpoint, trainer
@@ -126,8 +126,14 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-class _Crash(Exception):
-    pass
+def crash_after(step: int) -> trainer.TrainHooks:
+    """Hooks that crash the run once step ``step`` is done (and saved, if it saves)."""
+
+    def crash(done: int) -> None:
+        if done == step:
+            raise _Crash
+
+    return trainer.TrainHooks(after_step=crash)
 
 
 def test_a_damaged_newest_checkpoint_is_skipped_by_resume_and_by_model_run(
@@ -135,12 +141,8 @@ def test_a_damaged_newest_checkpoint_is_skipped_by_resume_and_by_model_run(
 ) -> None:
     run = tmp_path / "run"
 
-    def crash(step: int) -> None:
-        if step == 5:
-            raise _Crash
-
     with pytest.raises(_Crash):
-        trainer.train(options(data, run, max_steps=6), hooks=trainer.TrainHooks(crash))
+        trainer.train(options(data, run, max_steps=6), hooks=crash_after(5))
     truncate(run / "checkpoints" / "step-00000004" / "training_state.pt")
     capsys.readouterr()
     trainer.train({"out": str(run)}, resume=True)
@@ -181,12 +183,8 @@ LIMIT = 20 << 20  # a tiny model's weights (13 MB) fit, its training state (27 M
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
 
-    def crash(step: int) -> None:
-        if step == 3:
-            raise _Crash
-
     with pytest.raises(_Crash):
-        trainer.train(options(data, run), hooks=trainer.TrainHooks(crash))
+        trainer.train(options(data, run), hooks=crash_after(3))
     result = subprocess.run(
         [sys.executable, "-m", "gpt2cli", "train", "-o", str(run), "--resume"],
         env=ENV,

@@ -3,8 +3,8 @@
 
 Pieces live beside it: ``trainconfig`` (options), ``optim`` (AdamW groups, LR schedule),
 ``hardware`` (precision, micro-batch), ``distributed`` (torchrun, DDP/FSDP), ``checkpoint``
-(run directory, resume state), ``trainlog`` (metrics, progress), ``plotting`` (loss.png),
-``mfu`` (peak table). No CLI code here.
+(run directory, resume state), ``rundir`` (its owner, take-over, what a rerun does),
+``trainlog`` (metrics, progress), ``plotting`` (loss.png), ``mfu`` (peak table). No CLI code here.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def train(
     torchrun = distributed.launched_by_torchrun()
     main = not torchrun or os.environ["RANK"] == "0"
     explicit, run_dir = run_options(given, config_file)
-    # Rank 0 owns the directory before anyone reads it; the others wait for it in setup.
+    # Rank 0 owns the directory before it reads it; the others wait at the first barrier.
     with rundir.hold(run_dir, main, create=not resume):
         try:
             config, run_dir, resume_from = prepare_config(
