@@ -70,7 +70,7 @@ def test_a_second_train_into_a_held_run_is_refused_and_a_killed_one_is_taken_ove
         second = gpt2(*flags(data, run, seed=2))
         assert second.code == 1
         line = one_error_line(second.stderr)
-        assert line.startswith(f"gpt2 train: error: -o {run} is in use by process {first.pid}")
+        assert line.startswith(f"gpt2 train: error: -o {run} is in use by pid {first.pid} on")
         assert socket.gethostname() in line
         assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     finally:
@@ -195,7 +195,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(data: Path, tmp_p
     )
     assert result.returncode == 1, result.stderr
     assert one_error_line(result.stderr) == (
-        f"gpt2 train: error: {run}/final: File too large "
+        f"gpt2 train: error: {run}/final: file too large "
         f"(--resume continues from {run}/checkpoints/step-00000002)"
     )
     assert "Traceback" not in result.stderr
@@ -209,7 +209,7 @@ def test_an_unwritable_run_directory_is_one_line(data: Path, tmp_path: Path, gpt
     result = gpt2(*flags(data, Path("/dev/null/run")))
     assert (result.code, result.stderr) == (
         1,
-        "gpt2 train: error: /dev/null/run: Not a directory\n",
+        "gpt2 train: error: /dev/null/run: not a directory\n",
     )
     if os.geteuid() == 0:
         return  # root writes into a read-only directory
@@ -222,5 +222,5 @@ def test_an_unwritable_run_directory_is_one_line(data: Path, tmp_path: Path, gpt
         parent.chmod(0o755)
     assert (result.code, result.stderr) == (
         1,
-        f"gpt2 train: error: {parent / 'run'}: Permission denied\n",
+        f"gpt2 train: error: {parent / 'run'}: permission denied\n",
     )

@@ -152,7 +152,8 @@ def newest_loadable(
 
 def write_error(path: str | os.PathLike[str], error: OSError, hint: str | None = None) -> Gpt2Error:
     """An OSError while writing ``path`` as the one-line ``PATH: reason``."""
-    return Gpt2Error(f"{path}: {error.strerror or error}", hint)
+    reason = error.strerror or str(error)
+    return Gpt2Error(f"{path}: {reason[:1].lower()}{reason[1:]}", hint)
 
 
 class _WriteRecorder:

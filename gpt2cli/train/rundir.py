@@ -8,6 +8,7 @@ over. A run that fails says what running it again will do.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from gpt2cli.train import checkpoint
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("config.yaml", "metrics.jsonl", "loss.png")
+# flock refused by the filesystem (some network and FUSE filesystems), not by another holder.
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
 @contextmanager
@@ -41,13 +44,15 @@ def hold(run_dir: Path, main: bool, create: bool) -> Iterator[None]:
     lock = run_dir / LOCK_NAME
     stack = ExitStack()
     try:
-        stack.enter_context(
-            exclusive_lock(
-                lock, f"-o {run_dir}", "another gpt2 train writes this run", command="train"
-            )
-        )
+        stack.enter_context(exclusive_lock(lock, f"-o {run_dir}"))
     except OSError as error:
-        raise checkpoint.write_error(lock, error) from None
+        if error.errno not in _NO_FLOCK:
+            raise checkpoint.write_error(lock, error) from None
+        console.warn(
+            "train",
+            f"cannot lock {lock} ({error.strerror}: this filesystem has no flock): make sure "
+            "no other gpt2 train writes this run",
+        )
     with stack:
         try:
             yield
