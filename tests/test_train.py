@@ -193,8 +193,8 @@ def test_every_command_takes_the_same_dtype_names(tmp_path: Path) -> None:
             resolve.resolve_dtype(bad, cpu)
 
 
-def test_flags_and_their_help_come_from_the_config_fields(cli) -> None:
-    text = " ".join(cli(["train", "--help"]).stdout.decode().split())
+def test_flags_and_their_help_come_from_the_config_fields(gpt2) -> None:
+    text = " ".join(gpt2("train", "--help").stdout.decode().split())
     defaults = trainconfig.TrainConfig()
     for flag in trainconfig.flags():
         assert flag.names[0].split("/")[0] in text, flag
@@ -212,14 +212,14 @@ def test_flags_and_their_help_come_from_the_config_fields(cli) -> None:
     assert {f.name for f in trainconfig.flags()} < set(trainconfig.OPTION_NAMES)
 
 
-def test_cli_values_are_checked_like_yaml_values(cli, tmp_path: Path) -> None:
+def test_cli_values_are_checked_like_yaml_values(gpt2, tmp_path: Path) -> None:
     for args, message in (
         (["--dtype", "fp8"], "gpt2 train: error: unknown dtype 'fp8'"),
         (["--micro-batch", "many"], "gpt2 train: error: --micro-batch must be an integer or"),
     ):
-        result = cli(["train", "-o", str(tmp_path / "run"), "--size", "tiny", *args])
-        assert result.returncode == 2, args
-        lines = result.stderr.decode().strip().splitlines()
+        result = gpt2("train", "-o", str(tmp_path / "run"), "--size", "tiny", *args)
+        assert result.code == 2, args
+        lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(message), lines
 
 
@@ -475,8 +475,9 @@ def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> 
         hf_config.write_text(hf_config.read_text().replace('"n_layer": 2', '"n_layer": 3'))
         kwargs, resume = {"out": str(run), "max_steps": 3}, True
         expected = (UsageError, "checkpoint is a 3 layers.* model, the run's config gives 2 lay")
-    elif case == "occupied":
-        run.mkdir()
+    elif case == "occupied":  # a run with a complete checkpoint (without one: taken over)
+        (run / "checkpoints" / "step-00000002").mkdir(parents=True)
+        (run / "checkpoints" / "step-00000002" / "COMPLETE").touch()
         (run / "config.yaml").write_text("size: tiny\n")
         expected = (UsageError, "already holds a run")
     else:

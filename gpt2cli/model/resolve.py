@@ -30,7 +30,7 @@ from gpt2cli.train.checkpoint import CHECKPOINTS as CHECKPOINTS_DIR
 from gpt2cli.train.checkpoint import COMPLETE as COMPLETE_MARKER
 from gpt2cli.train.checkpoint import FINAL as FINAL_DIR
 from gpt2cli.train.checkpoint import STATE_FILE as TRAINING_STATE
-from gpt2cli.train.checkpoint import is_complete, latest_complete
+from gpt2cli.train.checkpoint import is_complete, latest_complete, newest_loadable
 
 
 def is_run_dir(path: str | os.PathLike[str]) -> bool:
@@ -105,7 +105,9 @@ def resolve_model_dir(spec: str | os.PathLike[str]) -> tuple[Path, str]:
             kind = "checkpoint" if is_complete(path) else "model directory"
             return path, f"{kind} {path}"
         if is_run_dir(path):
-            found = latest_complete(path)
+            found = newest_loadable(path, with_state=False)  # a damaged one is skipped
+            if found is None and latest_complete(path) is not None:
+                raise Gpt2Error(f"{text}: every complete checkpoint is damaged (see above)")
             if found is None:
                 raise Gpt2Error(
                     f"{text}: a run directory without a complete checkpoint",

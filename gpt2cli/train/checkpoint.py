@@ -29,6 +29,7 @@ import torch
 import yaml
 from torch import nn
 
+from gpt2cli import console
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.fileio import atomic_write, fsync_directory
 
@@ -83,14 +84,108 @@ def checkpoint_step(path: str | os.PathLike[str]) -> int:
 
 def latest_resumable(run_dir: str | os.PathLike[str]) -> Path | None:
     """The complete checkpoint with training state and the highest step (final included)."""
-    candidates = [path for _, path in complete_steps(run_dir)]
+    found = newest_first(run_dir, with_state=True)
+    return found[0] if found else None
+
+
+def newest_first(run_dir: str | os.PathLike[str], with_state: bool) -> list[Path]:
+    """Complete checkpoints, newest first: ``final`` (if complete) before the step directories
+    for weights; by recorded step for training state (a resumed, longer run saves past
+    ``final``). A ``final`` whose step cannot be read comes first: :func:`damage` names it."""
+    steps = complete_steps(run_dir)
     final = Path(run_dir) / FINAL
-    if is_complete(final):
-        candidates.append(final)
-    candidates = [path for path in candidates if (path / STATE_FILE).is_file()]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda path: (checkpoint_step(path), path.name == FINAL))
+    if with_state:
+        steps = [(step, path) for step, path in steps if (path / STATE_FILE).is_file()]
+    found = [path for _, path in sorted(steps, reverse=True)]
+    if is_complete(final) and (not with_state or (final / STATE_FILE).is_file()):
+        try:
+            at = checkpoint_step(final) if with_state else None
+        except Gpt2Error:
+            at = None
+        place = sum(1 for step, _ in steps if at is not None and step > at)
+        found.insert(place, final)
+    return found
+
+
+def damage(path: Path, with_state: bool) -> str | None:
+    """Why a complete checkpoint cannot be loaded (a truncated or unreadable file), or None.
+    Cheap: file headers and sizes are checked, the tensors are not read."""
+    from safetensors import safe_open
+
+    from gpt2cli.model import hf
+
+    try:
+        hf.read_config(path)
+    except Gpt2Error as error:
+        return str(error)
+    weights = path / hf.SAFETENSORS_NAME
+    try:
+        with safe_open(str(weights), "pt"):
+            pass
+    except Exception as error:  # noqa: BLE001 - safetensors' own error types
+        return f"{weights.name} is damaged ({error})"
+    if with_state:
+        try:
+            checkpoint_step(path)
+            torch.load(path / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)
+        except Gpt2Error as error:
+            return str(error)
+        except Exception as error:  # noqa: BLE001 - any unpickling failure means a bad file
+            return f"{STATE_FILE} is damaged ({str(error).split('. ')[0]})"
+    return None
+
+
+def newest_loadable(
+    run_dir: str | os.PathLike[str], with_state: bool, command: str = "", warn: bool = True
+) -> Path | None:
+    """The newest complete checkpoint that loads; each damaged newer one is skipped (with a
+    warning on stderr naming it and why, if ``warn``)."""
+    for path in newest_first(run_dir, with_state):
+        problem = damage(path, with_state)
+        if problem is None:
+            return path
+        prefix = f"gpt2 {command}" if command else "gpt2"
+        if warn:
+            console.info(f"{prefix}: warning: skipped checkpoint {path}: {problem}")
+    return None
+
+
+def write_error(path: str | os.PathLike[str], error: OSError, hint: str | None = None) -> Gpt2Error:
+    """An OSError while writing ``path`` as the one-line ``PATH: reason``."""
+    reason = error.strerror or str(error)
+    return Gpt2Error(f"{path}: {reason[:1].lower()}{reason[1:]}", hint)
+
+
+class _WriteRecorder:
+    """A file handle for ``torch.save`` that keeps the OSError of a failed write (torch reports
+    only 'unexpected pos')."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _os_error(error: BaseException, recorder: _WriteRecorder | None) -> OSError | None:
+    """The OSError behind a failed save: raised as such, kept by the recorder, or in the text
+    of safetensors' error (``os error 28``)."""
+    if isinstance(error, OSError):
+        return error
+    if recorder is not None and recorder.error is not None:
+        return recorder.error
+    match = re.search(r"os error (\d+)", str(error))
+    if match:
+        number = int(match.group(1))
+        return OSError(number, os.strerror(number))
+    return None
 
 
 def _fsync_file(path: Path) -> None:
@@ -133,12 +228,14 @@ def save(
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
+    recorder = None
     try:
+        tmp.mkdir()
         hf.save_pretrained(model, tmp)
         if state is not None:
             with open(tmp / STATE_FILE, "wb") as handle:
-                torch.save(state, handle)
+                recorder = _WriteRecorder(handle)
+                torch.save(state, recorder)
         (tmp / RUN_FILE).write_text(run_yaml, encoding="utf-8")
         for child in tmp.iterdir():
             _fsync_file(child)
@@ -149,8 +246,11 @@ def save(
             os.fsync(handle.fileno())
         fsync_directory(tmp)
         _replace_dir(tmp, target)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        cause = _os_error(error, recorder)
+        if cause is not None:
+            raise write_error(target, cause) from None
         raise
     return target
 
@@ -192,8 +292,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    with atomic_write(path, "w") as handle:
-        handle.write(text)
+    try:
+        with atomic_write(path, "w") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise write_error(path, error) from None
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:

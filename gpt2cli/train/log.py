@@ -44,13 +44,22 @@ class MetricsLog:
         self.path = Path(path)
         self.on_write = on_write
         self.records: list[dict[str, Any]] = []
-        if resume_step is not None:
-            # Drop what the interrupted run logged after the checkpoint we resume from.
-            self.records = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            with atomic_write(self.path, "w") as handle:
-                for record in self.records:
-                    handle.write(json.dumps(record) + "\n")
-        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        try:
+            if resume_step is not None:
+                # Drop what the interrupted run logged after the checkpoint we resume from.
+                kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+                self.records = kept
+                with atomic_write(self.path, "w") as handle:
+                    for record in self.records:
+                        handle.write(json.dumps(record) + "\n")
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - see close()
+        except OSError as error:
+            raise self._error(error) from None
+
+    def _error(self, error: OSError) -> Exception:
+        from gpt2cli.train.checkpoint import write_error
+
+        return write_error(self.path, error)
 
     def write(self, record: dict[str, Any]) -> None:
         clean = {
@@ -58,13 +67,18 @@ class MetricsLog:
             for k, v in record.items()
         }
         self.records.append(clean)
-        self._handle.write(json.dumps(clean) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps(clean) + "\n")
+            self._handle.flush()
+        except OSError as error:
+            raise self._error(error) from None
         if self.on_write is not None:
             self.on_write(clean)
 
     def close(self) -> None:
-        self._handle.close()
+        # What a failed write left in the buffer is lost; that failure was reported.
+        with contextlib.suppress(OSError):
+            self._handle.close()
 
 
 def format_duration(seconds: float) -> str:

@@ -54,5 +54,10 @@ def plot_losses(
         bench.grid(True, alpha=0.3)
         bench.legend()
     figure.tight_layout()
-    with atomic_write(path, "wb") as handle:
-        figure.savefig(handle, format="png")
+    try:
+        with atomic_write(path, "wb") as handle:
+            figure.savefig(handle, format="png")
+    except OSError as error:
+        from gpt2cli.train.checkpoint import write_error
+
+        raise write_error(path, error) from None

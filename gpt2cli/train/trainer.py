@@ -3,8 +3,8 @@
 
 Pieces live beside it: ``trainconfig`` (options), ``optim`` (AdamW groups, LR schedule),
 ``hardware`` (precision, micro-batch), ``distributed`` (torchrun, DDP/FSDP), ``checkpoint``
-(run directory, resume state), ``trainlog`` (metrics, progress), ``plotting`` (loss.png),
-``mfu`` (peak table). No CLI code here.
+(run directory, resume state), ``rundir`` (its owner, take-over, what a rerun does),
+``trainlog`` (metrics, progress), ``plotting`` (loss.png), ``mfu`` (peak table). No CLI code here.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from gpt2cli import console
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model.gpt import GPT, GPTConfig, config_for_size
-from gpt2cli.train import checkpoint, distributed, hardware, mfu, optimizer, plot
+from gpt2cli.train import checkpoint, distributed, hardware, mfu, optimizer, plot, rundir
 from gpt2cli.train import config as trainconfig
 from gpt2cli.train import log as trainlog
 from gpt2cli.train.config import TrainConfig
@@ -190,17 +190,21 @@ def build_model(
 # --- the run --------------------------------------------------------------------------------
 
 
-def prepare_config(
-    given: dict[str, Any], config_file: str | None, resume: bool, env_world: int
-) -> tuple[TrainConfig, Path, Path | None]:
-    """Merge defaults, --config and flags; check the run directory. Returns
-    (config, run dir, checkpoint to resume from)."""
+def run_options(given: dict[str, Any], config_file: str | None) -> tuple[dict[str, Any], Path]:
+    """Defaults, --config and flags merged: (the options set, the run directory)."""
     file_options = trainconfig.load_yaml(config_file) if config_file else {}
     explicit = {**file_options, **{k: v for k, v in given.items() if v is not None}}
     out = explicit.get("out")
     if not out:
         raise UsageError("no run directory", "give -o RUN (or `out:` in the --config file)")
-    run_dir = Path(out)
+    return explicit, Path(out)
+
+
+def prepare_config(
+    explicit: dict[str, Any], run_dir: Path, resume: bool, env_world: int, main: bool = True
+) -> tuple[TrainConfig, Path, Path | None]:
+    """Check the options and the run directory (rank 0 checks what it holds). Returns
+    (config, run dir, checkpoint to resume from)."""
     config_path = run_dir / "config.yaml"
     if explicit.get("fsdp") and env_world == 0:
         raise UsageError(
@@ -215,12 +219,7 @@ def prepare_config(
             )
         saved = trainconfig.load_yaml(config_path)
         trainconfig.check_resume(saved, explicit, str(run_dir))
-        source = checkpoint.latest_resumable(run_dir)
-        if source is None:
-            raise Gpt2Error(
-                f"--resume: {run_dir} has no complete checkpoint",
-                "the run stopped before its first --save-every; start it again",
-            )
+        source = rundir.resume_source(run_dir, main)
         # Hardware options carry over unless flags change them; a run sharded with FSDP may
         # resume in a single process (checkpoints hold the full state either way).
         if env_world == 0:
@@ -228,17 +227,9 @@ def prepare_config(
         config = trainconfig.build(explicit, base=saved)
         config.out = str(run_dir)
         return config, run_dir, source
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"-o {run_dir}: exists and is not a directory")
-    if run_dir.is_dir() and any(
-        (run_dir / name).exists()
-        for name in ("config.yaml", "metrics.jsonl", checkpoint.CHECKPOINTS, checkpoint.FINAL)
-    ):
-        raise UsageError(
-            f"-o {run_dir}: already holds a run",
-            "add --resume to continue it, or choose another -o",
-        )
     config = trainconfig.build(explicit)
+    if main:
+        rundir.claim(run_dir)
     return config, run_dir, None
 
 
@@ -250,14 +241,22 @@ def train(
 ) -> Path:
     """Run `gpt2 train`. ``given``: option name -> value for the flags the user set."""
     torchrun = distributed.launched_by_torchrun()
-    config, run_dir, resume_from = prepare_config(
-        given, config_file, resume, int(os.environ.get("WORLD_SIZE", "1")) if torchrun else 0
-    )
-    env = distributed.setup(config.device)
-    try:
-        return Trainer(config, run_dir, resume_from, env, hooks).run()
-    finally:
-        distributed.teardown(env)
+    main = not torchrun or os.environ["RANK"] == "0"
+    explicit, run_dir = run_options(given, config_file)
+    # Rank 0 owns the directory before it reads it; the others wait at the first barrier.
+    with rundir.hold(run_dir, main, create=not resume):
+        try:
+            config, run_dir, resume_from = prepare_config(
+                explicit, run_dir, resume, int(os.environ["WORLD_SIZE"]) if torchrun else 0, main
+            )
+            env = distributed.setup(config.device)
+            try:
+                distributed.barrier(env)
+                return Trainer(config, run_dir, resume_from, env, hooks).run()
+            finally:
+                distributed.teardown(env)
+        except OSError as error:
+            raise checkpoint.write_error(error.filename or run_dir, error) from None
 
 
 class Trainer:
@@ -437,7 +436,7 @@ class Trainer:
             kept = f"; last good checkpoint: {self.last_saved}" if self.last_saved else ""
             raise Gpt2Error(
                 f"loss became {mean_loss} at step {step + 1}: stopped{kept}",
-                "lower --lr, check the data, or --resume from the checkpoint",
+                "lower --lr or check the data",
             )
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -580,6 +579,20 @@ class Trainer:
                     self.hooks.after_step(done)
             final = self.run_dir / checkpoint.FINAL
             self.save(final, total)
+        except Gpt2Error as error:
+            rundir.with_rerun(error, self.run_dir, self.last_saved)
+            raise
+        except OSError as error:
+            what = error.filename or self.run_dir
+            raise rundir.with_rerun(
+                checkpoint.write_error(what, error), self.run_dir, self.last_saved
+            ) from None
+        except KeyboardInterrupt:
+            if self.env.is_main:
+                console.info(
+                    f"gpt2 train: interrupted; {rundir.rerun(self.run_dir, self.last_saved)}"
+                )
+            raise
         finally:
             progress.close()
             if self.trackers is not None:
