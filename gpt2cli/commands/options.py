@@ -9,11 +9,12 @@ FORMAT = typer.Option(
     None,
     "--format",
     "-f",
-    help="Input format: jsonl, text, nul or file. Default: jsonl when the input starts with "
-    "'{', else text.",
+    help="Input format: jsonl, text, nul, file or parquet. Default: parquet for a Parquet "
+    "file, jsonl when the input starts with '{', else text. gzip, zstd, xz and bzip2 input "
+    "is recognised by its magic bytes and decompressed, on files and stdin.",
     show_default=False,
 )
-FIELD = typer.Option("text", "--field", help="JSON field that holds the text.")
+FIELD = typer.Option("text", "--field", help="JSON field (or Parquet column) that holds the text.")
 DELIMITER = typer.Option(
     EOT_TEXT,
     "--delimiter",

@@ -55,11 +55,7 @@ def _normalize_escapes(text: str) -> str:
 
 
 def _clean_query(query: str) -> str:
-    kept = [
-        part
-        for part in query.split("&")
-        if part and not _is_tracking(part.split("=", 1)[0])
-    ]
+    kept = [part for part in query.split("&") if part and not _is_tracking(part.split("=", 1)[0])]
     return "&".join(_normalize_escapes(part) for part in kept)
 
 
