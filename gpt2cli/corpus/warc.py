@@ -39,11 +39,16 @@ class _Counting:
     def __init__(self, handle, stats: StageStats) -> None:
         self._handle = handle
         self._stats = stats
+        self._position = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._handle.read(size)
         self._stats.add_bytes(len(data))
+        self._position += len(data)
         return data
+
+    def tell(self) -> int:
+        return self._position
 
 
 def iter_responses(
