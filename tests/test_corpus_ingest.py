@@ -223,8 +223,8 @@ def http_response(body: bytes, content_type: str, status: str = "200 OK", extra:
 
 
 LATIN = page("Café à la carte", [PROSE, "Le café était crème, déjà servi. " * 6])
-META_ONLY = page("Naïve façade", [PROSE, "Ein schöner Übergang für Grüße. " * 6],
-                 head='<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">')  # fmt: skip
+META = '<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'
+META_ONLY = page("Naïve façade", [PROSE, "Ein schöner Übergang für Grüße. " * 6], head=META)
 PAGES = [  # (request url, HTTP bytes, the decoded HTML a browser would show, or None)
     ("http://example.com/story?id=7", page("A river town", [PROSE, PROSE.upper()]), "utf-8"),
     ("https://news.example.org/a/", LATIN, "iso-8859-1"),
@@ -246,11 +246,15 @@ def write_warc(path: Path, truncate: int = 0) -> list[tuple[str, str]]:
         warc_record(url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "request").write(writer)
         warc_record(url, http_response(body, ctype)).write(writer)
         expected.append((url, html))
-    warc_record("http://example.com/gone", http_response(b"gone", "text/html", "404 Not Found")).write(writer)  # fmt: skip
-    warc_record("http://example.com/logo.png", http_response(b"\x89PNG\r\n", "image/png")).write(writer)  # fmt: skip
-    warc_record("http://example.com/old", http_response(b"", "text/html", "301 Moved Permanently", "Location: /new-home\r\n")).write(writer)  # fmt: skip
+
+    def add(url: str, *response: str | bytes) -> None:
+        warc_record(url, http_response(*response)).write(writer)
+
+    add("http://example.com/gone", b"gone", "text/html", "404 Not Found")
+    add("http://example.com/logo.png", b"\x89PNG\r\n", "image/png")
+    add("http://example.com/old", b"", "text/html", "301 Moved", "Location: /new-home\r\n")
     moved = page("Moved here", [PROSE, PROSE.lower()])
-    warc_record("http://example.com/new-home", http_response(moved.encode(), "text/html")).write(writer)  # fmt: skip
+    add("http://example.com/new-home", moved.encode(), "text/html")
     expected.append(("http://example.com/new-home", moved))
     binary = b"\x00\x01\x02\xff" * 64
     warc_record("http://example.com/bin", http_response(binary, "text/html")).write(writer)
