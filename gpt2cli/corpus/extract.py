@@ -21,12 +21,15 @@ import os
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.corpus.urls import domain_of, normalize_url
 from gpt2cli.corpus.warc import Redirect, Response
+from gpt2cli.errors import Gpt2Error
 
 BATCH = 8
 MODES = ("precision", "balanced", "recall")
@@ -146,18 +149,29 @@ def _outcomes(
         for item in items:
             yield item, extract_one(item[0], options)
         return
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(processes, initializer=_worker_init) as pool:
-        pending: deque[tuple[list[Joined], Any]] = deque()
-        for batch in _batches(items, BATCH):
-            pages = [item[0] for item in batch]
-            pending.append((batch, pool.apply_async(_extract_batch, (pages, options))))
-            if len(pending) >= 2 * processes:
-                batch, result = pending.popleft()
-                yield from zip(batch, result.get())
-        while pending:
-            batch, result = pending.popleft()
-            yield from zip(batch, result.get())
+    # A fork server (not plain fork: the parent may run rich's refresh thread) that imports
+    # trafilatura once, so each worker starts without paying for it again.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["gpt2cli.corpus.extract", "trafilatura"])
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init) as pool:
+        pending: deque[tuple[list[Joined], Future]] = deque()
+        try:
+            for batch in _batches(items, BATCH):
+                pages = [item[0] for item in batch]
+                pending.append((batch, pool.submit(_extract_batch, pages, options)))
+                if len(pending) >= 2 * processes:
+                    batch, future = pending.popleft()
+                    yield from zip(batch, future.result())
+            while pending:
+                batch, future = pending.popleft()
+                yield from zip(batch, future.result())
+        except BrokenProcessPool:
+            raise Gpt2Error(
+                "an extraction process died", "out of memory? try fewer --processes"
+            ) from None
+        finally:
+            for _, future in pending:
+                future.cancel()
 
 
 def default_processes() -> int:
