@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from gpt2cli.corpus.records import Record, dumps, iter_records
 from gpt2cli.corpus.stats import StageStats
-from gpt2cli.corpus.urls import domain_of, matches_domain, normalize_url
+from gpt2cli.corpus.urls import domain_of, matches_domain, normalize_with_domain
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.text.compressed import open_input
 
@@ -109,7 +109,7 @@ def _submission(
     if data.get("is_self") is True:
         stats.drop("self_post")
         return None
-    domain = domain_of(url)
+    normalized, domain = normalize_with_domain(url)
     if not domain:
         stats.drop("not_http_url")
         return None
@@ -125,7 +125,7 @@ def _submission(
     if options.excluded and matches_domain(domain, options.excluded):
         stats.drop("excluded_domain")
         return None
-    return normalize_url(url), score, _utc(data.get("created_utc"))
+    return normalized, score, _utc(data.get("created_utc"))
 
 
 def _link_line(url: str, value: Aggregate) -> bytes:
@@ -204,7 +204,7 @@ def collect_links(
             else:
                 _combine(value, score, 1, utc)
         stats.extra["spilled_runs"] = len(runs)
-        streams = [iter(sorted(table.items()))]
+        streams = [((url, table[url]) for url in sorted(table))]
         handles = [open(path, "rb") for path in runs]  # noqa: SIM115 - closed below
         try:
             streams += [_read_links(handle, path) for handle, path in zip(handles, runs)]
