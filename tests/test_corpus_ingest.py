@@ -367,3 +367,27 @@ def test_compressed_and_parquet_inputs_give_the_same_ids(tmp_path: Path) -> None
         truncated.returncode == 1
         and f"{cut}: truncated or corrupt gzip".encode() in truncated.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "normalised", "domain"),
+    [
+        ("HTTP://Example.COM:80/a/b/?utm_source=x&id=3#top", "http://example.com/a/b?id=3", "example.com"),
+        ("https://x.org:443/", "https://x.org", "x.org"),
+        ("https://x.org:8443/p", "https://x.org:8443/p", "x.org"),
+        ("example.com/Path/", "http://example.com/Path", "example.com"),
+        ("https://user:pw@En.Wikipedia.org./wiki/X?fbclid=1&gclid=2", "https://en.wikipedia.org/wiki/X", "en.wikipedia.org"),
+        ("http://a.com/%7euser/%2f?q=%7e", "http://a.com/~user/%2F?q=~", "a.com"),
+        ("http://[2001:db8::1]:80/x/", "http://[2001:db8::1]/x", "2001:db8::1"),
+        ("ftp://files.example.com/x", "ftp://files.example.com/x", ""),
+        ("not a url", "not a url", ""),
+    ],
+)  # fmt: skip
+def test_url_normalisation(url: str, normalised: str, domain: str) -> None:
+    from gpt2cli.corpus.urls import domain_of, matches_domain, normalize_url
+
+    assert normalize_url(url) == normalised
+    assert domain_of(url) == domain
+    assert normalize_url(normalised) == normalised  # idempotent
+    assert matches_domain("en.wikipedia.org", {"wikipedia.org"})
+    assert not matches_domain("notwikipedia.org", {"wikipedia.org"})
