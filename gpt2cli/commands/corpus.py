@@ -44,7 +44,13 @@ def links_command(
     if max_urls < 1:
         raise UsageError("--max-urls must be at least 1")
     stats = StageStats("links", strict=strict)
-    with open_output(output) as out:
+    with open_output(output) as out, console.progress() as bar:
+        task = bar.add_task("links", total=None, status="")
+
+        def progress() -> None:
+            status = f"{stats.documents_in:,} submissions, {stats.bytes_in / 1e6:,.0f} MB"
+            bar.update(task, completed=stats.documents_in, status=status)
+
         if merge:
             core.merge_link_files(inputs, stats, out)
         else:
@@ -55,7 +61,7 @@ def links_command(
                 max_urls=max_urls,
                 temp_dir=str(temp_dir) if temp_dir else None,
             )
-            core.collect_links(inputs, settings, stats, out)
+            core.collect_links(inputs, settings, stats, out, progress)
     stats.finish(stats_file)
 
 

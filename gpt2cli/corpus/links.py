@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -182,15 +182,44 @@ def _merged(streams: list[Iterator[tuple[str, Aggregate]]]) -> Iterator[tuple[st
         yield current, total
 
 
-def collect_links(
-    inputs: Iterable[str], options: LinkOptions, stats: StageStats, out: IO[bytes]
+def _write_merged(
+    first: list[Iterator[tuple[str, Aggregate]]],
+    paths: list[str],
+    stats: StageStats,
+    out: IO[bytes],
+    count_in: bool,
 ) -> None:
-    """Read submission dumps, write one sorted link record per normalised URL to ``out``."""
+    """The streams ``first`` and the sorted link files ``paths``, merged, written to ``out``."""
+    handles = [open_input(path) for path in paths]
+    try:
+        streams = first + [_read_links(h, path) for h, path in zip(handles, paths)]
+        if count_in:
+            streams = [_counted(stream, stats) for stream in streams]
+        for url, value in _merged(streams):
+            out.write(_link_line(url, value))
+            stats.count_out()
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+def collect_links(
+    inputs: Iterable[str],
+    options: LinkOptions,
+    stats: StageStats,
+    out: IO[bytes],
+    progress: Callable[[], None] | None = None,
+) -> None:
+    """Read submission dumps, write one sorted link record per normalised URL to ``out``.
+
+    ``progress`` is called every 65,536 records."""
     table: dict[str, Aggregate] = {}
     directory = tempfile.mkdtemp(prefix="gpt2-links-", dir=options.temp_dir)
     runs: list[str] = []
     try:
-        for record in iter_records(inputs, stats):
+        for number, record in enumerate(iter_records(inputs, stats), 1):
+            if progress and not number & 0xFFFF:
+                progress()
             kept = _submission(record, options, stats)
             if kept is None:
                 continue
@@ -204,16 +233,8 @@ def collect_links(
             else:
                 _combine(value, score, 1, utc)
         stats.extra["spilled_runs"] = len(runs)
-        streams = [((url, table[url]) for url in sorted(table))]
-        handles = [open(path, "rb") for path in runs]  # noqa: SIM115 - closed below
-        try:
-            streams += [_read_links(handle, path) for handle, path in zip(handles, runs)]
-            for url, value in _merged(streams):
-                out.write(_link_line(url, value))
-                stats.count_out()
-        finally:
-            for handle in handles:
-                handle.close()
+        in_memory = ((url, table[url]) for url in sorted(table))
+        _write_merged([in_memory], runs, stats, out, count_in=False)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     stats.extra["submissions_kept"] = stats.documents_in - sum(stats.dropped.values())
@@ -221,15 +242,7 @@ def collect_links(
 
 def merge_link_files(inputs: list[str], stats: StageStats, out: IO[bytes]) -> None:
     """Merge sorted link files (outputs of ``collect_links``) into one, in bounded memory."""
-    handles = [open_input(name) for name in inputs]
-    try:
-        streams = [_counted(_read_links(h, n), stats) for h, n in zip(handles, inputs)]
-        for url, value in _merged(streams):
-            out.write(_link_line(url, value))
-            stats.count_out()
-    finally:
-        for handle in handles:
-            handle.close()
+    _write_merged([], inputs, stats, out, count_in=True)
 
 
 def _counted(
