@@ -391,3 +391,58 @@ def test_url_normalisation(url: str, normalised: str, domain: str) -> None:
     assert normalize_url(normalised) == normalised  # idempotent
     assert matches_domain("en.wikipedia.org", {"wikipedia.org"})
     assert not matches_domain("notwikipedia.org", {"wikipedia.org"})
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_extract_worker_killed_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from fastwarc.stream_io import GzipWriter
+
+    crawl = tmp_path / "big.warc.gz"
+    writer = GzipWriter(str(crawl))
+    body = page("Long", [PROSE] * 40).encode()
+    for index in range(3000):
+        warc_record(f"http://example.com/{index}", http_response(body, "text/html")).write(writer)
+    writer.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "gpt2cli", "corpus", "extract", "-j", "2", str(crawl)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and process.poll() is None:
+        # main → fork server → workers: the grandchildren are the workers
+        workers = [p for c in _descendants(process.pid) for p in _descendants(c)]
+        if workers:
+            break
+        time.sleep(0.2)
+    assert workers, "no worker process appeared"
+    time.sleep(1.0)
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert (
+        stderr.decode()
+        .strip()
+        .splitlines()[-1]
+        .startswith("gpt2 corpus: error: an extraction process died")
+    )

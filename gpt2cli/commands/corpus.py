@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
@@ -96,11 +98,21 @@ def extract_command(
         pages = core.extract_pages(
             iter_responses(inputs, stats, max_bytes), settings, stats, links, workers
         )
-        for number, record in enumerate(pages, 1):
-            out.write(dumps(record))
-            if number % 64 == 0:
-                bar.update(task, completed=stats.documents_in, status=f"{number:,} pages out")
+        try:
+            for number, record in enumerate(pages, 1):
+                out.write(dumps(record))
+                if number % 64 == 0:
+                    bar.update(task, completed=stats.documents_in, status=f"{number:,} pages out")
+        except BrokenPipeError:
+            _quiet_exit_on_closed_stdout()
     stats.finish(stats_file)
+
+
+def _quiet_exit_on_closed_stdout() -> None:
+    """The reader of stdout went away (``| head``) while SIGPIPE was ignored: end quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(128 + 13)
 
 
 def register(app: typer.Typer) -> None:

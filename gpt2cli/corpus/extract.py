@@ -19,10 +19,13 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,7 +156,12 @@ def _outcomes(
     # trafilatura once, so each worker starts without paying for it again.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["gpt2cli.corpus.extract", "trafilatura"])
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init) as pool:
+    # With SIGPIPE at its default (as the CLI sets it), a write to the pipe of a worker that
+    # died would kill this process silently; ignored, it surfaces as BrokenProcessPool.
+    with (
+        _sigpipe_ignored(),
+        ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init) as pool,
+    ):
         pending: deque[tuple[list[Joined], Future]] = deque()
         try:
             for batch in _batches(items, BATCH):
@@ -172,6 +180,18 @@ def _outcomes(
         finally:
             for _, future in pending:
                 future.cancel()
+
+
+@contextmanager
+def _sigpipe_ignored() -> Iterator[None]:
+    if not hasattr(signal, "SIGPIPE") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
 
 
 def default_processes() -> int:
