@@ -27,6 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from gpt2cli.corpus.stats import StageStats
@@ -128,13 +129,8 @@ Joined = tuple[Response, str, Any]  # a page, its (link's) normalised URL, its l
 
 
 def _batches(items: Iterable[Joined], size: int) -> Iterator[list[Joined]]:
-    batch: list[Joined] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
         yield batch
 
 
