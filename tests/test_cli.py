@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gpt2cli import __version__
 
-COMMANDS = ("tokenize", "pack", "train", "sample", "score", "eval", "overlap")
+COMMANDS = ("corpus", "tokenize", "pack", "train", "sample", "score", "eval", "overlap")
 
 
 def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
@@ -22,7 +22,7 @@ def test_version() -> None:
     assert result.stdout.decode().strip() == f"gpt2cli {__version__}"
 
 
-def test_help_lists_all_seven_commands() -> None:
+def test_help_lists_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
     text = result.stdout.decode()

@@ -24,7 +24,9 @@ def test_man_pages_match_the_cli() -> None:
 
 def test_every_subcommand_has_a_page_with_the_required_sections() -> None:
     pages = manpage.generate()
-    for command in ("tokenize", "pack", "train", "sample", "score", "eval", "overlap"):
+    from gpt2cli.commands import COMMANDS
+
+    for command in COMMANDS:
         text = pages[f"gpt2-{command}.1"]
         for section in (
             "NAME",

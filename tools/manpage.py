@@ -82,6 +82,16 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ),
         ("List the tasks", "gpt2 eval --list"),
     ],
+    "corpus": [
+        (
+            "Outbound links of Reddit submissions with at least 3 karma",
+            "gpt2 corpus links RS_2019-*.zst --min-karma 3 > links.jsonl",
+        ),
+        (
+            "Main text of the crawled pages, joined with each link's karma",
+            "gpt2 corpus extract crawl/*.warc.gz --links links.jsonl > pages.jsonl",
+        ),
+    ],
     "overlap": [
         (
             "Build a filter of the training set's 8-grams",

@@ -7,6 +7,9 @@ holds the two to the commands' own help). A new command is one more entry.
 """
 
 COMMANDS: dict[str, str] = {
+    "corpus": "Build a WebText-style corpus (GPT-2 paper §2.1): outbound links of Reddit "
+    "submissions with enough karma, their pages' main text out of a WARC crawl, then filters "
+    "and de-duplication.",
     "tokenize": "Turn documents into a GPT-2 token stream.",
     "pack": "Pack token streams into zstd shards with a YAML manifest, split into train and val "
     "by whole documents.",

@@ -9,11 +9,13 @@ FORMAT = typer.Option(
     None,
     "--format",
     "-f",
-    help="Input format: jsonl, text, nul or file. Default: jsonl for a name ending in .jsonl, "
-    ".ndjson or .json or an input whose first non-blank character is '{', else text.",
+    help="Input format: jsonl, text, nul, file or parquet. Default: parquet for a Parquet "
+    "file, jsonl for a name ending in .jsonl, .ndjson or .json or an input whose first "
+    "non-blank character is '{', else text. gzip, zstd, xz and bzip2 input is recognised by "
+    "its magic bytes and decompressed, on files and stdin.",
     show_default=False,
 )
-FIELD = typer.Option("text", "--field", help="JSON field that holds the text.")
+FIELD = typer.Option("text", "--field", help="JSON field (or Parquet column) that holds the text.")
 DELIMITER = typer.Option(
     EOT_TEXT,
     "--delimiter",
@@ -40,5 +42,38 @@ DTYPE = typer.Option(
     None,
     "--dtype",
     help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).",
+    show_default=False,
+)
+
+# Corpus stages (gpt2 corpus VERB).
+STATS_FILE = typer.Option(
+    None,
+    "--stats",
+    help="Also write the stage's counters (documents in and out, drops by reason, MB/s) "
+    "to this file as JSON.",
+    show_default=False,
+)
+STRICT = typer.Option(
+    False,
+    "--strict",
+    help="Stop at the first bad record instead of counting and skipping it.",
+)
+CORPUS_OUTPUT = typer.Option(
+    None,
+    "--output",
+    "-o",
+    help="Write the JSON Lines here (atomically) instead of stdout.",
+    show_default=False,
+)
+EXCLUDE_DOMAIN = typer.Option(
+    None,
+    "--exclude-domain",
+    help="Drop this domain and its subdomains (repeatable), e.g. wikipedia.org.",
+    show_default=False,
+)
+EXCLUDE_DOMAIN_FILE = typer.Option(
+    None,
+    "--exclude-domain-file",
+    help="Drop the domains listed in this file, one a line, # comments (repeatable).",
     show_default=False,
 )

@@ -1,4 +1,5 @@
-"""Reading documents: JSON Lines, delimited text, NUL-separated records, or one file per document.
+"""Reading documents: JSON Lines, delimited text, NUL-separated records, one file per document,
+or a Parquet column; any of the text formats may be compressed (``gpt2cli.text.compressed``).
 
 Every reader streams: a document is delivered in *pieces* of bounded size, cut
 only just after a lone newline: one preceded and followed by non-whitespace
@@ -20,10 +21,12 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from gpt2cli.errors import Gpt2Error, UsageError, malformed_json
-from gpt2cli.fileio import open_binary_input
+from gpt2cli.text.compressed import open_input
 from gpt2cli.text.tokenizer import EOT_TEXT
 
-FORMATS = ("jsonl", "text", "nul", "file")
+FORMATS = ("jsonl", "text", "nul", "file", "parquet")
+PARQUET_MAGIC = b"PAR1"
+PARQUET_BATCH_ROWS = 1024
 DEFAULT_DELIMITER = EOT_TEXT
 PIECE_CHARS = 1 << 20
 
@@ -103,6 +106,8 @@ def _sniff(handle: BinaryIO, name: str) -> tuple[str, str]:
     """
     peek = getattr(handle, "peek", None)
     head = peek(4096) if peek else b""
+    if head[:4] == PARQUET_MAGIC:
+        return "parquet", "utf-8"
     if head.startswith(BOM):
         handle.read(len(BOM))
         head = head[len(BOM) :]
@@ -119,6 +124,31 @@ def _sniff(handle: BinaryIO, name: str) -> tuple[str, str]:
         if "\n<?>".encode(encoding, "ignore") == b"\n<?>":
             return "text", encoding
     return "text", "utf-8"
+
+
+def _parquet_pieces(name: str, source: str, field: str) -> Iterator[Piece]:
+    """The column ``field`` of a Parquet file, one row group's batches at a time."""
+    import pyarrow.parquet as pq
+
+    if name == "-":
+        raise UsageError("Parquet cannot be read from stdin", "name the file instead")
+    try:
+        parquet = pq.ParquetFile(name)
+    except Exception as error:  # pyarrow raises its own ArrowInvalid / OSError
+        raise Gpt2Error(f"{source}: not a readable Parquet file ({error})") from None
+    schema = parquet.schema_arrow
+    if field not in schema.names:
+        raise Gpt2Error(
+            f"{source}: no column {field!r} (columns: {', '.join(schema.names)})",
+            "choose the text column with --field",
+        )
+    row = 0
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[field]):
+        for value in batch.column(0).to_pylist():
+            row += 1
+            if not isinstance(value, str):
+                raise Gpt2Error(f"{source}: row {row}: column {field!r} is not a string")
+            yield Piece(value, True, source, row, {field: value})
 
 
 def _jsonl_pieces(handle: BinaryIO, source: str, field: str, errors: str) -> Iterator[Piece]:
@@ -213,17 +243,22 @@ def iter_pieces(
 ) -> Iterator[Piece]:
     """Pieces of every document of every input (``-`` is stdin), in order.
 
-    ``fmt`` None picks ``jsonl`` by the name or the first non-blank byte (see ``_sniff``),
-    else ``text``.
+    ``fmt`` None picks ``parquet`` for a Parquet file, ``jsonl`` by the name or the first
+    non-blank byte after decompression (see ``_sniff``), else ``text``. For Parquet,
+    ``field`` names the column and ``line`` is the row number.
     """
     check_format(fmt)
     for name in inputs:
         source = _source_name(name)
-        handle = open_binary_input(name)
+        handle = open_input(name)
         try:
             sniffed, encoding = _sniff(handle, name)
             chosen = fmt or sniffed
-            if chosen == "jsonl":
+            if chosen == "parquet":
+                if handle is not sys.stdin.buffer:
+                    handle.close()
+                yield from _parquet_pieces(name, source, field)
+            elif chosen == "jsonl":
                 yield from _jsonl_pieces(handle, source, field, errors)
             else:
                 yield from _delimited_pieces(

@@ -1,0 +1,178 @@
+"""URL normalisation, so that one page reached by several spellings is one key.
+
+``normalize_url`` applies, in order:
+
+- scheme and host lowercased; a missing scheme (``example.com/a``) taken as ``http``;
+- a trailing dot on the host, ``user:password@`` and the default port (80 for http,
+  443 for https) removed; ``www.`` is kept (it may be a different site);
+- the fragment (``#...``) removed;
+- tracking parameters removed from the query: ``utm_*``, ``fbclid``, ``gclid``,
+  ``dclid``, ``msclkid``, ``mc_cid``, ``mc_eid``, ``igshid``, ``yclid``, ``_ga``,
+  ``ref_src``; the other parameters keep their order; an empty query is dropped;
+- trailing slashes of the path removed (``/a/`` is ``/a``; the root path is empty);
+- percent-escapes of unreserved characters decoded, others uppercased
+  (``%7e`` is ``~``, ``%2f`` is ``%2F``).
+
+A string that is not an http(s) URL is returned stripped but otherwise unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from gpt2cli.errors import Gpt2Error
+
+TRACKING_PARAMETERS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "msclkid",
+        "mc_cid",
+        "mc_eid",
+        "igshid",
+        "yclid",
+        "_ga",
+        "ref_src",
+    }
+)
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _is_tracking(name: str) -> bool:
+    lowered = name.lower()
+    return lowered.startswith("utm_") or lowered in TRACKING_PARAMETERS
+
+
+def _normalize_escapes(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+    return _ESCAPE.sub(replace, text)
+
+
+def _clean_query(query: str) -> str:
+    kept = [part for part in query.split("&") if part and not _is_tracking(part.split("=", 1)[0])]
+    return "&".join(_normalize_escapes(part) for part in kept)
+
+
+# The common shape, parsed without urlsplit (which is several times slower); anything
+# else (IPv6 literals, odd characters in the authority) takes the urlsplit path.
+_FAST = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*)://(?:[^@/?#\[\]]*@)?([^/?#:@\[\]]+)(?::(\d{0,5}))?"
+    r"([^?#]*)(?:\?([^#]*))?(?:#.*)?",
+    re.S,
+)
+_Parts = tuple[str, str, int | None, str, str]  # scheme, host, port, path, query
+
+
+def _with_scheme(text: str) -> str | None:
+    if _SCHEME.match(text):
+        return text
+    if text.startswith("//"):
+        return "http:" + text
+    if "." in text.split("/", 1)[0] and " " not in text:
+        return "http://" + text
+    return None
+
+
+def _parse(url: str) -> _Parts | None:
+    """(scheme, host, port, path, query), lowercased scheme and host; None if not http(s)."""
+    text = _with_scheme(url.strip())
+    if text is None:
+        return None
+    match = _FAST.fullmatch(text)
+    if match:
+        scheme, host, port_text, path, query = match.groups()
+        port = int(port_text) if port_text else None
+        if port is not None and port > 65535:
+            return None
+        scheme, host = scheme.lower(), host.lower()
+    else:
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError:
+            return None
+        scheme, host, path, query = parts.scheme.lower(), parts.hostname, parts.path, parts.query
+    host = (host or "").rstrip(".")
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    return scheme, host, port, path, query or ""
+
+
+def normalize_url(url: str) -> str:
+    """The canonical spelling of ``url`` (see the module docstring)."""
+    return normalize_with_domain(url)[0]
+
+
+def normalize_with_domain(url: str) -> tuple[str, str]:
+    """``(normalize_url(url), domain_of(url))`` from one parse."""
+    parts = _parse(url)
+    if parts is None:
+        return url.strip(), ""
+    scheme, host, port, path, query = parts
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    if "%" in path:
+        path = _normalize_escapes(path)
+    path = path.rstrip("/")
+    query = _clean_query(query) if query else ""
+    return f"{scheme}://{netloc}{path}{'?' + query if query else ''}", parts[1]
+
+
+def domain_of(url: str) -> str:
+    """The lowercased host of ``url`` without port or trailing dot ('' when there is none)."""
+    parts = _parse(url)
+    return parts[1] if parts else ""
+
+
+def matches_domain(domain: str, excluded: set[str] | frozenset[str]) -> bool:
+    """Whether ``domain`` is one of ``excluded`` or a subdomain of one.
+
+    ``en.wikipedia.org`` matches ``wikipedia.org``; ``notwikipedia.org`` does not.
+    Entries of ``excluded`` are expected lowercased, without a leading dot.
+    """
+    candidate = domain.lower().rstrip(".")
+    while candidate:
+        if candidate in excluded:
+            return True
+        dot = candidate.find(".")
+        if dot < 0:
+            return False
+        candidate = candidate[dot + 1 :]
+    return False
+
+
+def parse_domain(entry: str) -> str:
+    """An ``--exclude-domain`` entry as ``matches_domain`` expects it (a URL is accepted)."""
+    text = entry.strip().lower()
+    if "/" in text:
+        text = domain_of(text) or text
+    text = text.lstrip("*").lstrip(".").rstrip(".")
+    return text
+
+
+def load_domains(domains: list[str] | None = None, files: list[str] | None = None) -> set[str]:
+    """``--exclude-domain`` values and the lines of ``--exclude-domain-file`` files as one set.
+
+    A file holds one domain per line; blank lines and ``#`` comments are ignored.
+    """
+    result = {parse_domain(entry) for entry in domains or [] if entry.strip()}
+    for name in files or []:
+        try:
+            with open(name, encoding="utf-8") as handle:
+                for line in handle:
+                    entry = line.split("#", 1)[0].strip()
+                    if entry:
+                        result.add(parse_domain(entry))
+        except OSError as error:
+            raise Gpt2Error(f"{name}: {error.strerror or error}") from None
+    result.discard("")
+    return result
