@@ -85,3 +85,12 @@ class Stopwatch:
     @property
     def seconds(self) -> float:
         return max(time.perf_counter() - self.start, 1e-9)
+
+
+def human_bytes(size: float) -> str:
+    """A size in decimal units: 812 B, 58.4 KB, 1.2 GB."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1000
+    return f"{size:,.1f} TB"

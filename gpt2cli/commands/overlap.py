@@ -12,6 +12,7 @@ import typer
 
 from gpt2cli import console, jsonio
 from gpt2cli.commands import options
+from gpt2cli.console import human_bytes
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write, check_output_file
 from gpt2cli.overlap.build import build_filter, merge_filters, spool_stdin
@@ -66,38 +67,10 @@ def _check_fp_rate(fp_rate: float) -> None:
         )
 
 
-def _human_bytes(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1000
-    return f"{size:,.1f} TB"
-
-
-def _filter_summary(bloom_filter: BloomFilter) -> dict:
-    header = bloom_filter.header
-    return {
-        "path": str(bloom_filter.path) if bloom_filter.path else None,
-        "n": header.n,
-        "hashes": header.k,
-        "bits": header.m,
-        "bytes": header.file_size,
-        "capacity": header.capacity,
-        "items_added": header.items,
-        "distinct_estimate": round(bloom_filter.distinct_estimate),
-        "bits_set": header.bits_set,
-        "fill": bloom_filter.fill,
-        "target_fp_rate": header.fp_rate,
-        "estimated_fp_rate": bloom_filter.estimated_fp_rate,
-        "normalisation_version": header.normalisation_version,
-        "format_version": header.format_version,
-    }
-
-
 def _filter_line(bloom_filter: BloomFilter) -> str:
     header = bloom_filter.header
     return (
-        f"filter {bloom_filter.path or ''}: {header.n}-grams, {_human_bytes(header.file_size)}, "
+        f"filter {bloom_filter.path or ''}: {header.n}-grams, {human_bytes(header.file_size)}, "
         f"k={header.k}, capacity {header.capacity:,}, ~{bloom_filter.distinct_estimate:,.0f} "
         f"distinct n-grams added, fill {100 * bloom_filter.fill:.2f}%, estimated false-positive "
         f"rate {bloom_filter.estimated_fp_rate:.2e} (target {header.fp_rate:.0e})"
@@ -175,9 +148,9 @@ def build_command(
     built = BloomFilter.open(output, verify=False)
     rate = result.nbytes / 1e6 / max(seconds - count_seconds, 1e-9)
     summary = (
-        f"gpt2 overlap build: {result.documents:,} documents, {_human_bytes(result.nbytes)} of "
+        f"gpt2 overlap build: {result.documents:,} documents, {human_bytes(result.nbytes)} of "
         f"text, {header.items:,} {n}-grams (~{result.distinct_estimate:,.0f} distinct) -> "
-        f"{output} ({_human_bytes(header.file_size)}, k={header.k}, capacity {header.capacity:,} "
+        f"{output} ({human_bytes(header.file_size)}, k={header.k}, capacity {header.capacity:,} "
         f"from {'--capacity' if result.capacity_from == 'option' else 'a counting pass'}) in "
         f"{seconds:.1f} s ({rate:,.1f} MB/s); fill {100 * built.fill:.2f}%, estimated "
         f"false-positive rate {built.estimated_fp_rate:.2e}"
@@ -187,7 +160,7 @@ def build_command(
     console.info(summary)
     _warn_over_capacity("overlap build", built)
     if as_json:
-        record = _filter_summary(built)
+        record = built.summary()
         record.update(
             documents=result.documents,
             text_bytes=result.nbytes,
@@ -212,7 +185,7 @@ def merge_command(inputs: list[str], output: Path, as_json: bool) -> None:
     )
     _warn_over_capacity("overlap merge", merged)
     if as_json:
-        record = _filter_summary(merged)
+        record = merged.summary()
         record["inputs"] = list(inputs)
         print(jsonio.dumps(record))
 
@@ -363,7 +336,7 @@ def check_command(
         _print_table(report, bloom_filter, per_doc, as_jsonl)
         console.info(
             f"gpt2 overlap check: {report.total.documents:,} documents, "
-            f"{_human_bytes(report.nbytes)} of text in {seconds:.1f} s "
+            f"{human_bytes(report.nbytes)} of text in {seconds:.1f} s "
             f"({report.nbytes / 1e6 / seconds:,.1f} MB/s)"
         )
     if exclude:
@@ -394,7 +367,7 @@ def check_command(
         print(jsonio.dumps({"probe": probe_record}))
     if as_json:
         document = {
-            "filter": _filter_summary(bloom_filter),
+            "filter": bloom_filter.summary(),
             ("documents" if per_doc else "inputs"): [
                 _record(r, fp_rate, per_doc) for r in report.rows
             ],

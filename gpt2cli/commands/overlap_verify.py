@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from gpt2cli import console, jsonio
-from gpt2cli.commands.overlap import _human_bytes as human_bytes
+from gpt2cli.console import human_bytes
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.overlap.filter_file import REBUILD, BloomFilter
 

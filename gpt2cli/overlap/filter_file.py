@@ -353,6 +353,26 @@ class BloomFilter:
 
     # -- reporting -------------------------------------------------------------------------
 
+    def summary(self) -> dict:
+        """The filter's figures, as `--json` reports them."""
+        header = self.header
+        return {
+            "path": str(self.path) if self.path else None,
+            "n": header.n,
+            "hashes": header.k,
+            "bits": header.m,
+            "bytes": header.file_size,
+            "capacity": header.capacity,
+            "items_added": header.items,
+            "distinct_estimate": round(self.distinct_estimate),
+            "bits_set": header.bits_set,
+            "fill": self.fill,
+            "target_fp_rate": header.fp_rate,
+            "estimated_fp_rate": self.estimated_fp_rate,
+            "normalisation_version": header.normalisation_version,
+            "format_version": header.format_version,
+        }
+
     @property
     def fill(self) -> float:
         return self.header.bits_set / self.header.m
