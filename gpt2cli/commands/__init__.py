@@ -3,7 +3,7 @@
 Each module has ``NAME`` and ``register(app)``.
 """
 
+from gpt2cli.commands import corpus, overlap, pack, sample, score, tokenize, train
 from gpt2cli.commands import eval as eval_command
-from gpt2cli.commands import overlap, pack, sample, score, tokenize, train
 
-COMMAND_MODULES = [tokenize, pack, train, sample, score, eval_command, overlap]
+COMMAND_MODULES = [tokenize, pack, train, sample, score, eval_command, overlap, corpus]
