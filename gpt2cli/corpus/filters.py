@@ -1,5 +1,6 @@
-"""``corpus filter``'s rules: domain exclusion, length in words and GPT-2 tokens, language,
-and the quality set of ``gpt2cli.corpus.quality``, applied in that order (cheapest first).
+"""``corpus filter``'s rules: domain exclusion, length in words, language, the quality set of
+``gpt2cli.corpus.quality`` and length in GPT-2 tokens, applied in that order (language
+before the quality rules, whose stop words are English).
 
 A document is dropped by the first rule it fails; ``Verdict`` names the rule and the value
 it measured.
@@ -77,12 +78,12 @@ class Filter:
             self.rules.append(("min-words", self._min_words))
         if config.max_words and "max-words" not in off:
             self.rules.append(("max-words", self._max_words))
+        if config.languages and "lang" not in off:
+            self.rules.append(("lang", self._lang))
         for rule in quality.RULES:
             on = rule.default_on or rule.name in config.enabled
             if on and rule.name not in off:
                 self.rules.append((rule.name, self._quality(rule)))
-        if config.languages and "lang" not in off:
-            self.rules.append(("lang", self._lang))
         if (config.min_tokens or config.max_tokens) and not {"min-tokens", "max-tokens"} <= off:
             self.rules.append(("tokens", self._tokens))
 
