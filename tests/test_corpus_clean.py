@@ -276,7 +276,7 @@ def test_dedup_cli_keeps_first_or_highest_karma(cli, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("keep", ["first", "karma"])
-def test_staged_dedup_in_parts_equals_one_process(tmp_path: Path, keep: str) -> None:
+def test_staged_dedup_in_parts_equals_one_process(cli, tmp_path: Path, keep: str) -> None:
     rng = random.Random(5)
     documents = planted_corpus(seed=1)
     records = [{"text": t, "karma": rng.randint(0, 20), "n": n} for n, t in enumerate(documents)]
@@ -293,26 +293,28 @@ def test_staged_dedup_in_parts_equals_one_process(tmp_path: Path, keep: str) -> 
         part.write_bytes(jsonl(records[start:stop]))
         parts.append(part)
         signatures += ["-s", str(tmp_path / f"part-{index}.sig")]
-        done = gpt2_process("corpus", "dedup-signatures", part, "-o", signatures[-1])
+        done = cli(["corpus", "dedup-signatures", str(part), "-o", signatures[-1]])
         assert done.returncode == 0, done.stderr.decode()
     edges = []
     for bucket in range(3):
         edges.append(tmp_path / f"bucket-{bucket}.edges")
-        done = gpt2_process(
-            "corpus", "dedup-buckets", *signatures, "--bucket", bucket, "--buckets", 3,
-            "-o", edges[-1],
+        done = cli(
+            ["corpus", "dedup-buckets", *signatures, "--bucket", str(bucket), "--buckets", "3",
+             "-o", str(edges[-1])]
         )  # fmt: skip
         assert done.returncode == 0, done.stderr.decode()
     clusters = tmp_path / "clusters.ddp"
-    done = gpt2_process(
-        "corpus", "dedup-clusters", *edges, *signatures, "-o", clusters, "--keep", keep
-    )
+    done = cli(
+        ["corpus", "dedup-clusters", *map(str, edges), *signatures, "-o", str(clusters),
+         "--keep", keep]
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()
     output, reports = b"", []
     for index, part in enumerate(parts):
         report = tmp_path / f"removed-{index}.jsonl"
-        done = gpt2_process(
-            "corpus", "dedup-filter", "-c", clusters, "--part", index, "--clusters", report,
+        done = cli(
+            ["corpus", "dedup-filter", "-c", str(clusters), "--part", str(index),
+             "--clusters", str(report)],
             stdin=part.read_bytes(),
         )  # fmt: skip
         assert done.returncode == 0, done.stderr.decode()

@@ -221,15 +221,17 @@ def band_parameters(threshold: float, num_perm: int) -> tuple[int, int]:
     """Bands and rows for a Jaccard threshold: the ``(b, r)`` with ``b * r <= num_perm`` that
     minimise the area of false positives below the threshold plus false negatives above it
     under the S-curve ``1 - (1 - s^r)^b`` (the rule datasketch's MinHashLSH uses)."""
-    grid = np.linspace(0.0, 1.0, 2001)
-    best: tuple[float, int, int] = (float("inf"), 1, 1)
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            curve = 1.0 - (1.0 - grid**r) ** b
-            below = grid <= threshold
-            false_positive = np.trapezoid(curve[below], grid[below])
-            false_negative = np.trapezoid(1.0 - curve[~below], grid[~below])
-            error = 0.5 * false_positive + 0.5 * false_negative
-            if error < best[0] - 1e-12:
-                best = (error, b, r)
-    return best[1], best[2]
+    pairs = np.array(
+        [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)], dtype=float
+    )
+    nodes, weights = np.polynomial.legendre.leggauss(64)
+
+    def integral(low: float, high: float, function) -> np.ndarray:
+        points = (high - low) / 2 * nodes + (high + low) / 2
+        return function(points[None, :]) @ weights * (high - low) / 2
+
+    b, r = pairs[:, 0:1], pairs[:, 1:2]
+    false_positive = integral(0.0, threshold, lambda s: 1.0 - (1.0 - s**r) ** b)
+    false_negative = integral(threshold, 1.0, lambda s: (1.0 - s**r) ** b)
+    best = int(np.argmin(0.5 * false_positive + 0.5 * false_negative))
+    return int(pairs[best, 0]), int(pairs[best, 1])
