@@ -17,6 +17,7 @@ BULLETS = ("•", "●", "○", "◦", "▪", "‣", "⁃", "-", "*", "·")
 ELLIPSES = ("...", "…")
 STOP_WORDS = frozenset(("the", "be", "to", "of", "and", "that", "have", "with"))
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+_STOP_WORD = re.compile(r"\b(?:" + "|".join(sorted(STOP_WORDS)) + r")\b")
 
 
 class Text:
@@ -75,13 +76,19 @@ def mean_word_length(doc: Text) -> float:
 
 
 def alpha_words(doc: Text) -> float:
-    """Share of words with at least one letter."""
-    return sum(any(c.isalpha() for c in word) for word in doc.words) / max(len(doc.words), 1)
+    """Share of words with at least one letter (``str.isalpha``)."""
+    held = sum(1 for word in doc.words if word.isalpha() or any(map(str.isalpha, word)))
+    return held / max(len(doc.words), 1)
 
 
 def stop_words(doc: Text) -> float:
-    """How many of the eight English stop words of Gopher's rule occur."""
-    return len(STOP_WORDS.intersection(word.lower().strip(".,;:!?\"'()") for word in doc.words))
+    """How many of the eight English stop words of Gopher's rule occur (as whole words)."""
+    found: set[str] = set()
+    for match in _STOP_WORD.finditer(doc.text.lower()):
+        found.add(match.group())
+        if len(found) == len(STOP_WORDS):
+            break
+    return len(found)
 
 
 def repeated_lines(doc: Text) -> float:
