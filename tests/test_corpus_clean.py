@@ -183,7 +183,7 @@ def test_signature_agreement_estimates_jaccard() -> None:
         a, b = " ".join(base), " ".join(other)
         sa, sb = minhash.shingles(a, 5), minhash.shingles(b, 5)
         jaccard = len(sa & sb) / len(sa | sb)
-        signature = minhash.signatures([a, b], 5, 256)
+        signature = minhash.signatures(minhash.batch_words([a, b]), 5, 256)
         errors.append(abs((signature[0] == signature[1]).mean() - jaccard))
     assert max(errors) < 0.08  # ~3 standard deviations at 256 bins
 
@@ -243,7 +243,7 @@ def test_near_dedup_catches_the_pairs_exact_jaccard_finds() -> None:
     # every removed document is explained: exact copies as exact, edits as near
     for index in np.flatnonzero(reason != dedup.KEPT):
         kept = representative[index]
-        same = documents[index].lower().split() == documents[kept].lower().split()
+        same = minhash.words(documents[index]) == minhash.words(documents[kept])
         assert (reason[index] == dedup.EXACT) == same
 
 

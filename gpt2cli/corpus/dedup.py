@@ -1,8 +1,8 @@
 """Exact and near-duplicate removal as four stages that also run as one process.
 
-1. ``signatures``: per document an exact key (blake2b of the lower-cased text with its
-   whitespace collapsed) and, for near duplicates, ``bands`` LSH keys of its MinHash
-   signature (``gpt2cli.corpus.minhash``).
+1. ``signatures``: per document an exact key (a 64-bit hash of its sequence of normalised
+   words, as ``gpt2cli.corpus.minhash`` splits them: case, spacing and punctuation do not
+   count) and, for near duplicates, ``bands`` LSH keys of its MinHash signature.
 2. ``bucket_edges``: documents sharing a key (one band, or the exact key) are joined by edges;
    keys are split into buckets by ``key % buckets``, so each bucket is an independent task.
 3. ``resolve``: connected components of all edges are the clusters; each keeps its first
@@ -73,8 +73,8 @@ def _cached_bands(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 def exact_key(text: str) -> int:
-    """The exact-duplicate key: blake2b-64 of the lower-cased words joined by single spaces."""
-    normal = " ".join(text.lower().split()).encode("utf-8", "surrogatepass")
+    """The exact key of a document without words: blake2b-64 of its stripped text."""
+    normal = text.strip().encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.blake2b(normal, digest_size=8).digest(), "little")
 
 
@@ -106,10 +106,13 @@ def signatures(records: Iterable[Record], params: DedupParams) -> Signatures:
 
     def flush() -> None:
         nonlocal size
-        exact = np.array([exact_key(text) for text in texts], dtype=np.uint64)
+        found = minhash.batch_words(texts)
+        exact = minhash.document_keys(found)
+        for index in np.flatnonzero(found.counts == 0):
+            exact[index] = exact_key(texts[index])
         exact_parts.append(exact)
         if params.near is not None:
-            signature = minhash.signatures(texts, params.ngram, params.num_perm)
+            signature = minhash.signatures(found, params.ngram, params.num_perm)
             keys = minhash.band_keys(signature, params.bands, params.rows)
             # a document without words has no shingles: only its exact key may match
             empty = np.flatnonzero(signature[:, 0] == minhash.EMPTY)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -89,9 +90,13 @@ def _powers(base: int, size: int) -> np.ndarray:
     return np.cumprod(powers, dtype=np.uint64)
 
 
-def _power_table(base: int, size: int) -> np.ndarray:
-    capacity = 1 << max(16, (size - 1).bit_length())
-    return _powers(base, capacity)[:size]
+def _positions(size: int, starts: np.ndarray) -> np.ndarray:
+    """Each element's distance from the last of ``starts`` (ascending, ``starts[0] == 0``)
+    at or before it."""
+    last = np.zeros(size, dtype=np.int64)
+    last[starts] = starts
+    np.maximum.accumulate(last, out=last)
+    return np.arange(size, dtype=np.int64) - last
 
 
 def _word_mask(data: np.ndarray) -> np.ndarray:
@@ -120,8 +125,17 @@ def _word_mask(data: np.ndarray) -> np.ndarray:
     return classes == 1
 
 
-def shingle_hashes(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every shingle hash of a batch: ``(hashes, document)``, uint64 and int64 arrays."""
+@dataclass
+class Words:
+    """The words of a batch: ``hashes[i]`` is word ``i``'s hash, ``doc[i]`` its document."""
+
+    hashes: np.ndarray  # uint64
+    doc: np.ndarray  # int64
+    counts: np.ndarray  # words per document
+
+
+def batch_words(texts: Sequence[str]) -> Words:
+    """Every word hash of a batch, in order, from one pass over its UTF-8 bytes."""
     encoded = [text.lower().encode("utf-8", "surrogatepass") for text in texts]
     lengths = np.fromiter((len(item) + 1 for item in encoded), dtype=np.int64, count=len(encoded))
     data = np.frombuffer(_SEPARATOR.join(encoded) + _SEPARATOR, dtype=np.uint8)
@@ -129,16 +143,30 @@ def shingle_hashes(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.nda
     is_word = _word_mask(data)
     edges = np.diff(is_word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    size = len(data) + 1
+    word_lengths = np.flatnonzero(edges == -1) - starts
+    if len(starts) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Words(empty.astype(np.uint64), empty, np.zeros(len(texts), dtype=np.int64))
+    # sum((b_j + 1) * P^j) over each word's bytes, j counted from the word's start
+    word_bytes = data[is_word]
+    packed_starts = np.cumsum(word_lengths) - word_lengths
+    position = _positions(len(word_bytes), packed_starts)
     with np.errstate(over="ignore"):
-        weighted = (data.astype(np.uint64) + np.uint64(1)) * _power_table(_P, len(data))
-        prefix = np.zeros(size, dtype=np.uint64)
-        np.cumsum(weighted, out=prefix[1:])
-        raw = (prefix[ends] - prefix[starts]) * _power_table(_P_INV, size)[starts]
-        word = mix_array(raw ^ np.uint64(_WORD_TAG))
+        powers = _powers(_P, 1 << max(6, int(word_lengths.max() - 1).bit_length()))
+        weighted = (word_bytes.astype(np.uint64) + np.uint64(1)) * powers[position]
+        raw = np.add.reduceat(weighted, packed_starts)
+        hashes = mix_array(raw ^ np.uint64(_WORD_TAG))
     doc = np.searchsorted(doc_of_byte_start, starts, side="right") - 1
-    counts = np.bincount(doc, minlength=len(texts))
+    return Words(hashes, doc, np.bincount(doc, minlength=len(texts)))
+
+
+def shingle_hashes(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every shingle hash of a batch: ``(hashes, document)``, uint64 and int64 arrays."""
+    return words_to_shingles(batch_words(texts), ngram)
+
+
+def words_to_shingles(found: Words, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    word, doc, counts = found.hashes, found.doc, found.counts
     first_word = np.concatenate(([0], np.cumsum(counts)[:-1]))
     with np.errstate(over="ignore"):
         # full shingles: words i .. i+ngram-1 of one document
@@ -154,9 +182,9 @@ def shingle_hashes(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.nda
         short = np.flatnonzero((counts > 0) & (counts < ngram))
         if len(short):
             position = np.arange(total) - first_word[doc]
-            weights = _power_table(_Q, ngram)[np.minimum(position, ngram - 1)]
+            weights = _powers(_Q, ngram)[np.minimum(position, ngram - 1)]
             in_short = np.isin(doc, short)
-            summed = np.zeros(len(texts), dtype=np.uint64)
+            summed = np.zeros(len(counts), dtype=np.uint64)
             np.add.at(summed, doc[in_short], word[in_short] * weights[in_short])
             hashes.append(summed[short])
             owners.append(short)
@@ -173,14 +201,15 @@ def _probe_table(num_perm: int, attempts: int) -> np.ndarray:
     return (keys % np.uint64(num_perm)).astype(np.int64)
 
 
-def signatures(texts: Sequence[str], ngram: int, num_perm: int) -> np.ndarray:
-    """``(len(texts), num_perm)`` uint32 signatures; a document without words gets all EMPTY."""
-    hashes, owner = shingle_hashes(texts, ngram)
-    signature = np.full(len(texts) * num_perm, EMPTY, dtype=np.uint32)
+def signatures(found: Words, ngram: int, num_perm: int) -> np.ndarray:
+    """``(documents, num_perm)`` uint32 signatures; a document without words gets all EMPTY."""
+    hashes, owner = words_to_shingles(found, ngram)
+    documents = len(found.counts)
+    signature = np.full(documents * num_perm, EMPTY, dtype=np.uint32)
     bins = ((hashes >> np.uint64(32)) * np.uint64(num_perm)) >> np.uint64(32)
     values = (hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     np.minimum.at(signature, owner * num_perm + bins.astype(np.int64), values)
-    signature = signature.reshape(len(texts), num_perm)
+    signature = signature.reshape(documents, num_perm)
     return densify(signature)
 
 
@@ -202,6 +231,19 @@ def densify(signature: np.ndarray) -> np.ndarray:
         rows, cols = rows[~hit], cols[~hit]
         attempt += 1
     return signature
+
+
+def document_keys(found: Words) -> np.ndarray:
+    """One 64-bit key per document from its sequence of words (0 for a document without)."""
+    first = np.cumsum(found.counts) - found.counts
+    position = _positions(len(found.doc), first[found.counts > 0])
+    keys = np.zeros(len(found.counts), dtype=np.uint64)
+    nonempty = found.counts > 0
+    if nonempty.any():
+        with np.errstate(over="ignore"):
+            salted = mix_array(found.hashes + position.astype(np.uint64) * np.uint64(_Q))
+            keys[nonempty] = mix_array(np.add.reduceat(salted, first[nonempty]))
+    return keys
 
 
 def band_keys(signature: np.ndarray, bands: int, rows: int) -> np.ndarray:
