@@ -102,6 +102,13 @@ def test_thresholds_and_rules_off_by_default(cli) -> None:
     stdin = jsonl([{"text": code}])
     assert texts_of(cli(["corpus", "filter"], stdin=stdin).stdout) == [code]
     assert texts_of(cli(["corpus", "filter", "--enable", "curly-brace"], stdin=stdin).stdout) == []
+    source = "\n".join(
+        ["def mill(river):", *[f"    the_{w} = river.mill(the, {w}) and that" for w in "abcdef"]]
+    )
+    stdin = jsonl([{"text": PROSE}, {"text": source}])
+    assert len(texts_of(cli(["corpus", "filter"], stdin=stdin).stdout)) == 2
+    indented = cli(["corpus", "filter", "--enable", "indented-lines"], stdin=stdin)
+    assert texts_of(indented.stdout) == [PROSE] and b"indented_lines 1" in indented.stderr
     hashes = jsonl([{"text": PROSE + " #" * 5}])  # 5 hashes in 90 words: ratio 0.06
     assert len(texts_of(cli(["corpus", "filter"], stdin=hashes).stdout)) == 1
     strict = cli(["corpus", "filter", "--threshold", "symbol-ratio=0.01"], stdin=hashes)

@@ -134,6 +134,11 @@ class Filter:
         from gpt2cli.text.tokenizer import encode
 
         config, off = self.config, self.config.disabled
+        low = config.min_tokens if "min-tokens" not in off else 0
+        high = config.max_tokens if "max-tokens" not in off else 0
+        # every whitespace-separated word is at least one token, every token at least a byte
+        if len(doc.words) >= low and (not high or len(text.encode("utf-8", "replace")) <= high):
+            return None
         count = len(encode(text))
         if config.min_tokens and "min-tokens" not in off and count < config.min_tokens:
             return ("min-tokens", count)

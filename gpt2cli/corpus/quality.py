@@ -12,12 +12,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import filterfalse
 
 BULLETS = ("•", "●", "○", "◦", "▪", "‣", "⁃", "-", "*", "·")
 ELLIPSES = ("...", "…")
 STOP_WORDS = frozenset(("the", "be", "to", "of", "and", "that", "have", "with"))
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
-_STOP_WORD = re.compile(r"\b(?:" + "|".join(sorted(STOP_WORDS)) + r")\b")
 
 
 class Text:
@@ -29,6 +29,10 @@ class Text:
     @cached_property
     def words(self) -> list[str]:
         return self.text.split()
+
+    @cached_property
+    def word_chars(self) -> int:
+        return sum(map(len, self.words))
 
     @cached_property
     def lines(self) -> list[str]:
@@ -72,23 +76,19 @@ def ellipsis_lines(doc: Text) -> float:
 
 
 def mean_word_length(doc: Text) -> float:
-    return sum(map(len, doc.words)) / max(len(doc.words), 1)
+    return doc.word_chars / max(len(doc.words), 1)
 
 
 def alpha_words(doc: Text) -> float:
     """Share of words with at least one letter (``str.isalpha``)."""
-    held = sum(1 for word in doc.words if word.isalpha() or any(map(str.isalpha, word)))
+    mixed = list(filterfalse(str.isalpha, doc.words))
+    held = len(doc.words) - len(mixed) + sum(1 for word in mixed if any(map(str.isalpha, word)))
     return held / max(len(doc.words), 1)
 
 
 def stop_words(doc: Text) -> float:
-    """How many of the eight English stop words of Gopher's rule occur (as whole words)."""
-    found: set[str] = set()
-    for match in _STOP_WORD.finditer(doc.text.lower()):
-        found.add(match.group())
-        if len(found) == len(STOP_WORDS):
-            break
-    return len(found)
+    """How many of the eight English stop words of Gopher's rule occur as words (any case)."""
+    return len(STOP_WORDS.intersection(map(str.lower, doc.words)))
 
 
 def repeated_lines(doc: Text) -> float:
@@ -102,6 +102,12 @@ def repeated_paragraphs(doc: Text) -> float:
     """As ``repeated_lines``, for paragraphs."""
     share, chars = _repetition(doc.paragraphs)
     return max(share, chars * 1.5)
+
+
+def indented_lines(doc: Text) -> float:
+    """Share of non-blank lines indented by a tab or four spaces (source code, mostly)."""
+    lines = [line for line in doc.text.split("\n") if line.strip()]
+    return sum(line.startswith(("    ", "\t")) for line in lines) / max(len(lines), 1)
 
 
 def lorem_ipsum(doc: Text) -> float:
@@ -170,6 +176,11 @@ RULES: tuple[QualityRule, ...] = (
     QualityRule(
         "lorem-ipsum", lorem_ipsum, 0.0, True, True,
         "the text holds 'lorem ipsum' (C4)",
+    ),
+    QualityRule(
+        "indented-lines", indented_lines, 0.5, True, False,
+        "share of lines indented by a tab or 4 spaces above the threshold (off by default: "
+        "selects prose over code)",
     ),
     QualityRule(
         "curly-brace", curly_brace, 0.0, True, False,
