@@ -6,7 +6,8 @@ Writes a synthetic English-like corpus (Zipf-distributed words, 150-700 words a 
 with planted exact copies (case and spacing changed) and edited copies (1-40% of words
 replaced), then, each in its own single-threaded child process, measures CPU seconds:
 
-* near dedup (``--near 0.5 --num-perm 128 --ngram 5``), the whole command path;
+* near dedup (``--near 0.5 --num-perm 128 --ngram 5``), the whole command path (both
+  passes over the input, JSON parsing and output included);
 * datasketch's ``MinHash`` (``update_batch`` over the same 5-word shingles) inserted into and
   queried against ``MinHashLSH(threshold=0.5, num_perm=128)``, candidates joined into
   clusters, on the first ``--sketch-docs`` documents (it is the slow one);
@@ -15,7 +16,9 @@ replaced), then, each in its own single-threaded child process, measures CPU sec
 * reading the JSON Lines alone, ``filter`` (default rules; with ``--min-tokens 128``; with
   ``--lang en``) and ``dedup --exact-only``, in MB of input per CPU second.
 
-Peak RSS of the near dedup child, less the interpreter's, gives memory per document.
+Memory: the peak of ``tracemalloc`` (numpy's arrays included) in near dedup over the corpus
+and over the ``--filter-mb`` file (the corpus repeated): the difference per document is the
+memory per million documents, beside the batch working set.
 """
 
 from __future__ import annotations
@@ -53,6 +56,12 @@ elif phase.startswith("filter"):
         languages=frozenset({"en"}) if phase == "filter-lang" else frozenset(),
     )
     corpus_clean.filter_command([corpus], config, "text", None, **quiet)
+elif phase == "memory":
+    import tracemalloc
+    tracemalloc.start()
+    params = dedup.DedupParams.make(0.5, 5, 128, "first", "karma")
+    corpus_clean.dedup_command([corpus], params, "text", None, **quiet)
+    result["peak_mb"] = tracemalloc.get_traced_memory()[1] / 1e6
 elif phase in ("exact", "near"):
     near = None if phase == "exact" else 0.5
     params = dedup.DedupParams.make(near, 5, 128, "first", "karma")
@@ -162,7 +171,7 @@ def recall(root: list[int], pairs: dict[tuple[int, int], float], limit: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=4000)
-    parser.add_argument("--sketch-docs", type=int, default=1500)
+    parser.add_argument("--sketch-docs", type=int, default=0, help="0: all")
     parser.add_argument("--filter-mb", type=float, default=20.0)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -172,7 +181,7 @@ def main() -> None:
         size_mb = corpus.stat().st_size / 1e6
         pairs = exact_pairs(texts)
         near = child("near", corpus)
-        sketch_docs = min(args.sketch_docs, args.docs)
+        sketch_docs = min(args.sketch_docs or args.docs, args.docs)
         sketch = child("datasketch", corpus, sketch_docs)
         ours_root = list(range(args.docs))
         for document, kept in near["kept_of"].items():
@@ -196,15 +205,18 @@ def main() -> None:
             f"datasketch {sketch_high:.3f}; pairs J < 0.3 merged: gpt2cli {ours_low:.4f}, "
             f"datasketch {sketch_low:.4f}"
         )
-        print(
-            f"near dedup peak memory: {near['rss_mb']:.0f} MB over the interpreter for "
-            f"{args.docs:,} documents ({near['rss_mb'] / args.docs * 1e6 / 1024:.1f} GB per "
-            "million, text batches included)"
-        )
         big = Path(tmp) / "filter.jsonl"
         with open(big, "wb") as out:
             while out.tell() < args.filter_mb * 1e6:
                 out.write(corpus.read_bytes())
+        copies = big.stat().st_size // corpus.stat().st_size
+        small, large = child("memory", corpus)["peak_mb"], child("memory", big)["peak_mb"]
+        per_million = (large - small) / ((copies - 1) * args.docs) * 1e6
+        print(
+            f"near dedup peak traced memory: {small:.0f} MB for {args.docs:,} documents, "
+            f"{large:.0f} MB for {copies * args.docs:,}: {per_million:.0f} MB per million "
+            "documents beyond the batch working set"
+        )
         big_mb = big.stat().st_size / 1e6
         for phase, label in (
             ("read", "read JSON Lines alone"),

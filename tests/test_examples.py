@@ -83,9 +83,16 @@ def test_quickstart_runs_the_whole_pipeline(tmp_path: Path) -> None:
         "results.json",
         "overlap.json",
         "train.bloom",
+        "filter.json",
+        "dedup.json",
+        "corpus/prose.jsonl",
     ):
         assert (work / name).exists(), name
     assert "val loss:" in result.stdout and "eval lambada" in result.stdout
+    # the prose is kept and the code dropped: every .py source fails a rule
+    prose = [json.loads(line)["name"] for line in open(work / "corpus/prose.jsonl")]
+    assert prose and all(not name.endswith(".py") or ":" in name for name in prose)
+    assert "corpus filter:" in result.stdout and "corpus dedup:" in result.stdout
     # Running it again replaces its own work directory; another directory is refused.
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
