@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from gpt2cli.errors import Gpt2Error
+
 TRACKING_PARAMETERS = frozenset(
     {
         "fbclid",
@@ -125,3 +127,22 @@ def parse_domain(entry: str) -> str:
         text = domain_of(text) or text
     text = text.lstrip("*").lstrip(".").rstrip(".")
     return text
+
+
+def load_domains(domains: list[str] | None = None, files: list[str] | None = None) -> set[str]:
+    """``--exclude-domain`` values and the lines of ``--exclude-domain-file`` files as one set.
+
+    A file holds one domain per line; blank lines and ``#`` comments are ignored.
+    """
+    result = {parse_domain(entry) for entry in domains or [] if entry.strip()}
+    for name in files or []:
+        try:
+            with open(name, encoding="utf-8") as handle:
+                for line in handle:
+                    entry = line.split("#", 1)[0].strip()
+                    if entry:
+                        result.add(parse_domain(entry))
+        except OSError as error:
+            raise Gpt2Error(f"{name}: {error.strerror or error}") from None
+    result.discard("")
+    return result
