@@ -129,7 +129,9 @@ def test_domains_words_tokens_and_language(cli, tmp_path: Path) -> None:
     stdin = jsonl(records)
     domains = tmp_path / "domains.txt"
     domains.write_text("# excluded\nwikipedia.org\n")
-    kept = cli(["corpus", "filter", "--exclude-domain", str(domains), "--lang", "en"], stdin=stdin)
+    kept = cli(
+        ["corpus", "filter", "--exclude-domain-file", str(domains), "--lang", "en"], stdin=stdin
+    )
     assert texts_of(kept.stdout) == [PROSE + " one", records[3]["text"]]
     assert "domain 1" in kept.stderr.decode() and "lang 1" in kept.stderr.decode()
     words = cli(["corpus", "filter", "--no-quality", "--min-words", "50"], stdin=stdin)

@@ -15,7 +15,7 @@ from gpt2cli import console
 from gpt2cli.corpus import arrays, dedup, filters, quality
 from gpt2cli.corpus.jsonl import JsonlWriter, read_records
 from gpt2cli.corpus.stats import StageStats
-from gpt2cli.corpus.urls import parse_domain
+from gpt2cli.corpus.urls import load_domains
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write
 
@@ -58,17 +58,6 @@ def _os_errors() -> Iterator[None]:
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
         raise Gpt2Error(f"{where}{error.strerror or error}") from None
-
-
-def _domains(entries: list[str]) -> frozenset[str]:
-    domains: set[str] = set()
-    for entry in entries:
-        if os.path.isfile(entry):
-            lines = Path(entry).read_text(encoding="utf-8").splitlines()
-            domains.update(parse_domain(line) for line in lines if line.strip()[:1] not in "#")
-        else:
-            domains.add(parse_domain(entry))
-    return frozenset(domain for domain in domains if domain)
 
 
 def _reason(rule: str) -> str:
@@ -354,10 +343,16 @@ def register(corpus_app: typer.Typer) -> None:
     def filter_verb(
         files: list[str] = FILES,
         exclude_domain: list[str] = typer.Option(
-            [],
+            None,
             "--exclude-domain",
-            help="Drop documents whose url is on this domain or a subdomain (repeatable; a "
-            "file names one domain a line).",
+            help="Drop documents whose url (or domain field) is on this domain or a "
+            "subdomain of it (repeatable), e.g. wikipedia.org.",
+            show_default=False,
+        ),
+        exclude_domain_file: list[str] = typer.Option(
+            None,
+            "--exclude-domain-file",
+            help="Drop the domains listed in this file, one a line, # comments (repeatable).",
             show_default=False,
         ),
         url_field: str = typer.Option("url", "--url-field", help="JSON field of the url."),
@@ -423,7 +418,7 @@ def register(corpus_app: typer.Typer) -> None:
             if name < 0:
                 raise UsageError(f"{value} must be at least 0")
         config = filters.FilterConfig(
-            exclude_domains=_domains(exclude_domain),
+            exclude_domains=frozenset(load_domains(exclude_domain, exclude_domain_file)),
             url_field=url_field,
             min_words=min_words,
             max_words=max_words,
