@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import typer
 
 from gpt2cli import console
 from gpt2cli.corpus import arrays, dedup, filters, quality
-from gpt2cli.corpus.jsonl import JsonlWriter, read_records
+from gpt2cli.corpus.jsonl import JsonlWriter, Record, read_records
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.corpus.urls import load_domains
 from gpt2cli.errors import Gpt2Error, UsageError
@@ -60,6 +60,16 @@ def _os_errors() -> Iterator[None]:
         raise Gpt2Error(f"{where}{error.strerror or error}") from None
 
 
+def _tracked(records: Iterable[Record], stats: StageStats, label: str) -> Iterator[Record]:
+    """Records as they come, with a progress line on stderr when it is a terminal."""
+    with console.progress() as bar:
+        task = bar.add_task(label, total=None, status="")
+        for count, record in enumerate(records, start=1):
+            if count % 1000 == 0:
+                bar.update(task, completed=count, status=f"{stats.bytes_in / 1e6:,.1f} MB")
+            yield record
+
+
 def _reason(rule: str) -> str:
     return rule.replace("-", "_")
 
@@ -84,7 +94,7 @@ def filter_command(
         dropped = None
         if rejected is not None:
             dropped = JsonlWriter(stack.enter_context(atomic_write(rejected, "wb")))
-        for record in read_records(inputs, field, stats):
+        for record in _tracked(read_records(inputs, field, stats), stats, "filter"):
             verdict = rule_set.verdict(record.data, record.text)
             if verdict is None:
                 out.write_raw(record.raw)
@@ -187,7 +197,8 @@ def dedup_command(
     stats = StageStats("dedup", strict=strict)
     sources, spooled = _spool(inputs)
     try:
-        part = dedup.signatures(read_records(sources, field, stats, labels=inputs), params)
+        records = read_records(sources, field, stats, labels=inputs)
+        part = dedup.signatures(_tracked(records, stats, "signatures"), params)
         edges = dedup.bucket_edges([part])
         representative, reason = dedup.resolve_parts([part], [edges], params.keep)
         _apply(sources, field, representative, reason, 0, stats, report, inputs)
@@ -220,7 +231,8 @@ def signatures_command(
 ) -> None:
     stats = StageStats("dedup-signatures", strict=strict)
     digest = hashlib.blake2b(digest_size=16)
-    part = dedup.signatures(read_records(inputs, field, stats, digest), params)
+    records = read_records(inputs, field, stats, digest)
+    part = dedup.signatures(_tracked(records, stats, "signatures"), params)
     meta = {
         "kind": "signatures",
         "params": params.key(),
@@ -228,7 +240,9 @@ def signatures_command(
         "digest": digest.hexdigest(),
         "source": " ".join(inputs),
     }
-    arrays.write_arrays(output, meta, {"exact": part.exact, "keys": part.keys, "karma": part.karma})
+    # keys band by band (bands, N): a bucket task reads each band's column contiguously
+    columns = {"exact": part.exact, "band_keys": part.keys.T, "karma": part.karma}
+    arrays.write_arrays(output, meta, columns)
     stats.count_out(part.documents)
     stats.extra["output"] = str(output)
     stats.finish(stats_file)
@@ -241,7 +255,7 @@ def _read_parts(paths: list[Path]) -> tuple[list[dict], list[dedup.Signatures]]:
         if metas and meta["params"] != metas[0]["params"]:
             raise Gpt2Error(f"{path}: made with other settings than {paths[0]}")
         metas.append(meta)
-        parts.append(dedup.Signatures(data["exact"], data["keys"], data["karma"]))
+        parts.append(dedup.Signatures(data["exact"], data["band_keys"].T, data["karma"]))
     return metas, parts
 
 
