@@ -41,6 +41,18 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
         raise
 
 
+@contextmanager
+def os_errors() -> Iterator[None]:
+    """File-system errors (permission, missing directory, full disk) as one-line errors."""
+    try:
+        yield
+    except (BrokenPipeError, KeyboardInterrupt):
+        raise
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        raise Gpt2Error(f"{where}{error.strerror or error}") from None
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file, read in 4 MB blocks."""
     digest = hashlib.sha256()

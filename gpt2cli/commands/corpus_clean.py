@@ -6,7 +6,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
@@ -17,7 +17,7 @@ from gpt2cli.corpus.jsonl import JsonlWriter, Record, read_records
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.corpus.urls import load_domains
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import atomic_write
+from gpt2cli.fileio import atomic_write, os_errors
 
 FILES = typer.Argument(None, help="JSON Lines inputs; '-' or none reads stdin.", show_default=False)
 FIELD = typer.Option("text", "--field", help="JSON field that holds the text.")
@@ -47,17 +47,6 @@ CLUSTERS_REPORT = typer.Option(
     "kept in its place and the reason (exact or near).",
     show_default=False,
 )
-
-
-@contextmanager
-def _os_errors() -> Iterator[None]:
-    try:
-        yield
-    except (BrokenPipeError, KeyboardInterrupt):
-        raise
-    except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        raise Gpt2Error(f"{where}{error.strerror or error}") from None
 
 
 def _tracked(records: Iterable[Record], stats: StageStats, label: str) -> Iterator[Record]:
@@ -444,7 +433,7 @@ def register(corpus_app: typer.Typer) -> None:
             disabled=frozenset(off),
             enabled=frozenset(enable),
         )
-        with _os_errors():
+        with os_errors():
             filter_command(files or ["-"], config, field, rejected, stats_file, strict)
 
     @corpus_app.command("dedup")
@@ -464,7 +453,7 @@ def register(corpus_app: typer.Typer) -> None:
         """Remove exact duplicates (same lower-cased words) and near duplicates (MinHash LSH
         over word n-grams); one document of each cluster stays, in input order."""
         params = _params(near, exact_only, ngram, num_perm, keep, karma_field)
-        with _os_errors():
+        with os_errors():
             dedup_command(files or ["-"], params, field, clusters, stats_file, strict)
 
     @corpus_app.command("dedup-signatures")
@@ -482,7 +471,7 @@ def register(corpus_app: typer.Typer) -> None:
     ) -> None:
         """Staged dedup, stage 1 (one task per part): exact keys and LSH band keys."""
         params = _params(near, exact_only, ngram, num_perm, "first", karma_field)
-        with _os_errors():
+        with os_errors():
             signatures_command(files or ["-"], output, params, field, stats_file, strict)
 
     signature_files = typer.Option(
@@ -501,7 +490,7 @@ def register(corpus_app: typer.Typer) -> None:
     ) -> None:
         """Staged dedup, stage 2 (one task per bucket): edges between documents that share
         a key whose hash falls in this bucket."""
-        with _os_errors():
+        with os_errors():
             buckets_command(signatures, output, bucket, buckets)
 
     @corpus_app.command("dedup-clusters")
@@ -512,7 +501,7 @@ def register(corpus_app: typer.Typer) -> None:
         keep: str = KEEP,
     ) -> None:
         """Staged dedup, stage 3 (one task): clusters of all edges and the document each keeps."""
-        with _os_errors():
+        with os_errors():
             clusters_command(edges, signatures, output, keep)
 
     @corpus_app.command("dedup-filter")
@@ -530,5 +519,5 @@ def register(corpus_app: typer.Typer) -> None:
         strict: bool = STRICT,
     ) -> None:
         """Staged dedup, stage 4 (one task per part): this part's kept documents to stdout."""
-        with _os_errors():
+        with os_errors():
             apply_command(files or ["-"], clusters_file, part, field, report, stats_file, strict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
@@ -13,8 +13,8 @@ import typer
 
 from gpt2cli import console
 from gpt2cli.commands import options
-from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import atomic_write
+from gpt2cli.errors import UsageError
+from gpt2cli.fileio import atomic_write, os_errors
 from gpt2cli.overlap import bloom
 from gpt2cli.overlap import contamination as core
 from gpt2cli.text.readers import check_format
@@ -37,18 +37,6 @@ def _parse_count(value: str, option: str) -> int:
     if not number >= 1 or number != int(number) or number > 2**62:
         raise UsageError(f"{option} must be a whole number of at least 1, not {value!r}")
     return int(number)
-
-
-@contextmanager
-def _os_errors() -> Iterator[None]:
-    """File-system errors (permission, missing directory, full disk) as one-line errors."""
-    try:
-        yield
-    except (BrokenPipeError, KeyboardInterrupt):
-        raise
-    except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        raise Gpt2Error(f"{where}{error.strerror or error}") from None
 
 
 def _check_fp_rate(fp_rate: float) -> None:
@@ -499,7 +487,7 @@ def register(app: typer.Typer) -> None:
         """Add every n-gram of the input documents to a new Bloom filter file."""
         check_format(fmt)
         parsed = _parse_count(capacity, "--capacity") if capacity is not None else None
-        with _os_errors():
+        with os_errors():
             build_command(
                 files or ["-"],
                 output,
@@ -527,7 +515,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """OR filters of identical shape into one (a corpus built in parts, e.g. a Slurm array)."""
-        with _os_errors():
+        with os_errors():
             merge_command(filters, output, as_json)
 
     @group.command("check")
@@ -583,7 +571,7 @@ def register(app: typer.Typer) -> None:
         filter's estimated false-positive rate; a table on stderr, JSON on stdout."""
         check_format(fmt)
         inputs = files or ([] if probe is not None else ["-"])
-        with _os_errors():
+        with os_errors():
             check_command(
                 inputs,
                 filter_path,
