@@ -148,8 +148,9 @@ def test_bad_records_are_counted_or_stop_the_run(cli, tmp_path: Path) -> None:
     assert result.returncode == 0 and texts_of(result.stdout) == [PROSE]
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["documents_in"] == 4 and stats["documents_out"] == 1
-    assert stats["bad_records"] == 3 and stats["dropped"] == {"bad_record": 3}
-    assert b"line 2: invalid JSON" in result.stderr
+    assert stats["bad_records"] == 3
+    assert stats["dropped"] == {"malformed_json": 2, "no_text": 1}
+    assert b"line 2: malformed JSON" in result.stderr
     strict = gpt2_process("corpus", "filter", "--strict", stdin=stdin)
     assert strict.returncode == 1
     assert strict.stderr.decode().strip().splitlines()[-1].startswith("gpt2 corpus: error: ")

@@ -1,8 +1,9 @@
 """JSON Lines documents in, JSON Lines out: the record stream of ``filter`` and ``dedup``.
 
-A record is one line holding a JSON object whose text field is a string. Anything else
-(invalid UTF-8 or JSON, a value that is not an object, a missing or non-string text) is a
-bad record: counted and skipped through ``StageStats.bad`` (or an error under ``--strict``).
+A record is one line holding a JSON object whose text field is a string. Anything else is a
+bad record, counted and skipped through ``StageStats.bad`` (or an error under ``--strict``):
+``malformed_json`` (invalid UTF-8 or JSON, not an object) or ``no_text`` (the text field
+missing or not a string), as the other corpus stages count them.
 Kept records are written out as the very bytes they came in as.
 """
 
@@ -75,18 +76,18 @@ def parse(raw: bytes, field: str, source: str, line: int, stats: StageStats) -> 
     try:
         data = json.loads(raw)
     except UnicodeDecodeError:
-        stats.bad("bad_record", f"{where}: invalid UTF-8")
+        stats.bad("malformed_json", f"{where}: malformed JSON (invalid UTF-8)")
         return None
     except ValueError as error:
-        stats.bad("bad_record", f"{where}: invalid JSON ({error.args[0].split(':')[0]})")
+        stats.bad("malformed_json", f"{where}: malformed JSON ({error.args[0].split(':')[0]})")
         return None
     if not isinstance(data, dict):
-        stats.bad("bad_record", f"{where}: not a JSON object")
+        stats.bad("malformed_json", f"{where}: not a JSON object")
         return None
     text = data.get(field)
     if not isinstance(text, str):
         missing = "no" if text is None else "a non-string"
-        stats.bad("bad_record", f"{where}: {missing} {field!r} field")
+        stats.bad("no_text", f"{where}: {missing} {field!r} field")
         return None
     return Record(raw, data, text, source, line)
 
