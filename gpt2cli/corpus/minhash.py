@@ -11,12 +11,14 @@ Hashing works on the UTF-8 bytes of the whole batch: a word's hash is the polyno
 once, then mixed with splitmix64; a shingle's hash combines its words' hashes the same way.
 
 The signature is one-permutation MinHash (Li, Owen and Zhang, 2012) with optimal
-densification (Shrivastava, 2017): each shingle is hashed once, its top bits choose one of
-``num_perm`` bins and its low 32 bits are the value; a signature holds each bin's minimum,
-and an empty bin borrows the minimum of the first non-empty bin on its own fixed probe
-sequence. Two documents agree in a bin with probability equal to their Jaccard similarity,
-as with ``num_perm`` independent permutations, for one hash per shingle instead of
-``num_perm``.
+densification (Shrivastava, 2017), each shingle put in ``COPIES`` bins: each of its
+``COPIES`` 64-bit hashes chooses one of ``num_perm`` bins by its top bits, and its low 32
+bits are the value; a signature holds each bin's minimum, and a bin still empty borrows the
+minimum of the first non-empty bin on its own fixed probe sequence. Two documents agree in a
+bin with probability equal to their Jaccard similarity, as with ``num_perm`` independent
+permutations, for two hashes per shingle instead of ``num_perm``. (With one copy a document
+of 150 shingles leaves a third of 128 bins to densification, whose copies make bands agree
+together: measured, recall at J = 0.6 fell 1 point below the S-curve; two copies hold it.)
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ _P_INV = pow(_P, -1, 1 << 64)
 _Q = 0x9E3779B97F4A7C15  # combines the words of a shingle
 _WORD_TAG = 0x243F6A8885A308D3
 _SEPARATOR = b"\n"
+COPIES = 2  # bins each shingle goes to: fewer empty bins in short documents
+_COPY_SALT = 0x6A09E667F3BCC909
 WORD_PATTERN = re.compile("[0-9a-z\u00c0-\u1fff\u2080-\u2fff\u3040-\U0010ffff]+")
 
 
@@ -206,9 +210,12 @@ def signatures(found: Words, ngram: int, num_perm: int) -> np.ndarray:
     hashes, owner = words_to_shingles(found, ngram)
     documents = len(found.counts)
     signature = np.full(documents * num_perm, EMPTY, dtype=np.uint32)
-    bins = ((hashes >> np.uint64(32)) * np.uint64(num_perm)) >> np.uint64(32)
-    values = (hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    np.minimum.at(signature, owner * num_perm + bins.astype(np.int64), values)
+    base = owner * num_perm
+    for copy in range(COPIES):
+        hashed = hashes if copy == 0 else mix_array(hashes ^ np.uint64(_COPY_SALT * copy))
+        bins = ((hashed >> np.uint64(32)) * np.uint64(num_perm)) >> np.uint64(32)
+        values = (hashed & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        np.minimum.at(signature, base + bins.astype(np.int64), values)
     signature = signature.reshape(documents, num_perm)
     return densify(signature)
 
