@@ -369,7 +369,7 @@ def register(corpus_app: typer.Typer) -> None:
             [],
             "--lang",
             help="Keep documents in this language (ISO 639-1 code, repeatable), as py3langid "
-            "identifies it from the first 4000 characters.",
+            "identifies it from the first 1500 characters.",
             show_default=False,
         ),
         lang_score: float = typer.Option(

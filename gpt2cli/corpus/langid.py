@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-MAX_CHARS = 4000  # the first characters are enough to tell a language, at a bounded cost
+MAX_CHARS = 1500  # the first characters are enough to tell a language, at a bounded cost
 
 
 @lru_cache(maxsize=1)
