@@ -19,7 +19,7 @@ A string that is not an http(s) URL is returned stripped but otherwise unchanged
 from __future__ import annotations
 
 import re
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from gpt2cli.errors import Gpt2Error
 
@@ -61,46 +61,76 @@ def _clean_query(query: str) -> str:
     return "&".join(_normalize_escapes(part) for part in kept)
 
 
-def _split(url: str) -> SplitResult | None:
-    text = url.strip()
-    if not _SCHEME.match(text):
-        if text.startswith("//"):
-            text = "http:" + text
-        elif "." in text.split("/", 1)[0] and " " not in text:
-            text = "http://" + text
-        else:
+# The common shape, parsed without urlsplit (which is several times slower); anything
+# else (IPv6 literals, odd characters in the authority) takes the urlsplit path.
+_FAST = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*)://(?:[^@/?#\[\]]*@)?([^/?#:@\[\]]+)(?::(\d{0,5}))?"
+    r"([^?#]*)(?:\?([^#]*))?(?:#.*)?",
+    re.S,
+)
+_Parts = tuple[str, str, int | None, str, str]  # scheme, host, port, path, query
+
+
+def _with_scheme(text: str) -> str | None:
+    if _SCHEME.match(text):
+        return text
+    if text.startswith("//"):
+        return "http:" + text
+    if "." in text.split("/", 1)[0] and " " not in text:
+        return "http://" + text
+    return None
+
+
+def _parse(url: str) -> _Parts | None:
+    """(scheme, host, port, path, query), lowercased scheme and host; None if not http(s)."""
+    text = _with_scheme(url.strip())
+    if text is None:
+        return None
+    match = _FAST.fullmatch(text)
+    if match:
+        scheme, host, port_text, path, query = match.groups()
+        port = int(port_text) if port_text else None
+        if port is not None and port > 65535:
             return None
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
+        scheme, host = scheme.lower(), host.lower()
+    else:
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError:
+            return None
+        scheme, host, path, query = parts.scheme.lower(), parts.hostname, parts.path, parts.query
+    host = (host or "").rstrip(".")
+    if scheme not in DEFAULT_PORTS or not host:
         return None
-    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
-        return None
-    return parts
+    return scheme, host, port, path, query or ""
 
 
 def normalize_url(url: str) -> str:
     """The canonical spelling of ``url`` (see the module docstring)."""
-    parts = _split(url)
+    return normalize_with_domain(url)[0]
+
+
+def normalize_with_domain(url: str) -> tuple[str, str]:
+    """``(normalize_url(url), domain_of(url))`` from one parse."""
+    parts = _parse(url)
     if parts is None:
-        return url.strip()
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").rstrip(".")
+        return url.strip(), ""
+    scheme, host, port, path, query = parts
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
-    port = parts.port
     netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    path = _normalize_escapes(parts.path).rstrip("/")
-    return urlunsplit((scheme, netloc, path, _clean_query(parts.query), ""))
+    if "%" in path:
+        path = _normalize_escapes(path)
+    path = path.rstrip("/")
+    query = _clean_query(query) if query else ""
+    return f"{scheme}://{netloc}{path}{'?' + query if query else ''}", parts[1]
 
 
 def domain_of(url: str) -> str:
     """The lowercased host of ``url`` without port or trailing dot ('' when there is none)."""
-    parts = _split(url)
-    if parts is None:
-        return ""
-    return (parts.hostname or "").rstrip(".")
+    parts = _parse(url)
+    return parts[1] if parts else ""
 
 
 def matches_domain(domain: str, excluded: set[str] | frozenset[str]) -> bool:
