@@ -1,7 +1,8 @@
 """Write the quickstart corpus from files every Python install carries.
 
-Documents: the standard library's ``.py`` sources and the reference-manual topics
-bundled in ``pydoc_data``. Every ``--holdout``-th document goes to the held-out
+Documents: the reference-manual topics bundled in ``pydoc_data``, the standard library's
+``.py`` sources and, for each source, its docstrings (module, classes, functions) as a
+document of prose. Every ``--holdout``-th document goes to the held-out
 set; from held-out prose a LAMBADA-style file is built (passages whose last word
 the model must predict).
 
@@ -11,6 +12,7 @@ usage: python make_corpus.py OUTDIR [--max-files N] [--holdout K]
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import sysconfig
@@ -32,6 +34,27 @@ def stdlib_sources(limit: int) -> list[tuple[str, str]]:
             documents.append((str(path.relative_to(root)), path.read_text(encoding="utf-8")))
         except (UnicodeDecodeError, OSError):
             continue
+    return documents
+
+
+def docstrings(source: str) -> str:
+    """The module's, classes' and functions' docstrings, in order, one paragraph each."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return ""
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    found = (ast.get_docstring(node) for node in ast.walk(tree) if isinstance(node, kinds))
+    return "\n\n".join(text for text in found if text)
+
+
+def with_docstrings(sources: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    documents = []
+    for name, text in sources:
+        documents.append((name, text))
+        prose = docstrings(text)
+        if prose:
+            documents.append((f"docstrings:{name}", prose))
     return documents
 
 
@@ -64,7 +87,7 @@ def main() -> None:
     parser.add_argument("--lambada", type=int, default=200, help="LAMBADA-style examples")
     args = parser.parse_args()
     args.outdir.mkdir(parents=True, exist_ok=True)
-    documents = pydoc_topics() + stdlib_sources(args.max_files)
+    documents = pydoc_topics() + with_docstrings(stdlib_sources(args.max_files))
     train, heldout = [], []
     for index, (name, text) in enumerate(documents):
         (heldout if index % args.holdout == args.holdout - 1 else train).append(

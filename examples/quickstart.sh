@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole gpt2cli pipeline on a corpus every Python install carries: the standard
-# library's sources and the reference-manual text in pydoc_data.
+# library's sources, their docstrings and the reference-manual text in pydoc_data.
 #
-#   corpus → tokenize | pack → train (a small model, a few minutes) → sample
-#          → score held-out text → eval a LAMBADA-style file → overlap vs training data
+#   corpus → corpus filter (keep the prose) | corpus dedup → tokenize | pack
+#          → train (a small model, a few minutes) → sample
+#          → score held-out prose → eval a LAMBADA-style file → overlap vs training data
 #
 # usage: examples/quickstart.sh   (no arguments; settings below)
 # Settings (environment variables, with defaults):
@@ -49,38 +50,51 @@ fi
 mkdir -p "$WORK" && touch "$WORK/.gpt2-quickstart"
 step() { printf '\n== %s\n' "$*" >&2; }
 
-step "1. corpus: the standard library's .py files and pydoc_data's documentation"
+step "1. corpus: the standard library's .py files and docstrings, pydoc_data's documentation"
 python3 "$HERE/make_corpus.py" "$WORK/corpus" --max-files "$MAX_FILES" --lambada "$LAMBADA" >&2
 
-step "2. tokenize | pack, then verify every shard"
-gpt2 tokenize "$WORK/corpus/train.jsonl" | gpt2 pack -o "$WORK/shards" --val-fraction 0.05 --shard-tokens 2000000
+step "2. corpus filter | corpus dedup: keep the prose (code fails indented-lines and the quality rules), drop copies"
+# Prose is what a small model can be seen to learn; source code teaches it indentation.
+PROSE_RULES=(--enable indented-lines --min-words 50)
+gpt2 corpus filter "${PROSE_RULES[@]}" --stats "$WORK/filter.json" --rejected "$WORK/corpus/rejected.jsonl" \
+    "$WORK/corpus/train.jsonl" \
+  | gpt2 corpus dedup --stats "$WORK/dedup.json" --clusters "$WORK/corpus/duplicates.jsonl" > "$WORK/corpus/prose.jsonl"
+gpt2 corpus filter "${PROSE_RULES[@]}" "$WORK/corpus/heldout.jsonl" > "$WORK/corpus/heldout-prose.jsonl"
+
+step "3. tokenize | pack, then verify every shard"
+gpt2 tokenize "$WORK/corpus/prose.jsonl" | gpt2 pack -o "$WORK/shards" --val-fraction 0.05 --shard-tokens 2000000
 gpt2 pack --verify "$WORK/shards"
 
-step "3. train a $SIZE model for $STEPS steps on $DEVICE"
+step "4. train a $SIZE model for $STEPS steps on $DEVICE"
 gpt2 train --size "$SIZE" --data "$WORK/shards" -o "$WORK/run" --device "$DEVICE" \
   --max-steps "$STEPS" --seq-len "$SEQ_LEN" --batch-size "$BATCH" --micro-batch "$MICRO_BATCH" \
   --warmup $(( STEPS / 10 + 1 )) --lr 1e-3 --eval-every "$EVAL_EVERY" --save-every "$STEPS"
 
-step "4. sample"
+step "5. sample"
 gpt2 sample --model "$WORK/run" --max-tokens 80 --seed 1 --temperature 0.8 --top-k 40 \
-  "def read_config(path):" | tee "$WORK/sample.txt"
+  "If the argument is omitted, the function" | tee "$WORK/sample.txt"
 
-step "5. score the held-out documents"
-gpt2 score --model "$WORK/run" --summary "$WORK/corpus/heldout.jsonl" > "$WORK/scores.jsonl"
+step "6. score the held-out prose"
+gpt2 score --model "$WORK/run" --summary "$WORK/corpus/heldout-prose.jsonl" > "$WORK/scores.jsonl"
 
-step "6. eval: LAMBADA-style last-word prediction on held-out prose"
+step "7. eval: LAMBADA-style last-word prediction on held-out prose"
 gpt2 eval lambada --model "$WORK/run" --data "$WORK/corpus/lambada.jsonl" -o "$WORK/results.json"
 
-step "7. overlap: share of held-out 8-grams found in the training documents"
-gpt2 overlap build -o "$WORK/train.bloom" "$WORK/corpus/train.jsonl"
+step "8. overlap: share of held-out 8-grams found in the training documents"
+gpt2 overlap build -o "$WORK/train.bloom" "$WORK/corpus/prose.jsonl"
 gpt2 overlap check --filter "$WORK/train.bloom" --json \
-  "$WORK/corpus/heldout.jsonl" "$WORK/corpus/lambada.jsonl" > "$WORK/overlap.json"
+  "$WORK/corpus/heldout-prose.jsonl" "$WORK/corpus/lambada.jsonl" > "$WORK/overlap.json"
 
 step "summary"
 python3 - "$WORK" <<'PY'
 import json, sys
 from pathlib import Path
 work = Path(sys.argv[1])
+for stage in ("filter", "dedup"):
+    stats = json.load(open(work / f"{stage}.json"))
+    dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()) or "nothing"
+    print(f"corpus {stage}: {stats['documents_in']} documents in, {stats['documents_out']} out "
+          f"(removed: {dropped})")
 vals = [r for r in map(json.loads, open(work / "run/metrics.jsonl")) if r.get("kind") == "val"]
 if vals:
     print(f"val loss: {vals[0]['loss']:.3f} at step {vals[0]['step']} -> "
@@ -102,6 +116,9 @@ PY
 cat >&2 <<TXT
 
 outputs in $WORK/:
+  corpus/            train/heldout/lambada.jsonl, prose.jsonl (filtered, deduplicated),
+                     rejected.jsonl (each with the rule that dropped it), duplicates.jsonl
+  filter.json  dedup.json   what filter and dedup counted
   shards/            packed corpus (manifest.yaml)
   run/               checkpoints, metrics.jsonl, config.yaml
   run/loss.png       the loss curve

@@ -15,9 +15,16 @@ from typing import Any, NoReturn
 
 
 def _command_name(argv: list[str]) -> str:
-    from gpt2cli.commands import COMMANDS
+    """``tokenize``, or ``corpus filter`` for a command with verbs: what errors are prefixed by."""
+    from gpt2cli.commands import COMMANDS, GROUPS
 
-    return next((arg for arg in argv if arg in COMMANDS), "")
+    for i, arg in enumerate(argv):
+        if arg in COMMANDS:
+            verb = argv[i + 1] if i + 1 < len(argv) else ""
+            if arg in GROUPS and verb[:1].isalpha():
+                return f"{arg} {verb}"
+            return arg
+    return ""
 
 
 class _Stdout(io.BufferedWriter):
@@ -79,17 +86,6 @@ def _drop_stdout() -> None:
     os.close(devnull)
 
 
-def _os_message(error: OSError) -> str:
-    reason = error.strerror or errno.errorcode.get(error.errno or 0, str(error))
-    reason = reason[:1].lower() + reason[1:]
-    if error.filename is not None:
-        where = os.fsdecode(error.filename)
-        if error.filename2 is not None:
-            where += f" -> {os.fsdecode(error.filename2)}"
-        return f"{where}: {reason}"
-    return reason
-
-
 def _usage_message(error: Any, prefix: str) -> tuple[str, str]:
     """Click's own usage error as (command path, one line with Click's suggestion)."""
     from difflib import get_close_matches
@@ -127,7 +123,7 @@ def _run() -> int:
     from typer.exceptions import Abort
 
     from gpt2cli.app import app
-    from gpt2cli.errors import Gpt2Error
+    from gpt2cli.errors import Gpt2Error, os_error_message
 
     command = _command_name(sys.argv[1:])
     prefix = f"gpt2 {command}" if command else "gpt2"
@@ -152,7 +148,7 @@ def _run() -> int:
             return 128 + signal.SIGPIPE
         if error.filename == "stdout":
             _drop_stdout()
-        message = _os_message(error)
+        message = os_error_message(error)
         _fail(prefix, message, 1)
     return code if isinstance(code, int) else 0
 
@@ -164,6 +160,10 @@ def main() -> None:
         # Die quietly like any Unix filter when the reader of our stdout goes away (`| head`).
         if hasattr(signal, "SIGPIPE"):
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        # Past a file-size limit (`ulimit -f`), a write fails with EFBIG (one error line) instead
+        # of the process being killed by SIGXFSZ.
+        if hasattr(signal, "SIGXFSZ"):
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         # PyTorch's own switch, read at its first allocation: large tensors on transparent huge
         # pages (Linux), which a CPU streams faster (a decoding step reads every weight).
         os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

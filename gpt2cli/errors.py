@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class Gpt2Error(Exception):
     """A runtime error the user can act on: printed as one line, exit status 1."""
@@ -31,3 +34,15 @@ def malformed_json(where: str, line: int, error: ValueError) -> Gpt2Error:
     at = f" at column {column}" if column else ""
     reason = reason[:1].lower() + reason[1:]
     return Gpt2Error(f"{where}: line {line}: malformed JSON{at} ({reason})")
+
+
+def os_error_message(error: OSError) -> str:
+    """``PATH: reason`` (lower-case, as every error line reads) for a file-system error."""
+    reason = error.strerror or errno.errorcode.get(error.errno or 0, str(error))
+    reason = reason[:1].lower() + reason[1:]
+    if error.filename is not None:
+        where = os.fsdecode(error.filename)
+        if error.filename2 is not None:
+            where += f" -> {os.fsdecode(error.filename2)}"
+        return f"{where}: {reason}"
+    return reason

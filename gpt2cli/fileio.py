@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.errors import Gpt2Error, UsageError, os_error_message
 
 
 def check_output_file(path: str | os.PathLike[str], option: str = "-o") -> None:
@@ -58,6 +58,17 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
         except OSError:
             pass
         raise
+
+
+@contextmanager
+def os_errors() -> Iterator[None]:
+    """File-system errors (permission, missing directory, full disk) as one-line errors."""
+    try:
+        yield
+    except (BrokenPipeError, KeyboardInterrupt):
+        raise
+    except OSError as error:
+        raise Gpt2Error(os_error_message(error)) from None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -83,9 +83,16 @@ def test_quickstart_runs_the_whole_pipeline(tmp_path: Path) -> None:
         "results.json",
         "overlap.json",
         "train.bloom",
+        "filter.json",
+        "dedup.json",
+        "corpus/prose.jsonl",
     ):
         assert (work / name).exists(), name
     assert "val loss:" in result.stdout and "eval lambada" in result.stdout
+    # the prose is kept and the code dropped: every .py source fails a rule
+    prose = [json.loads(line)["name"] for line in open(work / "corpus/prose.jsonl")]
+    assert prose and all(not name.endswith(".py") or ":" in name for name in prose)
+    assert "corpus filter:" in result.stdout and "corpus dedup:" in result.stdout
     # Running it again replaces its own work directory; another directory is refused.
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
@@ -219,3 +226,117 @@ def test_multinode_and_slurm_run_torchrun_on_one_node(tmp_path: Path) -> None:
         PORT="29562",
     )
     assert (tmp_path / "run2/final/COMPLETE").exists()
+
+
+STORIES = [
+    "The harbour was quiet in the early morning, and the fishing boats rocked gently against "
+    "the stone wall while the gulls waited on the roofs. An old man sat on a barrel mending "
+    "his nets, and he told anyone who stopped that the weather would turn before the evening. "
+    "Nobody believed him, because the sky was clear and the sea was as flat as a plate.",
+    "By noon the wind had changed direction, and the first clouds came in low over the hills. "
+    "The children who had been swimming off the rocks were called home, and the shopkeepers "
+    "carried their tables and chairs inside. When the rain finally arrived it was heavy and "
+    "warm, and the streets ran with water down to the harbour for the rest of the day.",
+    "The library in the middle of the town had been built with money from a merchant who "
+    "could not read. He wanted his grandchildren to have the books that he never had, and he "
+    "asked that the doors should stay open until late at night so that workers could come "
+    "after their shifts. For more than a century the lamps have burned in its windows.",
+    "Every autumn the volunteers who look after the library hold a sale of the books that "
+    "nobody has borrowed for ten years. The money pays for new shelves and for the heating "
+    "in the reading room, where students spend the winter evenings with their notes. Some of "
+    "the oldest books are never sold, because the town has decided that they belong to it.",
+]
+GERMAN_STORY = (
+    "Der Hafen war am frühen Morgen ruhig, und die Fischerboote schaukelten sanft an der "
+    "steinernen Mauer, während die Möwen auf den Dächern warteten. Ein alter Mann saß auf "
+    "einem Fass und flickte seine Netze, und er erzählte jedem, der stehen blieb, dass sich "
+    "das Wetter vor dem Abend ändern würde. Niemand glaubte ihm, denn der Himmel war klar."
+)
+
+
+def _page(title: str, paragraphs: list[str]) -> bytes:
+    body = "".join(f"<p>{p}</p>\n" for p in paragraphs)
+    return (
+        f"<!DOCTYPE html><html><head><title>{title}</title></head><body><nav><a href='/'>Home"
+        f"</a></nav><article><h1>{title}</h1>\n{body}</article><footer>Copyright 2019 Example"
+        f"</footer></body></html>"
+    ).encode()
+
+
+def _write_crawl(path: Path, pages: list[tuple[str, bytes]]) -> None:
+    import uuid
+
+    from fastwarc.stream_io import GzipWriter
+    from fastwarc.warc import WarcRecord, WarcRecordType
+
+    writer = GzipWriter(str(path))
+    for url, html in pages:
+        http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+        http += f"Content-Length: {len(html)}\r\n\r\n".encode() + html
+        record = WarcRecord()
+        record.init_headers(WarcRecordType.response, uuid.uuid4().urn[4:].encode())
+        record.headers["WARC-Target-URI"] = url
+        record.headers["WARC-Date"] = "2019-02-01T12:00:00Z"
+        record.headers["Content-Type"] = "application/http; msgtype=response"
+        record.set_bytes_content(http)
+        record.write(writer)
+    writer.close()
+
+
+def _write_dump(path: Path, submissions: list[tuple[str, int]]) -> None:
+    import zstandard
+
+    lines = "".join(
+        json.dumps({"url": url, "score": score, "is_self": False, "over_18": False,
+                    "subreddit": "test", "created_utc": 1546300800 + i}) + "\n"
+        for i, (url, score) in enumerate(submissions)
+    )  # fmt: skip
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31)
+    path.write_bytes(zstandard.ZstdCompressor(compression_params=params).compress(lines.encode()))
+
+
+def test_webtext_runs_links_to_shards(tmp_path: Path) -> None:
+    has_links = subprocess.run(
+        [sys.executable, "-m", "gpt2cli", "corpus", "links", "--help"], capture_output=True
+    )
+    if has_links.returncode != 0:
+        pytest.skip("gpt2 corpus links and extract are not in this build")
+    pytest.importorskip("fastwarc")
+    near_copy = STORIES[0].replace("old man", "old fisherman").replace("evening", "night")
+    pages = {
+        "http://harbour.example.com/story": ([STORIES[0], STORIES[1]], 10),
+        "https://library.example.org/history": ([STORIES[2], STORIES[3]], 5),
+        "http://copies.example.net/harbour": ([near_copy, STORIES[1]], 4),
+        "http://hafen.example.de/": ([GERMAN_STORY, GERMAN_STORY.upper()], 6),
+        "http://short.example.com/": (["The harbour was quiet and the boats were still."], 8),
+        "https://en.wikipedia.org/wiki/Harbour": ([STORIES[3], STORIES[0]], 50),
+        "http://unpopular.example.com/": ([STORIES[1], STORIES[2]], 1),
+    }
+    dump, crawl = tmp_path / "RS_2019-01.zst", tmp_path / "crawl.warc.gz"
+    _write_dump(dump, [(url, karma) for url, (_, karma) in pages.items()])
+    _write_crawl(crawl, [(url, _page(url, texts)) for url, (texts, _) in pages.items()])
+    out = tmp_path / "out"
+    result = run_example(
+        "webtext.sh", str(out), str(dump), "--", str(crawl), cwd=tmp_path, JOBS="1",
+        DEDUP_PARTS="2",
+    )  # fmt: skip
+    kept = [json.loads(line) for line in (out / "webtext.jsonl").read_text().splitlines()]
+    assert [record["url"] for record in kept] == [
+        "http://harbour.example.com/story",
+        "https://library.example.org/history",
+    ]
+    rejected = {
+        json.loads(line)["url"]: json.loads(line)["rejected_by"]
+        for line in (out / "rejected.jsonl").read_text().splitlines()
+    }
+    # links normalised the urls (no trailing slash)
+    assert rejected == {"http://hafen.example.de": "lang", "http://short.example.com": "min-tokens"}
+    (removed,) = [json.loads(line) for line in (out / "duplicates.jsonl").read_text().splitlines()]
+    assert removed["url"] == "http://copies.example.net/harbour" and removed["reason"] == "near"
+    assert (out / "shards/manifest.yaml").exists() and "webtext.jsonl: 2 documents" in result.stdout
+    # the staged dedup on 2 parts gave what one process gives
+    one = subprocess.run(
+        [sys.executable, "-m", "gpt2cli", "corpus", "dedup", "--keep", "karma",
+         str(out / "clean.jsonl")], capture_output=True, check=True,
+    )  # fmt: skip
+    assert one.stdout == (out / "webtext.jsonl").read_bytes()

@@ -22,3 +22,6 @@ COMMANDS: dict[str, str] = {
     "overlap": "N-gram overlap between a training corpus and test sets (GPT-2 paper §4): build a "
     "Bloom filter of the training text's n-grams, merge filters, check test sets against it.",
 }
+
+# Commands with verbs (`gpt2 corpus filter`): their errors name the verb too.
+GROUPS = ("corpus", "overlap")

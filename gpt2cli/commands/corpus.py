@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from gpt2cli import console
-from gpt2cli.commands import options
+from gpt2cli.commands import corpus_clean, options
 from gpt2cli.errors import UsageError
 
 NAME = "corpus"
@@ -240,6 +240,5 @@ def register(app: typer.Typer) -> None:
             strict,
         )
 
-    # Further verbs (filter, dedup) register on `group` here.
-
+    corpus_clean.register(group)
     app.add_typer(group, name=NAME)

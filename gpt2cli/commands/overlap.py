@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
@@ -14,7 +14,7 @@ from gpt2cli import console, jsonio
 from gpt2cli.commands import options
 from gpt2cli.console import human_bytes
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import atomic_write, check_output_file
+from gpt2cli.fileio import atomic_write, check_output_file, os_errors
 from gpt2cli.overlap.build import build_filter, merge_filters, spool_stdin
 from gpt2cli.overlap.check import CheckReport, Counts, check_inputs, check_max_overlap, probe_filter
 from gpt2cli.overlap.filter_file import BloomFilter
@@ -38,18 +38,6 @@ def _parse_count(value: str, option: str) -> int:
     if not number >= 1 or number != int(number) or number > 2**62:
         raise UsageError(f"{option} must be a whole number of at least 1, not {value!r}")
     return int(number)
-
-
-@contextmanager
-def _os_errors() -> Iterator[None]:
-    """File-system errors (permission, missing directory, full disk) as one-line errors."""
-    try:
-        yield
-    except (BrokenPipeError, KeyboardInterrupt):
-        raise
-    except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        raise Gpt2Error(f"{where}{error.strerror or error}") from None
 
 
 MIN_FP_RATE = 1e-30  # already ~1,150 bits per n-gram; below, the size explodes
@@ -456,7 +444,7 @@ def register(app: typer.Typer) -> None:
         """Add every n-gram of the input documents to a new Bloom filter file."""
         check_format(fmt)
         parsed = _parse_count(capacity, "--capacity") if capacity is not None else None
-        with _os_errors():
+        with os_errors():
             build_command(
                 files or ["-"],
                 output,
@@ -484,7 +472,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """OR filters of identical shape into one (a corpus built in parts, e.g. a Slurm array)."""
-        with _os_errors():
+        with os_errors():
             merge_command(filters, output, as_json)
 
     @group.command("check")
@@ -547,7 +535,7 @@ def register(app: typer.Typer) -> None:
         that cannot be read is listed and the others are reported (exit 1 at the end)."""
         check_format(fmt)
         inputs = files or ([] if probe is not None else ["-"])
-        with _os_errors():
+        with os_errors():
             check_command(
                 inputs,
                 filter_path,
@@ -577,7 +565,7 @@ def register(app: typer.Typer) -> None:
         exit 0 when all are whole, else name the damaged ones and exit 1."""
         from gpt2cli.commands.overlap_verify import verify_command
 
-        with _os_errors():
+        with os_errors():
             verify_command(filters, as_json)
 
     app.add_typer(group, name=NAME)
