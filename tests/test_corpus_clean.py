@@ -76,50 +76,50 @@ FAILING = {
 }
 
 
-def test_prose_passes_every_default_rule(cli) -> None:
-    result = cli(["corpus", "filter"], stdin=jsonl([{"text": PROSE}]))
-    assert result.returncode == 0 and texts_of(result.stdout) == [PROSE]
+def test_prose_passes_every_default_rule(gpt2) -> None:
+    result = gpt2("corpus", "filter", stdin=jsonl([{"text": PROSE}]))
+    assert result.code == 0 and texts_of(result.stdout) == [PROSE]
 
 
 @pytest.mark.parametrize("rule", sorted(FAILING))
 def test_each_quality_rule_drops_its_document_and_can_be_switched_off(
-    cli, rule: str, tmp_path: Path
+    gpt2, rule: str, tmp_path: Path
 ) -> None:
     rejected = tmp_path / "rejected.jsonl"
     stdin = jsonl([{"text": PROSE, "id": 1}, {"text": FAILING[rule], "id": 2}])
-    result = cli(["corpus", "filter", "--rejected", str(rejected)], stdin=stdin)
-    assert result.returncode == 0
+    result = gpt2("corpus", "filter", "--rejected", str(rejected), stdin=stdin)
+    assert result.code == 0
     assert texts_of(result.stdout) == [PROSE]
     (dropped,) = [json.loads(line) for line in rejected.read_text().splitlines()]
     assert dropped["rejected_by"] == rule and dropped["id"] == 2
-    assert f"{rule.replace('-', '_')} 1" in result.stderr.decode()
-    off = cli(["corpus", "filter", "--disable", rule], stdin=stdin)
+    assert f"{rule.replace('-', '_')} 1" in result.stderr
+    off = gpt2("corpus", "filter", "--disable", rule, stdin=stdin)
     assert texts_of(off.stdout) == [PROSE, FAILING[rule]]  # it fails that rule only
 
 
-def test_thresholds_and_rules_off_by_default(cli) -> None:
+def test_thresholds_and_rules_off_by_default(gpt2) -> None:
     code = PROSE + " def f(x): return {x: 1}"
     stdin = jsonl([{"text": code}])
-    assert texts_of(cli(["corpus", "filter"], stdin=stdin).stdout) == [code]
-    assert texts_of(cli(["corpus", "filter", "--enable", "curly-brace"], stdin=stdin).stdout) == []
+    assert texts_of(gpt2("corpus", "filter", stdin=stdin).stdout) == [code]
+    assert texts_of(gpt2("corpus", "filter", "--enable", "curly-brace", stdin=stdin).stdout) == []
     source = "\n".join(
         ["def mill(river):", *[f"    the_{w} = river.mill(the, {w}) and that" for w in "abcdef"]]
     )
     stdin = jsonl([{"text": PROSE}, {"text": source}])
-    assert len(texts_of(cli(["corpus", "filter"], stdin=stdin).stdout)) == 2
-    indented = cli(["corpus", "filter", "--enable", "indented-lines"], stdin=stdin)
-    assert texts_of(indented.stdout) == [PROSE] and b"indented_lines 1" in indented.stderr
+    assert len(texts_of(gpt2("corpus", "filter", stdin=stdin).stdout)) == 2
+    indented = gpt2("corpus", "filter", "--enable", "indented-lines", stdin=stdin)
+    assert texts_of(indented.stdout) == [PROSE] and "indented_lines 1" in indented.stderr
     hashes = jsonl([{"text": PROSE + " #" * 5}])  # 5 hashes in 90 words: ratio 0.06
-    assert len(texts_of(cli(["corpus", "filter"], stdin=hashes).stdout)) == 1
-    strict = cli(["corpus", "filter", "--threshold", "symbol-ratio=0.01"], stdin=hashes)
+    assert len(texts_of(gpt2("corpus", "filter", stdin=hashes).stdout)) == 1
+    strict = gpt2("corpus", "filter", "--threshold", "symbol-ratio=0.01", stdin=hashes)
     assert texts_of(strict.stdout) == []
-    bad = cli(["corpus", "filter", "--threshold", "nonsense=1"], stdin=hashes)
-    assert bad.returncode == 2 and b"--threshold" in bad.stderr
-    listed = cli(["corpus", "filter", "--list-rules"])
+    bad = gpt2("corpus", "filter", "--threshold", "nonsense=1", stdin=hashes)
+    assert bad.code == 2 and "--threshold" in bad.stderr
+    listed = gpt2("corpus", "filter", "--list-rules")
     assert b"symbol-ratio" in listed.stdout and b"curly-brace" in listed.stdout
 
 
-def test_domains_words_tokens_and_language(cli, tmp_path: Path) -> None:
+def test_domains_words_tokens_and_language(gpt2, tmp_path: Path) -> None:
     records = [
         {"text": PROSE, "url": "https://en.wikipedia.org/wiki/Mill"},
         {"text": PROSE + " one", "url": "https://notwikipedia.org/mill"},
@@ -129,32 +129,31 @@ def test_domains_words_tokens_and_language(cli, tmp_path: Path) -> None:
     stdin = jsonl(records)
     domains = tmp_path / "domains.txt"
     domains.write_text("# excluded\nwikipedia.org\n")
-    kept = cli(
-        ["corpus", "filter", "--exclude-domain-file", str(domains), "--lang", "en"], stdin=stdin
-    )
+    kept = gpt2("corpus", "filter", "--exclude-domain-file", domains, "--lang", "en", stdin=stdin)
     assert texts_of(kept.stdout) == [PROSE + " one", records[3]["text"]]
-    assert "domain 1" in kept.stderr.decode() and "lang 1" in kept.stderr.decode()
-    words = cli(["corpus", "filter", "--no-quality", "--min-words", "50"], stdin=stdin)
+    assert "domain 1" in kept.stderr and "lang 1" in kept.stderr
+    words = gpt2("corpus", "filter", "--no-quality", "--min-words", "50", stdin=stdin)
     assert texts_of(words.stdout) == [PROSE, PROSE + " one"]
     limit = len(encode(PROSE)) + 1  # PROSE is one token short, PROSE + " one" is not
-    tokens = cli(["corpus", "filter", "--no-quality", "--min-tokens", str(limit)], stdin=stdin)
+    tokens = gpt2("corpus", "filter", "--no-quality", "--min-tokens", str(limit), stdin=stdin)
     assert texts_of(tokens.stdout) == [PROSE + " one"]
-    assert "min_tokens 3" in tokens.stderr.decode()
+    assert "min_tokens 3" in tokens.stderr
 
 
-def test_bad_records_are_counted_or_stop_the_run(cli, tmp_path: Path) -> None:
+def test_bad_records_are_counted_or_stop_the_run(gpt2, tmp_path: Path) -> None:
     stdin = jsonl([{"text": PROSE}]) + b"not json\n" + b'{"no_text": 1}\n' + b"[1]\n"
-    result = cli(["corpus", "filter", "--stats", str(tmp_path / "s.json")], stdin=stdin)
-    assert result.returncode == 0 and texts_of(result.stdout) == [PROSE]
+    result = gpt2("corpus", "filter", "--stats", str(tmp_path / "s.json"), stdin=stdin)
+    assert result.code == 0 and texts_of(result.stdout) == [PROSE]
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["documents_in"] == 4 and stats["documents_out"] == 1
     assert stats["bad_records"] == 3
     assert stats["dropped"] == {"malformed_json": 2, "no_text": 1}
-    assert b"line 2: malformed JSON" in result.stderr
+    assert "line 2: malformed JSON" in result.stderr
     strict = gpt2_process("corpus", "filter", "--strict", stdin=stdin)
     assert strict.returncode == 1
-    assert strict.stderr.decode().strip().splitlines()[-1].startswith("gpt2 corpus: error: ")
-    assert b"Traceback" not in strict.stderr
+    errors = strict.stderr.decode()
+    assert errors.strip().splitlines()[-1].startswith("gpt2 corpus filter: error: ")
+    assert "Traceback" not in errors
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +260,7 @@ def test_near_dedup_catches_the_pairs_exact_jaccard_finds() -> None:
 # the dedup CLI, one process and staged
 
 
-def test_dedup_cli_keeps_first_or_highest_karma(cli, tmp_path: Path) -> None:
+def test_dedup_cli_keeps_first_or_highest_karma(gpt2, tmp_path: Path) -> None:
     records = [
         {"text": PROSE, "karma": 3, "url": "a"},
         {"text": PROSE.upper().replace(" ", "  "), "karma": 9, "url": "b"},
@@ -270,23 +269,23 @@ def test_dedup_cli_keeps_first_or_highest_karma(cli, tmp_path: Path) -> None:
     ]
     stdin = jsonl(records)
     report = tmp_path / "clusters.jsonl"
-    first = cli(["corpus", "dedup", "--clusters", str(report)], stdin=stdin)
+    first = gpt2("corpus", "dedup", "--clusters", str(report), stdin=stdin)
     assert [json.loads(line)["url"] for line in first.stdout.splitlines()] == ["a", "d"]
     removed = [json.loads(line) for line in report.read_text().splitlines()]
     assert [(r["document"], r["kept"], r["reason"]) for r in removed] == [
         (1, 0, "exact"),
         (2, 0, "near"),
     ]
-    karma = cli(["corpus", "dedup", "--keep", "karma"], stdin=stdin)
+    karma = gpt2("corpus", "dedup", "--keep", "karma", stdin=stdin)
     assert [json.loads(line)["url"] for line in karma.stdout.splitlines()] == ["b", "d"]
-    exact = cli(["corpus", "dedup", "--exact-only"], stdin=stdin)
+    exact = gpt2("corpus", "dedup", "--exact-only", stdin=stdin)
     assert [json.loads(line)["url"] for line in exact.stdout.splitlines()] == ["a", "c", "d"]
-    assert b"exact_duplicate 1" in exact.stderr
-    assert cli(["corpus", "dedup", "--near", "1.5"], stdin=stdin).returncode == 2
+    assert "exact_duplicate 1" in exact.stderr
+    assert gpt2("corpus", "dedup", "--near", "1.5", stdin=stdin).code == 2
 
 
 @pytest.mark.parametrize("keep", ["first", "karma"])
-def test_staged_dedup_in_parts_equals_one_process(cli, tmp_path: Path, keep: str) -> None:
+def test_staged_dedup_in_parts_equals_one_process(gpt2, tmp_path: Path, keep: str) -> None:
     rng = random.Random(5)
     documents = planted_corpus(seed=1)
     records = [{"text": t, "karma": rng.randint(0, 20), "n": n} for n, t in enumerate(documents)]
@@ -295,7 +294,7 @@ def test_staged_dedup_in_parts_equals_one_process(cli, tmp_path: Path, keep: str
     one = gpt2_process(
         "corpus", "dedup", whole, "--keep", keep, "--clusters", tmp_path / "one.jsonl"
     )
-    assert one.returncode == 0, one.stderr.decode()
+    assert one.returncode == 0, one.stderr
     cuts = [0, 17, 18, 70, len(records)]  # parts of uneven size
     parts, signatures = [], []
     for index, (start, stop) in enumerate(itertools.pairwise(cuts)):
@@ -303,31 +302,41 @@ def test_staged_dedup_in_parts_equals_one_process(cli, tmp_path: Path, keep: str
         part.write_bytes(jsonl(records[start:stop]))
         parts.append(part)
         signatures += ["-s", str(tmp_path / f"part-{index}.sig")]
-        done = cli(["corpus", "dedup-signatures", str(part), "-o", signatures[-1]])
-        assert done.returncode == 0, done.stderr.decode()
+        done = gpt2("corpus", "dedup-signatures", str(part), "-o", signatures[-1])
+        assert done.code == 0, done.stderr
     edges = []
     for bucket in range(3):
         edges.append(tmp_path / f"bucket-{bucket}.edges")
-        done = cli(
-            ["corpus", "dedup-buckets", *signatures, "--bucket", str(bucket), "--buckets", "3",
-             "-o", str(edges[-1])]
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr.decode()
+        done = gpt2(
+            "corpus",
+            "dedup-buckets",
+            *signatures,
+            "--bucket",
+            bucket,
+            "--buckets",
+            3,
+            "-o",
+            edges[-1],
+        )
+        assert done.code == 0, done.stderr
     clusters = tmp_path / "clusters.ddp"
-    done = cli(
-        ["corpus", "dedup-clusters", *map(str, edges), *signatures, "-o", str(clusters),
-         "--keep", keep]
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr.decode()
+    done = gpt2("corpus", "dedup-clusters", *edges, *signatures, "-o", clusters, "--keep", keep)
+    assert done.code == 0, done.stderr
     output, reports = b"", []
     for index, part in enumerate(parts):
         report = tmp_path / f"removed-{index}.jsonl"
-        done = cli(
-            ["corpus", "dedup-filter", "-c", str(clusters), "--part", str(index),
-             "--clusters", str(report)],
+        done = gpt2(
+            "corpus",
+            "dedup-filter",
+            "-c",
+            clusters,
+            "--part",
+            index,
+            "--clusters",
+            report,
             stdin=part.read_bytes(),
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr.decode()
+        )
+        assert done.code == 0, done.stderr
         output += done.stdout
         reports += report.read_text().splitlines()
     assert output == one.stdout and len(texts_of(output)) < len(records) - 20
