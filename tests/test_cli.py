@@ -106,7 +106,7 @@ def test_the_command_table_is_every_command_with_its_own_help() -> None:
     modules = [
         name
         for _, name, _ in pkgutil.iter_modules(gpt2cli.commands.__path__)
-        if hasattr(importlib.import_module(f"gpt2cli.commands.{name}"), "register")
+        if hasattr(importlib.import_module(f"gpt2cli.commands.{name}"), "NAME")
     ]
     assert sorted(COMMANDS) == sorted(modules)
     root = typer.main.get_command(app)

@@ -144,7 +144,7 @@ def test_links_domain_file_gzip_stdin_and_bad_records(tmp_path: Path) -> None:
     assert "malformed_json 1" in stderr and "no_score 1" in stderr and "no_url 1" in stderr
     strict = gpt2("corpus", "links", "--strict", "-", stdin=data)
     assert strict.returncode == 1 and strict.stdout == b""
-    assert strict.stderr.decode().startswith("gpt2 corpus: error: <stdin>: line 5: malformed")
+    assert strict.stderr.decode().startswith("gpt2 corpus links: error: <stdin>: line 5: malformed")
 
 
 def test_links_spill_and_merge_equal_one_run(tmp_path: Path) -> None:
@@ -444,5 +444,5 @@ def test_extract_worker_killed_is_an_error_not_a_hang(tmp_path: Path) -> None:
         stderr.decode()
         .strip()
         .splitlines()[-1]
-        .startswith("gpt2 corpus: error: an extraction process died")
+        .startswith("gpt2 corpus extract: error: an extraction process died")
     )

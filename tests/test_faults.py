@@ -129,7 +129,7 @@ def test_output_under_a_file_or_a_directory_is_refused_before_the_work(gpt2, tmp
     words = " ".join(f"w{i}" for i in range(50))
     run = gpt2("overlap", "build", "-o", tmp_path, stdin=words.encode())
     assert run.code == 1 and "counted" not in run.stderr
-    assert "is a directory" in _one_error_line(run.stderr, "overlap")
+    assert "is a directory" in _one_error_line(run.stderr, "overlap build")
 
 
 # --- a file-size limit (EFBIG) in the middle of a pack -------------------------------------------
@@ -254,6 +254,7 @@ def test_messages_say_what_is_wrong(gpt2, tmp_path, base_pack):
     run = gpt2("pack", "--verify", base_pack)
     assert run.code == 1 and "malformed shard entry (no 'sha256' key)" in run.stderr
     run = gpt2("overlap", "build", "-o", tmp_path / "f.bloom", "--fp-rate", "1e-60", stdin=b"x")
-    assert run.code == 2 and "--fp-rate 1e-60" in _one_error_line(run.stderr, "overlap")
+    assert run.code == 2 and "--fp-rate 1e-60" in _one_error_line(run.stderr, "overlap build")
     run = gpt2("overlap", "build", "-o", tmp_path / "f.bloom", "--format", "jsonl", stdin=b"\xff\n")
-    assert run.code == 1 and "<stdin>: invalid UTF-8" in _one_error_line(run.stderr, "overlap")
+    line = _one_error_line(run.stderr, "overlap build")
+    assert run.code == 1 and "<stdin>: invalid UTF-8" in line

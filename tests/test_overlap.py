@@ -30,7 +30,7 @@ def assert_one_line_error(code: int, stderr: str, expected_code: int, pattern: s
     assert code == expected_code, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
-    assert lines[0].startswith("gpt2 overlap: error: "), stderr
+    assert re.match(r"gpt2 overlap( [a-z]+)?: error: ", lines[0]), stderr
     assert re.search(pattern, lines[0]), stderr
     assert "Traceback" not in stderr
 
