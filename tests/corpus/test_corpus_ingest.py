@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def gpt2(*args: str | Path, stdin: bytes | None = None) -> subprocess.CompletedProcess:

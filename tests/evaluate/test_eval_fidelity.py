@@ -234,7 +234,7 @@ metadata:
     reason="lm-evaluation-harness not installed (set GPT2CLI_LMEVAL_PYTHON)",
 )
 def test_against_lm_evaluation_harness(model_dir: Path, files: Path, tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     from _hf_tokenizer import write_gpt2_tokenizer
 
     python = lm_eval_python()
