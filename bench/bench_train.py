@@ -70,6 +70,16 @@ def timed(step, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
     return x.numel() * steps / (time.perf_counter() - start)
 
 
+def alternate(a, b, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace):
+    """Tokens/s of steps ``a`` and ``b`` over --rounds rounds, taken in turn: machine load
+    hits both alike."""
+    rounds_a, rounds_b = [], []
+    for _ in range(args.rounds):
+        rounds_a.append(timed(a, x, y, args.steps))
+        rounds_b.append(timed(b, x, y, args.steps))
+    return rounds_a, rounds_b
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=4)
@@ -94,10 +104,7 @@ def main() -> None:
     x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
     a, b = ours(args), theirs(args)
     a(x, y), b(x, y)  # warm-up
-    mine, hf = [], []
-    for _ in range(args.rounds):
-        mine.append(timed(a, x, y, args.steps))
-        hf.append(timed(b, x, y, args.steps))
+    mine, hf = alternate(a, b, x, y, args)
     m, h = statistics.median(mine), statistics.median(hf)
     print(
         f"shape: {args.layers} layers, {args.width} wide, T={args.seq}, batch {args.batch}, "
@@ -111,10 +118,7 @@ def main() -> None:
         start = time.perf_counter()
         c(x, y)  # compiles
         compile_s = time.perf_counter() - start
-        rounds, eager = [], []
-        for _ in range(args.rounds):  # alternating with eager rounds, as above
-            rounds.append(timed(c, x, y, args.steps))
-            eager.append(timed(a, x, y, args.steps))
+        rounds, eager = alternate(c, a, x, y, args)
         m, e = statistics.median(rounds), statistics.median(eager)
         print(
             f"compiled     {m:10,.0f} tokens/s  (rounds: {', '.join(f'{v:,.0f}' for v in rounds)}"
