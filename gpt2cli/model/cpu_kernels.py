@@ -57,10 +57,11 @@ def cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None)
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` (same parameters) that takes :func:`cpu_linear`'s kernels on a CPU."""
+    """``nn.Linear`` (same parameters) that takes :func:`cpu_linear`'s kernels on a CPU, in
+    eager mode: under torch.compile the graph holds torch's op, as on CUDA."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
             return super().forward(x)
         y = cpu_linear(x.reshape(-1, self.in_features), self.weight, self.bias)
         return y.reshape(*x.shape[:-1], self.out_features)
@@ -122,11 +123,11 @@ def cross_entropy(
     """Mean cross-entropy of (N, C) logits against (N,) targets, -1 ignored; only the first
     ``classes`` columns count (the rest is padding), all of them by default.
 
-    On CUDA ``F.cross_entropy`` (which torch.compile fuses); elsewhere :class:`_CrossEntropy`,
-    which gives the same loss and gradient with less memory traffic.
+    On CUDA and under torch.compile ``F.cross_entropy`` (which torch.compile fuses); on a CPU
+    in eager mode :class:`_CrossEntropy`, the same loss and gradient with less memory traffic.
     """
     classes = logits.shape[-1] if classes is None else classes
-    if logits.is_cuda or logits.dtype != torch.float32:
+    if logits.is_cuda or logits.dtype != torch.float32 or torch.compiler.is_compiling():
         if classes != logits.shape[-1]:
             logits = logits[:, :classes]
         return F.cross_entropy(logits, targets, ignore_index=-1)

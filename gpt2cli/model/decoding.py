@@ -3,7 +3,8 @@
 :func:`forward_cached` is the one way in. It builds the attention mask of the step from the
 cache's positions and padding and passes it down ``GPT.hidden_states`` to every block. One new
 position per row on a CPU without padding, the common step of ``gpt2 sample``, goes through
-:func:`_decode_step_cpu` instead: the same computation on the same block parameters.
+:func:`_decode_step_cpu` instead (in eager mode): the same computation on the same block
+parameters.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def forward_cached(
         and idx.device.type == "cpu"
         and not model.training
         and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()  # compiled: the general path, as on CUDA
     ):
         logits = _decode_step_cpu(model, idx[:, 0], cache)
         return logits if last_only else logits[:, None]

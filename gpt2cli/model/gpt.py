@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model.cpu_kernels import Linear, cross_entropy
@@ -210,6 +211,10 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    # Training switch, not part of the config: keep only each block's input and recompute its
+    # activations in the backward (less memory for about a third more compute).
+    recompute: bool = False
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
@@ -327,8 +332,12 @@ class GPT(nn.Module):
         tok_emb = self.transformer.wte(idx)  # token embeddings (B, T, C)
         pos_emb = self.transformer.wpe(pos)  # position embeddings (T, C) or (B, T, C)
         x = self.transformer.drop(tok_emb + pos_emb)
+        recompute = self.recompute and cache is None and torch.is_grad_enabled()
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, cache, layer, mask, causal)
+            if recompute:
+                x = checkpoint(block, x, None, layer, mask, causal, use_reentrant=False)
+            else:
+                x = block(x, cache, layer, mask, causal)
         return self.transformer.ln_f(x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -163,6 +163,13 @@ class TrainConfig:
         "torch.compile the model [default: on with CUDA, off on CPU].",
         long="--compile/--no-compile",
     )
+    recompute: bool = option(
+        False,
+        "Activation recompute: keep only each transformer block's input and recompute its "
+        "activations in the backward pass: less memory (a larger --micro-batch, also for "
+        "'auto'), about a third more compute.",
+        long="--recompute/--no-recompute",
+    )
     fsdp: bool = option(
         False,
         "Under torchrun: shard parameters, gradients and optimizer state (FSDP) instead of "

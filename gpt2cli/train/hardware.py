@@ -85,7 +85,8 @@ def probe_micro_batch(
     fraction: float = 0.9,
 ) -> int:
     """The largest candidate whose forward + backward + AdamW step fits in ``fraction`` of the
-    GPU's memory. The trial optimizer has lr 0 and no decay, so the weights stay as they are."""
+    GPU's memory, tried as the run trains (``model.recompute`` on or off). The trial optimizer
+    has lr 0 and no decay, so the weights stay as they are."""
     trial = torch.optim.AdamW(model.parameters(), lr=0.0, weight_decay=0.0)
     torch.cuda.set_per_process_memory_fraction(fraction, device)
     chosen = 1

@@ -294,6 +294,7 @@ class Trainer:
                 f"{model.config.block_size}"
             )
         model.train()
+        model.recompute = config.recompute  # before the micro-batch probe: it changes the fit
         self.n_params = model.num_parameters()
 
         self.total = trainconfig.total_steps(config, train_tokens)
@@ -403,6 +404,7 @@ class Trainer:
             f"process(es) x {self.accum} micro-batches of {self.micro}); lr {c.lr:g}, warmup "
             f"{c.warmup}; {self.device}, {self.precision.name}"
             f"{', compiled' if self.compiled else ''}"
+            f"{', activation recompute' if c.recompute else ''}"
             f"{', ' + mode.upper() if mode != 'none' else ''}"
         )
 
