@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TINY_TRAIN = {"SIZE": "tiny", "SEQ_LEN": "32", "BATCH": "4", "MICRO_BATCH": "4", "DEVICE": "cpu"}
+TINY_BATCH = {"SEQ_LEN": "32", "BATCH": "4", "MICRO_BATCH": "4", "DEVICE": "cpu"}
+TINY_TRAIN = {"SIZE": "tiny", **TINY_BATCH}
 
 
 def run_example(script: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -28,6 +29,11 @@ def run_example(script: str, *args: str, cwd: Path, **env: str) -> subprocess.Co
     )
     assert result.returncode == 0, f"{script} failed:\n{result.stderr[-4000:]}"
     return result
+
+
+def gpt2_process(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """`gpt2 ARGS` in a fresh interpreter, output captured."""
+    return subprocess.run([sys.executable, "-m", "gpt2cli", *args], capture_output=True, **kwargs)
 
 
 def write_jsonl(path: Path, texts: list[str]) -> Path:
@@ -66,12 +72,9 @@ def test_quickstart_runs_the_whole_pipeline(tmp_path: Path) -> None:
         WORK=str(work),
         STEPS="4",
         MAX_FILES="3",
-        SEQ_LEN="32",
-        BATCH="4",
-        MICRO_BATCH="4",
         EVAL_EVERY="2",
         LAMBADA="5",
-        DEVICE="cpu",
+        **TINY_BATCH,
     )
     result = run_example("quickstart.sh", cwd=tmp_path, **settings)
     for name in (
@@ -138,10 +141,7 @@ def test_finetune_round_trips_through_hugging_face(tmp_path: Path) -> None:
         str(tmp_path / "ft"),
         cwd=tmp_path,
         STEPS="2",
-        SEQ_LEN="32",
-        BATCH="4",
-        MICRO_BATCH="4",
-        DEVICE="cpu",
+        **TINY_BATCH,
     )
     model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "ft/hf")
     assert model.config.n_layer == 2
@@ -193,15 +193,8 @@ def test_decontaminate_drops_overlapping_documents(tmp_path: Path) -> None:
 def test_multinode_and_slurm_run_torchrun_on_one_node(tmp_path: Path) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", corpus_texts(10))
     shards = tmp_path / "shards"
-    tokens = subprocess.run(
-        [sys.executable, "-m", "gpt2cli", "tokenize", str(corpus)], capture_output=True, check=True
-    ).stdout
-    subprocess.run(
-        [sys.executable, "-m", "gpt2cli", "pack", "-o", str(shards), "--val-tokens", "100"],
-        input=tokens,
-        capture_output=True,
-        check=True,
-    )
+    tokens = gpt2_process("tokenize", str(corpus), check=True).stdout
+    gpt2_process("pack", "-o", str(shards), "--val-tokens", "100", input=tokens, check=True)
     config = tmp_path / "run.yaml"
     config.write_text(
         f"size: tiny\ndata: {shards}\noutput: {tmp_path / 'run'}\ndevice: cpu\n"
@@ -296,9 +289,7 @@ def _write_dump(path: Path, submissions: list[tuple[str, int]]) -> None:
 
 
 def test_webtext_runs_links_to_shards(tmp_path: Path) -> None:
-    has_links = subprocess.run(
-        [sys.executable, "-m", "gpt2cli", "corpus", "links", "--help"], capture_output=True
-    )
+    has_links = gpt2_process("corpus", "links", "--help")
     if has_links.returncode != 0:
         pytest.skip("gpt2 corpus links and extract are not in this build")
     pytest.importorskip("fastwarc")
@@ -335,8 +326,5 @@ def test_webtext_runs_links_to_shards(tmp_path: Path) -> None:
     assert removed["url"] == "http://copies.example.net/harbour" and removed["reason"] == "near"
     assert (out / "shards/manifest.yaml").exists() and "webtext.jsonl: 2 documents" in result.stdout
     # the staged dedup on 2 parts gave what one process gives
-    one = subprocess.run(
-        [sys.executable, "-m", "gpt2cli", "corpus", "dedup", "--keep", "karma",
-         str(out / "clean.jsonl")], capture_output=True, check=True,
-    )  # fmt: skip
+    one = gpt2_process("corpus", "dedup", "--keep", "karma", str(out / "clean.jsonl"), check=True)
     assert one.stdout == (out / "webtext.jsonl").read_bytes()

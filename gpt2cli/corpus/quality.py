@@ -43,10 +43,12 @@ class Text:
         return [part.strip() for part in _PARAGRAPH_BREAK.split(self.text) if part.strip()]
 
 
-def _repetition(parts: list[str]) -> tuple[float, float]:
-    """Share of ``parts`` that repeat an earlier one, and the share of characters in them."""
+def _repetition(parts: list[str]) -> float:
+    """The larger of the share of ``parts`` that repeat an earlier one and 1.5 x the share of
+    characters in them: above 0.3 exactly when Gopher's two limits (0.3 of the parts or 0.2 of
+    the characters) drop it."""
     if not parts:
-        return 0.0, 0.0
+        return 0.0
     seen: set[str] = set()
     repeated = repeated_chars = total_chars = 0
     for part in parts:
@@ -56,7 +58,7 @@ def _repetition(parts: list[str]) -> tuple[float, float]:
             repeated_chars += len(part)
         else:
             seen.add(part)
-    return repeated / len(parts), repeated_chars / max(total_chars, 1)
+    return max(repeated / len(parts), repeated_chars / max(total_chars, 1) * 1.5)
 
 
 def symbol_ratio(doc: Text) -> float:
@@ -92,16 +94,13 @@ def stop_words(doc: Text) -> float:
 
 
 def repeated_lines(doc: Text) -> float:
-    """The larger of the share of repeated lines and 1.5 x their share of characters: above
-    0.3 exactly when Gopher's two limits (0.3 of lines or 0.2 of characters) drop it."""
-    share, chars = _repetition(doc.lines)
-    return max(share, chars * 1.5)
+    """Repetition of lines (see ``_repetition``)."""
+    return _repetition(doc.lines)
 
 
 def repeated_paragraphs(doc: Text) -> float:
-    """As ``repeated_lines``, for paragraphs."""
-    share, chars = _repetition(doc.paragraphs)
-    return max(share, chars * 1.5)
+    """Repetition of paragraphs (see ``_repetition``)."""
+    return _repetition(doc.paragraphs)
 
 
 def indented_lines(doc: Text) -> float:

@@ -52,17 +52,31 @@ WIKI_RAW = (
 )
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def save_tiny_model(directory: Path) -> Path:
+    """A random 2-layer Hugging Face GPT-2 (seed 0, BLOCK positions) saved in ``directory``."""
     torch.manual_seed(0)
     # Default initialisation: the residual stream is dominated by the token embedding, so the
     # tied head's argmax repeats the last token, and "... dog dog" targets are hits.
     config = transformers.GPT2Config(
         n_layer=2, n_head=2, n_embd=64, n_positions=BLOCK, vocab_size=50257
     )
-    directory = tmp_path_factory.mktemp("eval") / "tiny"
     transformers.GPT2LMHeadModel(config).eval().save_pretrained(directory)
     return directory
+
+
+def write_task_files(root: Path, lambada_lines: list[str], wiki_raw: str) -> Path:
+    """The lambada and wikitext2 data files under ``root``, where `gpt2 eval` looks."""
+    (root / "lambada_test.jsonl").write_text(
+        "".join(json.dumps({"text": line}) + "\n" for line in lambada_lines)
+    )
+    (root / "wikitext-2-raw").mkdir()
+    (root / "wikitext-2-raw" / "wiki.test.raw").write_text(wiki_raw)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("eval") / "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +86,7 @@ def lm(model_dir: Path) -> LanguageModel:
 
 @pytest.fixture()
 def data_dir(tmp_path: Path) -> Path:
-    (tmp_path / "lambada_test.jsonl").write_text(
-        "".join(json.dumps({"text": line}) + "\n" for line in LAMBADA_LINES)
-    )
-    (tmp_path / "wikitext-2-raw").mkdir()
-    (tmp_path / "wikitext-2-raw" / "wiki.test.raw").write_text(WIKI_RAW)
-    return tmp_path
+    return write_task_files(tmp_path, LAMBADA_LINES, WIKI_RAW)
 
 
 def run(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:

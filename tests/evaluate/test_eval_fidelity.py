@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_eval import save_tiny_model, write_task_files  # this folder is on sys.path
 
 from gpt2cli.evaluate import tasks
 from gpt2cli.evaluate.language_model import LanguageModel
@@ -60,13 +61,7 @@ WIKI_RAW = " \n" + "".join(ARTICLE.format(title=t) for t in ("Robert Boulter", "
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=2, n_head=2, n_embd=64, n_positions=BLOCK, vocab_size=50257
-    )
-    directory = tmp_path_factory.mktemp("fidelity") / "tiny"
-    transformers.GPT2LMHeadModel(config).eval().save_pretrained(directory)
-    return directory
+    return save_tiny_model(tmp_path_factory.mktemp("fidelity") / "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +71,7 @@ def reference(model_dir: Path):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fidelity-data")
-    (root / "lambada_test.jsonl").write_text(
-        "".join(json.dumps({"text": line}) + "\n" for line in LAMBADA_LINES)
-    )
-    (root / "wikitext-2-raw").mkdir()
-    (root / "wikitext-2-raw" / "wiki.test.raw").write_text(WIKI_RAW)
+    root = write_task_files(tmp_path_factory.mktemp("fidelity-data"), LAMBADA_LINES, WIKI_RAW)
     (root / "wikitext_pages.jsonl").write_text(
         "".join(json.dumps({"page": page}) + "\n" for page in split_articles(WIKI_RAW))
     )

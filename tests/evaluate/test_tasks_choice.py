@@ -472,42 +472,27 @@ json.dump({"acc": res["acc,none"], "acc_norm": res["acc_norm,none"],
 """
 
 
-@pytest.mark.skipif(
-    not __import__("os").environ.get("GPT2CLI_LMEVAL_PYTHON"),
-    reason="set GPT2CLI_LMEVAL_PYTHON to a python with lm-eval 0.4 installed",
-)
-def test_hellaswag_equals_lm_eval(tmp_path):
-    """Same tiny model, same file: per-choice log-likelihoods, acc and acc_norm equal lm-eval
-    0.4's ``hellaswag`` (run through a local-file copy of its task config)."""
-    import os
-    import subprocess
-
+def _tiny_hf_model(model_dir: Path, seed: int) -> Path:
+    """A random 2-layer GPT-2 saved in Hugging Face layout, with the GPT-2 tokenizer."""
     import torch
     from _hf_tokenizer import write_gpt2_tokenizer  # tests/ is on sys.path (pytest rootdir)
 
-    from gpt2cli.evaluate.language_model import LanguageModel
     from gpt2cli.model import hf
     from gpt2cli.model.gpt import GPT, GPTConfig
 
-    torch.manual_seed(1)
-    model_dir = tmp_path / "model"
+    torch.manual_seed(seed)
     hf.save_pretrained(GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=256)), model_dir)
     write_gpt2_tokenizer(model_dir)
-    rows = HELLASWAG + [
-        {
-            "activity_label": "Café visit",
-            "ctx_a": "Les amis vont au café [title] ici.",
-            "ctx_b": "they order",
-            "endings": ["crème brûlée.", "coffee.", "nothing [step] at all.", "a très  grand thé."],
-            "label": 2,
-        },
-    ]
-    data = _write_jsonl(tmp_path / "hellaswag_val.jsonl", rows)
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    (tasks / "utils.py").write_text("from lm_eval.tasks.hellaswag.utils import process_docs\n")
-    (tasks / "hs.yaml").write_text(_LMEVAL_TASK.format(data=data))
-    (tmp_path / "run.py").write_text(_LMEVAL_RUN)
+    return model_dir
+
+
+def _run_lm_eval(tmp_path: Path, script: str, model_dir: Path, tasks: Path) -> dict:
+    """Run ``script`` (model, tasks folder, out.json) under lm-eval's python, offline; its
+    JSON output."""
+    import os
+    import subprocess
+
+    (tmp_path / "run.py").write_text(script)
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
     subprocess.run(
         [
@@ -523,7 +508,35 @@ def test_hellaswag_equals_lm_eval(tmp_path):
         capture_output=True,
         timeout=600,
     )
-    theirs = json.loads((tmp_path / "out.json").read_text())
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+@pytest.mark.skipif(
+    not __import__("os").environ.get("GPT2CLI_LMEVAL_PYTHON"),
+    reason="set GPT2CLI_LMEVAL_PYTHON to a python with lm-eval 0.4 installed",
+)
+def test_hellaswag_equals_lm_eval(tmp_path):
+    """Same tiny model, same file: per-choice log-likelihoods, acc and acc_norm equal lm-eval
+    0.4's ``hellaswag`` (run through a local-file copy of its task config)."""
+
+    from gpt2cli.evaluate.language_model import LanguageModel
+
+    model_dir = _tiny_hf_model(tmp_path / "model", seed=1)
+    rows = HELLASWAG + [
+        {
+            "activity_label": "Café visit",
+            "ctx_a": "Les amis vont au café [title] ici.",
+            "ctx_b": "they order",
+            "endings": ["crème brûlée.", "coffee.", "nothing [step] at all.", "a très  grand thé."],
+            "label": 2,
+        },
+    ]
+    data = _write_jsonl(tmp_path / "hellaswag_val.jsonl", rows)
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "utils.py").write_text("from lm_eval.tasks.hellaswag.utils import process_docs\n")
+    (tasks / "hs.yaml").write_text(_LMEVAL_TASK.format(data=data))
+    theirs = _run_lm_eval(tmp_path, _LMEVAL_RUN, model_dir, tasks)
 
     lm = LanguageModel.load(str(model_dir), device="cpu", dtype="fp32")
     ours_lls: list[float] = []
@@ -560,17 +573,9 @@ def test_winograd_acc_lm_eval_equals_lm_eval(tmp_path):
     import subprocess
     import xml.etree.ElementTree as ET
 
-    import torch
-    from _hf_tokenizer import write_gpt2_tokenizer
-
     from gpt2cli.evaluate.language_model import LanguageModel
-    from gpt2cli.model import hf
-    from gpt2cli.model.gpt import GPT, GPTConfig
 
-    torch.manual_seed(2)
-    model_dir = tmp_path / "model"
-    hf.save_pretrained(GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=256)), model_dir)
-    write_gpt2_tokenizer(model_dir)
+    model_dir = _tiny_hf_model(tmp_path / "model", seed=2)
     xml = tmp_path / "WSCollection.xml"
     xml.write_text(WSC_XML, "utf-8")
     rows = []
@@ -611,16 +616,7 @@ def test_winograd_acc_lm_eval_equals_lm_eval(tmp_path):
         "task: wsc273_local\ndataset_path: json\n"
         f"dataset_kwargs:\n  data_files:\n    test: {data}\n" + "\n".join(config) + "\n"
     )
-    (tmp_path / "run.py").write_text(_LMEVAL_WSC_RUN)
-    subprocess.run(
-        [python, str(tmp_path / "run.py"), str(model_dir), str(tasks), str(tmp_path / "out.json")],
-        check=True,
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=600,
-    )
-    theirs = json.loads((tmp_path / "out.json").read_text())
+    theirs = _run_lm_eval(tmp_path, _LMEVAL_WSC_RUN, model_dir, tasks)
 
     lm = LanguageModel.load(str(model_dir), device="cpu", dtype="fp32")
     schemas = winograd.load(xml)

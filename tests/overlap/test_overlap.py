@@ -92,6 +92,14 @@ def corpus(tmp_path_factory, gpt2) -> dict:
     }
 
 
+@pytest.fixture
+def check(corpus, gpt2):
+    """``gpt2 overlap check -F <the corpus filter> ARGS...``."""
+    return lambda *args, **kwargs: gpt2(
+        "overlap", "check", "-F", str(corpus["filter"]), *args, **kwargs
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # normalisation
 
@@ -316,12 +324,8 @@ def test_byte_identical_across_runs_and_hash_seeds(tmp_path, corpus) -> None:
 # check
 
 
-def test_check_equals_exact_set_computation(corpus, gpt2) -> None:
-    code, out, err = gpt2(
-        "overlap",
-        "check",
-        "-F",
-        str(corpus["filter"]),
+def test_check_equals_exact_set_computation(corpus, check) -> None:
+    code, out, err = check(
         "--per-doc",
         "--jsonl",
         str(corpus["test_path"]),
@@ -347,12 +351,8 @@ def test_check_equals_exact_set_computation(corpus, gpt2) -> None:
     assert "8-gram overlap" in err and "estimated false-positive rate" in err
 
 
-def test_check_per_input_table_and_json(corpus, gpt2) -> None:
-    code, out, err = gpt2(
-        "overlap",
-        "check",
-        "-F",
-        str(corpus["filter"]),
+def test_check_per_input_table_and_json(corpus, check) -> None:
+    code, out, err = check(
         "--json",
         str(corpus["test_path"]),
         str(corpus["train_path"]),
@@ -398,13 +398,9 @@ def test_measured_false_positive_rate_is_within_the_bound(tmp_path, corpus, hash
     assert "measured false-positive rate" in err
 
 
-def test_exclude_overlapping_writes_clean_documents(tmp_path, corpus, gpt2) -> None:
+def test_exclude_overlapping_writes_clean_documents(tmp_path, corpus, check) -> None:
     kept_path = tmp_path / "clean.jsonl"
-    code, out, err = gpt2(
-        "overlap",
-        "check",
-        "-F",
-        str(corpus["filter"]),
+    code, out, err = check(
         "--exclude-overlapping",
         "-o",
         str(kept_path),
@@ -417,11 +413,7 @@ def test_exclude_overlapping_writes_clean_documents(tmp_path, corpus, gpt2) -> N
     assert "kept 21 documents" in err
     # to stdout, text format, with a looser threshold that keeps everything
     text_input = ("\n<|endoftext|>\n".join(corpus["tests"][:4])).encode()
-    code, out, err = gpt2(
-        "overlap",
-        "check",
-        "-F",
-        str(corpus["filter"]),
+    code, out, err = check(
         "--exclude-overlapping",
         "--max-overlap",
         "100",
@@ -496,7 +488,7 @@ def test_merging_different_shapes_is_refused(tmp_path, corpus, gpt2) -> None:
     assert not out.exists()
 
 
-def test_empty_input(tmp_path, corpus, gpt2) -> None:
+def test_empty_input(tmp_path, gpt2, check) -> None:
     out = tmp_path / "empty.bloom"
     code, _, err = gpt2("overlap", "build", "-o", str(out), "-", stdin=b"")
     assert_one_line_error(code, err, 1, "empty input")
@@ -506,9 +498,7 @@ def test_empty_input(tmp_path, corpus, gpt2) -> None:
     code, _, err = gpt2("overlap", "build", "--capacity", "1000", "-o", str(out), "-", stdin=b"")
     assert code == 0, err
     assert filter_file.BloomFilter.open(out).header.bits_set == 0
-    code, out_bytes, err = gpt2(
-        "overlap", "check", "-F", str(corpus["filter"]), "--jsonl", "-", stdin=b""
-    )
+    code, out_bytes, err = check("--jsonl", "-", stdin=b"")
     assert code == 0 and "empty input" in err
     assert json.loads(out_bytes)["ngrams"] == 0 and json.loads(out_bytes)["percent"] is None
 
@@ -527,7 +517,7 @@ def test_fp_rate_outside_zero_one(tmp_path, corpus, value, gpt2) -> None:
     assert_one_line_error(code, err, 2, "--fp-rate must be between 0 and 1")
 
 
-def test_other_bad_options(tmp_path, corpus, gpt2) -> None:
+def test_other_bad_options(tmp_path, gpt2, check) -> None:
     out = str(tmp_path / "x.bloom")
     code, _, err = gpt2("overlap", "build", "--capacity", "lots", "-o", out, "-")
     assert_one_line_error(code, err, 2, "--capacity")
@@ -535,13 +525,9 @@ def test_other_bad_options(tmp_path, corpus, gpt2) -> None:
     assert_one_line_error(code, err, 2, "--capacity")
     code, _, err = gpt2("overlap", "build", "--n", "0", "-o", out, "-")
     assert_one_line_error(code, err, 2, "--n must be at least 1")
-    code, _, err = gpt2("overlap", "check", "-F", str(corpus["filter"]), "--probe", "0")
+    code, _, err = check("--probe", "0")
     assert_one_line_error(code, err, 2, "--probe")
-    code, _, err = gpt2(
-        "overlap",
-        "check",
-        "-F",
-        str(corpus["filter"]),
+    code, _, err = check(
         "--max-overlap",
         "101",
         "--exclude-overlapping",

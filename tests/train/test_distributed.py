@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import make_shards  # tests/ is on sys.path (pytest rootdir)
+from test_train import make_shards, options  # tests/ is on sys.path (pytest rootdir)
 from test_train_tracking import write_task_data
 
 from gpt2cli.train import checkpoint, trainer
@@ -51,18 +51,9 @@ def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
     single = tmp_path / "single"
     # One process: 8 sequences per step as 2 micro-batches of 4.
     trainer.train(
-        dict(
-            data=str(data),
-            out=str(single),
-            size="tiny",
-            seq_len=32,
-            batch_size=8,
-            micro_batch=4,
-            max_steps=4,
-            save_every=2,
-            eval_every=2,
-            eval_steps=2,
-            device="cpu",
+        options(
+            data,
+            single,
             eval_task=["hellaswag", "lambada"],
             eval_task_limit=3,
             eval_task_data=str(tasks),

@@ -109,6 +109,15 @@ def mean_metric(values: Sequence[float], higher_is_better: bool = True) -> Metri
     return Metric(sum(values) / len(values), mean_stderr(values), higher_is_better)
 
 
+def word_perplexity_metrics(nll: float, words: int, tokens: int, n_bytes: int) -> dict[str, Metric]:
+    """Word and token perplexity and bits per byte of a total NLL (nats)."""
+    return {
+        "word_perplexity": Metric(math.exp(nll / words), None, False),
+        "token_perplexity": Metric(math.exp(nll / tokens), None, False),
+        "bits_per_byte": Metric(nll / n_bytes / math.log(2.0), None, False),
+    }
+
+
 def data_error(
     path: Path | str, line: int | None, message: str, hint: str | None = None
 ) -> Gpt2Error:

@@ -12,16 +12,20 @@ customary PTB word-level perplexities (``<eos>`` included). Also ``token_perplex
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.language_model import LanguageModel
 from gpt2cli.evaluate.tasks._taskio import read_text
-from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Metric, Task, TaskResult, data_error
+from gpt2cli.evaluate.tasks.base import (
+    DataFile,
+    EvalOptions,
+    Task,
+    TaskResult,
+    data_error,
+    word_perplexity_metrics,
+)
 from gpt2cli.evaluate.tasks.detokenize import ptb_detokenizer
-
-LN2 = math.log(2.0)
 
 
 def read_lines(path: Path) -> list[str]:
@@ -64,11 +68,7 @@ class PTB(Task):
         nll, tokens = lm.rolling_nll(text)
         words = sum(len(line.split()) + 1 for line in lines)
         n_bytes = len(original.encode("utf-8"))
-        metrics = {
-            "word_perplexity": Metric(math.exp(nll / words), None, False),
-            "token_perplexity": Metric(math.exp(nll / tokens), None, False),
-            "bits_per_byte": Metric(nll / n_bytes / LN2, None, False),
-        }
+        metrics = word_perplexity_metrics(nll, words, tokens, n_bytes)
         return TaskResult(
             metrics,
             n=len(lines),
