@@ -1,10 +1,11 @@
-"""`gpt2 train`: the run's config and directory, the data, the model, and the loop
-(gradient accumulation, validation, checkpoints) in :class:`Trainer`.
+"""`gpt2 train`: the run's config and directory, the data, and the loop (gradient
+accumulation, validation, checkpoints) in :class:`Trainer`.
 
-Pieces live beside it: ``trainconfig`` (options), ``optim`` (AdamW groups, LR schedule),
-``hardware`` (precision, micro-batch), ``distributed`` (torchrun, DDP/FSDP), ``checkpoint``
-(run directory, resume state), ``rundir`` (its owner, take-over, what a rerun does),
-``trainlog`` (metrics, progress), ``plotting`` (loss.png), ``mfu`` (peak table). No CLI code here.
+Pieces live beside it: ``config`` (options), ``model_setup`` (the model's shape and first
+weights), ``optimizer`` (AdamW groups, LR schedule), ``hardware`` (precision, micro-batch),
+``distributed`` (torchrun, DDP/FSDP), ``checkpoint`` (run directory, resume state), ``rundir``
+(its owner, take-over, what a rerun does), ``log`` (metrics, progress), ``plot`` (loss.png),
+``mfu`` (peak table), ``trackers``, ``task_eval``, ``spike_guard``. No CLI code here.
 """
 
 from __future__ import annotations
