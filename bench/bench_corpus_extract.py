@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 from gpt2cli.corpus.extract import ExtractOptions, decode_html, extract_pages
-from gpt2cli.corpus.records import dumps
+from gpt2cli.corpus.jsonl import dumps
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.corpus.warc import iter_responses
 

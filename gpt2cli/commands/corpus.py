@@ -39,7 +39,7 @@ def links_command(
     strict: bool,
 ) -> None:
     from gpt2cli.corpus import links as core
-    from gpt2cli.corpus.records import output as open_output
+    from gpt2cli.corpus.jsonl import output as open_output
     from gpt2cli.corpus.stats import StageStats
     from gpt2cli.corpus.urls import load_domains
 
@@ -79,9 +79,9 @@ def extract_command(
     strict: bool,
 ) -> None:
     from gpt2cli.corpus import extract as core
+    from gpt2cli.corpus.jsonl import dumps
+    from gpt2cli.corpus.jsonl import output as open_output
     from gpt2cli.corpus.links import load_links
-    from gpt2cli.corpus.records import dumps
-    from gpt2cli.corpus.records import output as open_output
     from gpt2cli.corpus.stats import StageStats
     from gpt2cli.corpus.warc import iter_responses
 

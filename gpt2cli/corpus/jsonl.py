@@ -1,21 +1,25 @@
-"""JSON Lines documents in, JSON Lines out: the record stream of ``filter`` and ``dedup``.
+"""JSON Lines records in and out: the record stream of every ``gpt2 corpus`` verb.
 
-A record is one line holding a JSON object whose text field is a string. Anything else is a
-bad record, counted and skipped through ``StageStats.bad`` (or an error under ``--strict``):
-``malformed_json`` (invalid UTF-8 or JSON, not an object) or ``no_text`` (the text field
-missing or not a string), as the other corpus stages count them.
-Kept records are written out as the very bytes they came in as.
+A record is one line holding a JSON object (whose text field is a string, for the verbs that
+read documents). Anything else is a bad record, counted and skipped through
+``StageStats.bad`` (or an error under ``--strict``): ``malformed_json`` (invalid UTF-8 or
+JSON, not an object) or ``no_text`` (the text field missing or not a string).
+``filter`` and ``dedup`` write kept records out as the very bytes they came in as.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from gpt2cli.corpus.stats import StageStats
+from gpt2cli.errors import malformed_json
+from gpt2cli.fileio import atomic_write
 from gpt2cli.text.compressed import open_input
 
 READ_BLOCK = 1 << 20
@@ -25,7 +29,7 @@ READ_BLOCK = 1 << 20
 class Record:
     raw: bytes  # the line as read, without its newline
     data: dict
-    text: str
+    text: str  # "" when read without a text field
     source: str
     line: int  # 1-based line number in its source
 
@@ -41,14 +45,15 @@ def open_source(name: str) -> BinaryIO:
 
 def read_records(
     names: Iterable[str],
-    field: str,
+    field: str | None,
     stats: StageStats,
     digest: hashlib._Hash | None = None,
     labels: list[str] | None = None,
 ) -> Iterator[Record]:
     """The good records of every input in order; bytes read go to ``stats`` (and ``digest``).
+    ``field`` None: any JSON object is a record (``text`` is then empty).
 
-    ``labels`` name the inputs in messages (a spooled copy of stdin is still ``<stdin>``).
+        ``labels`` name the inputs in messages (a spooled copy of stdin is still ``<stdin>``).
     """
     names = list(names)
     for name, label in zip(names, labels or names):
@@ -71,7 +76,9 @@ def read_records(
                 handle.close()
 
 
-def parse(raw: bytes, field: str, source: str, line: int, stats: StageStats) -> Record | None:
+def parse(
+    raw: bytes, field: str | None, source: str, line: int, stats: StageStats
+) -> Record | None:
     where = f"{source}: line {line}"
     try:
         data = json.loads(raw)
@@ -79,11 +86,13 @@ def parse(raw: bytes, field: str, source: str, line: int, stats: StageStats) -> 
         stats.bad("malformed_json", f"{where}: malformed JSON (invalid UTF-8)")
         return None
     except ValueError as error:
-        stats.bad("malformed_json", f"{where}: malformed JSON ({error.args[0].split(':')[0]})")
+        stats.bad("malformed_json", str(malformed_json(source, line, error)))
         return None
     if not isinstance(data, dict):
         stats.bad("malformed_json", f"{where}: not a JSON object")
         return None
+    if field is None:
+        return Record(raw, data, "", source, line)
     text = data.get(field)
     if not isinstance(text, str):
         missing = "no" if text is None else "a non-string"
@@ -116,3 +125,19 @@ class JsonlWriter:
             self.pending.clear()
             self.size = 0
         self.out.flush()
+
+
+def dumps(data: dict[str, Any]) -> bytes:
+    """One JSON Lines line, UTF-8, no ASCII escaping."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+@contextmanager
+def output(path: str | None) -> Iterator[BinaryIO]:
+    """stdout, or ``path`` written atomically (only a complete run replaces it)."""
+    if path is None or path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with atomic_write(path, "wb") as handle:
+        yield handle

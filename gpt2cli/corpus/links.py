@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from gpt2cli.corpus.records import Record, dumps, iter_records
+from gpt2cli.corpus.jsonl import Record, dumps, read_records
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.corpus.urls import domain_of, matches_domain, normalize_with_domain
 from gpt2cli.errors import Gpt2Error
@@ -217,7 +217,7 @@ def collect_links(
     directory = tempfile.mkdtemp(prefix="gpt2-links-", dir=options.temp_dir)
     runs: list[str] = []
     try:
-        for number, record in enumerate(iter_records(inputs, stats), 1):
+        for number, record in enumerate(read_records(inputs, None, stats), 1):
             if progress and not number & 0xFFFF:
                 progress()
             kept = _submission(record, options, stats)
