@@ -2,9 +2,11 @@
 
 Documents: the reference-manual topics bundled in ``pydoc_data``, the standard library's
 ``.py`` sources and, for each source, its docstrings (module, classes, functions) as a
-document of prose. Every ``--holdout``-th document goes to the held-out
-set; from held-out prose a LAMBADA-style file is built (passages whose last word
-the model must predict).
+document of prose. Prose documents come out as a web page's text comes out of an
+extractor: each paragraph on one line (the 72-column wrapping undone), headings' underlines,
+indented blocks (code, grammar) and doctest examples left out. Every ``--holdout``-th
+document goes to the held-out set; from held-out prose a LAMBADA-style file is built
+(passages whose last word the model must predict).
 
 usage: python make_corpus.py OUTDIR [--max-files N] [--holdout K]
 """
@@ -48,11 +50,23 @@ def docstrings(source: str) -> str:
     return "\n\n".join(text for text in found if text)
 
 
+def as_prose(text: str) -> str:
+    """Paragraphs on one line each, without underlines, indented blocks or doctests."""
+    paragraphs = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        lines = [line for line in paragraph.splitlines() if line.strip()]
+        lines = [line for line in lines if not re.fullmatch(r"\s*[-*=~^#+]{3,}\s*", line)]
+        if not lines or lines[0].startswith((" ", "\t")) or lines[0].startswith(">>>"):
+            continue
+        paragraphs.append(" ".join(" ".join(line.split()) for line in lines))
+    return "\n\n".join(paragraphs)
+
+
 def with_docstrings(sources: list[tuple[str, str]]) -> list[tuple[str, str]]:
     documents = []
     for name, text in sources:
         documents.append((name, text))
-        prose = docstrings(text)
+        prose = as_prose(docstrings(text))
         if prose:
             documents.append((f"docstrings:{name}", prose))
     return documents
@@ -61,7 +75,7 @@ def with_docstrings(sources: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def pydoc_topics() -> list[tuple[str, str]]:
     from pydoc_data.topics import topics
 
-    return [(f"pydoc_data:{name}", text) for name, text in sorted(topics.items())]
+    return [(f"pydoc_data:{name}", as_prose(text)) for name, text in sorted(topics.items())]
 
 
 def lambada_passages(texts: list[str], count: int) -> list[str]:

@@ -9,22 +9,23 @@
 # usage: examples/quickstart.sh   (no arguments; settings below)
 # Settings (environment variables, with defaults):
 #   WORK=gpt2-quickstart   work directory (replaced when it holds an earlier quickstart)
-#   STEPS=300              training steps          SIZE=tiny      model size
-#   SEQ_LEN=128            context in training     BATCH=16       sequences per step
-#   MICRO_BATCH=16         sequences per forward   DEVICE=auto    cpu, cuda or auto
-#   MAX_FILES=0            stdlib files in the corpus (0: all)
-#   EVAL_EVERY=100         validation interval     LAMBADA=200    eval examples
+#   STEPS=1600             training steps          SIZE=tiny      model size
+#   SEQ_LEN=128            context in training     BATCH=4        sequences per step
+#   MICRO_BATCH=4          sequences per forward   DEVICE=auto    cpu, cuda or auto
+#   LR=5e-3                peak learning rate      MAX_FILES=0    stdlib files (0: all)
+#   EVAL_EVERY=400         validation interval     LAMBADA=200    eval examples
 set -euo pipefail
 
 WORK=${WORK:-gpt2-quickstart}
-STEPS=${STEPS:-300}
+STEPS=${STEPS:-1600}
 SIZE=${SIZE:-tiny}
 SEQ_LEN=${SEQ_LEN:-128}
-BATCH=${BATCH:-16}
-MICRO_BATCH=${MICRO_BATCH:-16}
+BATCH=${BATCH:-4}
+MICRO_BATCH=${MICRO_BATCH:-4}
+LR=${LR:-5e-3}
 DEVICE=${DEVICE:-auto}
 MAX_FILES=${MAX_FILES:-0}
-EVAL_EVERY=${EVAL_EVERY:-100}
+EVAL_EVERY=${EVAL_EVERY:-400}
 LAMBADA=${LAMBADA:-200}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -68,7 +69,7 @@ gpt2 pack --verify "$WORK/shards"
 step "4. train a $SIZE model for $STEPS steps on $DEVICE"
 gpt2 train --size "$SIZE" --data "$WORK/shards" -o "$WORK/run" --device "$DEVICE" \
   --max-steps "$STEPS" --seq-len "$SEQ_LEN" --batch-size "$BATCH" --micro-batch "$MICRO_BATCH" \
-  --warmup $(( STEPS / 10 + 1 )) --lr 1e-3 --eval-every "$EVAL_EVERY" --save-every "$STEPS"
+  --warmup $(( STEPS / 10 + 1 )) --lr "$LR" --eval-every "$EVAL_EVERY" --save-every "$STEPS"
 
 step "5. sample"
 gpt2 sample --model "$WORK/run" --max-tokens 80 --seed 1 --temperature 0.8 --top-k 40 \

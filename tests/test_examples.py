@@ -96,6 +96,16 @@ def test_quickstart_runs_the_whole_pipeline(tmp_path: Path) -> None:
     prose = [json.loads(line)["name"] for line in open(work / "corpus/prose.jsonl")]
     assert prose and all(not name.endswith(".py") or ":" in name for name in prose)
     assert "corpus filter:" in result.stdout and "corpus dedup:" in result.stdout
+    # prose documents come as extracted web text: a paragraph per line, no code blocks
+    written = [json.loads(line) for line in open(work / "corpus/train.jsonl")]
+    prose_lines = [
+        line
+        for row in written
+        if row["name"].startswith(("pydoc_data:", "docstrings:"))
+        for line in row["text"].split("\n")
+    ]
+    assert prose_lines and not [line for line in prose_lines if line[:1].isspace()]
+    assert not [line for line in prose_lines if line.startswith(">>>")]
     # Running it again replaces its own work directory; another directory is refused.
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
