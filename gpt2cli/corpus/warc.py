@@ -1,17 +1,20 @@
 """HTTP responses out of WARC files (any crawler's; plain or compressed), read with FastWARC.
 
 Decompression goes through ``gpt2cli.text.compressed``, so a truncated ``.warc.gz``
-is an error naming the file rather than a silently shorter crawl.
+is an error naming the file rather than a silently shorter crawl; FastWARC passes a plain
+file's cut last record on short, so that one is checked against its Content-Length.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from gpt2cli.corpus.stats import StageStats
-from gpt2cli.text.compressed import open_input
+from gpt2cli.errors import Gpt2Error
+from gpt2cli.text.compressed import detect, open_input
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
@@ -65,6 +68,7 @@ def iter_responses(
     for name in inputs:
         source = "<stdin>" if name == "-" else name
         handle = open_input(name)
+        last_record = None
         try:
             records = ArchiveIterator(
                 _Counting(handle, stats),
@@ -74,6 +78,7 @@ def iter_responses(
                 stream_detect=False,
             )
             for record in records:
+                last_record = record.stream_pos
                 stats.count_in()
                 url = record.headers.get("WARC-Target-URI") or ""
                 http = record.http_headers
@@ -98,3 +103,32 @@ def iter_responses(
         finally:
             if handle is not sys.stdin.buffer:
                 handle.close()
+        if last_record is not None and name != "-":
+            check_last_record(name, last_record)
+
+
+def check_last_record(name: str, position: int) -> None:
+    """Raises if the record at ``position`` of a plain (uncompressed) WARC file is cut short:
+    its header block unfinished, or fewer bytes left than its Content-Length."""
+    if not os.path.isfile(name):
+        return  # a pipe cannot be re-read
+    with open(name, "rb") as handle:
+        if detect(handle.read(8)):
+            return  # the decompressor reports its own truncation
+        size = os.fstat(handle.fileno()).st_size
+        handle.seek(position)
+        head = handle.read(1 << 16)
+    header_end = head.find(b"\r\n\r\n")
+    length = None
+    for line in head[: max(header_end, 0)].split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = int(value.strip())
+    if header_end < 0 or length is None:
+        raise Gpt2Error(f"{name}: truncated WARC file (cut inside the headers at byte {position})")
+    missing = position + header_end + 4 + length - size
+    if missing > 0:
+        raise Gpt2Error(
+            f"{name}: truncated WARC file (the record at byte {position} lacks {missing:,} of "
+            f"its {length:,} bytes)"
+        )

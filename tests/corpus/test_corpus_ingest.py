@@ -327,6 +327,23 @@ def test_extract_truncated_warc_gz_is_an_error_naming_it(tmp_path: Path) -> None
     assert f"{crawl}: truncated or corrupt gzip data" in run.stderr.decode()
 
 
+@pytest.mark.parametrize("cut", [0, 1, 100, 300, 2_000])
+def test_extract_truncated_plain_warc_is_an_error_naming_it(tmp_path: Path, cut: int) -> None:
+    packed = tmp_path / "crawl.warc.gz"
+    write_warc(packed)
+    data = gzip.decompress(packed.read_bytes())  # one gzip member per record
+    crawl = tmp_path / "crawl.warc"
+    crawl.write_bytes(data[: len(data) - cut])
+    run = gpt2("corpus", "extract", "-j", "1", crawl)
+    if cut <= 4:  # only the record's closing blank lines are gone: every byte of it is there
+        assert run.returncode == 0, run.stderr
+        assert len(jsonl(run.stdout)) == 4
+    else:
+        assert run.returncode == 1
+        last_line = run.stderr.decode().strip().splitlines()[-1]
+        assert last_line.startswith(f"gpt2 corpus extract: error: {crawl}: truncated WARC file")
+
+
 # -------------------------------------------------------- compressed and Parquet everywhere
 
 
