@@ -28,12 +28,15 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.corpus.urls import domain_of, normalize_url
 from gpt2cli.corpus.warc import Redirect, Response
 from gpt2cli.errors import Gpt2Error
+
+if TYPE_CHECKING:
+    from gpt2cli.corpus.links import LinkTable
 
 BATCH = 8
 MODES = ("precision", "balanced", "recall")
@@ -221,7 +224,7 @@ def _absolute(base: str, location: str) -> str:
 
 def _join(
     items: Iterable[Response | Redirect],
-    links: dict[str, tuple[int, int, str | None]] | None,
+    links: LinkTable | None,
     stats: StageStats,
 ) -> Iterator[Joined]:
     """Pages with their link (by normalised URL, through redirects), before any extraction."""
@@ -245,7 +248,7 @@ def extract_pages(
     items: Iterable[Response | Redirect],
     options: ExtractOptions,
     stats: StageStats,
-    links: dict[str, tuple[int, int, str | None]] | None = None,
+    links: LinkTable | None = None,
     processes: int = 1,
 ) -> Iterator[dict[str, Any]]:
     """Output records (text, url, domain, title, karma, submissions, date, crawl_date,

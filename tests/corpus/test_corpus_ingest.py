@@ -173,6 +173,29 @@ def test_links_spill_and_merge_equal_one_run(tmp_path: Path) -> None:
     assert refused.returncode == 1 and b"must be sorted by url" in refused.stderr
 
 
+def test_link_table_answers_as_the_link_file(tmp_path: Path) -> None:
+    from gpt2cli.corpus.links import load_links
+
+    rows = [
+        {
+            "url": f"https://site{i % 7}.example/{i:05d}",
+            "karma": 3 + i % 50,
+            "submissions": 1 + i % 4,
+            "date": None if i % 9 == 0 else f"2019-0{1 + i % 9}-01T00:00:00Z",
+        }
+        for i in range(3_000)
+    ]
+    rows.sort(key=lambda row: row["url"])
+    path = tmp_path / "links.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    table = load_links(str(path))
+    assert len(table) == len(rows)
+    for row in rows:
+        assert table.get(row["url"]) == (row["karma"], row["submissions"], row["date"])
+    assert table.get("https://site1.example/99999") is None
+    assert table.get("https://elsewhere.example/") is None
+
+
 def test_truncated_compressed_dump_is_an_error_naming_it(tmp_path: Path) -> None:
     records = [submission(f"https://a{i}.example.com/", 5) for i in range(3000)]
     data = write_zst(tmp_path / "full.zst", dump_bytes(records)).read_bytes()
