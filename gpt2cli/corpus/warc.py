@@ -117,7 +117,7 @@ def check_last_record(name: str, position: int) -> None:
             return  # the decompressor reports its own truncation
         size = os.fstat(handle.fileno()).st_size
         handle.seek(position)
-        head = handle.read(1 << 16)
+        head = handle.read(1 << 20)
     header_end = head.find(b"\r\n\r\n")
     length = None
     for line in head[: max(header_end, 0)].split(b"\r\n")[1:]:
