@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +117,10 @@ def shard(model: nn.Module) -> nn.Module:
     """FSDP2: shard each transformer block, then the rest (embeddings, tied head, ln_f)."""
     from torch.distributed.fsdp import fully_shard
 
+    # The logits the model returns are a view (of the padded output layer, or of the CPU
+    # kernel's 2-D result); FSDP warns that an in-place op on them would skip its hook. The
+    # trainer only reads the loss, so the warning says nothing about this run.
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
     for block in model.transformer.h:
         fully_shard(block)
     fully_shard(model)
