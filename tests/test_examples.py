@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _web_files import dump_bytes, submission, write_crawl, write_zst
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TINY_BATCH = {"SEQ_LEN": "32", "BATCH": "4", "MICRO_BATCH": "4", "DEVICE": "cpu"}
@@ -266,38 +267,6 @@ def _page(title: str, paragraphs: list[str]) -> bytes:
     ).encode()
 
 
-def _write_crawl(path: Path, pages: list[tuple[str, bytes]]) -> None:
-    import uuid
-
-    from fastwarc.stream_io import GzipWriter
-    from fastwarc.warc import WarcRecord, WarcRecordType
-
-    writer = GzipWriter(str(path))
-    for url, html in pages:
-        http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
-        http += f"Content-Length: {len(html)}\r\n\r\n".encode() + html
-        record = WarcRecord()
-        record.init_headers(WarcRecordType.response, uuid.uuid4().urn[4:].encode())
-        record.headers["WARC-Target-URI"] = url
-        record.headers["WARC-Date"] = "2019-02-01T12:00:00Z"
-        record.headers["Content-Type"] = "application/http; msgtype=response"
-        record.set_bytes_content(http)
-        record.write(writer)
-    writer.close()
-
-
-def _write_dump(path: Path, submissions: list[tuple[str, int]]) -> None:
-    import zstandard
-
-    lines = "".join(
-        json.dumps({"url": url, "score": score, "is_self": False, "over_18": False,
-                    "subreddit": "test", "created_utc": 1546300800 + i}) + "\n"
-        for i, (url, score) in enumerate(submissions)
-    )  # fmt: skip
-    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31)
-    path.write_bytes(zstandard.ZstdCompressor(compression_params=params).compress(lines.encode()))
-
-
 def test_webtext_runs_links_to_shards(tmp_path: Path) -> None:
     has_links = gpt2_process("corpus", "links", "--help")
     if has_links.returncode != 0:
@@ -314,8 +283,10 @@ def test_webtext_runs_links_to_shards(tmp_path: Path) -> None:
         "http://unpopular.example.com/": ([STORIES[1], STORIES[2]], 1),
     }
     dump, crawl = tmp_path / "RS_2019-01.zst", tmp_path / "crawl.warc.gz"
-    _write_dump(dump, [(url, karma) for url, (_, karma) in pages.items()])
-    _write_crawl(crawl, [(url, _page(url, texts)) for url, (texts, _) in pages.items()])
+    submissions = [submission(url, karma, 1546300800 + i) for i, (url, (_, karma)) in
+                   enumerate(pages.items())]  # fmt: skip
+    write_zst(dump, dump_bytes(submissions))
+    write_crawl(crawl, [(url, _page(url, texts)) for url, (texts, _) in pages.items()])
     out = tmp_path / "out"
     result = run_example(
         "webtext.sh", str(out), str(dump), "--", str(crawl), cwd=tmp_path, JOBS="1",

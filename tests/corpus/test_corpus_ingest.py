@@ -10,10 +10,10 @@ import lzma
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
+from _web_files import dump_bytes, http_response, submission, warc_record, write_zst
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,32 +36,6 @@ def jsonl(data: bytes) -> list[dict]:
 # ------------------------------------------------------------------ a Pushshift-style dump
 
 
-def write_zst(path: Path, data: bytes) -> Path:
-    """zstd as Pushshift publishes it: streamed, no content size, a 2 GiB window."""
-    import zstandard as zstd
-
-    params = zstd.ZstdCompressionParameters.from_level(3, window_log=31, write_content_size=False)
-    buffer = io.BytesIO()
-    with zstd.ZstdCompressor(compression_params=params).stream_writer(
-        buffer, closefd=False
-    ) as writer:
-        writer.write(data)
-    path.write_bytes(buffer.getvalue())
-    return path
-
-
-def submission(url: str, score: int, utc: int = 1546300800, **extra) -> dict:
-    return {
-        "url": url,
-        "score": score,
-        "is_self": False,
-        "over_18": False,
-        "subreddit": "test",
-        "created_utc": utc,
-        **extra,
-    }
-
-
 DUMP = [
     submission("HTTP://Example.COM:80/story/?utm_source=rss&id=7#comments", 5, 1546300900),
     submission("http://example.com/story?id=7", 12, 1546300800),  # same URL, higher karma
@@ -74,10 +48,6 @@ DUMP = [
     submission("https://nsfw.example.net/x", 8, over_18=True),
     submission("https://low.example.com/", 2),
 ]
-
-
-def dump_bytes(records: list[dict]) -> bytes:
-    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
 
 
 def test_links_karma_normalisation_and_domain_exclusion(tmp_path: Path) -> None:
@@ -224,25 +194,6 @@ def page(title: str, paragraphs: list[str], head: str = "") -> str:
         f"<article><h1>{title}</h1>\n{body}</article>"
         f"<footer>Copyright 2019 Example Media. All rights reserved.</footer></body></html>"
     )
-
-
-def warc_record(url: str, http: bytes, record_type: str = "response"):
-    from fastwarc.warc import WarcRecord, WarcRecordType
-
-    record = WarcRecord()
-    kind = getattr(WarcRecordType, record_type)
-    record.init_headers(kind, uuid.uuid4().urn[4:].encode())
-    record.headers["WARC-Target-URI"] = url
-    record.headers["WARC-Date"] = "2019-02-01T12:00:00Z"
-    msgtype = "response" if record_type == "response" else "request"
-    record.headers["Content-Type"] = f"application/http; msgtype={msgtype}"
-    record.set_bytes_content(http)
-    return record
-
-
-def http_response(body: bytes, content_type: str, status: str = "200 OK", extra: str = "") -> bytes:
-    head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{extra}"
-    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
 LATIN = page("Café à la carte", [PROSE, "Le café était crème, déjà servi. " * 6])
