@@ -105,7 +105,7 @@ def cpu_seconds_of(work) -> float:
     return time.process_time() - start
 
 
-def paired_ratios(reference, ours, repeats: int) -> tuple[list[float], list[float]]:
+def paired_times(reference, ours, repeats: int) -> tuple[list[float], list[float]]:
     """Runs the two in pairs, alternating which goes first; returns the times of each."""
     reference_s, ours_s = [], []
     for repeat in range(repeats):
@@ -152,7 +152,7 @@ def main() -> None:
                 sink.write(dumps(record))
 
         ours()  # warm-up: imports and trafilatura's caches, for both
-        reference_s, ours_s = paired_ratios(reference, ours, args.repeats)
+        reference_s, ours_s = paired_times(reference, ours, args.repeats)
         ratios = sorted(r / o for r, o in zip(reference_s, ours_s))
         print(f"trafilatura.extract directly: {len(pages) / min(reference_s):8.1f} pages/s (best)")
         print(f"gpt2 corpus extract (core):   {len(pages) / min(ours_s):8.1f} pages/s (best)")

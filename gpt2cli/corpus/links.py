@@ -260,7 +260,7 @@ def _counted(
 class LinkTable:
     """A link file held for ``extract --links``: the 64-bit blake2b keys of its URLs, sorted,
     beside karma, submissions and first date — 32 bytes a URL where a dict of the strings took
-    about 250. Two linked URLs whose keys collide (odds ~n²/2⁶⁵: 3e-4 for 10⁸ URLs) keep the
+    about 320. Two linked URLs whose keys collide (odds ~n²/2⁶⁵: 3e-4 for 10⁸ URLs) keep the
     first; a page wrongly taken as linked has odds n/2⁶⁴."""
 
     NO_DATE = np.iinfo(np.int64).min
