@@ -228,3 +228,14 @@ def test_task_tables_agree_with_each_task() -> None:
             assert sums == [s for s in code_spans(row["sha256"]) if len(s) == 64], task.name
         else:
             assert not sums, f"{task.name} has a sha256 that its table row does not show"
+
+
+def test_filter_rule_table_is_what_list_rules_prints() -> None:
+    from gpt2cli.corpus.filters import rule_table
+
+    (table,) = [t for t in markdown_tables(ROOT / "docs" / "corpus.md") if t and "rule" in t[0]]
+    documented = [
+        (row["rule"].strip("`"), row["default, threshold"], row["drops a document when"])
+        for row in table
+    ]
+    assert documented == rule_table()
