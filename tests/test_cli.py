@@ -3,7 +3,6 @@
 import importlib
 import subprocess
 import sys
-from pathlib import Path
 
 from gpt2cli import __version__
 
@@ -137,14 +136,3 @@ def test_ctrl_c_during_start_up_exits_130_without_traceback() -> None:
             assert result.returncode == 130, (entry, module, result.stderr)
             assert result.stderr.strip() == b"", (entry, module, result.stderr)
             assert result.stdout == b"", (entry, module)
-
-
-def test_readme_test_command_is_what_ci_runs() -> None:
-    root = Path(__file__).resolve().parent.parent
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    section = readme.split("Set up and run the tests:", 1)[1]
-    readme_command = next(line.strip() for line in section.splitlines() if line.strip())
-    ci_lines = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-    ci_command = next(line for line in ci_lines if line.startswith("python3 -m venv"))
-    assert readme_command == ci_command
-    assert readme_command.endswith("python -m pytest && ruff check . && ruff format --check .")

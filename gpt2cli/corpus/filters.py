@@ -148,7 +148,7 @@ class Filter:
 
 
 def rule_table() -> list[tuple[str, str, str]]:
-    """(name, default, what drops a document) for ``--list-rules`` and the README."""
+    """(name, default, what drops a document) for ``--list-rules`` and docs/corpus.md."""
     rows = [
         ("domain", "with --exclude-domain", "the url's host is an excluded domain or under one"),
         ("min-words", "with --min-words", "fewer whitespace-separated words"),

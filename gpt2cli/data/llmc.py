@@ -1,18 +1,7 @@
 """llm.c's token files (``fineweb_val_000000.bin``, as llm.c's ``dev/data`` scripts and
 modded-nanogpt write them), read and written.
 
-Format (llm.c ``dev/data/data_common.py``, ``write_datafile``), all little-endian:
-
-* a header of 256 int32: ``header[0]`` = 20240520 (the magic), ``header[1]`` = 1 (the version:
-  GPT-2 ids as uint16), ``header[2]`` = the number of tokens; the rest zero;
-* then that many token ids as uint16, so the file is exactly 1024 + 2 × count bytes.
-
-Documents are *preceded* by ``<|endoftext|>`` (50256), where gpt2cli's token streams and shards
-*terminate* each document with it: the ids ``EOT d1 EOT d2`` of an llm.c file are the
-documents ``d1``, ``d2``, stored by gpt2cli as ``d1 EOT d2 EOT`` (the same number of ids).
-llm.c cuts its files at a fixed token count, so a document may run on into the next file; a
-file that does not start with 50256 starts inside a document.
-(llm.c's LLaMA-3 files, magic 20240801, hold uint32 ids of another vocabulary: refused.)
+Format: docs/formats.md#llmc-token-files.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """Pack-directory manifests: the part manifests, their union, ``--merge`` and the manifest lock.
 
-A pack directory holds shards ``NAME-SPLIT-NNNNN.shard``, one part manifest
-``manifest.NAME.yaml`` per pack run (written after its shards), and ``manifest.yaml``,
-the union of all parts, which is what readers use. Every file is written to a temp
-name and renamed, so a killed pack leaves whole files only, and no manifest lists a
-shard that is not whole.
+Format: docs/formats.md#pack-directory and docs/formats.md#manifest.
 """
 
 from __future__ import annotations

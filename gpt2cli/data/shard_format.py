@@ -1,21 +1,6 @@
 """The shard file: its header, the writer and the checked reader (the one home of the format).
 
-Shard file, format version 1 (all integers little-endian)::
-
-    header   64 bytes   struct "<8sHHIIIQQQIIII":
-                        magic b"GPT2SHRD", version (1), dtype (1 = uint16), vocab_size,
-                        block_tokens, num_blocks, tokens, documents, index_offset,
-                        index_crc32, 0, 0, header_crc32 (crc32 of the first 60 bytes)
-    blocks   num_blocks independent zstd frames; frame i holds tokens
-             [i * block_tokens, min((i + 1) * block_tokens, tokens)) as uint16
-             (content size and zstd's content checksum are in every frame)
-    index    num_blocks entries "<QII": frame offset, frame length, crc32 of the frame;
-             it ends the file: file size == index_offset + 16 * num_blocks
-
-Tokens are the ids of whole documents, each followed by ``<|endoftext|>`` (50256), so
-a model sees the boundaries; a shard is cut at exactly ``shard_tokens`` ids, so a
-document may continue in the next shard of its split. ``tokens`` counts every stored
-id (terminators included); ``documents`` counts the terminators in the shard.
+Format: docs/formats.md#shard-file.
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
 """``gpt2 eval --cache DIR``: a task's result reused instead of recomputed.
 
-One JSON file per result, ``DIR/TASK-KEY.json``, where KEY is the sha256 of the canonical JSON
-(sorted keys, no spaces) of::
-
-    {"cache_version": 1, "gpt2cli_version": ..., "model_sha256": <weights file sha256>,
-     "block_size": ..., "device": "cpu" | "cuda" | ..., "dtype": ... | null,
-     "task": ..., "data_sha256": <data file sha256, or of "name sha256" lines of a data dir>,
-     "options": {"limit": ..., "seed": ..., "stop_word_filter": ..., "stride": ...}}
-
-(the batch size is left out: it does not change results). The file holds the key, the
-result (metrics, n, extra, the per-example records of ``--log-samples``) and the task's data
-facts; it is written atomically, so a killed run leaves no half-written entry. A model whose
-weights file is unknown (no sha256) is not cached. An unreadable entry is recomputed.
+Format (file names, the key): docs/formats.md#eval-cache.
 """
 
 from __future__ import annotations

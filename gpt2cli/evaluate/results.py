@@ -1,25 +1,6 @@
 """The results JSON of ``gpt2 eval``, shaped like lm-evaluation-harness's output.
 
-lm-eval keys kept as they are, so its tooling can read the file::
-
-    {
-      "results": {"lambada": {"alias": "lambada", "acc,none": 0.31, "acc_stderr,none": 0.006,
-                              "perplexity,none": 40.1, "perplexity_stderr,none": 1.5}},
-      "versions": {"lambada": 1.0},
-      "n-shot": {"lambada": 0},
-      "higher_is_better": {"lambada": {"acc": true, "perplexity": false}},
-      "n-samples": {"lambada": {"original": 5153, "effective": 5153}},
-      "config": {"model": "gpt2cli", "model_args": "<spec>", "batch_size": 8, "device": "cpu",
-                 "dtype": "fp32", "limit": null, "seed": 0, ...},
-      "date": 1764280000.0, "date_iso": "2026-11-27T21:00:00+00:00",
-      "model": {"spec": "...", "path": "...", "description": "...", "weights_file": "...",
-                "sha256": "...", "weights_bytes": 497759232, "parameters": 124439808},
-      "tasks": {"lambada": {"data": "...", "data_sha256": "...", "n": 5153, "extra": {...}}},
-      "gpt2cli_version": "0.1.0", "total_evaluation_time_seconds": "12.3"
-    }
-
-Metric keys are ``<metric>,none`` and ``<metric>_stderr,none`` (``"N/A"`` where there is no
-standard error), as lm-eval 0.4 writes them.
+Format: docs/formats.md#results-json.
 """
 
 from __future__ import annotations

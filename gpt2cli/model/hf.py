@@ -1,9 +1,7 @@
 """Hugging Face interop: GPT-2 weights in the HF layout, in and out, and the local HF cache.
 
-The layout is a directory with ``config.json`` (``transformers.GPT2Config`` keys) and
-``model.safetensors`` (or ``pytorch_model.bin``, or a sharded ``*.index.json``), tensor names and
-shapes as ``transformers.GPT2LMHeadModel`` has them. Hugging Face's ``Conv1D`` stores its weight as
-(in, out); our ``nn.Linear`` as (out, in): the four projection matrices are transposed here.
+The layout: docs/formats.md#hugging-face-layout. Hugging Face's ``Conv1D`` stores its weight as
+(in, out), our ``nn.Linear`` as (out, in): the four projection matrices are transposed here.
 
 Nothing here touches the network: :func:`find_in_cache` looks a name such as ``gpt2`` up in the
 local cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``) and only

@@ -1,40 +1,7 @@
 """The Bloom filter file (``gpt2 overlap``): its format, the blocked bit array, and adding
-and querying n-gram hashes (``hashing``) through it. The one home of the format.
+and querying n-gram hashes (``hashing``) through it. The one home of the format in the code.
 
-Block layout (a split-block Bloom filter): the m bits are B blocks of k 64-bit words
-(m = 64 k B) and an n-gram hash g sets one bit in each word of one block: block
-``b = g mod B``; in its word j (j = 0..k-1) the bit ``(h_(j div 8) >> 8 (j mod 8)) mod 64``
-(the low 6 bits of byte j mod 8 of h_(j div 8)) where ``h_i = mix(g + (i + 1) GOLDEN)``.
-So the whole n-gram lives in k*8 consecutive bytes (one to four cache lines), read or
-written at once, instead of k random places of a classic Bloom filter.
-
-Filter file, version 3 (little-endian); see ``HEADER_FORMAT`` and the README:
-
-    offset  size   field
-    0       8      magic b"G2BLOOM\\x1a"
-    8       4      format version (3; covers the hashing scheme, the block layout, the checksums)
-    12      4      normalisation version (1)
-    16      4      n (words per n-gram)
-    20      4      k (bits per n-gram = 64-bit words per block)
-    24      8      m (bits in the bit array, a multiple of 64 k)
-    32      8      capacity (distinct n-grams the filter was sized for)
-    40      8      items added (n-grams inserted, repeats counted)
-    48      8      bits set (population count of the bit array)
-    56      8      target false-positive rate (float64)
-    64      4      HyperLogLog precision p (14)
-    68      8      false-positive rate at the current fill (float64, computed from the bits)
-    76      4      R, bytes per checksum region of the bit array (1 MiB)
-    80      4      CRC-32 of the checksum table
-    84      4      CRC-32 of bytes 0..83 and of the HLL registers
-    88      40     zero
-    128     2**p   HyperLogLog registers (uint8), distinct n-gram estimate
-    20480   m/8    the bit array: bit i is bit (i % 8) of byte i // 8
-    20480+m/8  4 ceil(m/8/R)  checksum table: CRC-32 of each R-byte region of the bit array
-                   (the last may be shorter), uint32 each
-
-Each region is checked on its own, so a huge filter can be verified in parallel (as here) or
-region by region. Version 2 files (the same up to byte 75, then the header CRC-32 at 76, and no
-checksum table) are still read, with a warning that they cannot be verified.
+Format and block layout: docs/formats.md#bloom-filter-file (see also ``HEADER_FORMAT``).
 """
 
 from __future__ import annotations

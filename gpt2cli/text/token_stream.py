@@ -1,13 +1,6 @@
 """The binary token stream that flows from ``gpt2 tokenize`` into ``gpt2 pack`` (and ``score``).
 
-Format, version 1 (all little-endian):
-
-* a header of 8 bytes: ``FF FF`` ``G2TS`` then the version as uint16 (``01 00``);
-* then token ids as uint16, every document followed by ``<|endoftext|>`` (50256).
-
-``0xFFFF`` is never a token id, so a header can appear again anywhere on a
-2-byte boundary: ``cat a.tok b.tok`` is one valid stream. A stream whose last
-document is not terminated by 50256, or whose length is odd, is truncated.
+Format: docs/formats.md#token-stream.
 """
 
 from __future__ import annotations

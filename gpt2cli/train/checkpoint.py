@@ -1,17 +1,7 @@
 """Run directories and their checkpoints: atomic save, completeness, pruning, resume state.
 
-Layout (see docs/training.md)::
-
-    RUN/config.yaml                 effective config of the run
-    RUN/metrics.jsonl               one JSON record per step and per validation
-    RUN/loss.png                    train/val loss curves
-    RUN/checkpoints/step-00000100/  config.json + model.safetensors (Hugging Face layout),
-                                    training_state.pt, run.yaml, COMPLETE (empty, written last)
-    RUN/final/                      the same, at the end of the run
-
-A checkpoint is written into ``step-XXXXXXXX.tmp-<pid>/``; every file is fsynced, then the empty
-``COMPLETE`` marker is written and fsynced, and only then is the directory renamed to its final
-name. A directory without ``COMPLETE``, or with a ``.tmp-`` name, is never used.
+Layout and atomic save: docs/formats.md#run-directory-and-checkpoint; ownership and resume:
+docs/training.md#the-run-directory.
 """
 
 from __future__ import annotations
