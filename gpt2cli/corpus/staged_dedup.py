@@ -272,7 +272,7 @@ def clusters(
     of ``signature_files`` first."""
     dedup.check_keep(keep)
     timer = Stopwatch()
-    parts = _read_parts(signature_files)
+    parts = [_part(path, *dedup_files.read_arrays(path, "signatures")) for path in signature_files]
     edge_files: list[tuple[Path, dict[str, Any], np.ndarray]] = []
     for path in files:
         meta, data = dedup_files.read_arrays(path)
