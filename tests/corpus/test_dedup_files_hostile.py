@@ -211,7 +211,9 @@ def test_a_flipped_byte_in_any_region_is_refused(gpt2, stages, tmp_path, kind) -
 def test_every_single_bit_flip_is_detected_by_the_reader(stages, tmp_path, kind) -> None:
     original = stages[KINDS[kind]].read_bytes()
     damaged = tmp_path / "flipped.ddp"
-    for offset in range(len(original)):
+    (size,) = struct.unpack("<Q", original[8:16])
+    # every byte of the prefix and the header, every 5th of the arrays (a few seconds)
+    for offset in [*range(24 + size), *range(24 + size, len(original), 5)]:
         data = bytearray(original)
         data[offset] ^= 1 << (offset % 8)
         damaged.write_bytes(bytes(data))
