@@ -134,7 +134,8 @@ def read_arrays(
             raise damaged(path, f"truncated at {file_size} bytes", kind)
         _, size, crc, zero = PREFIX.unpack(prefix)
         if size > file_size - PREFIX.size:
-            raise damaged(path, f"declares a {size:,}-byte header in a {file_size:,}-byte file")
+            what = f"declares a {size:,}-byte header in a {file_size:,}-byte file"
+            raise damaged(path, what, kind)
         header = handle.read(size)
     if zlib.crc32(header, zlib.crc32(prefix[:16])) != crc or zero != 0:
         raise damaged(path, "header checksum mismatch", kind)
@@ -144,15 +145,17 @@ def read_arrays(
         found = meta["kind"]
     except (ValueError, UnicodeDecodeError, KeyError, TypeError):
         raise damaged(path, "unreadable header", kind) from None
+    if not isinstance(found, str) or found not in KINDS:
+        raise damaged(path, f"unknown kind {found!r}", kind)
     if kind is not None and found != kind:
         raise Gpt2Error(f"{path}: holds {found}, not {kind}")
-    if found not in KINDS or not isinstance(table, dict) or set(table) != set(KINDS[found]):
+    if not isinstance(table, dict) or set(table) != set(KINDS[found]):
         raise damaged(path, f"unexpected arrays for {found!r}", kind)
     data_start = PREFIX.size + size
     spans = []
     for name, spec in table.items():
         spans.append((_array_span(path, name, spec, KINDS[found][name], file_size), name))
-    spans.sort()
+    spans.sort(key=lambda span: span[0][:2])  # by offset, then size
     end = data_start
     for (offset, nbytes, _, _), name in spans:
         if offset < end:

@@ -145,10 +145,8 @@ def build_filter(
     hashes: int | None = None,
 ) -> BuildResult:
     """Build a filter from ``pieces()`` (called twice when the capacity must be counted first)."""
-    if not 0.0 < fp_rate < 1.0:
-        raise UsageError(f"--fp-rate must be between 0 and 1 (exclusive), not {fp_rate:g}")
-    if n < 1:
-        raise UsageError(f"--n must be at least 1, not {n}")
+    check_fp_rate(fp_rate)
+    check_n(n)
     if hashes is not None:
         optimal_shape(1, fp_rate, hashes)  # validate before any counting pass
     capacity_from = "option"
