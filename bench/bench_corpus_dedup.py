@@ -39,7 +39,7 @@ import io, json, resource, sys, time
 from contextlib import redirect_stdout
 phase, corpus, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
 from gpt2cli.commands import corpus_clean
-from gpt2cli.corpus import dedup, filters, jsonl, minhash
+from gpt2cli.corpus import dedup, filters, jsonl, minhash, staged_dedup
 from gpt2cli.corpus.stats import StageStats
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sys.stdout = open("/dev/null", "w")
@@ -60,13 +60,14 @@ elif phase == "memory":
     import tracemalloc
     tracemalloc.start()
     params = dedup.DedupParams.make(0.5, 5, 128, "first", "karma")
-    corpus_clean.dedup_command([corpus], params, "text", None, **quiet)
+    staged_dedup.dedup_inputs([corpus], params, staged_dedup.RecordOptions(), sys.stdout.buffer)
     result["peak_mb"] = tracemalloc.get_traced_memory()[1] / 1e6
 elif phase in ("exact", "near"):
     near = None if phase == "exact" else 0.5
     params = dedup.DedupParams.make(near, 5, 128, "first", "karma")
     report = corpus + "." + phase + ".clusters"
-    corpus_clean.dedup_command([corpus], params, "text", report, **quiet)
+    options = staged_dedup.RecordOptions(removed_report=report)
+    staged_dedup.dedup_inputs([corpus], params, options, sys.stdout.buffer)
     removed = [json.loads(line) for line in open(report)]
     result["kept_of"] = {r["document"]: r["kept"] for r in removed}
 elif phase == "datasketch":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -119,3 +120,41 @@ def binary_stdout(what: str = "binary data", suggestion: str | None = None) -> B
             suggestion or "redirect stdout to a file or a pipe",
         )
     return sys.stdout.buffer
+
+
+@contextmanager
+def spool_stdin(
+    inputs: list[str], directory: str | os.PathLike[str] | None = None, prefix: str = "gpt2"
+) -> Iterator[list[str]]:
+    """``inputs`` with ``-`` replaced by a temp copy of stdin, so that a command can read its
+    input twice. The copy (hidden, in ``directory``, else the temp directory) is removed when
+    the block ends, however it ends; a copy that fails (a full disk) is removed at once and
+    named in the error. Errors that name the copy are rewritten to name ``<stdin>``."""
+    if "-" not in inputs:
+        yield inputs
+        return
+    if directory is not None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{prefix}-stdin.", suffix=".tmp", dir=directory)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as spool:
+                shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 22)
+        except OSError as error:
+            if isinstance(error, BrokenPipeError):
+                raise
+            error.filename = name
+            raise Gpt2Error(
+                f"copying stdin for a second pass: {os_error_message(error)}",
+                "free some space there, or give the input as a file",
+            ) from None
+        try:
+            yield [name if item == "-" else item for item in inputs]
+        except Gpt2Error as error:
+            error.message = error.message.replace(name, "<stdin>")
+            raise
+    finally:
+        try:
+            os.unlink(name)
+        except OSError:
+            pass

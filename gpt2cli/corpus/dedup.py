@@ -26,7 +26,7 @@ import numpy as np
 
 from gpt2cli.corpus import minhash
 from gpt2cli.corpus.jsonl import Record
-from gpt2cli.errors import Gpt2Error
+from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.splitmix import mix_array
 
 KEPT, EXACT, NEAR = 0, 1, 2
@@ -61,6 +61,26 @@ class DedupParams:
         fields.pop("keep")
         fields.pop("karma_field")
         return fields
+
+
+KEEP_RULES = ("first", "karma")
+
+
+def check_keep(keep: str) -> None:
+    if keep not in KEEP_RULES:
+        raise UsageError(f"--keep is first or karma, not {keep!r}")
+
+
+def make_params(
+    near: float, exact_only: bool, ngram: int, num_perm: int, keep: str, karma_field: str
+) -> DedupParams:
+    """The settings of a dedup run from its options, each checked."""
+    check_keep(keep)
+    if not exact_only and not 0.0 < near < 1.0:
+        raise UsageError(f"--near is a Jaccard similarity between 0 and 1, not {near:g}")
+    if ngram < 1 or num_perm < 1:
+        raise UsageError("--ngram and --num-perm must be at least 1")
+    return DedupParams.make(None if exact_only else near, ngram, num_perm, keep, karma_field)
 
 
 _BANDS: dict[tuple[float, int], tuple[int, int]] = {}

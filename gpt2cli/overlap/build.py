@@ -4,25 +4,37 @@ merging filters built in parts."""
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import sys
-import tempfile
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from gpt2cli.console import Stopwatch
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import atomic_write
+from gpt2cli.fileio import atomic_write, check_output_file, spool_stdin
 from gpt2cli.overlap.filter_file import BloomFilter, Header, iter_chunks
 from gpt2cli.overlap.hyperloglog import HLL_REGISTERS, hll_estimate, hll_update
 from gpt2cli.overlap.ngrams import Batch, NgramBatcher
-from gpt2cli.overlap.sizing import optimal_shape
-from gpt2cli.text.readers import Piece
+from gpt2cli.overlap.sizing import check_fp_rate, check_n, optimal_shape
+from gpt2cli.text.readers import Piece, iter_pieces
 
 CAPACITY_MARGIN = 1.05  # HyperLogLog estimate (std. error 0.8% at p=14) times this
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """``gpt2 overlap build``'s settings: the filter's shape and how the input is read."""
+
+    n: int = 8
+    capacity: int | None = None  # None: counted with a first pass
+    fp_rate: float = 1e-8
+    hashes: int | None = None
+    fmt: str | None = None
+    field: str = "text"
+    delimiter: str = "<|endoftext|>"
+    errors: str = "strict"
 
 
 @dataclass
@@ -33,6 +45,24 @@ class BuildResult:
     distinct_estimate: float
     capacity_from: str  # "option" or "estimate"
     seconds_counting: float = 0.0
+    seconds: float = 0.0
+    built: BloomFilter | None = None  # the written filter, opened for its figures
+
+    @property
+    def mb_per_s(self) -> float:
+        """Text read per second by the building pass (the counting pass left out)."""
+        return self.nbytes / 1e6 / max(self.seconds - self.seconds_counting, 1e-9)
+
+    def to_dict(self) -> dict:
+        """The ``--json`` record: the filter's figures and the run's."""
+        record = self.built.summary() if self.built is not None else {}
+        record.update(
+            documents=self.documents,
+            text_bytes=self.nbytes,
+            seconds=round(self.seconds, 3),
+            capacity_from=self.capacity_from,
+        )
+        return record
 
 
 def estimate_distinct(
@@ -54,13 +84,53 @@ def capacity_from_estimate(estimate: float) -> int:
     return max(1, math.ceil(estimate * CAPACITY_MARGIN))
 
 
-def spool_stdin(directory: Path) -> Path:
-    """Copy stdin into a hidden temp file in ``directory`` (stdin cannot be read twice)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".gpt2-overlap-stdin.", suffix=".tmp", dir=directory)
-    with os.fdopen(fd, "wb") as out:
-        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 22)
-    return Path(name)
+def build(
+    inputs: list[str],
+    output: Path,
+    options: BuildOptions,
+    on_counted: Callable[[float], None] | None = None,
+) -> BuildResult:
+    """``gpt2 overlap build``: a filter of every n-gram of ``inputs`` written to ``output``.
+
+    Without a capacity the input is read twice (a counting pass, then the build), stdin
+    through a temp copy beside the output; ``on_counted`` gets the counting pass's seconds.
+    """
+    check_fp_rate(options.fp_rate)
+    check_n(options.n)
+    check_output_file(output)
+    timer = Stopwatch()
+    count_seconds = 0.0
+    passes: list[str] = []
+
+    def on_pass(name: str) -> None:
+        nonlocal count_seconds
+        passes.append(name)
+        if name == "build" and len(passes) == 2:
+            count_seconds = timer.seconds
+            if on_counted:
+                on_counted(count_seconds)
+
+    spool_to = output.parent if str(output.parent) else Path(".")
+    twice = options.capacity is None  # stdin cannot be read twice: a copy for the second pass
+    with spool_stdin(inputs, spool_to, "gpt2-overlap") if twice else nullcontext(inputs) as sources:
+
+        def pieces() -> Iterable[Piece]:
+            o = options
+            return iter_pieces(sources, o.fmt, o.field, o.delimiter, o.errors)
+
+        result = build_filter(
+            pieces,
+            output,
+            options.n,
+            options.fp_rate,
+            options.capacity,
+            on_pass=on_pass,
+            hashes=options.hashes,
+        )
+    result.seconds = timer.seconds
+    result.seconds_counting = count_seconds
+    result.built = BloomFilter.open(output, verify=False)
+    return result
 
 
 def build_filter(
@@ -75,10 +145,8 @@ def build_filter(
     hashes: int | None = None,
 ) -> BuildResult:
     """Build a filter from ``pieces()`` (called twice when the capacity must be counted first)."""
-    if not 0.0 < fp_rate < 1.0:
-        raise UsageError(f"--fp-rate must be between 0 and 1 (exclusive), not {fp_rate:g}")
-    if n < 1:
-        raise UsageError(f"--n must be at least 1, not {n}")
+    check_fp_rate(fp_rate)
+    check_n(n)
     if hashes is not None:
         optimal_shape(1, fp_rate, hashes)  # validate before any counting pass
     capacity_from = "option"

@@ -4,17 +4,23 @@ input format (decontamination), and probing a filter with random n-grams."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import numpy as np
 
 from gpt2cli import jsonio
+from gpt2cli.console import Stopwatch
 from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.fileio import atomic_write
 from gpt2cli.overlap.filter_file import BloomFilter
 from gpt2cli.overlap.hashing import ngram_hashes, word_hashes
 from gpt2cli.overlap.ngrams import Batch, DocInfo, NgramBatcher, document_pieces
+from gpt2cli.overlap.report import CheckResult
 from gpt2cli.text.readers import Piece, iter_pieces
 
 
@@ -243,3 +249,77 @@ def probe_filter(
         tail = word_hash[-(n - 1) :] if n > 1 else np.zeros(0, dtype=np.uint64)
         done += take
     return ProbeResult(count, hits, bloom_filter.estimated_fp_rate)
+
+
+# ---------------------------------------------------------------------------------------------
+# ``gpt2 overlap check``
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    per_doc: bool = False
+    exclude: bool = False  # write the kept documents (to ``output``, else stdout)
+    max_overlap: float = 0.0
+    output: Path | None = None
+    probe: int | None = None
+    seed: int = 0
+    max_rows: int | None = None  # per-document rows kept for the report (the rest counted)
+    fmt: str | None = None
+    field: str = "text"
+    delimiter: str = "<|endoftext|>"
+    errors: str = "strict"
+
+    def check(self, report_on_stdout: bool) -> None:
+        """Refuse options that do not go together, before any work."""
+        check_max_overlap(self.max_overlap)
+        if self.exclude and self.output is None and report_on_stdout:
+            raise UsageError(
+                "--exclude-overlapping writes the kept documents to stdout, so "
+                "--json/--jsonl need them to go to a file",
+                "add -o FILE",
+            )
+        if self.output is not None and not self.exclude:
+            raise UsageError("-o/--output is for the documents kept by --exclude-overlapping")
+        if self.probe is not None and self.probe < 1:
+            raise UsageError(f"--probe must be a positive number, not {self.probe}")
+
+
+def run_check(
+    bloom_filter: BloomFilter,
+    inputs: list[str],
+    options: CheckOptions,
+    on_document: Callable[[Counts], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> CheckResult:
+    """Check ``inputs`` (none: only probe) against the filter, write the kept documents with
+    ``options.exclude``, and probe the filter with ``options.probe`` random n-grams."""
+    timer = Stopwatch()
+    report = CheckReport()
+    with ExitStack() as stack:
+        out: IO[bytes] | None = None
+        if options.exclude:
+            out = (
+                stack.enter_context(atomic_write(options.output, "wb"))
+                if options.output
+                else sys.stdout.buffer
+            )
+        if inputs:
+            report = check_inputs(
+                bloom_filter,
+                inputs,
+                options.fmt,
+                options.field,
+                options.delimiter,
+                options.errors,
+                per_doc=options.per_doc,
+                max_rows=options.max_rows,
+                keep_to=out,
+                max_overlap=options.max_overlap,
+                on_document=on_document,
+                on_progress=on_progress,
+            )
+        if out is sys.stdout.buffer:
+            out.flush()
+    seconds = timer.seconds
+    probe = probe_filter(bloom_filter, options.probe, options.seed) if options.probe else None
+    return CheckResult(bloom_filter, options, report, inputs, seconds, probe)

@@ -5,10 +5,62 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gpt2cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from gpt2cli.overlap.filter_file import BloomFilter
+
+MIN_FP_RATE = 1e-30  # already ~1,150 bits per n-gram; below, the size explodes
+OVER_CAPACITY_FACTOR = 2  # warn when the estimated rate exceeds the target this many times
+
+
+def parse_count(value: str, option: str) -> int:
+    """A count such as ``--capacity``: ``5e9``, ``5_000_000_000`` or ``5000000000``."""
+    try:
+        number = float(value.replace("_", ""))
+    except ValueError:
+        raise UsageError(
+            f"{option} must be a number like 5e9 or 5000000000, not {value!r}"
+        ) from None
+    if not number >= 1 or number != int(number) or number > 2**62:
+        raise UsageError(f"{option} must be a whole number of at least 1, not {value!r}")
+    return int(number)
+
+
+def check_fp_rate(fp_rate: float) -> None:
+    if not 0.0 < fp_rate < 1.0:
+        raise UsageError(
+            f"--fp-rate must be between 0 and 1 (exclusive), not {fp_rate:g}", "for example 1e-8"
+        )
+    if fp_rate < MIN_FP_RATE:
+        raise UsageError(
+            f"--fp-rate {fp_rate:g} is below the smallest supported rate, {MIN_FP_RATE:g}",
+            "for example 1e-8",
+        )
+
+
+def check_n(n: int) -> None:
+    if n < 1:
+        raise UsageError(f"--n must be at least 1, not {n}")
+
+
+def over_capacity(bloom_filter: BloomFilter) -> str | None:
+    """A warning when the filter holds so many n-grams that its estimated false-positive rate
+    is more than twice its target, else None."""
+    header = bloom_filter.header
+    if bloom_filter.estimated_fp_rate <= OVER_CAPACITY_FACTOR * header.fp_rate:
+        return None
+    return (
+        "the filter is over capacity "
+        f"(~{bloom_filter.distinct_estimate:,.0f} distinct n-grams for "
+        f"{header.capacity:,}): its false-positive rate "
+        f"{bloom_filter.estimated_fp_rate:.2e} exceeds the target "
+        f"{header.fp_rate:.0e}"
+    )
 
 
 def _log_factorials(count: int) -> np.ndarray:

@@ -1,0 +1,190 @@
+"""``gpt2 corpus dedup`` (one process) and the staged dedup's verbs (one task per part or
+bucket): options in, ``gpt2cli.corpus.staged_dedup`` does the work."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from gpt2cli import console
+from gpt2cli.commands.corpus_clean import FIELD, FILES, STATS, STRICT, tracked
+from gpt2cli.corpus import dedup, staged_dedup
+from gpt2cli.corpus.staged_dedup import RecordOptions
+from gpt2cli.fileio import os_errors
+
+NGRAM = typer.Option(5, "--ngram", help="Words per shingle.")
+NUM_PERM = typer.Option(128, "--num-perm", help="MinHash signature length.")
+NEAR = typer.Option(
+    0.5,
+    "--near",
+    help="Jaccard threshold of near duplicates; LSH bands and rows are chosen from it and "
+    "--num-perm (0.5 and 128: 25 bands of 5).",
+)
+EXACT_ONLY = typer.Option(False, "--exact-only", help="Remove exact duplicates only (no MinHash).")
+KEEP = typer.Option(
+    "first", "--keep", help="Which document of a cluster stays: first, or karma (the highest)."
+)
+KARMA_FIELD = typer.Option("karma", "--karma-field", help="JSON field of --keep karma.")
+CLUSTERS_REPORT = typer.Option(
+    None,
+    "--clusters",
+    help="Write one JSON line per removed document: its number, the number of the document "
+    "kept in its place and the reason (exact or near).",
+    show_default=False,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# dedup, one process and staged (gpt2cli.corpus.staged_dedup)
+
+
+def dedup_command(
+    inputs: list[str], params: dedup.DedupParams, options: RecordOptions, stats_file: str | None
+) -> None:
+    stats = staged_dedup.dedup_inputs(inputs, params, options, sys.stdout.buffer, tracked)
+    stats.finish(stats_file)
+
+
+def signatures_command(
+    inputs: list[str],
+    output: Path,
+    params: dedup.DedupParams,
+    options: RecordOptions,
+    stats_file: str | None,
+) -> None:
+    stats = staged_dedup.signatures(inputs, output, params, options, tracked)
+    stats.finish(stats_file)
+
+
+def buckets_command(signature_files: list[Path], output: Path, bucket: int, buckets: int) -> None:
+    result = staged_dedup.buckets(signature_files, output, bucket, buckets)
+    console.info(
+        f"gpt2 corpus dedup-buckets: bucket {bucket} of {buckets}: "
+        f"{result.documents:,} documents in {result.parts} parts, "
+        f"{result.edges:,} edges -> {output} in {result.seconds:.1f} s"
+    )
+
+
+def clusters_command(
+    files: list[Path], signature_files: list[Path], output: Path, keep: str
+) -> None:
+    result = staged_dedup.clusters(files, signature_files, output, keep)
+    console.info(
+        f"gpt2 corpus dedup-clusters: {result.documents:,} documents in {result.parts} parts, "
+        f"{result.edges:,} edges: {result.removed:,} duplicates "
+        f"({result.exact:,} exact) -> {output} in {result.seconds:.1f} s"
+    )
+
+
+def apply_command(
+    inputs: list[str], clusters: Path, part: int, options: RecordOptions, stats_file: str | None
+) -> None:
+    stats = staged_dedup.apply_part(inputs, clusters, part, options, sys.stdout.buffer)
+    stats.finish(stats_file)
+
+
+# ---------------------------------------------------------------------------------------------
+# the verbs
+
+
+def register(corpus_app: typer.Typer) -> None:
+    """Add ``dedup`` and the staged-dedup verbs to the ``corpus`` sub-app."""
+
+    @corpus_app.command("dedup")
+    def dedup_verb(
+        files: list[str] = FILES,
+        near: float = NEAR,
+        exact_only: bool = EXACT_ONLY,
+        ngram: int = NGRAM,
+        num_perm: int = NUM_PERM,
+        keep: str = KEEP,
+        karma_field: str = KARMA_FIELD,
+        clusters: Path = CLUSTERS_REPORT,
+        field: str = FIELD,
+        stats_file: str = STATS,
+        strict: bool = STRICT,
+    ) -> None:
+        """Remove exact duplicates (same lower-cased words) and near duplicates (MinHash LSH
+        over word n-grams); one document of each cluster stays, in input order."""
+        params = dedup.make_params(near, exact_only, ngram, num_perm, keep, karma_field)
+        options = RecordOptions(field, strict, clusters)
+        with os_errors():
+            dedup_command(files or ["-"], params, options, stats_file)
+
+    @corpus_app.command("dedup-signatures")
+    def signatures_verb(
+        files: list[str] = FILES,
+        output: Path = typer.Option(..., "--output", "-o", help="The signature file to write."),
+        near: float = NEAR,
+        exact_only: bool = EXACT_ONLY,
+        ngram: int = NGRAM,
+        num_perm: int = NUM_PERM,
+        karma_field: str = KARMA_FIELD,
+        field: str = FIELD,
+        stats_file: str = STATS,
+        strict: bool = STRICT,
+    ) -> None:
+        """Staged dedup, stage 1 (one task per part): exact keys and LSH band keys."""
+        params = dedup.make_params(near, exact_only, ngram, num_perm, "first", karma_field)
+        options = RecordOptions(field, strict)
+        with os_errors():
+            signatures_command(files or ["-"], output, params, options, stats_file)
+
+    signature_files = typer.Option(
+        None,
+        "--signatures",
+        "-s",
+        help="Every part's signature file, in the parts' order (repeatable; or as arguments).",
+        show_default=False,
+    )
+
+    @corpus_app.command("dedup-buckets")
+    def buckets_verb(
+        files: list[Path] = typer.Argument(
+            None, help="Every part's signature file, in the parts' order.", show_default=False
+        ),
+        signatures: list[Path] = signature_files,
+        output: Path = typer.Option(..., "--output", "-o", help="The edge file to write."),
+        bucket: int = typer.Option(0, "--bucket", help="This task's bucket, 0 to --buckets - 1."),
+        buckets: int = typer.Option(1, "--buckets", help="How many bucket tasks there are."),
+    ) -> None:
+        """Staged dedup, stage 2 (one task per bucket): edges between documents that share
+        a key whose hash falls in this bucket."""
+        with os_errors():
+            buckets_command([*(signatures or []), *(files or [])], output, bucket, buckets)
+
+    @corpus_app.command("dedup-clusters")
+    def clusters_verb(
+        files: list[Path] = typer.Argument(
+            ...,
+            help="Every bucket's edge file, and the parts' signature files (in the parts' "
+            "order) unless given with -s; the kind of each file is read from its header.",
+        ),
+        signatures: list[Path] = signature_files,
+        output: Path = typer.Option(..., "--output", "-o", help="The cluster file to write."),
+        keep: str = KEEP,
+    ) -> None:
+        """Staged dedup, stage 3 (one task): clusters of all edges and the document each keeps."""
+        with os_errors():
+            clusters_command(files, signatures or [], output, keep)
+
+    @corpus_app.command("dedup-filter")
+    def apply_verb(
+        files: list[str] = FILES,
+        clusters_file: Path = typer.Option(
+            ..., "--clusters-file", "-c", help="The file of dedup-clusters."
+        ),
+        part: int = typer.Option(
+            ..., "--part", help="This part's number in the --signatures order of the stages."
+        ),
+        report: Path = CLUSTERS_REPORT,
+        field: str = FIELD,
+        stats_file: str = STATS,
+        strict: bool = STRICT,
+    ) -> None:
+        """Staged dedup, stage 4 (one task per part): this part's kept documents to stdout."""
+        with os_errors():
+            options = RecordOptions(field, strict, report)
+            apply_command(files or ["-"], clusters_file, part, options, stats_file)
