@@ -74,29 +74,45 @@ def extract_command(
     comments: bool,
     processes: int,
     max_bytes: int,
+    max_bad_records: int | None,
+    rejected: str | None,
     output: str | None,
     stats_file: str | None,
     strict: bool,
 ) -> None:
+    from contextlib import ExitStack
+
     from gpt2cli.corpus import extract as core
     from gpt2cli.corpus.jsonl import dumps
     from gpt2cli.corpus.jsonl import output as open_output
     from gpt2cli.corpus.links import load_links
     from gpt2cli.corpus.stats import StageStats
-    from gpt2cli.corpus.warc import iter_responses
+    from gpt2cli.corpus.warc import Rejects, iter_responses
+    from gpt2cli.fileio import atomic_write
 
     if mode not in core.MODES:
         raise UsageError(f"--favor must be one of {', '.join(core.MODES)}, not {mode!r}")
     if max_bytes < 1:
         raise UsageError("--max-bytes must be at least 1")
+    if max_bad_records is not None and max_bad_records < 0:
+        raise UsageError("--max-bad-records must be 0 or more")
     workers = _check_processes(processes)
-    links = load_links(links_file) if links_file else None
     stats = StageStats("extract", strict=strict)
+    links = load_links(links_file, stats) if links_file else None
     settings = core.ExtractOptions(mode=mode, include_comments=comments)
-    with open_output(output) as out, console.progress() as bar:
+    with ExitStack() as stack:
+        out = stack.enter_context(open_output(output))
+        rejects_out = stack.enter_context(atomic_write(rejected, "wb")) if rejected else None
+        rejects = Rejects(stats, rejects_out, max_bad_records)
+        bar = stack.enter_context(console.progress())
         task = bar.add_task("extract", total=None, status="")
         pages = core.extract_pages(
-            iter_responses(inputs, stats, max_bytes), settings, stats, links, workers
+            iter_responses(inputs, stats, max_bytes, rejects),
+            settings,
+            stats,
+            links,
+            workers,
+            rejects,
         )
         try:
             for number, record in enumerate(pages, 1):
@@ -106,6 +122,10 @@ def extract_command(
         except BrokenPipeError:
             _quiet_exit_on_closed_stdout()
     stats.finish(stats_file)
+    if rejects.cut:  # every whole record is out; the cut file is the error
+        first = rejects.cut[0]
+        more = f" (and {len(rejects.cut) - 1} more cut files)" if len(rejects.cut) > 1 else ""
+        raise type(first)(f"{first.message}{more}", first.hint)
 
 
 def _quiet_exit_on_closed_stdout() -> None:
@@ -216,6 +236,20 @@ def register(app: typer.Typer) -> None:
         max_bytes: int = typer.Option(
             5_000_000, "--max-bytes", help="Skip pages larger than this (counted as too_large)."
         ),
+        max_bad_records: int = typer.Option(
+            None,
+            "--max-bad-records",
+            help="Stop (exit 1) after this many bad records instead of counting and "
+            "skipping them all (--strict stops at the first).",
+            show_default=False,
+        ),
+        rejected: str = typer.Option(
+            None,
+            "--rejected",
+            help="Write a JSON line for every record that gave no page: file, offset (in "
+            "the uncompressed stream), url, reason, and for bad records a message.",
+            show_default=False,
+        ),
         output: str = options.CORPUS_OUTPUT,
         stats_file: str = options.STATS_FILE,
         strict: bool = options.STRICT,
@@ -235,6 +269,8 @@ def register(app: typer.Typer) -> None:
             comments,
             processes,
             max_bytes,
+            max_bad_records,
+            rejected,
             output,
             stats_file,
             strict,
