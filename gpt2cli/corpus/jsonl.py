@@ -3,7 +3,8 @@
 A record is one line holding a JSON object (whose text field is a string, for the verbs that
 read documents). Anything else is a bad record, counted and skipped through
 ``StageStats.bad`` (or an error under ``--strict``): ``malformed_json`` (invalid UTF-8 or
-JSON, nested too deeply for the parser, not an object) or ``no_text`` (the text field missing or not a string).
+JSON, nested too deeply for the parser, not an object) or ``no_text`` (the text field
+missing or not a string).
 ``filter`` and ``dedup`` write kept records out as the very bytes they came in as.
 """
 
