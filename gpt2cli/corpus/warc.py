@@ -23,7 +23,7 @@ from gpt2cli.corpus.http_payload import (
     parse_response,
 )
 from gpt2cli.corpus.stats import StageStats
-from gpt2cli.corpus.warc_records import BadRecord, Record, RecordReader
+from gpt2cli.corpus.warc_records import BadRecord, CutFile, Record, RecordReader
 from gpt2cli.errors import Gpt2Error
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -181,10 +181,13 @@ def iter_responses(
                 page = _page(item, source, rejects, max_bytes)
                 if page is not None:
                     yield page
-        except Gpt2Error as error:
-            if not str(error.args[0]).startswith(source):  # not about this file: a real stop
-                raise
+        except CutFile as error:
             rejects.cut.append(error)
+        except Gpt2Error as error:
+            if not error.message.startswith(source):  # not about this file: a real stop
+                raise
+            at = f"after byte {reader.stream.offset:,} of its uncompressed data"
+            rejects.cut.append(Gpt2Error(f"{error.message} ({at})", error.hint))
         finally:
             stats.add_bytes(reader.stream.bytes_read)
     if rejects.cut and not given:

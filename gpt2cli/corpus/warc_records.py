@@ -17,13 +17,17 @@ Offsets are those of the uncompressed stream (for a plain file, of the file itse
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
+from gpt2cli.corpus.gzip_members import GzipMembers
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.text.compressed import detect, open_input
+from gpt2cli.fileio import open_binary_input
+from gpt2cli.text.compressed import decompressing, detect
 
 LINE_LIMIT = 1 << 16  # a header line longer than this is not a header line
 HEADER_LIMIT = 1 << 18  # nor a header block longer than this
@@ -59,19 +63,40 @@ class CutFile(Gpt2Error):
 
 
 class _Stream:
-    """A decompressed input with the offset of each byte; rewound by reopening."""
+    """A decompressed input with the offset of each byte; rewound by reopening. gzip is read
+    member by member (:mod:`gpt2cli.corpus.gzip_members`), so one damaged member costs one
+    record, not the rest of the file."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.source = "<stdin>" if name == "-" else name
         self.offset = 0
         self.bytes_read = 0
-        self._handle = open_input(name)
         self._plain_size: int | None = None
-        if name != "-" and os.path.isfile(name):
+        self._members: GzipMembers | None = None
+        self._handle = self._open()
+        if name != "-" and os.path.isfile(name) and self._members is None:
             with open(name, "rb") as probe:
                 if detect(probe.read(8)) is None:
                     self._plain_size = os.fstat(probe.fileno()).st_size
+
+    def _open(self) -> BinaryIO:
+        handle = open_binary_input(self.name)
+        if detect(handle.peek(8)[:8]) == "gzip":
+            self._members = GzipMembers(handle)
+            return io.BufferedReader(self._members, 1 << 16)
+        return decompressing(handle, self.source)
+
+    @property
+    def gzip_cut(self) -> bool:
+        return self._members is not None and self._members.cut
+
+    def damage(self) -> list[int]:
+        """Compressed offsets of damaged gzip members met since the last call."""
+        if self._members is None or not self._members.damage:
+            return []
+        found, self._members.damage = self._members.damage, []
+        return found
 
     @property
     def can_rewind(self) -> bool:
@@ -80,6 +105,8 @@ class _Stream:
     def close(self) -> None:
         if self.name != "-":
             self._handle.close()
+        elif self._members is not None:
+            self._members.detach_input()
 
     def readline(self) -> bytes:
         line = self._handle.readline(LINE_LIMIT)
@@ -117,7 +144,8 @@ class _Stream:
             self.offset = offset
             return
         self._handle.close()
-        self._handle = open_input(self.name)
+        self._members = None
+        self._handle = self._open()
         self.offset = 0
         self.skip(offset)
 
@@ -211,6 +239,7 @@ class RecordReader:
     def _records(self) -> Iterator[Record | BadRecord]:
         line, offset = self._next_line()
         if not line:
+            yield from self._end()
             return
         if line.startswith(b"WARC/"):
             self.format = "warc"
@@ -221,6 +250,9 @@ class RecordReader:
                 f"{self.stream.source}: not a WARC or ARC file (it starts {_printable(line)})"
             )
         while line:
+            yield from self._damaged()
+            if not line.endswith(b"\n") and len(line) < LINE_LIMIT:  # the file ends in it
+                raise self._cut(offset, "inside its headers")
             if not self._is_header(line):
                 yield BadRecord(offset, "malformed_record", f"no record header: {_printable(line)}")
                 line, offset = self._resync()
@@ -231,10 +263,15 @@ class RecordReader:
                 line, offset = self._resync()
                 continue
             record, header_end = parsed
-            line, offset = self._next_line()
-            if line and len(line) <= STRAY and not self._is_header(line):
-                line, offset = self._next_line()  # a few stray bytes (NULs, seen in the wild)
-            if line and not self._is_header(line):
+            try:
+                line, offset = self._next_line()
+                if line.endswith(b"\n") and len(line) <= STRAY and not self._is_header(line):
+                    line, offset = self._next_line()  # a few stray bytes (NULs, seen in the wild)
+            except Gpt2Error:  # the decompressor's: the next record is cut, this one is whole
+                yield record
+                raise
+            at_end = not line.endswith(b"\n") and len(line) < LINE_LIMIT  # cut, or no more
+            if not at_end and not self._is_header(line):
                 yield BadRecord(
                     record.offset,
                     "bad_length",
@@ -244,6 +281,29 @@ class RecordReader:
                 line, offset = self._rewind_and_resync(header_end)
                 continue
             yield record
+        yield from self._end()
+
+    def _end(self) -> Iterator[BadRecord]:
+        yield from self._damaged()
+        if self.stream.gzip_cut:
+            raise CutFile(
+                f"{self.stream.source}: truncated or corrupt gzip data: the file ends inside a "
+                f"gzip member (after byte {self.stream.offset:,} of its uncompressed data)"
+            )
+
+    def _cut(self, offset: int, detail: str) -> CutFile:
+        what = "or corrupt gzip data" if self.stream.gzip_cut else f"{self.format.upper()} file"
+        return CutFile(
+            f"{self.stream.source}: truncated {what}: the record at byte {offset:,} is cut {detail}"
+        )
+
+    def _damaged(self) -> Iterator[BadRecord]:
+        for at in self.stream.damage():
+            yield BadRecord(
+                self.stream.offset,
+                "corrupt_gzip",
+                f"damaged gzip data at compressed byte {at:,}, passed over to the next member",
+            )
 
     def _rewind_and_resync(self, offset: int) -> tuple[bytes, int]:
         if self.stream.can_rewind:
@@ -268,10 +328,7 @@ class RecordReader:
                     "bad_length",
                     f"its length {record.length:,} runs past the next record (at byte {offset:,})",
                 )
-        raise CutFile(
-            f"{self.stream.source}: truncated {self.format.upper()} file: the record at byte "
-            f"{record.offset:,} is cut ({got:,} of its {record.length:,} bytes)"
-        )
+        raise self._cut(record.offset, f"({got:,} of its {record.length:,} bytes)")
 
     def _read_record(self, line: bytes, offset: int) -> tuple[Record, int] | BadRecord:
         if self.format == "arc":
@@ -282,10 +339,7 @@ class RecordReader:
             header = self.stream.readline()
             size += len(header)
             if not header or (not header.endswith(b"\n") and len(header) < LINE_LIMIT):
-                raise CutFile(
-                    f"{self.stream.source}: truncated WARC file: the record at byte "
-                    f"{offset:,} is cut inside its headers"
-                )
+                raise self._cut(offset, "inside its headers")
             if not header.strip():
                 break
             if size > HEADER_LIMIT or not header.endswith(b"\n"):
