@@ -23,7 +23,7 @@ from gpt2cli.corpus.http_payload import (
     parse_response,
 )
 from gpt2cli.corpus.stats import StageStats
-from gpt2cli.corpus.warc_records import BadRecord, CutFile, Record, RecordReader
+from gpt2cli.corpus.warc_records import BadRecord, FileError, Record, RecordReader
 from gpt2cli.errors import Gpt2Error
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -181,7 +181,7 @@ def iter_responses(
                 page = _page(item, source, rejects, max_bytes)
                 if page is not None:
                     yield page
-        except CutFile as error:
+        except FileError as error:
             rejects.cut.append(error)
         except Gpt2Error as error:
             if not error.message.startswith(source):  # not about this file: a real stop

@@ -58,7 +58,11 @@ class BadRecord:
     message: str
 
 
-class CutFile(Gpt2Error):
+class FileError(Gpt2Error):
+    """An input file that cannot be read on (the records before the trouble were read)."""
+
+
+class CutFile(FileError):
     """The file ends inside a record (every whole record before it was read)."""
 
 
@@ -246,7 +250,7 @@ class RecordReader:
         elif line.startswith(b"filedesc://") or self._arc_header(line):
             self.format = "arc"
         else:
-            raise Gpt2Error(
+            raise FileError(
                 f"{self.stream.source}: not a WARC or ARC file (it starts {_printable(line)})"
             )
         while line:
