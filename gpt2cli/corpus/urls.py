@@ -246,17 +246,19 @@ def load_domains(domains: list[str] | None = None, files: list[str] | None = Non
     result = {parse_domain(entry) for entry in domains or [] if entry.strip()}
     for name in files or []:
         try:
-            with open(name, encoding="utf-8") as handle:
-                for line in handle:
+            with open(name, "rb") as handle:
+                for number, raw in enumerate(handle, 1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise Gpt2Error(
+                            f"{name}: line {number}: not UTF-8 text",
+                            "a domain file holds one domain a line, in UTF-8",
+                        ) from None
                     entry = line.split("#", 1)[0].strip()
                     if entry:
                         result.add(parse_domain(entry))
         except OSError as error:
             raise Gpt2Error(f"{name}: {error.strerror or error}") from None
-        except UnicodeDecodeError as error:
-            raise Gpt2Error(
-                f"{name}: not UTF-8 text (byte {error.start:,} of a line)",
-                "a domain file holds one domain a line, UTF-8",
-            ) from None
     result.discard("")
     return result
