@@ -205,12 +205,13 @@ class RecordReader:
         if not line.endswith(b"\n") or len(line) > LINE_LIMIT - 1:
             return None
         fields = line.decode("latin-1").split()
-        date_index = -3 if self._arc_fields == 5 else -8
-        if len(fields) < self._arc_fields or ":" not in fields[0]:
+        if len(fields) < 5 or ":" not in fields[0]:
             return None
-        if not _ARC_DATE.fullmatch(fields[date_index]):
-            return None
-        return fields
+        layouts = (10, 5) if self._arc_fields == 10 else (5, 10)  # the file's version first
+        for count in layouts:
+            if len(fields) >= count and _ARC_DATE.fullmatch(fields[-3 if count == 5 else -8]):
+                return fields
+        return None
 
     def _next_line(self) -> tuple[bytes, int]:
         """The next line that is not blank and its offset (b"" at the end)."""

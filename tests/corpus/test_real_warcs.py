@@ -241,3 +241,41 @@ def test_kill_9_of_extract_leaves_no_process(tmp_path: Path) -> None:
     while time.monotonic() < deadline and any(_alive(p) for p in family):
         time.sleep(0.1)
     assert not [p for p in family if _alive(p)]
+
+
+def _arc(version: int, records: list[tuple[str, bytes, str]]) -> bytes:
+    """An ARC file: its filedesc (version 1 or 2), then (url, HTTP message, length field)."""
+    fields = "URL IP-address Archive-date Content-type Archive-length"
+    if version == 2:
+        fields = fields.replace("Content-type", "Content-type Result-code Checksum Location "
+                                "Offset Filename")  # fmt: skip
+    head = f"{version} 0 Test\n{fields}\n".encode()
+    extra = " 200 - - 0 t.arc" if version == 2 else ""
+    out = f"filedesc://t.arc 0.0.0.0 20080101000000 text/plain{extra} {len(head)}\n".encode()
+    out += head + b"\n"
+    for url, message, length in records:
+        extra = " 200 SHA1 - 0 t.arc" if version == 2 else ""
+        out += f"{url} 1.2.3.4 20080102030405 text/html{extra} {length}\n".encode()
+        out += message + b"\n"
+    return out
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_arc_versions_and_lengths_that_lie(gpt2, tmp_path: Path, version: int) -> None:
+    message = http_response(page("Archived"), "text/html")
+    entries = [
+        ("http://example.com/a", message, str(len(message))),
+        ("http://example.com/minus", message, "-1"),
+        ("http://example.com/abc", message, "abc"),
+        ("http://example.com/with space", message, str(len(message))),  # a space in the URL
+    ]
+    path = tmp_path / f"v{version}.arc"
+    path.write_bytes(_arc(version, entries))
+    stats = tmp_path / "stats.json"
+    run = extract(gpt2, "--stats", stats, path)
+    assert run.code == 0, run.stderr
+    out = records(run.stdout)
+    assert [r["url"] for r in out] == ["http://example.com/a", "http://example.com/with%20space"]
+    assert out[0]["crawl_date"] == "2008-01-02T03:04:05Z"
+    assert out[0]["warc_record_id"] is None
+    assert json.loads(stats.read_text())["dropped"] == {"bad_length": 2}
