@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -48,7 +48,6 @@ class Record:
     content_type: str  # the record's Content-Type (WARC) or its ARC mime field
     length: int  # declared length of the content block
     block: bytes  # the content block, or its first ``head`` bytes when it is longer than kept
-    truncated: str | None = None  # WARC-Truncated: the crawler cut the payload
 
 
 @dataclass
@@ -174,7 +173,7 @@ def _header_text(raw: bytes) -> str:
 def _arc_date(value: str) -> str | None:
     if len(value) < 14 or not value[:14].isdigit():
         return None
-    v = value
+    v = value[:14]
     return f"{v[:4]}-{v[4:6]}-{v[6:8]}T{v[8:10]}:{v[10:12]}:{v[12:14]}Z"
 
 
@@ -187,7 +186,7 @@ class RecordReader:
     bytes of a content block to hold: 0 passes over it; a block longer than ``keep`` is held
     only as its first ``head`` bytes (enough for the HTTP headers)."""
 
-    def __init__(self, name: str, keep, head: int = 1 << 16) -> None:
+    def __init__(self, name: str, keep: Callable[[str, str], int], head: int = 1 << 16) -> None:
         self.stream = _Stream(name)
         self.keep = keep
         self.head = head
@@ -367,7 +366,6 @@ class RecordReader:
             content_type=text.get("content-type", ""),
             length=int(length_text),
             block=b"",
-            truncated=text.get("warc-truncated"),
         )
         return self._content(record, self.stream.offset)
 
