@@ -90,7 +90,10 @@ def parse(
         stats.bad("malformed_json", f"{where}: malformed JSON (nested too deeply)")
         return None
     except ValueError as error:
-        stats.bad("malformed_json", str(malformed_json(source, line, error)))
+        if "integer string conversion" in str(error):  # Python's limit, not a JSON error
+            stats.bad("malformed_json", f"{where}: malformed JSON (a number of over 4,300 digits)")
+        else:
+            stats.bad("malformed_json", str(malformed_json(source, line, error)))
         return None
     if not isinstance(data, dict):
         stats.bad("malformed_json", f"{where}: not a JSON object")

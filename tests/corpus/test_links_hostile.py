@@ -111,6 +111,14 @@ def test_hidden_hosts_and_deep_nesting(gpt2, tmp_path: Path) -> None:
     counters = stats(run)
     assert counters["dropped"]["excluded_domain"] == 1
     assert counters["dropped"]["malformed_json"] == 2
+    assert "line 3: malformed JSON (nested too deeply)" in run.stderr
+
+
+def test_a_number_of_5000_digits_is_a_bad_record(gpt2) -> None:
+    data = b'{"url": "http://x.org/", "score": ' + b"9" * 5000 + b"}\n" + json.dumps(GOOD).encode()
+    run = links(gpt2, data)
+    assert run.code == 0 and [r["url"] for r in lines(run)] == ["https://good.example.com/a"]
+    assert "line 1: malformed JSON (a number of over 4,300 digits)" in run.stderr
 
 
 def test_domain_file_not_utf8_is_one_line(gpt2, tmp_path: Path) -> None:
