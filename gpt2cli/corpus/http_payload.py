@@ -44,7 +44,9 @@ class HttpResponse:
 def parse_response(block: bytes) -> HttpResponse:
     """The status line, headers and body of an HTTP response (CRLF or bare LF line ends).
 
-    A status line without a reason phrase (``HTTP/1.1 302``) is a status line."""
+    A status line without a reason phrase (``HTTP/1.1 302``) is a status line, and blank
+    lines before it are passed over."""
+    block = block.lstrip(b"\r\n")
     end = block.find(b"\n")
     first = block[: end if end >= 0 else len(block)].rstrip(b"\r")
     match = _STATUS_LINE.fullmatch(first)

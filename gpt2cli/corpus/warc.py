@@ -100,6 +100,18 @@ def _http_url(url: str) -> bool:
     return url[:8].lower().startswith(("http://", "https://"))
 
 
+def _bare_payload(record: Record) -> bool:
+    """A response record holding the payload without its HTTP message, as a few crawlers
+    write them (its Content-Type is the payload's, not application/http)."""
+    content_type = record.content_type.lower()
+    return (
+        not record.arc
+        and bool(content_type)
+        and "application/http" not in content_type
+        and not record.block.lstrip(b"\r\n")[:5].upper().startswith(b"HTTP/")
+    )
+
+
 def _sniffed_html(body: bytes) -> bool:
     start = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return start.startswith((b"<!doctype html", b"<html"))
@@ -116,7 +128,7 @@ def _page(
     if not _http_url(record.url):
         rejects.drop("not_http", *where)
         return None
-    if record.kind == "resource":
+    if record.kind == "resource" or _bare_payload(record):
         response = HttpResponse(200, {"content-type": record.content_type}, record.block)
     else:
         try:

@@ -48,6 +48,7 @@ class Record:
     content_type: str  # the record's Content-Type (WARC) or its ARC mime field
     length: int  # declared length of the content block
     block: bytes  # the content block, or its first ``head`` bytes when it is longer than kept
+    arc: bool = False  # an ARC record (whose content type is its payload's)
 
 
 @dataclass
@@ -391,6 +392,7 @@ class RecordReader:
             content_type=fields[url_end + 2] if len(fields) > url_end + 2 else "",
             length=int(fields[-1]),
             block=b"",
+            arc=True,
         )
         if kind == "arcinfo":  # its first line gives the version, hence the fields
             header = self.stream.readline()

@@ -216,3 +216,16 @@ def test_decompression_bomb_and_broken_http(gpt2, tmp_path: Path) -> None:
     }
     rejected = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert len(rejected) == 5 and all(r["offset"] >= 0 for r in rejected)
+
+
+def test_a_response_record_without_its_http_message(gpt2, tmp_path: Path) -> None:
+    """Some crawlers store the payload alone in a response record, typed by its own
+    Content-Type: read as the page; blank lines before a status line are passed over."""
+    bare = warc("http://example.com/bare", html("Bare")).replace(
+        b"application/http; msgtype=response", b"text/html; charset=utf-8"
+    )
+    padded = warc("http://example.com/padded", b"\r\n" + http(html("Padded")))
+    path = tmp_path / "bare.warc"
+    path.write_bytes(bare + padded)
+    run, urls, _ = run_extract(gpt2, path)
+    assert run.code == 0 and urls == ["http://example.com/bare", "http://example.com/padded"]
