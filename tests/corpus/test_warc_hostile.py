@@ -229,3 +229,39 @@ def test_a_response_record_without_its_http_message(gpt2, tmp_path: Path) -> Non
     path.write_bytes(bare + padded)
     run, urls, _ = run_extract(gpt2, path)
     assert run.code == 0 and urls == ["http://example.com/bare", "http://example.com/padded"]
+
+
+REAL = sorted((Path(__file__).parent / "data" / "real_warcs").glob("*arc*"))
+INSERTS = [b"\r\n", b"WARC/1.0\r\n", b"Content-Length: -1\r\n", b"\x1f\x8b\x08", b"0\r\n\r\n",
+           b"HTTP/1.1 200\r\n", b"filedesc://x 0.0.0.0 20080101000000 text/plain 9\n"]  # fmt: skip
+
+
+@SETTINGS
+@given(
+    source=st.sampled_from(REAL),
+    inflate=st.booleans(),
+    edits=st.lists(
+        st.tuples(st.floats(0, 1), st.integers(0, 3), st.integers(0, 255)), min_size=1, max_size=5
+    ),
+)
+def test_damaged_real_files_never_a_traceback(gpt2, tmp_path: Path, source, inflate, edits):
+    data = bytearray(source.read_bytes())
+    if inflate and data[:2] == b"\x1f\x8b":
+        data = bytearray(gzip.decompress(bytes(data)))
+    for where, kind, value in edits:
+        at = int(where * (len(data) - 1))
+        if kind == 0:
+            data[at] = value
+        elif kind == 1:
+            del data[at : at + value]
+        elif kind == 2:
+            data[at:at] = INSERTS[value % len(INSERTS)]
+        else:
+            del data[at:]
+    path = tmp_path / "damaged"
+    path.write_bytes(bytes(data))
+    run, _, counters = run_extract(gpt2, path)  # asserts no traceback
+    if run.code == 1:
+        one_error_line(run)
+    else:
+        assert run.code == 0 and counters is not None
