@@ -265,3 +265,27 @@ def test_damaged_real_files_never_a_traceback(gpt2, tmp_path: Path, source, infl
         one_error_line(run)
     else:
         assert run.code == 0 and counters is not None
+
+
+def test_every_content_coding_a_server_sends(gpt2, tmp_path: Path) -> None:
+    import brotli
+    import zstandard
+
+    page = html("Coded")
+    codings = {
+        "gzip": gzip.compress(page),
+        "deflate": zlib.compress(page),
+        "br": brotli.compress(page),
+        "zstd": zstandard.ZstdCompressor().compress(page),
+        "gzip, br": brotli.compress(gzip.compress(page)),  # applied in order, undone in reverse
+    }
+    data = b"".join(
+        warc(f"http://example.com/{i}", http(body, b"HTTP/1.1 200 OK\r\nContent-Type: "
+             b"text/html\r\nContent-Encoding: " + name.encode() + b"\r\n"))
+        for i, (name, body) in enumerate(codings.items())
+    )  # fmt: skip
+    path = tmp_path / "coded.warc"
+    path.write_bytes(data)
+    run = gpt2("corpus", "extract", "-j", "1", path)
+    assert run.code == 0, run.stderr
+    assert [json.loads(line)["title"] for line in run.stdout.splitlines()] == ["Coded"] * 5
