@@ -74,29 +74,45 @@ def extract_command(
     comments: bool,
     processes: int,
     max_bytes: int,
+    max_bad_records: int | None,
+    rejected: str | None,
     output: str | None,
     stats_file: str | None,
     strict: bool,
 ) -> None:
+    from contextlib import ExitStack
+
     from gpt2cli.corpus import extract as core
     from gpt2cli.corpus.jsonl import dumps
     from gpt2cli.corpus.jsonl import output as open_output
     from gpt2cli.corpus.links import load_links
     from gpt2cli.corpus.stats import StageStats
-    from gpt2cli.corpus.warc import iter_responses
+    from gpt2cli.corpus.warc import Rejects, iter_responses
+    from gpt2cli.fileio import atomic_write
 
     if mode not in core.MODES:
         raise UsageError(f"--favor must be one of {', '.join(core.MODES)}, not {mode!r}")
     if max_bytes < 1:
         raise UsageError("--max-bytes must be at least 1")
+    if max_bad_records is not None and max_bad_records < 0:
+        raise UsageError("--max-bad-records must be 0 or more")
     workers = _check_processes(processes)
-    links = load_links(links_file) if links_file else None
     stats = StageStats("extract", strict=strict)
+    links = load_links(links_file, stats) if links_file else None
     settings = core.ExtractOptions(mode=mode, include_comments=comments)
-    with open_output(output) as out, console.progress() as bar:
+    with ExitStack() as stack:
+        out = stack.enter_context(open_output(output))
+        rejects_out = stack.enter_context(atomic_write(rejected, "wb")) if rejected else None
+        rejects = Rejects(stats, rejects_out, max_bad_records)
+        bar = stack.enter_context(console.progress())
         task = bar.add_task("extract", total=None, status="")
         pages = core.extract_pages(
-            iter_responses(inputs, stats, max_bytes), settings, stats, links, workers
+            iter_responses(inputs, stats, max_bytes, rejects),
+            settings,
+            stats,
+            links,
+            workers,
+            rejects,
         )
         try:
             for number, record in enumerate(pages, 1):
@@ -106,6 +122,10 @@ def extract_command(
         except BrokenPipeError:
             _quiet_exit_on_closed_stdout()
     stats.finish(stats_file)
+    if rejects.cut:  # every whole record is out; the cut file is the error
+        first = rejects.cut[0]
+        more = f" (and {len(rejects.cut) - 1} more cut files)" if len(rejects.cut) > 1 else ""
+        raise type(first)(f"{first.message}{more}", first.hint)
 
 
 def _quiet_exit_on_closed_stdout() -> None:
@@ -167,12 +187,17 @@ def register(app: typer.Typer) -> None:
         Keeps submissions that link outside Reddit (not self posts) with score >=
         --min-karma and a domain not excluded (subdomains included). URLs are normalised:
         scheme and host lowercased, default port, fragment, user info and tracking
-        parameters (utm_*, fbclid, gclid, ...) removed, trailing slashes dropped. Writes
-        JSON Lines sorted by URL: url, domain, karma (the highest score), submissions
-        (how many linked it), date (the first, ISO 8601 UTC). A line without url or an
-        integer score is a bad record. Memory is bounded by --max-urls; parts made
-        separately (one per monthly dump, on many machines) combine with --merge into
-        what one run over all dumps gives."""
+        parameters (utm_*, fbclid, gclid, ...) removed, trailing slashes dropped; then
+        de-duplicated by a SURT-style key, as Common Crawl's index keys them: http:// and
+        https://, a default port and a leading www. of one page are one URL, and the
+        variant kept (and fetched) is https before http, then the one without www. The
+        same URL twice, in one dump or in several link files, is always merged alike:
+        the highest karma, the submissions summed, the first date. Writes JSON Lines
+        sorted by that key: url, domain, karma, submissions, date (ISO 8601 UTC). A line
+        without url, with a URL that does not parse, a score that is no integer within
+        ±2^63 or a created_utc that is no time from 1970 to 9999 is a bad record. Memory
+        is bounded by --max-urls; parts made separately (one per monthly dump, on many
+        machines) combine with --merge into what one run over all dumps gives."""
         links_command(
             files or ["-"],
             min_karma,
@@ -191,14 +216,17 @@ def register(app: typer.Typer) -> None:
     def extract(
         files: list[str] = typer.Argument(
             None,
-            help="WARC files (plain or compressed) from any crawler; '-' or none reads stdin.",
+            help="WARC or ARC files (plain or compressed) from any crawler; '-' or none "
+            "reads stdin.",
             show_default=False,
         ),
         links_file: str = typer.Option(
             None,
             "--links",
-            help="A link file from `gpt2 corpus links`: keep only pages of those URLs "
-            "(joined by normalised URL, through redirects) and add karma, submissions, date.",
+            help="A URL list: `gpt2 corpus links` output, any JSON Lines with a url, or "
+            "plain URLs one a line, in any order: keep only pages of those URLs (joined by "
+            "SURT key, through redirects) and add karma, submissions, date. A URL listed "
+            "twice is merged as links --merge merges.",
             show_default=False,
         ),
         favor: str = typer.Option(
@@ -216,18 +244,38 @@ def register(app: typer.Typer) -> None:
         max_bytes: int = typer.Option(
             5_000_000, "--max-bytes", help="Skip pages larger than this (counted as too_large)."
         ),
+        max_bad_records: int = typer.Option(
+            None,
+            "--max-bad-records",
+            help="Stop (exit 1) after this many bad records instead of counting and "
+            "skipping them all (--strict stops at the first).",
+            show_default=False,
+        ),
+        rejected: str = typer.Option(
+            None,
+            "--rejected",
+            help="Write a JSON line for every record that gave no page: file, offset (in "
+            "the uncompressed stream), url, reason, and for bad records a message.",
+            show_default=False,
+        ),
         output: str = options.CORPUS_OUTPUT,
         stats_file: str = options.STATS_FILE,
         strict: bool = options.STRICT,
     ) -> None:
-        """Main text of the HTML pages of a WARC crawl, by trafilatura.
+        """Main text of the HTML pages of a WARC or ARC crawl, by trafilatura.
 
-        Reads HTTP 200 text/html responses (other records are counted as drops by reason),
-        decodes them by the charset of the header, a byte-order mark or the document's
-        <meta>, and extracts the main text with trafilatura in --processes processes;
-        output is in input order. Writes JSON Lines: text, url (normalised), domain,
-        title, karma, submissions, date (from --links), crawl_date, warc_record_id. A page
-        no charset decodes, or a text/html payload that is binary, is a bad record."""
+        Reads WARC 1.1, 1.0, 0.18, 0.17 and ARC files as real crawlers write them.
+        Response (and resource) records with HTTP 200 text/html are pages; other records
+        are counted as drops by reason (http_status, not_html, too_large, revisit,
+        not_http). Pages are decoded by the charset of the header, a byte-order mark or
+        the document's <meta>, and their main text extracted with trafilatura in
+        --processes processes; output is in input order. Writes JSON Lines: text, url
+        (normalised), domain, title, karma, submissions, date (from --links), crawl_date,
+        warc_record_id (null for ARC). A record that cannot be read (a length that lies,
+        a broken HTTP message), a page no charset decodes, or a text/html payload that is
+        binary is a bad record, counted with its file and offset, and reading goes on. A
+        file cut short gives every whole record, then an error naming it and the offset
+        of the cut record (exit 1)."""
         extract_command(
             files or ["-"],
             links_file,
@@ -235,6 +283,8 @@ def register(app: typer.Typer) -> None:
             comments,
             processes,
             max_bytes,
+            max_bad_records,
+            rejected,
             output,
             stats_file,
             strict,

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.corpus.urls import domain_of, normalize_url
-from gpt2cli.corpus.warc import Redirect, Response
+from gpt2cli.corpus.warc import Redirect, Rejects, Response
 from gpt2cli.errors import Gpt2Error
 
 if TYPE_CHECKING:
@@ -138,6 +138,9 @@ def _batches(items: Iterable[Joined], size: int) -> Iterator[list[Joined]]:
 
 
 def _worker_init() -> None:
+    from gpt2cli.corpus.die_with_parent import die_with_parent
+
+    die_with_parent()
     _quiet_logging()
     import trafilatura  # noqa: F401 - imported once per worker, not per batch
 
@@ -152,9 +155,12 @@ def _outcomes(
             yield item, extract_one(item[0], options)
         return
     # A fork server (not plain fork: the parent may run rich's refresh thread) that imports
-    # trafilatura once, so each worker starts without paying for it again.
+    # trafilatura once, so each worker starts without paying for it again. The fork server
+    # and the workers die with their parent (see die_with_parent), even on its kill -9.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["gpt2cli.corpus.extract", "trafilatura"])
+    context.set_forkserver_preload(
+        ["gpt2cli.corpus.forkserver_guard", "gpt2cli.corpus.extract", "trafilatura"]
+    )
     # With SIGPIPE at its default (as the CLI sets it), a write to the pipe of a worker that
     # died would kill this process silently; ignored, it surfaces as BrokenProcessPool.
     with (
@@ -225,7 +231,7 @@ def _absolute(base: str, location: str) -> str:
 def _join(
     items: Iterable[Response | Redirect],
     links: LinkTable | None,
-    stats: StageStats,
+    rejects: Rejects,
 ) -> Iterator[Joined]:
     """Pages with their link (by normalised URL, through redirects), before any extraction."""
     redirects = _Redirects()
@@ -239,7 +245,7 @@ def _join(
             url = redirects.resolve(url)
             link = links.get(url)
             if link is None:
-                stats.drop("not_in_links")
+                rejects.drop("not_in_links", item.source, item.offset, item.url)
                 continue
         yield item, url, link
 
@@ -250,17 +256,20 @@ def extract_pages(
     stats: StageStats,
     links: LinkTable | None = None,
     processes: int = 1,
+    rejects: Rejects | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Output records (text, url, domain, title, karma, submissions, date, crawl_date,
     warc_record_id) of the pages whose main text trafilatura finds, in input order."""
+    rejects = rejects or Rejects(stats)
     for (page, url, link), (kind, value) in _outcomes(
-        _join(items, links, stats), options, processes
+        _join(items, links, rejects), options, processes
     ):
         if kind == "bad":
-            stats.bad(*value)
+            reason, message = value
+            rejects.bad(reason, page.source, page.offset, page.url, message)
             continue
         if kind == "drop":
-            stats.drop(value)
+            rejects.drop(value, page.source, page.offset, page.url)
             continue
         stats.count_out()
         yield {

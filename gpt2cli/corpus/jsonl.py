@@ -3,7 +3,8 @@
 A record is one line holding a JSON object (whose text field is a string, for the verbs that
 read documents). Anything else is a bad record, counted and skipped through
 ``StageStats.bad`` (or an error under ``--strict``): ``malformed_json`` (invalid UTF-8 or
-JSON, not an object) or ``no_text`` (the text field missing or not a string).
+JSON, nested too deeply for the parser, not an object) or ``no_text`` (the text field
+missing or not a string).
 ``filter`` and ``dedup`` write kept records out as the very bytes they came in as.
 """
 
@@ -85,8 +86,14 @@ def parse(
     except UnicodeDecodeError:
         stats.bad("malformed_json", f"{where}: malformed JSON (invalid UTF-8)")
         return None
+    except RecursionError:
+        stats.bad("malformed_json", f"{where}: malformed JSON (nested too deeply)")
+        return None
     except ValueError as error:
-        stats.bad("malformed_json", str(malformed_json(source, line, error)))
+        if "integer string conversion" in str(error):  # Python's limit, not a JSON error
+            stats.bad("malformed_json", f"{where}: malformed JSON (a number of over 4,300 digits)")
+        else:
+            stats.bad("malformed_json", str(malformed_json(source, line, error)))
         return None
     if not isinstance(data, dict):
         stats.bad("malformed_json", f"{where}: not a JSON object")

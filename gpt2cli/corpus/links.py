@@ -7,9 +7,15 @@ normalised URL becomes one record::
     {"url": ..., "domain": ..., "karma": <highest score>, "submissions": <count>,
      "date": <first created_utc, ISO 8601 UTC>}
 
-Output is sorted by URL. Memory: the URLs of a run are held in a dict (about
-250 bytes each); past ``max_urls`` of them the dict is sorted and spilled to a
-temporary file, and the spilled runs are merged at the end, so memory stays
+URLs are one when their SURT-style key is (``urls.surt_key``: scheme, default port and a
+leading ``www.`` aside, as Common Crawl's index keys them), so ``http://`` and ``https://``
+of one page are one record; its ``url`` is the variant ``urls.preferred_url`` keeps (https,
+no ``www.``), the one to fetch. The same URL twice — in one dump, one link file or several —
+is always merged the same way: the highest karma, the submissions summed, the first date.
+
+Output is sorted by that key (so one host's pages are together). Memory: the URLs of a
+run are held in a dict (about 250 bytes each); past ``max_urls`` of them the dict is
+sorted and spilled to a temporary file, and the spilled runs are merged at the end, so memory stays
 bounded whatever the input size. Link files (this module's output) merge the
 same way: sorted inputs, one streaming k-way merge (``merge_link_files``), so parts
 made on many machines (one per monthly dump) combine into the result of one run.
@@ -33,15 +39,24 @@ import numpy as np
 
 from gpt2cli.corpus.jsonl import Record, dumps, read_records
 from gpt2cli.corpus.stats import StageStats
-from gpt2cli.corpus.urls import domain_of, matches_domain, normalize_with_domain
+from gpt2cli.corpus.urls import (
+    BadUrl,
+    checked_url,
+    domain_of,
+    matches_domain,
+    preferred_url,
+    surt_key,
+)
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.text.compressed import open_input
 
 REDDIT_DOMAINS = frozenset({"reddit.com", "redd.it", "redditmedia.com", "reddituploads.com"})
 DEFAULT_MAX_URLS = 4_000_000
 
-# A URL's aggregate: [karma, submissions, first created_utc (or None)].
+# A key's aggregate: [karma, submissions, first created_utc (or None), the URL kept].
 Aggregate = list
+INT64 = 1 << 63
+MAX_UTC = 253402300799  # 9999-12-31T23:59:59Z: the last second ISO 8601 dates here can say
 
 
 @dataclass
@@ -53,13 +68,24 @@ class LinkOptions:
     temp_dir: str | None = None
 
 
+class _BadValue(ValueError):
+    pass
+
+
 def _utc(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
+    """A ``created_utc``: None when absent; a number of seconds from 1970 to 9999, else
+    _BadValue (inf, nan, 1e20, a negative time, text that is no number)."""
+    if value is None:
         return None
+    if isinstance(value, bool):
+        raise _BadValue(repr(value))
     try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
+        number = float(value) if isinstance(value, str) else value
+        if not isinstance(number, int | float) or not 0 <= number <= MAX_UTC:
+            raise _BadValue(repr(value)[:40])
+        return int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise _BadValue(repr(value)[:40]) from None
 
 
 def iso_date(utc: int | None) -> str | None:
@@ -75,45 +101,55 @@ def _parse_iso(date: Any) -> int | None:
         return int(
             datetime.strptime(date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
         )
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
-def _combine(into: Aggregate, karma: int, submissions: int, utc: int | None) -> None:
+def _combine(into: Aggregate, karma: int, submissions: int, utc: int | None, url: str) -> None:
     into[0] = max(into[0], karma)
     into[1] += submissions
     if utc is not None and (into[2] is None or utc < into[2]):
         into[2] = utc
+    into[3] = preferred_url(into[3], url)
 
 
-def _score(value: Any) -> int | None:
+def _integer(value: Any) -> int | None:
+    """An integer within ±2⁶³ (a JSON float that is one counts), else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and -INT64 <= value < INT64:
+        return value
     return None
 
 
 def _submission(
     record: Record, options: LinkOptions, stats: StageStats
-) -> tuple[str, int, int | None] | None:
-    """(normalised URL, score, created_utc) of a kept submission; None when dropped."""
+) -> tuple[str, str, int, int | None] | None:
+    """(key, normalised URL, score, created_utc) of a kept submission; None when dropped."""
     data = record.data
     where = f"{record.source}: line {record.line}"
     url = data.get("url")
     if not isinstance(url, str) or not url.strip():
         stats.bad("no_url", f"{where}: no 'url'")
         return None
-    score = _score(data.get("score"))
+    score = _integer(data.get("score"))
     if score is None:
-        stats.bad("no_score", f"{where}: no integer 'score'")
+        stats.bad("no_score", f"{where}: no integer 'score' (within ±2⁶³)")
         return None
     if data.get("is_self") is True:
         stats.drop("self_post")
         return None
-    normalized, domain = normalize_with_domain(url)
+    try:
+        normalized, domain = checked_url(url)
+        utc = _utc(data.get("created_utc"))
+    except BadUrl as error:
+        stats.bad("bad_url", f"{where}: 'url' is not a URL ({error})")
+        return None
+    except _BadValue as error:
+        stats.bad("bad_date", f"{where}: 'created_utc' {error} is not a time from 1970 to 9999")
+        return None
     if not domain:
         stats.drop("not_http_url")
         return None
@@ -129,10 +165,11 @@ def _submission(
     if options.excluded and matches_domain(domain, options.excluded):
         stats.drop("excluded_domain")
         return None
-    return normalized, score, _utc(data.get("created_utc"))
+    return surt_key(normalized), normalized, score, utc
 
 
-def _link_line(url: str, value: Aggregate) -> bytes:
+def _link_line(value: Aggregate) -> bytes:
+    url = value[3]
     return dumps(
         {
             "url": url,
@@ -147,43 +184,74 @@ def _link_line(url: str, value: Aggregate) -> bytes:
 def _spill(table: dict[str, Aggregate], directory: str, number: int) -> str:
     path = os.path.join(directory, f"run-{number:05d}.jsonl")
     with open(path, "wb") as handle:
-        for url in sorted(table):
-            handle.write(_link_line(url, table[url]))
+        for key in sorted(table):
+            handle.write(_link_line(table[key]))
     return path
 
 
-def _read_links(handle: IO[bytes], source: str) -> Iterator[tuple[str, Aggregate]]:
+def _link_record(raw: bytes, optional: bool = False) -> tuple[str, Aggregate]:
+    """(key, aggregate) of one link-file line; ValueError (with the reason) if it is none.
+    ``optional``: karma and submissions may be absent (None in the aggregate)."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    url = data.get("url")
+    if not isinstance(url, str):
+        raise ValueError("no string 'url'")
+    try:
+        normalized, _ = checked_url(url)
+    except BadUrl as error:
+        raise ValueError(f"'url' is not a URL ({error})") from None
+    karma, submissions = _integer(data.get("karma")), _integer(data.get("submissions"))
+    bad_karma = karma is None and not (optional and data.get("karma") is None)
+    bad_count = (submissions is None or submissions < 0) and not (
+        optional and data.get("submissions") is None
+    )
+    if bad_karma or bad_count:
+        raise ValueError("'karma' and 'submissions' must be integers within ±2⁶³")
+    return surt_key(normalized), [karma, submissions, _parse_iso(data.get("date")), normalized]
+
+
+def _read_links(
+    handle: IO[bytes], source: str, stats: StageStats
+) -> Iterator[tuple[str, Aggregate]]:
+    """The records of a link file, checked to be sorted by key; a line that is no link
+    record is a bad record."""
     previous = ""
     for number, raw in enumerate(handle, 1):
         if not raw.strip():
             continue
         try:
-            data = json.loads(raw)
-            url, karma, submissions = data["url"], int(data["karma"]), int(data["submissions"])
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+            key, value = _link_record(raw)
+        except ValueError as error:
+            stats.bad("bad_link_record", f"{source}: line {number}: not a link record ({error})")
+            continue
+        if key < previous:
             raise Gpt2Error(
-                f"{source}: line {number}: not a link record (url, karma, submissions)"
-            ) from None
-        if url < previous:
-            raise Gpt2Error(
-                f"{source}: line {number}: link files must be sorted by url",
-                "merge the output of `gpt2 corpus links`, which is sorted",
+                f"{source}: line {number}: link files must be sorted as `gpt2 corpus links` "
+                "writes them (by SURT key)",
+                "merge the output of `gpt2 corpus links` of this version, which is sorted so",
             )
-        previous = url
-        yield url, [karma, submissions, _parse_iso(data.get("date"))]
+        previous = key
+        yield key, value
 
 
-def _merged(streams: list[Iterator[tuple[str, Aggregate]]]) -> Iterator[tuple[str, Aggregate]]:
+def _merged(streams: list[Iterator[tuple[str, Aggregate]]]) -> Iterator[Aggregate]:
     current: str | None = None
     total: Aggregate = []
-    for url, value in heapq.merge(*streams, key=lambda item: item[0]):
-        if url != current:
+    for key, value in heapq.merge(*streams, key=lambda item: item[0]):
+        if key != current:
             if current is not None:
-                yield current, total
-            current, total = url, [value[0], 0, value[2]]
+                yield total
+            current, total = key, [value[0], 0, value[2], value[3]]
         _combine(total, *value)
     if current is not None:
-        yield current, total
+        yield total
 
 
 def _write_merged(
@@ -196,11 +264,11 @@ def _write_merged(
     """The streams ``first`` and the sorted link files ``paths``, merged, written to ``out``."""
     handles = [open_input(path) for path in paths]
     try:
-        streams = first + [_read_links(h, path) for h, path in zip(handles, paths)]
+        streams = first + [_read_links(h, path, stats) for h, path in zip(handles, paths)]
         if count_in:
             streams = [_counted(stream, stats) for stream in streams]
-        for url, value in _merged(streams):
-            out.write(_link_line(url, value))
+        for value in _merged(streams):
+            out.write(_link_line(value))
             stats.count_out()
     finally:
         for handle in handles:
@@ -227,17 +295,17 @@ def collect_links(
             kept = _submission(record, options, stats)
             if kept is None:
                 continue
-            url, score, utc = kept
-            value = table.get(url)
+            key, url, score, utc = kept
+            value = table.get(key)
             if value is None:
-                table[url] = [score, 1, utc]
+                table[key] = [score, 1, utc, url]
                 if len(table) >= options.max_urls:
                     runs.append(_spill(table, directory, len(runs)))
                     table.clear()
             else:
-                _combine(value, score, 1, utc)
+                _combine(value, score, 1, utc, url)
         stats.extra["spilled_runs"] = len(runs)
-        in_memory = ((url, table[url]) for url in sorted(table))
+        in_memory = ((key, table[key]) for key in sorted(table))
         _write_merged([in_memory], runs, stats, out, count_in=False)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -258,44 +326,100 @@ def _counted(
 
 
 class LinkTable:
-    """A link file held for ``extract --links``: the 64-bit blake2b keys of its URLs, sorted,
-    beside karma, submissions and first date — 32 bytes a URL where a dict of the strings took
-    about 320. Two linked URLs whose keys collide (odds ~n²/2⁶⁵: 3e-4 for 10⁸ URLs) keep the
-    first; a page wrongly taken as linked has odds n/2⁶⁴."""
+    """A link list held for ``extract --links``: the 64-bit blake2b hashes of its URLs' SURT
+    keys, sorted, beside karma, submissions and first date — 32 bytes a URL where a dict of
+    the strings took about 320. A URL listed twice (or two whose hashes collide, odds
+    ~n²/2⁶⁵: 3e-4 for 10⁸ URLs) is merged as ``--merge`` merges; a page wrongly taken as
+    linked has odds n/2⁶⁴."""
 
-    NO_DATE = np.iinfo(np.int64).min
+    NONE = np.iinfo(np.int64).min  # no karma, submissions or date (a plain URL list)
+    NO_DATE = NONE
 
     def __init__(self, keys: np.ndarray, values: np.ndarray) -> None:
         order = np.argsort(keys, kind="stable")
-        self._keys = keys[order]
-        self._values = values[order]  # (n, 3) int64: karma, submissions, created_utc
+        keys, values = keys[order], values[order]  # values: (n, 3) int64
+        if len(keys) == 0:
+            self._keys, self._values = keys, values
+            return
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        karma = np.maximum.reduceat(values[:, 0], starts)
+        counts = values[:, 1]
+        submissions = np.add.reduceat(np.where(counts == self.NONE, 0, counts), starts)
+        counted = np.maximum.reduceat(counts, starts) != self.NONE
+        submissions = np.where(counted, submissions, self.NONE)
+        latest = np.iinfo(np.int64).max
+        dates = np.minimum.reduceat(
+            np.where(values[:, 2] == self.NONE, latest, values[:, 2]), starts
+        )
+        dates = np.where(dates == latest, self.NONE, dates)
+        self._keys = keys[starts]
+        self._values = np.stack([karma, submissions, dates], axis=1)
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def get(self, url: str) -> tuple[int, int, str | None] | None:
+    def get(self, url: str) -> tuple[int | None, int | None, str | None] | None:
         """(karma, submissions, ISO date) of a normalised URL, or None if it is not linked."""
         key = np.uint64(url_key(url))
         index = int(np.searchsorted(self._keys, key))
         if index == len(self._keys) or self._keys[index] != key:
             return None
         karma, submissions, utc = (int(v) for v in self._values[index])
-        return karma, submissions, iso_date(None if utc == self.NO_DATE else utc)
+        return (
+            None if karma == self.NONE else karma,
+            None if submissions == self.NONE else submissions,
+            iso_date(None if utc == self.NONE else utc),
+        )
 
 
 def url_key(url: str) -> int:
-    return int.from_bytes(hashlib.blake2b(url.encode(), digest_size=8).digest(), "little")
+    """The 64-bit hash of a normalised URL's SURT key."""
+    key = surt_key(url).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
 
 
-def load_links(path: str) -> LinkTable:
-    """A link file (sorted, as ``collect_links`` writes it) as a :class:`LinkTable`."""
+def _link_entry(raw: bytes) -> tuple[str, tuple[int, int, int]]:
+    """(normalised URL, (karma, submissions, utc)) of one line of a link list: a link
+    record, or a plain URL (``#`` comments and blank lines were passed over)."""
+    if raw.startswith(b"{"):
+        _, values = _link_record(raw, optional=True)
+        karma, submissions, utc = (LinkTable.NONE if v is None else v for v in values[:3])
+        return values[3], (karma, submissions, utc)
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    try:
+        url, domain = checked_url(text)
+    except BadUrl as error:
+        raise ValueError(f"not a URL ({error})") from None
+    if not domain:
+        raise ValueError("not an http(s) URL")
+    return url, (LinkTable.NONE, LinkTable.NONE, LinkTable.NONE)
+
+
+def load_links(path: str, stats: StageStats | None = None) -> LinkTable:
+    """A link list as a :class:`LinkTable`: ``corpus links`` output, or any JSON Lines with a
+    ``url`` (karma, submissions, date optional), or plain URLs one a line; in any order.
+    A line that is neither is a bad record (an error without ``stats``)."""
     keys = array("Q")
     values = array("q")
     handle = open_input(path)
     try:
-        for url, (karma, submissions, utc) in _read_links(handle, path):
+        for number, line in enumerate(handle, 1):
+            raw = line.strip()
+            if not raw or raw.startswith(b"#"):
+                continue
+            try:
+                url, entry = _link_entry(raw)
+            except ValueError as error:
+                message = f"{path}: line {number}: not a link ({error})"
+                if stats is None:
+                    raise Gpt2Error(message) from None
+                stats.bad("bad_link_record", message)
+                continue
             keys.append(url_key(url))
-            values.extend((karma, submissions, LinkTable.NO_DATE if utc is None else utc))
+            values.extend(entry)
     finally:
         handle.close()
     return LinkTable(

@@ -13,7 +13,17 @@
 - percent-escapes of unreserved characters decoded, others uppercased
   (``%7e`` is ``~``, ``%2f`` is ``%2F``).
 
-A string that is not an http(s) URL is returned stripped but otherwise unchanged.
+A string that is not an http(s) URL is returned stripped but otherwise unchanged; an
+http(s) URL that does not parse (``http://example.com:abc/``, a host with spaces or a lone
+surrogate) is one too, and ``checked_url`` raises ``BadUrl`` for it. A host is the part
+after the *last* ``@`` of the authority, as browsers read it (``http://a@b@c.org/`` is on
+``c.org``).
+
+``surt_key`` is the key links are de-duplicated by, in the manner of Common Crawl's index
+(SURT): the normalised URL without its scheme and a leading ``www.``, the host's labels
+reversed: ``http://www.example.com/a`` and ``https://example.com/a`` are both
+``com,example)/a``. Of the URLs of one key, ``preferred_url`` keeps https before http, a host
+without ``www.`` before one with, then the first in code-point order.
 """
 
 from __future__ import annotations
@@ -65,9 +75,17 @@ def _clean_query(query: str) -> str:
 # else (IPv6 literals, odd characters in the authority) takes the urlsplit path.
 _FAST = re.compile(
     r"([A-Za-z][A-Za-z0-9+.-]*)://(?:[^@/?#\[\]]*@)?([^/?#:@\[\]]+)(?::(\d{0,5}))?"
-    r"([^?#]*)(?:\?([^#]*))?(?:#.*)?",
+    r"(/[^?#]*)?(?:\?([^#]*))?(?:#.*)?",
     re.S,
 )
+# Characters no host holds (after the authority is split at its last "@" and its port).
+_BAD_HOST = re.compile('[\x00-\x20\x7f"#/<>?@\\[\\]\\\\^`{|}\ud800-\udfff]')
+
+
+class BadUrl(ValueError):
+    """An http(s) URL that does not parse as one."""
+
+
 _Parts = tuple[str, str, int | None, str, str]  # scheme, host, port, path, query
 
 
@@ -82,7 +100,10 @@ def _with_scheme(text: str) -> str | None:
 
 
 def _parse(url: str) -> _Parts | None:
-    """(scheme, host, port, path, query), lowercased scheme and host; None if not http(s)."""
+    """(scheme, host, port, path, query), lowercased scheme and host; None if not http(s).
+
+    Raises BadUrl for an http(s) URL that does not parse (a bad port, no host, a host
+    with characters no host has)."""
     text = _with_scheme(url.strip())
     if text is None:
         return None
@@ -90,20 +111,43 @@ def _parse(url: str) -> _Parts | None:
     if match:
         scheme, host, port_text, path, query = match.groups()
         port = int(port_text) if port_text else None
-        if port is not None and port > 65535:
-            return None
         scheme, host = scheme.lower(), host.lower()
+        path = path or ""
     else:
+        scheme = text.split(":", 1)[0].lower()
+        if scheme not in DEFAULT_PORTS:
+            return None
         try:
             parts = urlsplit(text)
             port = parts.port
-        except ValueError:
-            return None
-        scheme, host, path, query = parts.scheme.lower(), parts.hostname, parts.path, parts.query
-    host = (host or "").rstrip(".")
-    if scheme not in DEFAULT_PORTS or not host:
+        except ValueError as error:
+            reason = str(error)
+            raise BadUrl(reason[:1].lower() + reason[1:]) from None
+        host, path, query = parts.hostname, parts.path, parts.query
+    if scheme not in DEFAULT_PORTS:
         return None
+    host = (host or "").rstrip(".")
+    if port is not None and port > 65535:
+        raise BadUrl(f"port {port} out of range")
+    if not host:
+        raise BadUrl("no host")
+    if ":" not in host and _BAD_HOST.search(host):
+        raise BadUrl(f"{host[:40]!r} is not a host name")
     return scheme, host, port, path, query or ""
+
+
+def checked_url(url: str) -> tuple[str, str]:
+    """``(normalize_url(url), domain_of(url))``; raises BadUrl for an http(s) URL that does
+    not parse or a string that is not Unicode text (a lone surrogate)."""
+    if not url.isascii():
+        try:
+            url.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadUrl("not valid Unicode (a lone surrogate)") from None
+    parts = _parse(url)
+    if parts is None:
+        return url.strip(), ""
+    return _normalized(parts), parts[1]
 
 
 def normalize_url(url: str) -> str:
@@ -113,9 +157,16 @@ def normalize_url(url: str) -> str:
 
 def normalize_with_domain(url: str) -> tuple[str, str]:
     """``(normalize_url(url), domain_of(url))`` from one parse."""
-    parts = _parse(url)
+    try:
+        parts = _parse(url)
+    except BadUrl:
+        parts = None
     if parts is None:
         return url.strip(), ""
+    return _normalized(parts), parts[1]
+
+
+def _normalized(parts: _Parts) -> str:
     scheme, host, port, path, query = parts
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
@@ -124,12 +175,40 @@ def normalize_with_domain(url: str) -> tuple[str, str]:
         path = _normalize_escapes(path)
     path = path.rstrip("/")
     query = _clean_query(query) if query else ""
-    return f"{scheme}://{netloc}{path}{'?' + query if query else ''}", parts[1]
+    return f"{scheme}://{netloc}{path}{'?' + query if query else ''}"
+
+
+_NORMALIZED = re.compile(r"https?://(\[[^\]]*\]|[^/?#:]*)(:\d+)?(.*)", re.S)
+
+
+def surt_key(normalized: str) -> str:
+    """The de-duplication key of a *normalised* URL (see the module docstring)."""
+    match = _NORMALIZED.fullmatch(normalized)
+    if match is None:
+        return normalized
+    host, port, rest = match.groups()
+    if not host.startswith("[") and not host.replace(".", "").isdigit():
+        if host.startswith("www.") and "." in host[4:]:
+            host = host[4:]
+        host = ",".join(reversed(host.split(".")))
+    return f"{host}{port or ''}){rest or '/'}"
+
+
+def preferred_url(first: str, second: str) -> str:
+    """Which of two URLs of one key is kept: https, no ``www.``, then the smaller."""
+    return min(first, second, key=_preference)
+
+
+def _preference(url: str) -> tuple[bool, bool, str]:
+    return (not url.startswith("https:"), "://www." in url[:14], url)
 
 
 def domain_of(url: str) -> str:
     """The lowercased host of ``url`` without port or trailing dot ('' when there is none)."""
-    parts = _parse(url)
+    try:
+        parts = _parse(url)
+    except BadUrl:
+        return ""
     return parts[1] if parts else ""
 
 
@@ -167,8 +246,15 @@ def load_domains(domains: list[str] | None = None, files: list[str] | None = Non
     result = {parse_domain(entry) for entry in domains or [] if entry.strip()}
     for name in files or []:
         try:
-            with open(name, encoding="utf-8") as handle:
-                for line in handle:
+            with open(name, "rb") as handle:
+                for number, raw in enumerate(handle, 1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise Gpt2Error(
+                            f"{name}: line {number}: not UTF-8 text",
+                            "a domain file holds one domain a line, in UTF-8",
+                        ) from None
                     entry = line.split("#", 1)[0].strip()
                     if entry:
                         result.add(parse_domain(entry))

@@ -1,22 +1,35 @@
-"""HTTP responses out of WARC files (any crawler's; plain or compressed), read with FastWARC.
+"""HTTP responses out of WARC and ARC files (any crawler's; plain or compressed).
 
-Decompression goes through ``gpt2cli.text.compressed``, so a truncated ``.warc.gz``
-is an error naming the file rather than a silently shorter crawl; FastWARC passes a plain
-file's cut last record on short, so that one is checked against its Content-Length.
+Records come from :mod:`gpt2cli.corpus.warc_records` (framing, lenient as real crawls need),
+their HTTP messages from :mod:`gpt2cli.corpus.http_payload`. Response and revisit records
+(and resource records, and ARC's http records) are counted in; a record that gives no page
+is counted by reason (``http_status``, ``not_html``, ``too_large``, ``revisit``, ``not_http``)
+or, when it cannot be read, as a bad record with its file and offset. Request, metadata,
+warcinfo and conversion records are not documents and are passed over.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
+from gpt2cli.corpus.http_payload import (
+    HttpResponse,
+    PayloadError,
+    TooLarge,
+    decoded_body,
+    parse_response,
+)
 from gpt2cli.corpus.stats import StageStats
+from gpt2cli.corpus.warc_records import BadRecord, FileError, Record, RecordReader
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.text.compressed import detect, open_input
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+PAGE_KINDS = frozenset({"response", "revisit", "resource"})
+HEAD_ROOM = 1 << 16  # bytes of HTTP headers held beside a payload of --max-bytes
+SHOWN_IN_STATS = 100  # bad records listed, with file and offset, in --stats
 
 
 @dataclass
@@ -24,10 +37,12 @@ class Response:
     """One HTTP 200 HTML response: what a worker needs to extract its text."""
 
     url: str
-    record_id: str
+    record_id: str | None
     crawl_date: str | None
     charset: str | None  # from the Content-Type header
     body: bytes  # the payload, content and transfer encodings undone
+    source: str = ""  # the file it came from, and its record's offset there
+    offset: int = -1
 
 
 @dataclass
@@ -36,99 +51,156 @@ class Redirect:
     location: str
 
 
-class _Counting:
-    """A binary stream that adds the bytes read through it to ``stats``."""
+class Rejects:
+    """Where records that give no page go: counted in ``stats`` (bad ones shown), the first
+    bad ones listed with file and offset in ``--stats``, every one a line in ``--rejected``;
+    past ``max_bad`` bad records the run stops."""
 
-    def __init__(self, handle, stats: StageStats) -> None:
-        self._handle = handle
-        self._stats = stats
-        self._position = 0
+    def __init__(
+        self, stats: StageStats, out: BinaryIO | None = None, max_bad: int | None = None
+    ) -> None:
+        self.stats = stats
+        self.out = out
+        self.max_bad = max_bad
+        self.listed: list[dict] = []
+        self.cut: list[Gpt2Error] = []  # files that end inside a record (read up to it)
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._handle.read(size)
-        self._stats.add_bytes(len(data))
-        self._position += len(data)
-        return data
+    def _write(self, entry: dict) -> None:
+        if self.out is not None:
+            line = json.dumps(entry, ensure_ascii=False).encode("utf-8", "backslashreplace")
+            self.out.write(line + b"\n")
 
-    def tell(self) -> int:
-        return self._position
+    def drop(self, reason: str, source: str, offset: int, url: str) -> None:
+        self.stats.drop(reason)
+        self._write({"file": source, "offset": offset, "url": url, "reason": reason})
+
+    def bad(self, reason: str, source: str, offset: int, url: str, message: str) -> None:
+        where = f"{source}: record at byte {offset:,}" if offset >= 0 else source
+        self.stats.bad(reason, f"{where}: {message}")
+        entry = {"file": source, "offset": offset, "url": url, "reason": reason, "message": message}
+        self._write(entry)
+        if len(self.listed) < SHOWN_IN_STATS:
+            self.listed.append(entry)
+            self.stats.extra["bad_record_list"] = self.listed
+        if self.max_bad is not None and self.stats.bad_records > self.max_bad:
+            raise Gpt2Error(
+                f"more than {self.max_bad:,} bad records (--max-bad-records); the last: "
+                f"{where}: {message}"
+            )
+
+
+def _keeper(max_bytes: int):
+    def keep(kind: str, url: str) -> int:
+        return max_bytes + HEAD_ROOM if kind in ("response", "resource") else 0
+
+    return keep
+
+
+def _http_url(url: str) -> bool:
+    return url[:8].lower().startswith(("http://", "https://"))
+
+
+def _bare_payload(record: Record) -> bool:
+    """A response record holding the payload without its HTTP message, as a few crawlers
+    write them (its Content-Type is the payload's, not application/http)."""
+    content_type = record.content_type.lower()
+    return (
+        not record.arc
+        and bool(content_type)
+        and "application/http" not in content_type
+        and not record.block.lstrip(b"\r\n")[:5].upper().startswith(b"HTTP/")
+    )
+
+
+def _sniffed_html(body: bytes) -> bool:
+    start = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return start.startswith((b"<!doctype html", b"<html"))
+
+
+def _page(
+    record: Record, source: str, rejects: Rejects, max_bytes: int
+) -> Response | Redirect | None:
+    """The page (or redirect) a counted record gives, or None with the reason recorded."""
+    where = (source, record.offset, record.url)
+    if record.kind == "revisit":
+        rejects.drop("revisit", *where)
+        return None
+    if not _http_url(record.url):
+        rejects.drop("not_http", *where)
+        return None
+    if record.kind == "resource" or _bare_payload(record):
+        response = HttpResponse(200, {"content-type": record.content_type}, record.block)
+    else:
+        try:
+            response = parse_response(record.block)
+        except PayloadError as error:
+            rejects.bad("malformed_http", *where, str(error))
+            return None
+    if 300 <= response.status < 400 and response.headers.get("location"):
+        rejects.drop("http_status", *where)
+        return Redirect(record.url, response.headers["location"])
+    if response.status != 200:
+        rejects.drop("http_status", *where)
+        return None
+    media_type = response.media_type or record.content_type.split(";", 1)[0].strip().lower()
+    whole = len(record.block) == record.length
+    if media_type not in HTML_TYPES and not (
+        not response.headers.get("content-type") and _sniffed_html(response.body)
+    ):
+        rejects.drop("not_html", *where)
+        return None
+    if not whole:
+        rejects.drop("too_large", *where)
+        return None
+    try:
+        body = decoded_body(response, max_bytes)
+    except TooLarge:
+        rejects.drop("too_large", *where)
+        return None
+    except PayloadError as error:
+        rejects.bad("malformed_http", *where, str(error))
+        return None
+    return Response(
+        record.url, record.record_id, record.date, response.charset, body, source, record.offset
+    )
 
 
 def iter_responses(
-    inputs: Iterable[str], stats: StageStats, max_bytes: int
+    inputs: Iterable[str],
+    stats: StageStats,
+    max_bytes: int,
+    rejects: Rejects | None = None,
 ) -> Iterator[Response | Redirect]:
     """HTTP 200 HTML responses of every input in order, and 3xx redirects (for joining).
 
-    Each WARC response record is counted in; other statuses, non-HTML types and payloads
-    over ``max_bytes`` are counted as drops. Request, metadata and warcinfo records are
-    not documents and are passed over.
-    """
-    from fastwarc.warc import ArchiveIterator, WarcRecordType
-
+    A file cut short gives every whole record; its error (naming it and the offset of the
+    cut record) goes to ``rejects.cut`` and the next input is read, so nothing is lost.
+    Without ``rejects`` the first such error is raised after the last input."""
+    given = rejects is not None
+    rejects = rejects or Rejects(stats)
     for name in inputs:
         source = "<stdin>" if name == "-" else name
-        handle = open_input(name)
-        last_record = None
+        reader = RecordReader(name, _keeper(max_bytes))
         try:
-            records = ArchiveIterator(
-                _Counting(handle, stats),
-                record_types=WarcRecordType.response,
-                parse_http=True,
-                auto_decode="all",
-                stream_detect=False,
-            )
-            for record in records:
-                last_record = record.stream_pos
+            for item in reader:
+                if isinstance(item, BadRecord):
+                    stats.count_in()
+                    rejects.bad(item.reason, source, item.offset, "", item.message)
+                    continue
+                if item.kind not in PAGE_KINDS:
+                    continue
                 stats.count_in()
-                url = record.headers.get("WARC-Target-URI") or ""
-                http = record.http_headers
-                if http is None or not url:
-                    stats.bad("malformed_record", f"{source}: record {record.record_id}: no HTTP")
-                    continue
-                status = http.status_code
-                if 300 <= status < 400 and http.get("Location"):
-                    yield Redirect(url, http.get("Location"))
-                if status != 200:
-                    stats.drop("http_status")
-                    continue
-                if (record.http_content_type or "").lower() not in HTML_TYPES:
-                    stats.drop("not_html")
-                    continue
-                body = record.reader.read(max_bytes + 1)
-                if len(body) > max_bytes:
-                    stats.drop("too_large")
-                    continue
-                date = record.headers.get("WARC-Date")
-                yield Response(url, record.record_id or "", date, record.http_charset, body)
+                page = _page(item, source, rejects, max_bytes)
+                if page is not None:
+                    yield page
+        except FileError as error:
+            rejects.cut.append(error)
+        except Gpt2Error as error:
+            if not error.message.startswith(source):  # not about this file: a real stop
+                raise
+            at = f"after byte {reader.stream.offset:,} of its uncompressed data"
+            rejects.cut.append(Gpt2Error(f"{error.message} ({at})", error.hint))
         finally:
-            if handle is not sys.stdin.buffer:
-                handle.close()
-        if last_record is not None and name != "-":
-            check_last_record(name, last_record)
-
-
-def check_last_record(name: str, position: int) -> None:
-    """Raises if the record at ``position`` of a plain (uncompressed) WARC file is cut short:
-    its header block unfinished, or fewer bytes left than its Content-Length."""
-    if not os.path.isfile(name):
-        return  # a pipe cannot be re-read
-    with open(name, "rb") as handle:
-        if detect(handle.read(8)):
-            return  # the decompressor reports its own truncation
-        size = os.fstat(handle.fileno()).st_size
-        handle.seek(position)
-        head = handle.read(1 << 20)
-    header_end = head.find(b"\r\n\r\n")
-    length = None
-    for line in head[: max(header_end, 0)].split(b"\r\n")[1:]:
-        key, _, value = line.partition(b":")
-        if key.strip().lower() == b"content-length" and value.strip().isdigit():
-            length = int(value.strip())
-    if header_end < 0 or length is None:
-        raise Gpt2Error(f"{name}: truncated WARC file (cut inside the headers at byte {position})")
-    missing = position + header_end + 4 + length - size
-    if missing > 0:
-        raise Gpt2Error(
-            f"{name}: truncated WARC file (the record at byte {position} lacks {missing:,} of "
-            f"its {length:,} bytes)"
-        )
+            stats.add_bytes(reader.stream.bytes_read)
+    if rejects.cut and not given:
+        raise rejects.cut[0]
