@@ -11,6 +11,7 @@ from typing import IO
 import typer
 
 from gpt2cli import console, jsonio
+from gpt2cli.app import VerbGroup
 from gpt2cli.commands import options
 from gpt2cli.console import human_bytes
 from gpt2cli.errors import Gpt2Error, UsageError
@@ -394,6 +395,7 @@ def register(app: typer.Typer) -> None:
         "Bloom filter of the training text's n-grams, merge filters, check test sets against "
         "it. " + NORMALISATION_HELP,
         no_args_is_help=True,
+        cls=VerbGroup,
         rich_markup_mode=None,
     )
 
