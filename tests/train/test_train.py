@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from gpt2cli import option_fields
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model.gpt import GPT, config_for_size
 from gpt2cli.train import checkpoint, hardware, mfu, optimizer, trainer
@@ -196,10 +197,11 @@ def test_every_command_takes_the_same_dtype_names(tmp_path: Path) -> None:
 def test_flags_and_their_help_come_from_the_config_fields(gpt2) -> None:
     text = " ".join(gpt2("train", "--help").stdout.decode().split())
     defaults = trainconfig.TrainConfig()
-    for flag in trainconfig.flags():
+    flags = option_fields.flags(trainconfig.TrainConfig)
+    for flag in flags:
         assert flag.names[0].split("/")[0] in text, flag
     for name in ("batch_size", "seq_len", "weight_decay", "grad_clip", "keep", "pad_vocab"):
-        help_text = next(f.help for f in trainconfig.flags() if f.name == name)
+        help_text = next(f.help for f in flags if f.name == name)
         assert f"[default: {getattr(defaults, name)}]" in help_text
     assert (
         "-b, --batch-size <int> Sequences per optimizer step over all processes [default: 512]"
@@ -209,7 +211,7 @@ def test_flags_and_their_help_come_from_the_config_fields(gpt2) -> None:
     assert f"context {defaults.seq_len}, {defaults.batch_size} sequences per step" in text
     # Fields that are YAML keys only have no flag.
     assert "--beta1" not in text and "--model" not in text
-    assert {f.name for f in trainconfig.flags()} < set(trainconfig.OPTION_NAMES)
+    assert {f.name for f in flags} < set(trainconfig.OPTION_NAMES)
 
 
 def test_cli_values_are_checked_like_yaml_values(gpt2, tmp_path: Path) -> None:
