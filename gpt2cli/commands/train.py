@@ -52,9 +52,9 @@ def train(
     ),
     **given: Any,
 ) -> None:
-    from gpt2cli.train import trainer
+    from gpt2cli.train import setup
 
-    trainer.train(given, str(config_file) if config_file is not None else None, resume)
+    setup.train(given, str(config_file) if config_file is not None else None, resume)
 
 
 train.__doc__ = _DOC.format(c=TrainConfig())

@@ -11,7 +11,7 @@ schedule, seed) may not change on resume.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,11 @@ def _positive_or_auto(value: int) -> str | None:  # "auto" is not checked
     return None if value > 0 else "positive or 'auto'"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Every `gpt2 train` option: its YAML key, flag, type, default and --help text."""
+    """Every `gpt2 train` option: its YAML key, flag, type, default, --help text, value rule
+    and whether it defines the run. Checked when made (:func:`validate`), never changed after:
+    :func:`resolve` makes the run's own from it."""
 
     data: str | None = option(
         None,
@@ -227,6 +229,9 @@ class TrainConfig:
         rule=positive,
     )
 
+    def __post_init__(self) -> None:
+        validate(self)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -304,9 +309,7 @@ def build(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> Trai
     for name, value in overrides.items():
         if value is not None:
             merged[name] = _coerce(name, value)
-    config = TrainConfig(**merged)
-    validate(config)
-    return config
+    return TrainConfig(**merged)
 
 
 def validate(config: TrainConfig) -> None:
@@ -356,6 +359,22 @@ def default_warmup(tokens_per_step: int, total_steps: int) -> int:
     """GPT-3's 375M warmup tokens, but at most a tenth of a short run."""
     steps = math.ceil(WARMUP_TOKENS / tokens_per_step)
     return max(0, min(steps, total_steps // 10))
+
+
+def resolve(config: TrainConfig, n_params: int, train_tokens: int) -> TrainConfig:
+    """The run's config: ``config`` with what it leaves to the run decided from the model's
+    parameter count and the train split's tokens (--lr by size, --warmup by length, --size
+    124m for a new model). The config the run trains with and writes to config.yaml."""
+    lr, warmup, size = config.lr, config.warmup, config.size
+    if lr is None:
+        lr = default_lr(n_params)
+    if warmup is None:
+        warmup = default_warmup(
+            config.batch_size * config.seq_len, total_steps(config, train_tokens)
+        )
+    if size is None and not config.init_from:
+        size = "124m"
+    return replace(config, lr=lr, warmup=warmup, size=size)
 
 
 def total_steps(config: TrainConfig, train_tokens: int) -> int:
