@@ -148,3 +148,25 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     ci_command = next(line for line in ci_lines if line.startswith("python3 -m venv"))
     assert readme_command == ci_command
     assert readme_command.endswith("python -m pytest && ruff check . && ruff format --check .")
+
+
+def test_a_value_rule_declared_with_its_option_names_the_flag_and_the_value(gpt2, tmp_path) -> None:
+    """The rules of gpt2cli.option_fields: one line, exit 2, before any work (no model
+    loaded, no directory made); NaN breaks every rule (it is no number in any range)."""
+    cases = [
+        (
+            ("pack", "--level", "40", "-o", tmp_path / "p"),
+            "--level must be between 1 and 22, not 40",
+        ),
+        (("sample", "-m", "no-model", "-n", "0", "hi"), "--num-samples must be positive, not 0"),
+        (
+            ("eval", "lambada", "-m", "no-model", "--stride", "0"),
+            "--stride must be at least 1, not 0",
+        ),
+        (("train", "-o", tmp_path / "t", "--lr", "nan"), "--lr must be positive, not nan"),
+    ]
+    for args, message in cases:
+        result = gpt2(*args)
+        assert result.code == 2, (args, result.stderr)
+        assert result.stderr.splitlines() == [f"gpt2 {args[0]}: error: {message}"]
+    assert not (tmp_path / "p").exists() and not (tmp_path / "t").exists()

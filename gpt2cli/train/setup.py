@@ -182,6 +182,66 @@ def build_model(config: TrainConfig, run_dir: Path, resume_from: Path | None) ->
     return model, origin
 
 
+def choose_precision(config: TrainConfig, device: torch.device) -> tuple[Any, bool]:
+    """(autocast and loss-scaling choice, torch.compile or not) for --dtype and --compile."""
+    is_cuda = device.type == "cuda"
+    if is_cuda:
+        hardware.enable_tf32()
+    bf16 = is_cuda and torch.cuda.is_bf16_supported()
+    precision = hardware.choose_precision(device.type, config.dtype, bf16)
+    return precision, config.compile if config.compile is not None else is_cuda
+
+
+def place_model(
+    model: Any, mode: str, compiled: bool, env: DistEnv
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The model on its device, sharded (FSDP), compiled, wrapped (DDP): (what the steps
+    call, what holds back gradient sync between micro-batches)."""
+    model.to(env.device)
+    if mode == "fsdp":
+        distributed.shard(model)  # in place
+    wrapped: torch.nn.Module = torch.compile(model) if compiled else model
+    if mode == "ddp":
+        wrapped = distributed.wrap_ddp(wrapped, env)
+    return wrapped, wrapped if mode == "ddp" else model
+
+
+def make_optimizer(
+    model: Any, config: TrainConfig, precision: Any, state: dict | None, fused: bool
+) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler | None]:
+    """AdamW (``fused``: CUDA's fused kernel) and the fp16 loss scaler, with a resumed run's
+    state."""
+    betas = (config.beta1, config.beta2)
+    adamw = optimizer.make_adamw(model, config.lr, config.weight_decay, betas, config.eps, fused)
+    scaler = torch.amp.GradScaler("cuda") if precision.grad_scaler else None
+    if state is not None:
+        distributed.load_optimizer_state(model, adamw, state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+    return adamw, scaler
+
+
+def open_run_files(
+    config: TrainConfig, run_dir: Path, runtime: dict, resume_step: int | None, env: DistEnv
+) -> tuple[Any, trainlog.MetricsLog | None]:
+    """The run directory's config.yaml written, leftovers of an interrupted save removed;
+    (trackers, metrics log), both None on the ranks but 0."""
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_stale(run_dir)
+        checkpoint.write_text_atomic(run_dir / "config.yaml", config.to_yaml(runtime))
+    distributed.barrier(env)
+    if not env.is_main:
+        return None, None
+    trackers = open_trackers(config, run_dir, resume_step, runtime)
+    metrics = trainlog.MetricsLog(
+        run_dir / "metrics.jsonl",
+        resume_step=resume_step,
+        on_write=trackers.record if trackers else None,
+    )
+    return trackers, metrics
+
+
 def build_trainer(
     config: TrainConfig,
     run_dir: Path,
@@ -191,21 +251,14 @@ def build_trainer(
 ) -> Trainer:
     """Everything the loop needs, from the checked config, in an order that matters: random
     state is seeded and restored where a resumed run must find it."""
-    device = env.device
-    is_cuda = device.type == "cuda"
     data = open_data(config)
     check_installed(config)
     task_eval = TaskEval.from_config(config)
-    if is_cuda:
-        hardware.enable_tf32()
-    bf16 = is_cuda and torch.cuda.is_bf16_supported()
-    precision = hardware.choose_precision(device.type, config.dtype, bf16)
-    compiled = config.compile if config.compile is not None else is_cuda
-
+    precision, compiled = choose_precision(config, env.device)
     state = checkpoint.load_state(resume_from) if resume_from is not None else None
     model, origin = build_model(config, run_dir, resume_from)
     n_params = model.num_parameters()
-    config = trainconfig.resolve(config, n_params, data.train_tokens)
+    config = trainconfig.resolve(config, n_params, data.train_tokens)  # the run's own
     total = trainconfig.total_steps(config, data.train_tokens)
     micro = hardware.choose_micro_batch(config, model, env, precision)
     val_micro = val_micro_batch(data.dataset, config, micro, env) if data.has_val else None
@@ -216,7 +269,7 @@ def build_trainer(
     mode = "fsdp" if config.fsdp else ("ddp" if env.enabled else "none")
     accum = config.batch_size // (env.world_size * micro)
     runtime = {
-        "device": str(device),
+        "device": str(env.device),
         "dtype": precision.name,
         "compile": compiled,
         "micro_batch": micro,
@@ -247,46 +300,15 @@ def build_trainer(
             "raise --max-steps / --max-tokens to train further",
         )
 
-    model.to(device)
-    raw = model  # the GPT itself (sharded in place by FSDP)
-    if mode == "fsdp":
-        distributed.shard(model)
-    wrapped: torch.nn.Module = torch.compile(model) if compiled else model
-    if mode == "ddp":
-        wrapped = distributed.wrap_ddp(wrapped, env)
-    adamw = optimizer.make_adamw(
-        model,
-        config.lr,
-        config.weight_decay,
-        (config.beta1, config.beta2),
-        config.eps,
-        fused=is_cuda,
-    )
-    scaler = torch.amp.GradScaler("cuda") if precision.grad_scaler else None
+    wrapped, sync_target = place_model(model, mode, compiled, env)
+    adamw, scaler = make_optimizer(model, config, precision, state, fused=env.device.type == "cuda")
     if state is not None:
-        distributed.load_optimizer_state(model, adamw, state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
         rngs = state["rng"]
-        checkpoint.set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0], device)
-
-    # The run directory: config, metrics, leftovers of an interrupted save.
-    if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.remove_stale(run_dir)
-        checkpoint.write_text_atomic(run_dir / "config.yaml", config.to_yaml(runtime))
-    distributed.barrier(env)
-    resume_step = start_step if state else None
-    trackers = open_trackers(config, run_dir, resume_step, runtime) if env.is_main else None
-    metrics = None
-    if env.is_main:
-        on_write = trackers.record if trackers else None
-        metrics = trainlog.MetricsLog(
-            run_dir / "metrics.jsonl", resume_step=resume_step, on_write=on_write
-        )
+        checkpoint.set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0], env.device)
+    trackers, metrics = open_run_files(config, run_dir, runtime, start_step if state else None, env)
     peak = config.peak_tflops
-    if peak is None and is_cuda:
-        peak = mfu.peak_tflops(torch.cuda.get_device_name(device))
+    if peak is None and env.device.type == "cuda":
+        peak = mfu.peak_tflops(torch.cuda.get_device_name(env.device))
 
     return Trainer(
         config=config,
@@ -306,9 +328,9 @@ def build_trainer(
         val_loader=val_loader,
         val_micro=val_micro,
         val_start=val_start,
-        raw=raw,
+        raw=model,
         model=wrapped,
-        sync_target=wrapped if mode == "ddp" else raw,
+        sync_target=sync_target,
         optimizer=adamw,
         scaler=scaler,
         guard=guard,

@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gpt2cli import option_fields
 from gpt2cli.errors import Gpt2Error
@@ -96,6 +96,10 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         option_fields.check(self)
+
+    def result_options(self) -> dict[str, Any]:
+        """The options a task's result depends on (--batch-size changes only the speed)."""
+        return {name: value for name, value in asdict(self).items() if name != "batch_size"}
 
 
 class Task(ABC):
