@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.model.gpt import GPT
 from gpt2cli.train import checkpoint, distributed, hardware, mfu, model_setup, optimizer, rundir
 from gpt2cli.train import config as trainconfig
 from gpt2cli.train import log as trainlog
@@ -166,7 +167,7 @@ def make_loader(dataset: Any, config: TrainConfig, split: str, micro: int, env: 
 # --- everything else ------------------------------------------------------------------------
 
 
-def build_model(config: TrainConfig, run_dir: Path, resume_from: Path | None) -> tuple[Any, str]:
+def build_model(config: TrainConfig, run_dir: Path, resume_from: Path | None) -> tuple[GPT, str]:
     """The model on the CPU in training mode: new, --init-from or the resumed checkpoint."""
     saved_model = None
     if resume_from is not None:
@@ -182,7 +183,7 @@ def build_model(config: TrainConfig, run_dir: Path, resume_from: Path | None) ->
     return model, origin
 
 
-def choose_precision(config: TrainConfig, device: torch.device) -> tuple[Any, bool]:
+def choose_precision(config: TrainConfig, device: torch.device) -> tuple[hardware.Precision, bool]:
     """(autocast and loss-scaling choice, torch.compile or not) for --dtype and --compile."""
     is_cuda = device.type == "cuda"
     if is_cuda:
@@ -193,7 +194,7 @@ def choose_precision(config: TrainConfig, device: torch.device) -> tuple[Any, bo
 
 
 def place_model(
-    model: Any, mode: str, compiled: bool, env: DistEnv
+    model: GPT, mode: str, compiled: bool, env: DistEnv
 ) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The model on its device, sharded (FSDP), compiled, wrapped (DDP): (what the steps
     call, what holds back gradient sync between micro-batches)."""
@@ -207,7 +208,7 @@ def place_model(
 
 
 def make_optimizer(
-    model: Any, config: TrainConfig, precision: Any, state: dict | None, fused: bool
+    model: GPT, config: TrainConfig, precision: hardware.Precision, state: dict | None, fused: bool
 ) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler | None]:
     """AdamW (``fused``: CUDA's fused kernel) and the fp16 loss scaler, with a resumed run's
     state."""
