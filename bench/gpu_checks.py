@@ -49,7 +49,7 @@ def checks(work: Path, device: str) -> None:
     import torch
 
     from gpt2cli.model.gpt import GPT, config_for_size
-    from gpt2cli.train import hardware, optimizer, trainer
+    from gpt2cli.train import hardware, optimizer, setup
 
     cuda = device == "cuda"
     skipped = []
@@ -76,7 +76,7 @@ def checks(work: Path, device: str) -> None:
         skipped += ["fused AdamW", "micro-batch probe"]
     base = dict(data=data, size="tiny", seq_len=128, batch_size=16, micro_batch=4, max_steps=6,
                 save_every=3, eval_every=3, eval_steps=2, device=device, compile=False)  # fmt: skip
-    trainer.train({**base, "out": str(work / "whole")})
+    setup.train({**base, "out": str(work / "whole")})
     if cuda:
         assert torch.backends.cuda.matmul.allow_tf32
     else:
@@ -87,11 +87,11 @@ def checks(work: Path, device: str) -> None:
             raise KeyboardInterrupt
 
     try:
-        hooks = trainer.TrainHooks(after_step=crash)
-        trainer.train({**base, "out": str(work / "broken")}, hooks=hooks)
+        hooks = setup.TrainHooks(after_step=crash)
+        setup.train({**base, "out": str(work / "broken")}, hooks=hooks)
     except KeyboardInterrupt:
         pass
-    trainer.train({"out": str(work / "broken")}, resume=True)
+    setup.train({"out": str(work / "broken")}, resume=True)
     whole, resumed = train_losses(work / "whole"), train_losses(work / "broken")
     assert whole == resumed, f"resume on {device} differs: {whole} vs {resumed}"
     print(f"resume on {device}: bit for bit")

@@ -8,15 +8,26 @@ from typing import Any
 
 import typer
 import typer.main
-from typer._click import Command, Context, HelpFormatter
-from typer._click.utils import make_default_short_help
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from gpt2cli import __version__
 from gpt2cli.commands import COMMANDS
 
+# A command or a group of verbs (`gpt2 corpus`), as typer builds it.
+Command = TyperCommand | TyperGroup
+
 # Settings a command's help depends on, shared by the app and each command's own Typer.
 _SETTINGS: dict[str, Any] = {"pretty_exceptions_enable": False, "rich_markup_mode": None}
+
+
+class VerbGroup(TyperGroup):
+    """A group that, given no verb, prints its help on stderr and exits 2 (a usage error)."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> Any:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            typer.echo(ctx.get_help(), err=True, color=ctx.color)
+            raise typer.Exit(2)
+        return super().parse_args(ctx, args)
 
 
 def _load(name: str) -> Command:
@@ -49,7 +60,28 @@ class _Commands(Mapping[str, Command]):
         return len(COMMANDS)
 
 
-class LazyGroup(TyperGroup):
+def short_help(text: str, limit: int) -> str:
+    """``text`` up to its first sentence's end, or as many words of it as fit ``limit``
+    characters with "...": what the command's own short help would say."""
+    words = text.split()
+    for count in range(1, len(words) + 1):
+        line = " ".join(words[:count])
+        if len(line) > limit:
+            break
+        if line.endswith("."):
+            return line
+        if len(line) == limit and count < len(words):
+            break
+    else:
+        return " ".join(words)
+    for kept in range(count - 1, 0, -1):
+        line = " ".join(words[:kept])
+        if len(line) + len("...") <= limit:
+            return line + "..."
+    return "..."
+
+
+class LazyGroup(VerbGroup):
     """``gpt2``: lists its commands from ``COMMANDS``, imports one only to run it or show
     its help."""
 
@@ -57,12 +89,12 @@ class LazyGroup(TyperGroup):
         super().__init__(**attrs)
         self.commands = _Commands()  # type: ignore[assignment]
 
-    def list_commands(self, ctx: Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)
 
-    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
         limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
-        rows = [(name, make_default_short_help(text, limit)) for name, text in COMMANDS.items()]
+        rows = [(name, short_help(text, limit)) for name, text in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -87,17 +87,15 @@ def _drop_stdout() -> None:
 
 
 def _usage_message(error: Any, prefix: str) -> tuple[str, str]:
-    """Click's own usage error as (command path, one line with Click's suggestion)."""
+    """A usage error of the parser as (command path, one line with its suggestion)."""
     from difflib import get_close_matches
-
-    from typer._click.exceptions import NoSuchOption
 
     from gpt2cli.commands import COMMANDS
 
     ctx = error.ctx
     where = ctx.command_path if ctx is not None else prefix
     suggestions: list[str] = []
-    if isinstance(error, NoSuchOption):
+    if hasattr(error, "possibilities"):  # an unknown option
         message = f"no such option {error.option_name}"
         suggestions = sorted(error.possibilities or [])
     elif error.message.startswith("No such command"):
@@ -119,8 +117,7 @@ def _fail(prefix: str, message: str, code: int) -> NoReturn:
 
 
 def _run() -> int:
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-    from typer.exceptions import Abort
+    import typer
 
     from gpt2cli.app import app
     from gpt2cli.errors import Gpt2Error, os_error_message
@@ -132,15 +129,12 @@ def _run() -> int:
         sys.stdout.flush()
     except Gpt2Error as error:
         _fail(prefix, str(error), error.exit_code)
-    except NoArgsIsHelpError as error:
-        error.show()
-        return 2
-    except UsageError as error:
-        where, message = _usage_message(error, prefix)
-        _fail(where, message, 2)
-    except ClickException as error:
-        _fail(prefix, error.format_message(), 1)
-    except Abort:
+    except typer.TyperException as error:  # the parser's errors: usage ones exit 2
+        if error.exit_code == 2 and hasattr(error, "ctx"):
+            where, message = _usage_message(error, prefix)
+            _fail(where, message, 2)
+        _fail(prefix, error.format_message(), error.exit_code)
+    except typer.Abort:
         raise KeyboardInterrupt from None
     except OSError as error:
         if error.errno == errno.EPIPE:

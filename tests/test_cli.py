@@ -136,3 +136,25 @@ def test_ctrl_c_during_start_up_exits_130_without_traceback() -> None:
             assert result.returncode == 130, (entry, module, result.stderr)
             assert result.stderr.strip() == b"", (entry, module, result.stderr)
             assert result.stdout == b"", (entry, module)
+
+
+def test_a_value_rule_declared_with_its_option_names_the_flag_and_the_value(gpt2, tmp_path) -> None:
+    """The rules of gpt2cli.option_fields: one line, exit 2, before any work (no model
+    loaded, no directory made); NaN breaks every rule (it is no number in any range)."""
+    cases = [
+        (
+            ("pack", "--level", "40", "-o", tmp_path / "p"),
+            "--level must be between 1 and 22, not 40",
+        ),
+        (("sample", "-m", "no-model", "-n", "0", "hi"), "--num-samples must be positive, not 0"),
+        (
+            ("eval", "lambada", "-m", "no-model", "--stride", "0"),
+            "--stride must be at least 1, not 0",
+        ),
+        (("train", "-o", tmp_path / "t", "--lr", "nan"), "--lr must be positive, not nan"),
+    ]
+    for args, message in cases:
+        result = gpt2(*args)
+        assert result.code == 2, (args, result.stderr)
+        assert result.stderr.splitlines() == [f"gpt2 {args[0]}: error: {message}"]
+    assert not (tmp_path / "p").exists() and not (tmp_path / "t").exists()

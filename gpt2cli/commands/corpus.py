@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from gpt2cli import console
+from gpt2cli.app import VerbGroup
 from gpt2cli.commands import corpus_clean, corpus_dedup, options
 from gpt2cli.errors import UsageError
 
@@ -144,6 +145,7 @@ def register(app: typer.Typer) -> None:
         "(documents in and out, drops by reason, MB/s) on stderr; bad records are counted "
         "and skipped (the first few shown) unless --strict.",
         no_args_is_help=True,
+        cls=VerbGroup,
         rich_markup_mode=None,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -160,6 +161,7 @@ def eval_command(
 
 def register(app: typer.Typer) -> None:
     @app.command(NAME)
+    @options.with_fields(EvalOptions, {"limit": "as_json", "seed": "dtype"})
     def evaluate(
         names: list[str] = typer.Argument(
             None,
@@ -202,35 +204,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(
             False, "--json", help="Print the results JSON on stdout (with --list: the tasks)."
         ),
-        limit: int = typer.Option(
-            None,
-            "--limit",
-            help="Evaluate only the first N examples of each task "
-            "(documents/articles for the language-modelling tasks).",
-            show_default=False,
-        ),
-        batch_size: int = typer.Option(
-            8,
-            "--batch-size",
-            "-b",
-            help="Full-context sequences per forward pass (shorter ones are packed more to a "
-            "batch, within the same number of tokens).",
-        ),
         device: str = options.DEVICE,
         dtype: str = options.DTYPE,
-        seed: int = typer.Option(0, "--seed", help="Seed for anything random."),
-        stride: int = typer.Option(
-            None,
-            "--stride",
-            help="Language-modelling tasks: overlapping windows moving S "
-            "tokens (default: disjoint windows, as lm-evaluation-harness).",
-            show_default=False,
-        ),
-        stop_word_filter: bool = typer.Option(
-            False,
-            "--stop-word-filter",
-            help="lambada: also report accuracy with the paper's stop-word filter.",
-        ),
         zero_shot: bool = typer.Option(
             False, "--zero-shot", help="Accepted for clarity: every task is zero-shot."
         ),
@@ -251,6 +226,7 @@ def register(app: typer.Typer) -> None:
             "task, data (sha256) and options, instead of recomputing it; store new ones.",
             show_default=False,
         ),
+        **given: Any,
     ) -> None:
         """Run zero-shot benchmarks (lambada, wikitext2, ...) on a model: a table on stderr,
         the results JSON (lm-evaluation-harness's layout) with -o or --json."""
@@ -259,13 +235,6 @@ def register(app: typer.Typer) -> None:
             return
         if not names:
             raise UsageError("no task given", "name one or more tasks; see `gpt2 eval --list`")
-        options = EvalOptions(
-            limit=limit,
-            batch_size=batch_size,
-            seed=seed,
-            stop_word_filter=stop_word_filter,
-            stride=stride,
-        )
         eval_command(
             names,
             model,
@@ -274,7 +243,7 @@ def register(app: typer.Typer) -> None:
             download,
             output,
             as_json,
-            options,
+            options.build(EvalOptions, given),
             device,
             dtype,
             log_samples,

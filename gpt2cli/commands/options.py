@@ -1,8 +1,78 @@
-"""Options shared by several subcommands, defined once so their help never drifts apart."""
+"""Options shared by several subcommands, defined once so their help never drifts apart, and
+the typer parameters of an options dataclass (:mod:`gpt2cli.option_fields`)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, TypeVar
 
 import typer
 
+from gpt2cli import option_fields
 from gpt2cli.text.tokenizer import EOT_TEXT
+
+T = TypeVar("T")
+
+
+def parameters(cls: type, unset_default: bool = False) -> list[inspect.Parameter]:
+    """A typer option per flag of the options dataclass ``cls``. ``unset_default``: every
+    default None ("not given"), so that another source (a config file) can show through."""
+    out = []
+    for flag in option_fields.flags(cls):
+        if unset_default:
+            default = typer.Option(
+                None, *flag.names, show_default=False, help=flag.help, metavar=flag.metavar
+            )
+        else:
+            default = typer.Option(
+                flag.default,
+                *flag.names,
+                help=flag.help,
+                metavar=flag.metavar,
+                show_default=flag.show_default,
+            )
+        out.append(
+            inspect.Parameter(
+                flag.name, inspect.Parameter.KEYWORD_ONLY, annotation=flag.type, default=default
+            )
+        )
+    return out
+
+
+def with_fields(
+    cls: type, runs: dict[str, str | None], unset_default: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a typer command whose ``**given`` takes the flags of options dataclass ``cls``:
+    its signature gets them, placed in --help by ``runs``, which maps the first field of a run
+    of fields to the command's own parameter it follows (None: first of all)."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(command, eval_str=True).parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        declared = parameters(cls, unset_default)
+        names = [p.name for p in declared]
+        starts = sorted(names.index(name) for name in runs)
+        if not starts or starts[0] != 0:
+            raise ValueError(f"runs must start with {names[0]}")
+        for start, end in zip(starts, [*starts[1:], len(names)]):
+            anchor = runs[names[start]]
+            at = 0 if anchor is None else [p.name for p in own].index(anchor) + 1
+            own[at:at] = declared[start:end]
+        command.__signature__ = inspect.Signature(own, return_annotation=None)  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+def build(cls: type[T], given: dict[str, Any]) -> T:
+    """An options dataclass from the command's ``**given`` (its flags' values)."""
+    return cls(**{f.name: given[f.name] for f in fields(cls) if f.name in given})
+
 
 # Reading documents (tokenize, score, overlap build/check): the formats of gpt2cli.text.readers.
 FORMAT = typer.Option(

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from gpt2cli import console, jsonio
+from gpt2cli.app import VerbGroup
 from gpt2cli.commands import options
 from gpt2cli.commands.overlap_check import (
     TABLE_ROWS,
@@ -93,6 +94,7 @@ def register(app: typer.Typer) -> None:
         "Bloom filter of the training text's n-grams, merge filters, check test sets against "
         "it. " + NORMALISATION_HELP,
         no_args_is_help=True,
+        cls=VerbGroup,
         rich_markup_mode=None,
     )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from gpt2cli import console, jsonio
-from gpt2cli.data import manifest, shard_format
+from gpt2cli.commands import options
+from gpt2cli.data import manifest
 from gpt2cli.data.pack import PackOptions
 from gpt2cli.data.pack import pack as pack_streams
 from gpt2cli.data.verify import verify as verify_directory
@@ -126,6 +128,7 @@ def _to_llmc(source: Path, output: Path, split: str | None, shard_tokens: int, n
 
 def register(app: typer.Typer) -> None:
     @app.command(NAME)
+    @options.with_fields(PackOptions, {"shard_tokens": "output"})
     def pack(
         streams: list[str] = typer.Argument(
             None,
@@ -140,48 +143,6 @@ def register(app: typer.Typer) -> None:
             "unless --append).",
             show_default=False,
         ),
-        shard_tokens: int = typer.Option(
-            shard_format.DEFAULT_SHARD_TOKENS,
-            "--shard-tokens",
-            help="Tokens per shard (the last shard of a split holds the rest).",
-        ),
-        val_tokens: int = typer.Option(
-            0,
-            "--val-tokens",
-            help="Put whole documents totalling at least this many tokens in the val split "
-            "(a sample of the whole input when reading files; from the start of a pipe).",
-            show_default=False,
-        ),
-        val_fraction: float = typer.Option(
-            0.0,
-            "--val-fraction",
-            help="Or put each document in the val split with this probability.",
-            show_default=False,
-        ),
-        seed: int = typer.Option(0, "--seed", help="Seed of the train/val split and shuffle."),
-        shuffle_buffer: int = typer.Option(
-            0,
-            "--shuffle-buffer",
-            help="Shuffle documents through a buffer of this many documents (0: keep order).",
-            show_default=False,
-        ),
-        name: str = typer.Option(
-            manifest.DEFAULT_NAME,
-            "--name",
-            help="Part name: shards are NAME-SPLIT-NNNNN.shard, listed in manifest.NAME.yaml.",
-        ),
-        append: bool = typer.Option(
-            False,
-            "--append",
-            help="Add a part to a non-empty DIR (e.g. one per parallel job, each its own "
-            "--name); DIR/manifest.yaml is refreshed to cover every finished part.",
-        ),
-        block_tokens: int = typer.Option(
-            shard_format.DEFAULT_BLOCK_TOKENS,
-            "--block-tokens",
-            help="Tokens per independently compressed block (random-access granularity).",
-        ),
-        level: int = typer.Option(shard_format.DEFAULT_LEVEL, "--level", help="zstd level."),
         merge: Path = typer.Option(
             None,
             "--merge",
@@ -222,6 +183,7 @@ def register(app: typer.Typer) -> None:
             "--to-llmc: write only this split.",
             show_default=False,
         ),
+        **given: Any,
     ) -> None:
         """Pack token streams into zstd shards with a YAML manifest, split into train and
         val by whole documents. Shards appear only when complete and the manifest last,
@@ -229,12 +191,13 @@ def register(app: typer.Typer) -> None:
         checks a pack; `--merge DIR` joins the parts of parallel `--append --name` runs;
         `--from-llmc FILE...` packs llm.c .bin token files and `--to-llmc DIR -o OUT` writes them.
         Example: gpt2 tokenize corpus.jsonl | gpt2 pack -o shards/ --val-tokens 1000000"""
+        packing = options.build(PackOptions, given)
         if to_llmc is not None:
             if verify is not None or merge is not None or from_llmc or streams:
                 raise UsageError("--to-llmc DIR takes only -o OUT (and --split, --shard-tokens)")
             if output is None:
                 raise UsageError("missing -o OUT", "gpt2 pack --to-llmc DIR -o OUT")
-            _to_llmc(to_llmc, output, split, shard_tokens, name)
+            _to_llmc(to_llmc, output, split, packing.shard_tokens, packing.name)
             return
         if split is not None and not from_llmc:
             raise UsageError("--split goes with --from-llmc or --to-llmc")
@@ -252,19 +215,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError("missing -o DIR", "gpt2 pack -o DIR [STREAM...]")
         if as_json:
             raise UsageError("--json goes with --verify or --merge")
-        options = PackOptions(
-            name=name,
-            shard_tokens=shard_tokens,
-            block_tokens=block_tokens,
-            val_tokens=val_tokens,
-            val_fraction=val_fraction,
-            seed=seed,
-            shuffle_buffer=shuffle_buffer,
-            append=append,
-            level=level,
-        )
         if from_llmc:
-            if val_tokens or val_fraction or shuffle_buffer:
+            if packing.val_tokens or packing.val_fraction or packing.shuffle_buffer:
                 raise UsageError(
                     "--from-llmc keeps llm.c's split and order",
                     "drop --val-tokens, --val-fraction and --shuffle-buffer",
@@ -273,6 +225,6 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(
                     "--from-llmc needs FILE names", "gpt2 pack --from-llmc -o DIR FILE..."
                 )
-            _from_llmc(streams, output, options, split)
+            _from_llmc(streams, output, packing, split)
             return
-        _pack(streams or ["-"], output, options)
+        _pack(streams or ["-"], output, packing)

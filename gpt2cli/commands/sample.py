@@ -5,18 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from typing import Any, BinaryIO
 
 import typer
 
 from gpt2cli import console, jsonio
 from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
+from gpt2cli.infer.sample_options import SampleOptions
 from gpt2cli.text import readers
 from gpt2cli.text.tokenizer import EOT_TEXT, encode
-
-if TYPE_CHECKING:
-    from gpt2cli.infer.sample import SampleOptions
 
 NAME = "sample"
 SEPARATOR = f"\n{EOT_TEXT}\n"  # between samples: the same delimiter `gpt2 tokenize` splits on
@@ -198,6 +196,7 @@ def _write_jsonl(out: BinaryIO, texts: list[str], fields: list[dict | None], res
 
 def register(app: typer.Typer) -> None:
     @app.command(NAME, help=HELP)
+    @options.with_fields(SampleOptions, {"max_tokens": "model", "batch_size": "echo"})
     def sample(
         prompt: str | None = typer.Argument(
             None,
@@ -211,51 +210,6 @@ def register(app: typer.Typer) -> None:
             metavar="SPEC",
             help=options.MODEL_HELP,
             show_default=False,
-        ),
-        max_tokens: int = typer.Option(
-            256, "--max-tokens", metavar="N", help="Most tokens to generate per sample (> 0)."
-        ),
-        temperature: float = typer.Option(
-            1.0,
-            "--temperature",
-            "-t",
-            metavar="T",
-            help="Softmax temperature (>= 0; 0 means greedy).",
-        ),
-        top_k: int | None = typer.Option(
-            None, "--top-k", metavar="K", help="Sample only from the K most likely tokens."
-        ),
-        top_p: float | None = typer.Option(
-            None,
-            "--top-p",
-            metavar="P",
-            help="Nucleus sampling: the smallest set of tokens with mass P, in (0, 1].",
-        ),
-        greedy: bool = typer.Option(
-            False, "--greedy", help="Always take the most likely token (no sampling)."
-        ),
-        num_samples: int = typer.Option(
-            1,
-            "--num-samples",
-            "-n",
-            metavar="N",
-            help="Samples per prompt, generated as one batch.",
-        ),
-        seed: int | None = typer.Option(
-            None,
-            "--seed",
-            metavar="S",
-            help="Random seed: the same seed on the same device gives the same "
-            "text (default: random, printed on stderr).",
-        ),
-        stop: list[str] = typer.Option(
-            [],
-            "--stop",
-            metavar="TEXT",
-            help="End a sample at this string (not printed); repeatable.",
-        ),
-        ignore_eot: bool = typer.Option(
-            False, "--ignore-eot", help="Go on past <|endoftext|> (it is printed as text)."
         ),
         jsonl: bool = typer.Option(
             False,
@@ -271,29 +225,14 @@ def register(app: typer.Typer) -> None:
         echo: bool = typer.Option(
             False, "--echo", help="Print the prompt before each sample (text output)."
         ),
-        batch_size: int = typer.Option(
-            16, "--batch-size", metavar="N", help="With --jsonl: most sequences generated together."
-        ),
         device: str = options.DEVICE,
         dtype: str = options.DTYPE,
+        **given: Any,
     ) -> None:
-        from gpt2cli.infer.sample import SampleOptions  # deferred: it imports torch
-
         run_sample(
             None if prompt == "-" else prompt,
             model,
-            SampleOptions(
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                greedy=greedy,
-                num_samples=num_samples,
-                seed=seed,
-                stop=stop,
-                ignore_eot=ignore_eot,
-                batch_size=batch_size,
-            ),
+            options.build(SampleOptions, given),
             jsonl,
             field,
             echo,

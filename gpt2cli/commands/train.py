@@ -1,18 +1,19 @@
 """``gpt2 train``: train or fine-tune a GPT-2 on packed shards, on CPU, one GPU or many.
 
-The flags are built from :class:`gpt2cli.train.config.TrainConfig`'s fields (one declaration
-each); only --config and --resume, which are not options of the run, are declared here.
+The flags are :class:`gpt2cli.train.config.TrainConfig`'s fields (one declaration each, with a
+default of None here: "not given", so that --config and a resumed run's config.yaml show
+through); only --config and --resume, which are not options of the run, are declared here.
 """
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from gpt2cli.train import config as trainconfig
+from gpt2cli.commands import options
+from gpt2cli.train.config import TrainConfig
 
 NAME = "train"
 
@@ -32,58 +33,31 @@ Face layout + training state, written atomically, marked COMPLETE last) and fina
 stderr.
 """
 
-_COMMAND_ONLY = [
-    inspect.Parameter(
-        "config_file",
-        inspect.Parameter.KEYWORD_ONLY,
-        annotation=Path,
-        default=typer.Option(
-            None,
-            "--config",
-            "-c",
-            show_default=False,
-            help="YAML file with any of these options (underscores or dashes; `model:` a "
-            "mapping of n_layer, n_head, n_embd... for a custom shape). Flags override it.",
-        ),
+
+@options.with_fields(TrainConfig, {"data": None, "init_from": "resume"}, unset_default=True)
+def train(
+    config_file: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        show_default=False,
+        help="YAML file with any of these options (underscores or dashes; `model:` a "
+        "mapping of n_layer, n_head, n_embd... for a custom shape). Flags override it.",
     ),
-    inspect.Parameter(
-        "resume",
-        inspect.Parameter.KEYWORD_ONLY,
-        annotation=bool,
-        default=typer.Option(
-            False,
-            "--resume",
-            help="Continue the run in -o from its newest complete checkpoint, with its "
-            "config.yaml (flags may change the length, logging and hardware options only).",
-        ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the run in -o from its newest complete checkpoint, with its "
+        "config.yaml (flags may change the length, logging and hardware options only).",
     ),
-]
+    **given: Any,
+) -> None:
+    from gpt2cli.train import setup
+
+    setup.train(given, str(config_file) if config_file is not None else None, resume)
 
 
-def _parameter(flag: trainconfig.Flag) -> inspect.Parameter:
-    # Default None: "not given", so that --config and a resumed run's config.yaml show through.
-    metavar = "<str>" if flag.type == list[str] else None  # a repeatable option: one value each
-    option = typer.Option(None, *flag.names, show_default=False, help=flag.help, metavar=metavar)
-    return inspect.Parameter(
-        flag.name, inspect.Parameter.KEYWORD_ONLY, annotation=flag.type, default=option
-    )
-
-
-def _signature() -> inspect.Signature:
-    parameters = [_parameter(flag) for flag in trainconfig.flags()]
-    after_size = [p.name for p in parameters].index("size") + 1  # where --help lists them
-    parameters[after_size:after_size] = _COMMAND_ONLY
-    return inspect.Signature(parameters, return_annotation=None)
-
-
-def train(config_file: Path | None = None, resume: bool = False, **given: Any) -> None:
-    from gpt2cli.train import trainer
-
-    trainer.train(given, str(config_file) if config_file is not None else None, resume)
-
-
-train.__signature__ = _signature()  # type: ignore[attr-defined]
-train.__doc__ = _DOC.format(c=trainconfig.TrainConfig())
+train.__doc__ = _DOC.format(c=TrainConfig())
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gpt2cli import option_fields
 from gpt2cli.data.manifest import (
     DEFAULT_NAME,
     MANIFEST,
@@ -36,6 +37,7 @@ from gpt2cli.data.shard_format import (
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import open_binary_input
 from gpt2cli.locking import exclusive_lock
+from gpt2cli.option_fields import at_most, between, non_negative, option, positive
 from gpt2cli.splitmix import MASK64, splitmix64, splitmix64_array
 from gpt2cli.text.token_stream import TokenStreamReader
 from gpt2cli.text.tokenizer import EOT
@@ -48,15 +50,47 @@ def _unit(seed: int, salt: int, index: int) -> float:
 
 @dataclass
 class PackOptions:
-    name: str = DEFAULT_NAME
-    shard_tokens: int = DEFAULT_SHARD_TOKENS
-    block_tokens: int = DEFAULT_BLOCK_TOKENS
-    val_tokens: int = 0
-    val_fraction: float = 0.0
-    seed: int = 0
-    shuffle_buffer: int = 0
-    append: bool = False
-    level: int = DEFAULT_LEVEL
+    """The options of ``gpt2 pack`` that decide the shards: each field is also its flag and
+    --help text (:mod:`gpt2cli.option_fields`), in --help's order."""
+
+    shard_tokens: int = option(
+        DEFAULT_SHARD_TOKENS,
+        "Tokens per shard (the last shard of a split holds the rest).",
+        rule=positive,
+    )
+    val_tokens: int = option(
+        0,
+        "Put whole documents totalling at least this many tokens in the val split (a sample "
+        "of the whole input when reading files; from the start of a pipe).",
+        show_default=False,
+        rule=non_negative,
+    )
+    val_fraction: float = option(
+        0.0,
+        "Or put each document in the val split with this probability.",
+        show_default=False,
+    )
+    seed: int = option(0, "Seed of the train/val split and shuffle.")
+    shuffle_buffer: int = option(
+        0,
+        "Shuffle documents through a buffer of this many documents (0: keep order).",
+        show_default=False,
+        rule=non_negative,
+    )
+    name: str = option(
+        DEFAULT_NAME, "Part name: shards are NAME-SPLIT-NNNNN.shard, listed in manifest.NAME.yaml."
+    )
+    append: bool = option(
+        False,
+        "Add a part to a non-empty DIR (e.g. one per parallel job, each its own --name); "
+        "DIR/manifest.yaml is refreshed to cover every finished part.",
+    )
+    block_tokens: int = option(
+        DEFAULT_BLOCK_TOKENS,
+        "Tokens per independently compressed block (random-access granularity).",
+        rule=(positive, at_most(1 << 24)),
+    )
+    level: int = option(DEFAULT_LEVEL, "zstd level.", rule=between(1, 22))
 
 
 @dataclass
@@ -76,27 +110,16 @@ class PackResult:
 
 
 def check_options(options: PackOptions) -> None:
-    if not 1 <= options.level <= 22:
-        raise UsageError("--level must be between 1 and 22")
+    option_fields.check(options)
     if not PART_NAME_RE.match(options.name) or options.name == "manifest":
         raise UsageError(
             f"--name {options.name!r} is not a usable part name",
             "letters, digits, '.', '_' and '-', not starting with a dot",
         )
-    if options.shard_tokens < 1:
-        raise UsageError(f"--shard-tokens must be positive, not {options.shard_tokens}")
-    if options.block_tokens < 1:
-        raise UsageError(f"--block-tokens must be positive, not {options.block_tokens}")
-    if options.block_tokens > 1 << 24:
-        raise UsageError("--block-tokens must be at most 16777216")
-    if options.val_tokens < 0:
-        raise UsageError("--val-tokens must not be negative")
     if not 0.0 <= options.val_fraction < 1.0:
-        raise UsageError("--val-fraction must be in [0, 1)")
+        raise UsageError(f"--val-fraction must be in [0, 1), not {options.val_fraction}")
     if options.val_tokens and options.val_fraction:
         raise UsageError("give --val-tokens or --val-fraction, not both")
-    if options.shuffle_buffer < 0:
-        raise UsageError("--shuffle-buffer must not be negative")
 
 
 def part_lock_name(part: str) -> str:

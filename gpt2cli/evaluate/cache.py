@@ -94,12 +94,7 @@ class EvalCache:
             "dtype": self.dtype,
             "task": task.name,
             "data_sha256": data_sha256,
-            "options": {
-                "limit": options.limit,
-                "seed": options.seed,
-                "stop_word_filter": options.stop_word_filter,
-                "stride": options.stride,
-            },
+            "options": options.result_options(),
         }
 
     def path(self, key: dict[str, Any]) -> Path:

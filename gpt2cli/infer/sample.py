@@ -6,40 +6,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 
-from gpt2cli.errors import UsageError
 from gpt2cli.infer import generation
+from gpt2cli.infer.sample_options import SampleOptions
 from gpt2cli.model.gpt import GPT
-
-
-@dataclass
-class SampleOptions:
-    max_tokens: int = 256
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    greedy: bool = False
-    num_samples: int = 1  # per prompt, generated as one batch
-    seed: int | None = None  # None: a random one
-    stop: list[str] = field(default_factory=list)
-    ignore_eot: bool = False
-    batch_size: int = 16  # most sequences generated together
-
-    def check(self) -> None:
-        """UsageError for values no run accepts."""
-        generation.validate_options(self.max_tokens, self.temperature, self.top_k, self.top_p)
-        if self.num_samples <= 0:
-            raise UsageError(f"--num-samples must be positive, not {self.num_samples}")
-        if self.batch_size <= 0:
-            raise UsageError(f"--batch-size must be positive, not {self.batch_size}")
-
-    @property
-    def prompts_per_batch(self) -> int:
-        """Prompts generated together when there are many (each has ``num_samples`` rows)."""
-        return max(1, self.batch_size // self.num_samples)
 
 
 class Sampler:

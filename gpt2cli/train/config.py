@@ -1,25 +1,25 @@
 """`gpt2 train` options: defaults, YAML config files, CLI overrides and checks.
 
-One dataclass holds every option: each field is its YAML key and (through :func:`flags`) its
-command-line flag, type, default and --help text. Precedence: built-in defaults < ``--config``
-YAML < command-line flags. The effective config is written to ``RUN/config.yaml`` and is the
-base again when a run is resumed; options that define the run (model, data, batch, optimizer,
+One dataclass holds every option: each field is its YAML key and (through
+:mod:`gpt2cli.option_fields`) its command-line flag, type, default, --help text, value rule
+and whether it defines the run. Precedence: built-in defaults < ``--config`` YAML <
+command-line flags. The effective config is written to ``RUN/config.yaml`` and is the base
+again when a run is resumed; options that define the run (model, data, batch, optimizer,
 schedule, seed) may not change on resume.
 """
 
 from __future__ import annotations
 
 import math
-import types
-import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from gpt2cli import dtypes
+from gpt2cli import dtypes, option_fields
 from gpt2cli.errors import UsageError
+from gpt2cli.option_fields import at_least, flag, non_negative, option, positive
 
 # GPT-3 paper, table 2.1: learning rate by model size (parameters), used when --lr is not set.
 LR_BY_PARAMS: list[tuple[float, float]] = [
@@ -31,54 +31,27 @@ LR_BY_PARAMS: list[tuple[float, float]] = [
 WARMUP_TOKENS = 375_000_000  # GPT-3: linear warmup over the first 375M tokens
 CPU_MICRO_BATCH = 8  # --micro-batch auto on CPU (no memory probe there)
 
-# Options that define the run: a resumed run must keep them.
-RUN_DEFINING = (
-    "size",
-    "model",
-    "data",
-    "seq_len",
-    "batch_size",
-    "lr",
-    "min_lr_ratio",
-    "warmup",
-    "weight_decay",
-    "beta1",
-    "beta2",
-    "eps",
-    "grad_clip",
-    "seed",
-    "pad_vocab",
-    "init_from",
-)
+
+def _off_or_more(value: float) -> str | None:
+    return None if value >= 0 else "0 (off) or more"
 
 
-def option(
-    default: Any,
-    help: str = "",
-    *short: str,
-    long: str | None = None,
-    path: bool = False,
-    cli: bool = True,
-) -> Any:
-    """A TrainConfig field that is also a ``gpt2 train`` flag: ``help`` is its --help text
-    (``{default}`` there becomes ``[default: VALUE]``), ``short`` its one-letter names,
-    ``long`` its long name when not the field's (``--a/--b`` for a boolean pair), ``path``
-    a PATH value. ``cli=False``: a YAML key only."""
-    return field(
-        default=default,
-        metadata={"help": help, "short": short, "long": long, "path": path, "cli": cli},
-    )
+def _positive_or_auto(value: int) -> str | None:  # "auto" is not checked
+    return None if value > 0 else "positive or 'auto'"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Every `gpt2 train` option: its YAML key, flag, type, default and --help text."""
+    """Every `gpt2 train` option: its YAML key, flag, type, default, --help text, value rule
+    and whether it defines the run. Checked when made (:func:`validate`), never changed after:
+    :func:`resolve` makes the run's own from it."""
 
     data: str | None = option(
         None,
         "Pack directory (from `gpt2 pack`): its train split is trained on, its val split "
         "validated on.",
         "-d",
+        defines_run=True,
     )
     out: str | None = option(
         None,
@@ -92,66 +65,89 @@ class TrainConfig:
         "Model size: 124m/117m/small/gpt2, 355m/345m/medium, 774m/762m/large, "
         "1.5b/1558m/1542m/xl, tiny, mini. Default 124m, or the shape of --init-from.",
         "-s",
+        defines_run=True,
     )
     # YAML only: GPTConfig fields (n_layer, n_head, n_embd, dropout...) over the size's shape.
-    model: dict[str, Any] | None = option(None, cli=False)
+    model: dict[str, Any] | None = option(None, cli=False, defines_run=True)
     init_from: str | None = option(
         None,
         "Start from these weights (fine-tuning): a run directory, a checkpoint, an HF-layout "
         "directory or an HF model name in the local cache.",
+        defines_run=True,
     )
     max_steps: int | None = option(
         None,
         "Optimizer steps to train. Default: from --max-tokens, else one pass over the train split.",
+        rule=positive,
     )
     max_tokens: int | None = option(
-        None, "Tokens to train on (rounded up to whole steps of --batch-size x --seq-len)."
+        None,
+        "Tokens to train on (rounded up to whole steps of --batch-size x --seq-len).",
+        rule=positive,
     )
     batch_size: int = option(
-        512, "Sequences per optimizer step over all processes {default}.", "-b"
+        512,
+        "Sequences per optimizer step over all processes {default}.",
+        "-b",
+        rule=positive,
+        defines_run=True,
     )
     micro_batch: int | str = option(
         "auto",
         "Sequences per forward pass and process; steps accumulate gradients over batch-size / "
         "(processes x micro-batch) of them. 'auto' [default]: the largest power of two that "
         f"fits the GPU (tried); {CPU_MICRO_BATCH} on CPU.",
+        rule=_positive_or_auto,
     )
-    seq_len: int = option(1024, "Tokens per sequence {default}.")
+    seq_len: int = option(1024, "Tokens per sequence {default}.", rule=positive, defines_run=True)
     lr: float | None = option(
         None,
         "Peak learning rate. Default by size (GPT-3 table): 6e-4 up to 124M, 3e-4 355M, "
         "2.5e-4 774M, 2e-4 1.5B.",
+        rule=positive,
+        defines_run=True,
     )
-    min_lr_ratio: float = option(0.1, cli=False)  # the cosine decay ends at lr x this
+    # The cosine decay ends at lr x this.
+    min_lr_ratio: float = option(0.1, cli=False, defines_run=True)
     warmup: int | None = option(
         None,
         "Linear warmup steps, then cosine decay to 10% of --lr. Default: "
         f"{WARMUP_TOKENS // 10**6}M tokens (GPT-3), at most a tenth of the run.",
+        rule=non_negative,
+        defines_run=True,
     )
     weight_decay: float = option(
-        0.1, "AdamW weight decay on matrices (not biases, LayerNorms) {default}."
+        0.1, "AdamW weight decay on matrices (not biases, LayerNorms) {default}.", defines_run=True
     )
-    beta1: float = option(0.9, cli=False)
-    beta2: float = option(0.95, cli=False)
-    eps: float = option(1e-8, cli=False)
-    grad_clip: float = option(1.0, "Clip the gradient norm to this (0: off) {default}.")
+    beta1: float = option(0.9, cli=False, defines_run=True)
+    beta2: float = option(0.95, cli=False, defines_run=True)
+    eps: float = option(1e-8, cli=False, defines_run=True)
+    grad_clip: float = option(
+        1.0, "Clip the gradient norm to this (0: off) {default}.", defines_run=True
+    )
     skip_loss_z: float = option(
         0.0,
         "Skip the update of a step whose loss is more than this many standard deviations above "
         "the mean of the last --skip-window steps (0: off) {default}.",
+        rule=_off_or_more,
     )
     skip_grad_z: float = option(
-        0.0, "The same for the gradient norm (before clipping; 0: off) {default}."
+        0.0,
+        "The same for the gradient norm (before clipping; 0: off) {default}.",
+        rule=_off_or_more,
     )
     skip_window: int = option(
         100,
         "Steps in the moving window of --skip-loss-z / --skip-grad-z (skipped ones do not "
         "count); the guard acts once it is full {default}.",
+        rule=at_least(2),
     )
     max_skips: int = option(
-        10, "Stop when this many updates in a row were skipped as spikes {default}."
+        10, "Stop when this many updates in a row were skipped as spikes {default}.", rule=positive
     )
-    seed: int = option(0, "Seed of the initialisation and the data order {default}.")
+    seed: int = option(
+        0, "Seed of the initialisation and the data order {default}.", defines_run=True
+    )
     device: str = option("auto", "auto [default: CUDA if available], cpu, cuda or cuda:N.")
     dtype: str = option(
         "auto",
@@ -180,15 +176,17 @@ class TrainConfig:
         250,
         "Validate on the val split before the first step, every this many steps and at the end "
         "{default}.",
+        rule=positive,
     )
-    eval_steps: int = option(20, "Micro-batches per validation {default}.")
+    eval_steps: int = option(20, "Micro-batches per validation {default}.", rule=positive)
     eval_task: list[str] | None = option(
         None,
         "Also run this `gpt2 eval` task (hellaswag, lambada, wikitext2...) at each validation, "
         "on local data (repeatable).",
+        metavar="<str>",
     )
     eval_task_limit: int | None = option(
-        None, "Examples (documents) per --eval-task, the first ones. Default: all."
+        None, "Examples (documents) per --eval-task, the first ones. Default: all.", rule=positive
     )
     eval_task_data: str | None = option(
         None,
@@ -196,11 +194,16 @@ class TrainConfig:
         "the `gpt2 eval` cache (~/.cache/gpt2cli).",
         path=True,
     )
-    save_every: int = option(1000, "Write a checkpoint every this many steps {default}.")
-    keep: int = option(3, "Checkpoints to keep (the newest) {default}; final/ is always kept.")
+    save_every: int = option(
+        1000, "Write a checkpoint every this many steps {default}.", rule=positive
+    )
+    keep: int = option(
+        3, "Checkpoints to keep (the newest) {default}; final/ is always kept.", rule=positive
+    )
     log_every: int = option(
         10,
         "When stderr is not a terminal: a progress line every this many steps {default}.",
+        rule=positive,
     )
     tensorboard: bool = option(
         False,
@@ -217,10 +220,17 @@ class TrainConfig:
         64,
         "Pad the embedding rows to a multiple of this for speed; outputs do not change (1: no "
         "padding) {default}.",
+        rule=positive,
+        defines_run=True,
     )
     peak_tflops: float | None = option(
-        None, "Peak TFLOP/s of one GPU for MFU, when the built-in table does not know it."
+        None,
+        "Peak TFLOP/s of one GPU for MFU, when the built-in table does not know it.",
+        rule=positive,
     )
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -233,102 +243,17 @@ class TrainConfig:
         return header + yaml.safe_dump(data, sort_keys=False)
 
 
-def _kind(hint: Any) -> Any:
-    """The value type an annotation asks for: int, float, bool, str, dict, or (int, str)."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = tuple(a for a in typing.get_args(hint) if a is not type(None))
-        return _kind(args[0]) if len(args) == 1 else args
-    return typing.get_origin(hint) or hint
-
-
-_HINTS = typing.get_type_hints(TrainConfig)
-KINDS: dict[str, Any] = {f.name: _kind(_HINTS[f.name]) for f in fields(TrainConfig)}
+KINDS: dict[str, Any] = option_fields.kinds(TrainConfig)
 OPTION_NAMES = list(KINDS)
-_KIND_TEXT = {
-    int: "an integer",
-    float: "a number",
-    bool: "true or false",
-    str: "a string",
-    dict: "a mapping",
-    list: "a list of strings",
-    (int, str): "an integer or 'auto'",
-}
-
-
-@dataclass(frozen=True)
-class Flag:
-    """One command-line option of `gpt2 train`, as a CLI library needs it."""
-
-    name: str  # the TrainConfig field
-    names: tuple[str, ...]  # "--batch-size", "-b"
-    type: type  # what the flag's value is parsed as
-    help: str
-
-
-def flags() -> list[Flag]:
-    """The command-line options, in TrainConfig's order (that of --help)."""
-    out = []
-    for f in fields(TrainConfig):
-        meta = f.metadata
-        if not meta["cli"]:
-            continue
-        kind = KINDS[f.name]
-        value_type = Path if meta["path"] else str if isinstance(kind, tuple) else kind
-        if kind is list:
-            value_type = list[str]
-        text = meta["help"].replace("{default}", f"[default: {f.default}]")
-        out.append(Flag(f.name, (meta["long"] or flag(f.name), *meta["short"]), value_type, text))
-    return out
-
-
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+# Options that define the run: a resumed run must keep them.
+RUN_DEFINING = option_fields.defining_run(TrainConfig)
 
 
 def _coerce(name: str, value: Any, source: str | None = None) -> Any:
     """Check one option's type (``source``: the YAML file; None: the flag). YAML and flags
     both come through here."""
-    if value is None:
-        return None
-    kind = KINDS[name]
-    try:
-        if kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            if isinstance(value, str):
-                value = float(value) if any(c in value for c in ".eE") else int(value)
-                if isinstance(value, float) and not value.is_integer():
-                    raise ValueError
-            return int(value)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if kind is str:
-            return dtypes.canonical(value) if name == "dtype" else str(value)
-        if kind == (int, str):
-            if isinstance(value, str) and value.strip().lower() == "auto":
-                return "auto"
-            if isinstance(value, bool):
-                raise ValueError
-            return int(value)
-        if kind is dict:
-            if not isinstance(value, dict):
-                raise ValueError
-            return dict(value)
-        if kind is list:
-            values = [value] if isinstance(value, str) else value
-            if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
-                raise ValueError
-            return list(values)
-    except (TypeError, ValueError):
-        what = f"{source}: {name}" if source else flag(name)
-        raise UsageError(f"{what} must be {_KIND_TEXT[kind]}, not {value!r}") from None
-    return value
+    value = option_fields.coerce_field(KINDS, name, value, source)
+    return dtypes.canonical(value) if name == "dtype" and value is not None else value
 
 
 def load_runtime(path: str | Path) -> dict[str, Any]:
@@ -384,49 +309,16 @@ def build(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> Trai
     for name, value in overrides.items():
         if value is not None:
             merged[name] = _coerce(name, value)
-    config = TrainConfig(**merged)
-    validate(config)
-    return config
+    return TrainConfig(**merged)
 
 
 def validate(config: TrainConfig) -> None:
-    def positive(name: str, allow_none: bool = True) -> None:
-        value = getattr(config, name)
-        if value is None and allow_none:
-            return
-        if value is None or value <= 0:
-            raise UsageError(f"{flag(name)} must be positive, not {value}")
-
-    for name in (
-        "seq_len",
-        "batch_size",
-        "max_steps",
-        "max_tokens",
-        "eval_every",
-        "eval_steps",
-        "save_every",
-        "keep",
-        "log_every",
-        "lr",
-        "peak_tflops",
-        "pad_vocab",
-        "max_skips",
-        "eval_task_limit",
-    ):
-        positive(name)
-    for name in ("skip_loss_z", "skip_grad_z"):
-        if getattr(config, name) < 0:
-            raise UsageError(f"{flag(name)} must be 0 (off) or more, not {getattr(config, name)}")
-    if config.skip_window < 2:
-        raise UsageError(f"--skip-window must be at least 2, not {config.skip_window}")
-    if isinstance(config.micro_batch, int) and config.micro_batch <= 0:
-        raise UsageError(f"--micro-batch must be positive or 'auto', not {config.micro_batch}")
+    """The fields' own rules (declared with them), then the rules between fields."""
+    option_fields.check(config)
     if isinstance(config.micro_batch, int) and config.micro_batch > config.batch_size:
         raise UsageError(
             f"--micro-batch {config.micro_batch} is larger than --batch-size {config.batch_size}"
         )
-    if config.warmup is not None and config.warmup < 0:
-        raise UsageError(f"--warmup must be 0 or more, not {config.warmup}")
     if not 0 <= config.min_lr_ratio <= 1:
         raise UsageError("min_lr_ratio must be between 0 and 1")
     if config.weight_decay < 0 or config.grad_clip < 0 or config.eps <= 0:
@@ -467,6 +359,22 @@ def default_warmup(tokens_per_step: int, total_steps: int) -> int:
     """GPT-3's 375M warmup tokens, but at most a tenth of a short run."""
     steps = math.ceil(WARMUP_TOKENS / tokens_per_step)
     return max(0, min(steps, total_steps // 10))
+
+
+def resolve(config: TrainConfig, n_params: int, train_tokens: int) -> TrainConfig:
+    """The run's config: ``config`` with what it leaves to the run decided from the model's
+    parameter count and the train split's tokens (--lr by size, --warmup by length, --size
+    124m for a new model). The config the run trains with and writes to config.yaml."""
+    lr, warmup, size = config.lr, config.warmup, config.size
+    if lr is None:
+        lr = default_lr(n_params)
+    if warmup is None:
+        warmup = default_warmup(
+            config.batch_size * config.seq_len, total_steps(config, train_tokens)
+        )
+    if size is None and not config.init_from:
+        size = "124m"
+    return replace(config, lr=lr, warmup=warmup, size=size)
 
 
 def total_steps(config: TrainConfig, train_tokens: int) -> int:

@@ -1,7 +1,7 @@
-"""`gpt2 train`: the run's config and directory, the data, and the loop (gradient
-accumulation, validation, checkpoints) in :class:`Trainer`.
+"""`gpt2 train`'s loop (gradient accumulation, validation, checkpoints) in :class:`Trainer`.
 
-Pieces live beside it: ``config`` (options), ``model_setup`` (the model's shape and first
+Pieces live beside it: ``config`` (options), ``setup`` (the launch: config, run directory,
+everything the loop needs), ``model_setup`` (the model's shape and first
 weights), ``optimizer`` (AdamW groups, LR schedule), ``hardware`` (precision, micro-batch),
 ``distributed`` (torchrun, DDP/FSDP), ``checkpoint`` (run directory, resume state), ``rundir``
 (its owner, take-over, what a rerun does), ``log`` (metrics, progress), ``plot`` (loss.png),
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,25 +21,22 @@ from typing import Any
 import torch
 
 from gpt2cli import console
-from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.errors import Gpt2Error
 from gpt2cli.model.gpt import GPT
 from gpt2cli.train import (
     checkpoint,
     distributed,
     hardware,
     mfu,
-    model_setup,
     optimizer,
     plot,
     rundir,
 )
-from gpt2cli.train import config as trainconfig
 from gpt2cli.train import log as trainlog
 from gpt2cli.train.config import TrainConfig
 from gpt2cli.train.distributed import DistEnv
 from gpt2cli.train.spike_guard import SpikeGuard
 from gpt2cli.train.task_eval import TaskEval
-from gpt2cli.train.trackers import check_installed, open_trackers
 
 
 @dataclass(frozen=True)
@@ -57,275 +53,50 @@ class TrainHooks:
     mid_save: Callable[[int], None] | None = None
 
 
-# --- data -----------------------------------------------------------------------------------
-
-
-def open_data(config: TrainConfig) -> tuple[Any, int, bool]:
-    """Check --data and return (dataset, train tokens, has a val split): the one
-    ``ShardDataset`` of the run, read by the train and the val loader alike."""
-    from gpt2cli.data.dataset import ShardDataset
-
-    if not config.data:
-        raise UsageError("--data is required", "a directory written by `gpt2 pack`")
-    path = Path(config.data)
-    if not path.exists():
-        raise Gpt2Error(f"--data {config.data}: no such directory")
-    if not path.is_dir():
-        raise Gpt2Error(
-            f"--data {config.data}: not a directory", "give the directory `gpt2 pack` wrote"
-        )
-    dataset = ShardDataset(path)
-    if "train" not in dataset.splits:
-        raise Gpt2Error(
-            f"--data {config.data}: no train split",
-            f"splits: {', '.join(dataset.splits) or 'none'}",
-        )
-    train_tokens = dataset.num_tokens("train")
-    if train_tokens < config.seq_len + 1:
-        raise Gpt2Error(
-            f"--data {config.data}: the train split holds {train_tokens:,} tokens, fewer than "
-            f"one sequence of --seq-len {config.seq_len} (+1)",
-            "pack more data or lower --seq-len",
-        )
-    has_val = "val" in dataset.splits and dataset.num_tokens("val") >= config.seq_len + 1
-    return dataset, train_tokens, has_val
-
-
-def val_micro_batch(dataset: Any, config: TrainConfig, micro: int, env: DistEnv) -> int | None:
-    """The largest of micro, micro/2, ... 1 that the val split fills once on every rank
-    (None: not even one sequence each)."""
-    try:
-        windows = make_loader(dataset, config, "val", 1, env).windows_per_epoch
-    except Gpt2Error:
-        return None
-    size = micro
-    while size > windows // env.world_size:
-        size //= 2
-    return size or None
-
-
-def make_loader(dataset: Any, config: TrainConfig, split: str, micro: int, env: DistEnv) -> Any:
-    from gpt2cli.data.loader import TokenLoader
-
-    return TokenLoader(
-        dataset,
-        split,
-        config.seq_len,
-        micro,
-        seed=config.seed,
-        rank=env.rank,
-        world_size=env.world_size,
-    )
-
-
-# --- the run --------------------------------------------------------------------------------
-
-
-def run_options(given: dict[str, Any], config_file: str | None) -> tuple[dict[str, Any], Path]:
-    """Defaults, --config and flags merged: (the options set, the run directory)."""
-    file_options = trainconfig.load_yaml(config_file) if config_file else {}
-    explicit = {**file_options, **{k: v for k, v in given.items() if v is not None}}
-    out = explicit.get("out")
-    if not out:
-        raise UsageError("no run directory", "give -o RUN (or `out:` in the --config file)")
-    return explicit, Path(out)
-
-
-def prepare_config(
-    explicit: dict[str, Any], run_dir: Path, resume: bool, env_world: int, main: bool = True
-) -> tuple[TrainConfig, Path, Path | None]:
-    """Check the options and the run directory (rank 0 checks what it holds). Returns
-    (config, run dir, checkpoint to resume from)."""
-    config_path = run_dir / "config.yaml"
-    if explicit.get("fsdp") and env_world == 0:
-        raise UsageError(
-            "--fsdp needs a distributed launch",
-            "run it under torchrun, e.g. torchrun --nproc_per_node 8 -m gpt2cli train --fsdp ...",
-        )
-    if resume:
-        if not config_path.is_file():
-            raise Gpt2Error(
-                f"--resume: {run_dir} holds no run (no config.yaml)",
-                "start a new run without --resume",
-            )
-        saved = trainconfig.load_yaml(config_path)
-        trainconfig.check_resume(saved, explicit, str(run_dir))
-        source = rundir.resume_source(run_dir, main)
-        # Hardware options carry over unless flags change them; a run sharded with FSDP may
-        # resume in a single process (checkpoints hold the full state either way).
-        if env_world == 0:
-            saved.pop("fsdp", None)
-        config = trainconfig.build(explicit, base=saved)
-        config.out = str(run_dir)
-        return config, run_dir, source
-    config = trainconfig.build(explicit)
-    if main:
-        rundir.claim(run_dir)
-    return config, run_dir, None
-
-
-def train(
-    given: dict[str, Any],
-    config_file: str | None = None,
-    resume: bool = False,
-    hooks: TrainHooks | None = None,
-) -> Path:
-    """Run `gpt2 train`. ``given``: option name -> value for the flags the user set."""
-    torchrun = distributed.launched_by_torchrun()
-    main = not torchrun or os.environ["RANK"] == "0"
-    explicit, run_dir = run_options(given, config_file)
-    # Rank 0 owns the directory before it reads it; the others wait at the first barrier.
-    with rundir.hold(run_dir, main, create=not resume):
-        try:
-            config, run_dir, resume_from = prepare_config(
-                explicit, run_dir, resume, int(os.environ["WORLD_SIZE"]) if torchrun else 0, main
-            )
-            env = distributed.setup(config.device)
-            try:
-                distributed.barrier(env)
-                return Trainer(config, run_dir, resume_from, env, hooks).run()
-            finally:
-                distributed.teardown(env)
-        except OSError as error:
-            raise checkpoint.write_error(error.filename or run_dir, error) from None
-
-
+@dataclass(eq=False)
 class Trainer:
-    """One launch of a run: model, optimizer, data and run directory, set up; ``run()`` loops."""
+    """One launch of a run, set up (``gpt2cli.train.setup.build_trainer``): ``run()`` loops
+    from ``start_step`` to ``total``, validating, saving and logging on the way."""
 
-    def __init__(
-        self,
-        config: TrainConfig,
-        run_dir: Path,
-        resume_from: Path | None,
-        env: DistEnv,
-        hooks: TrainHooks | None = None,
-    ) -> None:
-        self.config, self.run_dir, self.env = config, run_dir, env
-        self.hooks = hooks or TrainHooks()
-        self.device = device = env.device
-        is_cuda = device.type == "cuda"
-        dataset, train_tokens, has_val = open_data(config)
-        check_installed(config)
-        self.task_eval = TaskEval.from_config(config)
-        if is_cuda:
-            hardware.enable_tf32()
-        bf16 = is_cuda and torch.cuda.is_bf16_supported()
-        self.precision = hardware.choose_precision(device.type, config.dtype, bf16)
-        self.compiled = config.compile if config.compile is not None else is_cuda
+    config: TrainConfig  # resolved: lr, warmup and size decided
+    run_dir: Path
+    env: DistEnv
+    hooks: TrainHooks
+    origin: str  # where the weights came from, for the first progress line
+    n_params: int
+    total: int  # optimizer steps of the whole run
+    precision: hardware.Precision
+    compiled: bool
+    mode: str  # "none", "ddp" or "fsdp"
+    micro: int  # sequences per forward pass and process
+    accum: int  # micro-batches per optimizer step and process
+    runtime: dict[str, Any]  # config.yaml's runtime section
+    loader: Any
+    val_loader: Any | None  # None: no val split long enough
+    val_micro: int | None
+    val_start: dict[str, Any] | None  # every validation starts from this loader state
+    raw: GPT  # the model itself (sharded in place by FSDP)
+    model: torch.nn.Module  # what the steps call: compiled, wrapped by DDP
+    sync_target: torch.nn.Module  # what holds back gradient sync between micro-batches
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    guard: SpikeGuard
+    task_eval: TaskEval | None
+    trackers: Any | None  # rank 0 only, as metrics
+    metrics: trainlog.MetricsLog | None
+    flops_per_token: float
+    peak: float | None  # TFLOP/s of one device, for MFU
+    start_step: int
+    tokens: int  # trained on so far
+    last_saved: str | None  # the newest checkpoint written
 
-        state = checkpoint.load_state(resume_from) if resume_from is not None else None
-        saved_model = None
-        if resume_from is not None:
-            saved_model = trainconfig.load_runtime(run_dir / "config.yaml").get("model")
-        model, self.origin = model_setup.build_model(config, resume_from, saved_model)
-        if config.seq_len > model.config.block_size:
-            raise UsageError(
-                f"--seq-len {config.seq_len} is longer than the model's context "
-                f"{model.config.block_size}"
-            )
-        model.train()
-        model.recompute = config.recompute  # before the micro-batch probe: it changes the fit
-        self.n_params = model.num_parameters()
+    @property
+    def device(self) -> torch.device:
+        return self.env.device
 
-        self.total = trainconfig.total_steps(config, train_tokens)
-        self.tokens_per_step = config.batch_size * config.seq_len
-        if config.lr is None:
-            config.lr = trainconfig.default_lr(self.n_params)
-        if config.warmup is None:
-            config.warmup = trainconfig.default_warmup(self.tokens_per_step, self.total)
-        if config.size is None and not config.init_from:
-            config.size = "124m"
-        self.micro = hardware.choose_micro_batch(config, model, env, self.precision)
-        self.accum = config.batch_size // (env.world_size * self.micro)
-        self.val_micro = val_micro_batch(dataset, config, self.micro, env) if has_val else None
-        self.val_loader = None
-        if self.val_micro is not None:
-            self.val_loader = make_loader(dataset, config, "val", self.val_micro, env)
-            self.val_start = self.val_loader.state_dict()  # every validation starts here
-        self.mode = "fsdp" if config.fsdp else ("ddp" if env.enabled else "none")
-        self.runtime = {
-            "device": str(device),
-            "dtype": self.precision.name,
-            "compile": self.compiled,
-            "micro_batch": self.micro,
-            "grad_accum": self.accum,
-            "world_size": env.world_size,
-            "parallel": self.mode,
-            "total_steps": self.total,
-            "parameters": self.n_params,
-            "model": model.config.to_dict(),
-        }
-
-        # Every rank initialised the same weights (seeded in build_model); dropout and any other
-        # randomness get a stream per rank.
-        checkpoint.seed_everything(config.seed + env.rank)
-        self.start_step = self.tokens = 0
-        self.loader = make_loader(dataset, config, "train", self.micro, env)
-        self.guard = SpikeGuard(
-            config.skip_loss_z, config.skip_grad_z, config.skip_window, config.max_skips
-        )
-        if state is not None:
-            self.start_step, self.tokens = int(state["step"]), int(state["tokens"])
-            if state.get("spike_guard"):
-                self.guard.load_state_dict(state["spike_guard"])
-            # The loader counts windows taken over all ranks, so its state fits any world size
-            # and micro-batch that divide it; our micro-batch may differ from the saved run's.
-            self.loader.load_state_dict(dict(state["loader"][0], batch_size=self.micro))
-        if self.start_step >= self.total:
-            raise UsageError(
-                f"--resume: {run_dir} already finished its {self.total} steps",
-                "raise --max-steps / --max-tokens to train further",
-            )
-
-        model.to(device)
-        self.raw = model  # the GPT itself (sharded in place by FSDP)
-        if self.mode == "fsdp":
-            distributed.shard(model)
-        self.model: torch.nn.Module = torch.compile(model) if self.compiled else model
-        if self.mode == "ddp":
-            self.model = distributed.wrap_ddp(self.model, env)
-        self.sync_target = self.model if self.mode == "ddp" else self.raw
-        self.optimizer = optimizer.make_adamw(
-            model,
-            config.lr,
-            config.weight_decay,
-            (config.beta1, config.beta2),
-            config.eps,
-            fused=is_cuda,
-        )
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision.grad_scaler else None
-        if state is not None:
-            distributed.load_optimizer_state(model, self.optimizer, state["optimizer"])
-            if self.scaler is not None and state.get("scaler"):
-                self.scaler.load_state_dict(state["scaler"])
-            rngs = state["rng"]
-            checkpoint.set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0], device)
-        self.last_saved = str(resume_from) if resume_from is not None else None
-
-        # The run directory: config, metrics, leftovers of an interrupted save.
-        if env.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            checkpoint.remove_stale(run_dir)
-            checkpoint.write_text_atomic(run_dir / "config.yaml", config.to_yaml(self.runtime))
-        distributed.barrier(env)
-        resume_step = self.start_step if state else None
-        self.trackers = (
-            open_trackers(config, run_dir, resume_step, self.runtime) if env.is_main else None
-        )
-        self.metrics = (
-            trainlog.MetricsLog(
-                run_dir / "metrics.jsonl",
-                resume_step=resume_step,
-                on_write=self.trackers.record if self.trackers else None,
-            )
-            if env.is_main
-            else None
-        )
-        self.flops_per_token = model.flops_per_token(config.seq_len)
-        self.peak = config.peak_tflops
-        if self.peak is None and is_cuda:
-            self.peak = mfu.peak_tflops(torch.cuda.get_device_name(device))
+    @property
+    def tokens_per_step(self) -> int:
+        return self.config.batch_size * self.config.seq_len
 
     def describe(self) -> str:
         c, mode = self.config, self.mode

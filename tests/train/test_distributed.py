@@ -14,14 +14,14 @@ import torch
 from test_train import make_shards, options  # tests/ is on sys.path (pytest rootdir)
 from test_train_tracking import write_task_data
 
-from gpt2cli.train import checkpoint, trainer
+from gpt2cli.train import checkpoint, setup
 from gpt2cli.train import log as trainlog
 
 WORKER = textwrap.dedent("""
     import sys
     import torch
     import torch.distributed as dist
-    from gpt2cli.train import trainer
+    from gpt2cli.train import setup
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")  # one group for both runs (saves a start-up)
@@ -29,8 +29,8 @@ WORKER = textwrap.dedent("""
     options = dict(data=data, size="tiny", seq_len=32, batch_size=8, micro_batch=2,
                    max_steps=4, save_every=2, eval_every=2, eval_steps=2, device="cpu",
                    eval_task=["hellaswag", "lambada"], eval_task_limit=3, eval_task_data=tasks)
-    trainer.train({**options, "out": ddp_run})
-    trainer.train({**options, "out": fsdp_run, "fsdp": True})
+    setup.train({**options, "out": ddp_run})
+    setup.train({**options, "out": fsdp_run, "fsdp": True})
     dist.destroy_process_group()
 """)
 
@@ -50,7 +50,7 @@ def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
     tasks = write_task_data(tmp_path / "tasks")
     single = tmp_path / "single"
     # One process: 8 sequences per step as 2 micro-batches of 4.
-    trainer.train(
+    setup.train(
         options(
             data,
             single,
@@ -105,5 +105,5 @@ def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
         for name, tensor in reference.items():
             torch.testing.assert_close(weights[name], tensor, atol=1e-5, rtol=0)
     # A checkpoint written by 2 FSDP ranks resumes in one process (portable state).
-    trainer.train({"out": str(fsdp), "max_steps": 5, "device": "cpu"}, resume=True)
+    setup.train({"out": str(fsdp), "max_steps": 5, "device": "cpu"}, resume=True)
     assert len(losses(fsdp, "train")) == 5

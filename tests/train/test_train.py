@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from gpt2cli import option_fields
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model.gpt import GPT, config_for_size
-from gpt2cli.train import checkpoint, hardware, mfu, optimizer, trainer
+from gpt2cli.train import checkpoint, hardware, mfu, optimizer, setup
 from gpt2cli.train import config as trainconfig
 from gpt2cli.train import log as trainlog
 
@@ -196,10 +197,11 @@ def test_every_command_takes_the_same_dtype_names(tmp_path: Path) -> None:
 def test_flags_and_their_help_come_from_the_config_fields(gpt2) -> None:
     text = " ".join(gpt2("train", "--help").stdout.decode().split())
     defaults = trainconfig.TrainConfig()
-    for flag in trainconfig.flags():
+    flags = option_fields.flags(trainconfig.TrainConfig)
+    for flag in flags:
         assert flag.names[0].split("/")[0] in text, flag
     for name in ("batch_size", "seq_len", "weight_decay", "grad_clip", "keep", "pad_vocab"):
-        help_text = next(f.help for f in trainconfig.flags() if f.name == name)
+        help_text = next(f.help for f in flags if f.name == name)
         assert f"[default: {getattr(defaults, name)}]" in help_text
     assert (
         "-b, --batch-size <int> Sequences per optimizer step over all processes [default: 512]"
@@ -209,7 +211,7 @@ def test_flags_and_their_help_come_from_the_config_fields(gpt2) -> None:
     assert f"context {defaults.seq_len}, {defaults.batch_size} sequences per step" in text
     # Fields that are YAML keys only have no flag.
     assert "--beta1" not in text and "--model" not in text
-    assert {f.name for f in trainconfig.flags()} < set(trainconfig.OPTION_NAMES)
+    assert {f.name for f in flags} < set(trainconfig.OPTION_NAMES)
 
 
 def test_cli_values_are_checked_like_yaml_values(gpt2, tmp_path: Path) -> None:
@@ -252,7 +254,7 @@ def test_checkpoint_completeness_and_pruning(tmp_path: Path) -> None:
 
 def test_a_run_leaves_metrics_plot_checkpoints_and_final(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    final = trainer.train(options(data, run, max_steps=6, keep=2, peak_tflops=1.0))
+    final = setup.train(options(data, run, max_steps=6, keep=2, peak_tflops=1.0))
     assert final == run / "final" and checkpoint.is_complete(final)
     assert [s for s, _ in checkpoint.complete_steps(run)] == [2, 4]  # --keep 2; 6 is final
     for name in ("config.json", "model.safetensors", "training_state.pt", "run.yaml"):
@@ -284,7 +286,7 @@ class _Crash(Exception):
 
 def test_resume_gives_the_same_losses_bit_for_bit(data: Path, tmp_path: Path) -> None:
     whole = tmp_path / "whole"
-    trainer.train(options(data, whole, max_steps=5))
+    setup.train(options(data, whole, max_steps=5))
     broken = tmp_path / "broken"
 
     def crash(step: int) -> None:
@@ -292,9 +294,9 @@ def test_resume_gives_the_same_losses_bit_for_bit(data: Path, tmp_path: Path) ->
             raise _Crash
 
     with pytest.raises(_Crash):
-        trainer.train(options(data, broken, max_steps=5), hooks=trainer.TrainHooks(crash))
+        setup.train(options(data, broken, max_steps=5), hooks=setup.TrainHooks(crash))
     assert len(train_losses(broken)) == 3
-    trainer.train({"out": str(broken)}, resume=True)
+    setup.train({"out": str(broken)}, resume=True)
     assert train_losses(broken) == train_losses(whole)  # exact float equality
     a = torch.load(whole / "final" / "training_state.pt", weights_only=True)
     b = torch.load(broken / "final" / "training_state.pt", weights_only=True)
@@ -313,9 +315,9 @@ def test_kill_9_during_a_save_leaves_nothing_resume_would_take(data: Path, tmp_p
     # A trainer whose save after step 4 stalls once its files but COMPLETE are written.
     script = (
         "import sys, time\n"
-        "from gpt2cli.train import trainer\n"
-        "stall = trainer.TrainHooks(mid_save=lambda step: step == 4 and time.sleep(60))\n"
-        "trainer.train(dict(data=sys.argv[1], out=sys.argv[2], size='tiny', seq_len=32,\n"
+        "from gpt2cli.train import setup\n"
+        "stall = setup.TrainHooks(mid_save=lambda step: step == 4 and time.sleep(60))\n"
+        "setup.train(dict(data=sys.argv[1], out=sys.argv[2], size='tiny', seq_len=32,\n"
         "    batch_size=8, micro_batch=8, max_steps=6, save_every=2, eval_every=100,\n"
         "    device='cpu'), hooks=stall)\n"
     )
@@ -337,7 +339,7 @@ def test_kill_9_during_a_save_leaves_nothing_resume_would_take(data: Path, tmp_p
     assert tmp.exists() and not checkpoint.is_complete(tmp)
     assert checkpoint.latest_resumable(run).name == "step-00000002"
     assert checkpoint.latest_complete(run).name == "step-00000002"
-    trainer.train({"out": str(run)}, resume=True)
+    setup.train({"out": str(run)}, resume=True)
     assert not tmp.exists()
     assert [s for s, _ in checkpoint.complete_steps(run)] == [2, 4]
     assert [
@@ -358,7 +360,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         match=r"loss became nan at step 3: stopped; last good "
         r"checkpoint: .*step-00000002",
     ):
-        trainer.train(options(data, run), hooks=trainer.TrainHooks(loss=nan_at_3))
+        setup.train(options(data, run), hooks=setup.TrainHooks(loss=nan_at_3))
     assert checkpoint.latest_resumable(run).name == "step-00000002"
     assert not (run / "final").exists()
     assert [
@@ -380,7 +382,7 @@ def test_a_run_reads_its_pack_directory_once(
 
     monkeypatch.setattr(dataset_module, "ShardDataset", Counted)
     run = tmp_path / "run"
-    trainer.train(options(data, run))  # 3 validations (steps 0, 2, 4)
+    setup.train(options(data, run))  # 3 validations (steps 0, 2, 4)
     assert opened == [data]
     assert [
         r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "val"
@@ -396,10 +398,10 @@ def test_the_val_micro_batch_is_the_largest_the_val_split_fills(tmp_path: Path) 
     config = trainconfig.build({"data": str(pack), "seq_len": 32})
     windows = (dataset.num_tokens("val") - 1) // 32
     assert 5 <= windows < 8
-    assert trainer.val_micro_batch(dataset, config, 16, DistEnv()) == 4
-    assert trainer.val_micro_batch(dataset, config, 3, DistEnv()) == 3
-    assert trainer.val_micro_batch(dataset, config, 16, DistEnv(world_size=2)) == 2
-    assert trainer.val_micro_batch(dataset, config, 16, DistEnv(world_size=8)) is None
+    assert setup.val_micro_batch(dataset, config, 16, DistEnv()) == 4
+    assert setup.val_micro_batch(dataset, config, 3, DistEnv()) == 3
+    assert setup.val_micro_batch(dataset, config, 16, DistEnv(world_size=2)) == 2
+    assert setup.val_micro_batch(dataset, config, 16, DistEnv(world_size=8)) is None
 
 
 def test_yaml_config_with_cli_override_and_custom_shape(data: Path, tmp_path: Path) -> None:
@@ -410,7 +412,7 @@ def test_yaml_config_with_cli_override_and_custom_shape(data: Path, tmp_path: Pa
         "model: {n_layer: 1, n_head: 2, n_embd: 32}\npad_vocab: 1\n"
         "device: cpu\neval_every: 100\n"
     )
-    trainer.train({"max_steps": 2, "micro_batch": 2}, config_file=str(file))
+    setup.train({"max_steps": 2, "micro_batch": 2}, config_file=str(file))
     runtime = trainconfig.load_runtime(run / "config.yaml")
     assert runtime["model"]["n_layer"] == 1 and runtime["model"]["padded_vocab_size"] is None
     assert runtime["grad_accum"] == 2 and len(train_losses(run)) == 2
@@ -466,11 +468,11 @@ def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> 
         kwargs, resume = {"out": str(run)}, True
         expected = (Gpt2Error, "holds no run")
     elif case == "other_size":
-        trainer.train(options(data, run, max_steps=2, eval_every=100))
+        setup.train(options(data, run, max_steps=2, eval_every=100))
         kwargs, resume = {"out": str(run), "size": "mini"}, True
         expected = (UsageError, "trained with --size tiny, not mini")
     elif case == "foreign":
-        trainer.train(options(data, run, max_steps=2, eval_every=100))
+        setup.train(options(data, run, max_steps=2, eval_every=100))
         hf_config = run / "final" / "config.json"
         hf_config.write_text(hf_config.read_text().replace('"n_layer": 2', '"n_layer": 3'))
         kwargs, resume = {"out": str(run), "max_steps": 3}, True
@@ -484,18 +486,18 @@ def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> 
         kwargs.update(micro_batch=3)
         expected = (UsageError, "does not divide")
     with pytest.raises(expected[0], match=expected[1]):
-        trainer.train(kwargs, resume=resume)
+        setup.train(kwargs, resume=resume)
     if case == "occupied":
         assert (run / "config.yaml").read_text() == "size: tiny\n"  # nothing lost
 
 
 def test_init_from_weights_of_another_size_and_fine_tuning(data: Path, tmp_path: Path) -> None:
     base = tmp_path / "base"
-    trainer.train(options(data, base, max_steps=2, eval_every=100))
+    setup.train(options(data, base, max_steps=2, eval_every=100))
     with pytest.raises(UsageError, match="not --size mini"):
-        trainer.train(options(data, tmp_path / "x", size="mini", init_from=str(base)))
+        setup.train(options(data, tmp_path / "x", size="mini", init_from=str(base)))
     tuned = tmp_path / "tuned"
-    trainer.train(
+    setup.train(
         options(data, tuned, size=None, init_from=str(base / "final"), max_steps=1, eval_every=100)
     )
     first = train_losses(tuned)[0]

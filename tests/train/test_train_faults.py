@@ -17,7 +17,7 @@ import pytest
 from test_train import ENV, _Crash, make_shards, options, train_losses
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.train import checkpoint, trainer
+from gpt2cli.train import checkpoint, setup
 from gpt2cli.train import log as trainlog
 
 
@@ -43,10 +43,10 @@ def one_error_line(stderr: str) -> str:
 # A trainer that stalls after step 1 (holding its run directory, before its first checkpoint).
 STALL = """
 import sys, time
-from gpt2cli.train import trainer
-trainer.train(dict(data=sys.argv[1], out=sys.argv[2], size='tiny', seq_len=32, batch_size=8,
+from gpt2cli.train import setup
+setup.train(dict(data=sys.argv[1], out=sys.argv[2], size='tiny', seq_len=32, batch_size=8,
     micro_batch=8, max_steps=3, save_every=2, eval_every=100, device='cpu', seed=1),
-    hooks=trainer.TrainHooks(after_step=lambda step: time.sleep(120)))
+    hooks=setup.TrainHooks(after_step=lambda step: time.sleep(120)))
 """
 
 
@@ -100,7 +100,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_says_a_rerun_starts_afresh
         return loss * float("nan") if step == 2 else loss
 
     with pytest.raises(Gpt2Error) as caught:
-        trainer.train(options(data, run, eval_every=100), hooks=trainer.TrainHooks(loss=nan_at_2))
+        setup.train(options(data, run, eval_every=100), hooks=setup.TrainHooks(loss=nan_at_2))
     message = str(caught.value)
     assert message.startswith("loss became nan at step 2: stopped (")
     assert "checkpoint:" not in message  # none exists to point at
@@ -110,7 +110,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_says_a_rerun_starts_afresh
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        trainer.train(options(data, run, eval_every=100), hooks=trainer.TrainHooks(interrupt))
+        setup.train(options(data, run, eval_every=100), hooks=setup.TrainHooks(interrupt))
     err = capsys.readouterr().err
     assert "holds no complete checkpoint" in err
     assert f"interrupted; nothing was saved yet: the same command starts {run} afresh" in err
@@ -126,14 +126,14 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def crash_after(step: int) -> trainer.TrainHooks:
+def crash_after(step: int) -> setup.TrainHooks:
     """Hooks that crash the run once step ``step`` is done (and saved, if it saves)."""
 
     def crash(done: int) -> None:
         if done == step:
             raise _Crash
 
-    return trainer.TrainHooks(after_step=crash)
+    return setup.TrainHooks(after_step=crash)
 
 
 def test_a_damaged_newest_checkpoint_is_skipped_by_resume_and_by_model_run(
@@ -142,10 +142,10 @@ def test_a_damaged_newest_checkpoint_is_skipped_by_resume_and_by_model_run(
     run = tmp_path / "run"
 
     with pytest.raises(_Crash):
-        trainer.train(options(data, run, max_steps=6), hooks=crash_after(5))
+        setup.train(options(data, run, max_steps=6), hooks=crash_after(5))
     truncate(run / "checkpoints" / "step-00000004" / "training_state.pt")
     capsys.readouterr()
-    trainer.train({"out": str(run)}, resume=True)
+    setup.train({"out": str(run)}, resume=True)
     err = capsys.readouterr().err
     assert (
         f"gpt2 train: warning: skipped checkpoint {run}/checkpoints/step-00000004: "
@@ -184,7 +184,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(data: Path, tmp_p
     run = tmp_path / "run"
 
     with pytest.raises(_Crash):
-        trainer.train(options(data, run), hooks=crash_after(3))
+        setup.train(options(data, run), hooks=crash_after(3))
     result = subprocess.run(
         [sys.executable, "-m", "gpt2cli", "train", "-o", str(run), "--resume"],
         env=ENV,
@@ -201,7 +201,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(data: Path, tmp_p
     assert "Traceback" not in result.stderr
     assert not list((run / "checkpoints").glob("*.tmp-*"))
     assert checkpoint.latest_resumable(run).name == "step-00000002"
-    trainer.train({"out": str(run)}, resume=True)
+    setup.train({"out": str(run)}, resume=True)
     assert len(train_losses(run)) == 4 and checkpoint.is_complete(run / "final")
 
 

@@ -14,7 +14,7 @@ import torch
 from test_train import make_shards, options  # tests/ is on sys.path (pytest rootdir)
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.train import checkpoint, trainer
+from gpt2cli.train import checkpoint, setup
 from gpt2cli.train import log as trainlog
 from gpt2cli.train.spike_guard import SpikeGuard, z_score
 
@@ -64,8 +64,8 @@ def test_tensorboard_scalars_read_back_and_resume_without_duplicates(data: Path,
     run = tmp_path / "run"
     given = fast(data, run, max_steps=4, save_every=2, tensorboard=True)
     with pytest.raises(Crash):  # step 3 logged, then lost: the resume starts from step 2
-        trainer.train(given, hooks=trainer.TrainHooks(after_step=crash_after(3)))
-    trainer.train({"out": str(run)}, resume=True)  # --tensorboard carries over in config.yaml
+        setup.train(given, hooks=setup.TrainHooks(after_step=crash_after(3)))
+    setup.train({"out": str(run)}, resume=True)  # --tensorboard carries over in config.yaml
 
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
@@ -147,7 +147,7 @@ def png_size(path: Path) -> tuple[int, int]:
 def test_eval_task_at_each_validation(data: Path, task_data: Path, tmp_path: Path, gpt2) -> None:
     run = tmp_path / "run"
     given = fast(data, run, max_steps=2, eval_task=["hellaswag", "lambada"], eval_task_limit=2)
-    trainer.train({**given, "eval_task_data": str(task_data)})
+    setup.train({**given, "eval_task_data": str(task_data)})
     tasks = records(run, "task")
     assert [(r["step"], r["task"], r["n"], r["metric"]) for r in tasks] == [
         (step, name, 2, metric)
@@ -206,25 +206,25 @@ GUARDED = dict(**FAST, max_steps=7, save_every=3, eval_every=10, skip_loss_z=10.
 def test_spike_guard_skips_a_planted_spike_resumes_bit_for_bit_and_stops(
     data: Path, tmp_path: Path
 ) -> None:
-    hooks = trainer.TrainHooks(loss=spike_at(5))
+    hooks = setup.TrainHooks(loss=spike_at(5))
     guarded, resumed, stopped = tmp_path / "guarded", tmp_path / "resumed", tmp_path / "stopped"
-    trainer.train(options(data, guarded, **GUARDED), hooks=hooks)
+    setup.train(options(data, guarded, **GUARDED), hooks=hooks)
     trained = records(guarded, "train")
     assert [r["step"] for r in trained if r.get("skipped")] == [5]
     # Interrupted after step 4, resumed from step 3: the window came back with the checkpoint.
-    crash = trainer.TrainHooks(loss=spike_at(5), after_step=crash_after(4))
+    crash = setup.TrainHooks(loss=spike_at(5), after_step=crash_after(4))
     with pytest.raises(Crash):
-        trainer.train(options(data, resumed, **GUARDED), hooks=crash)
-    trainer.train({"out": str(resumed)}, resume=True, hooks=hooks)
+        setup.train(options(data, resumed, **GUARDED), hooks=crash)
+    setup.train({"out": str(resumed)}, resume=True, hooks=hooks)
     assert records(resumed, "train") != [] and losses(resumed) == losses(guarded)
     assert [r.get("skipped") for r in records(resumed, "train")] == [
         r.get("skipped") for r in trained
     ]
     # Spikes from step 4 on: 2 skipped in a row stop the run, its checkpoint of step 3 kept.
     with pytest.raises(Gpt2Error) as error:
-        trainer.train(
+        setup.train(
             options(data, stopped, **{**GUARDED, "max_skips": 2}),
-            hooks=trainer.TrainHooks(loss=spike_at(*range(4, 8))),
+            hooks=setup.TrainHooks(loss=spike_at(*range(4, 8))),
         )
     saved = stopped / checkpoint.CHECKPOINTS / checkpoint.step_name(3)
     assert error.value.message.startswith(

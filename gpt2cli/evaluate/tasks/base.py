@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli import option_fields
+from gpt2cli.errors import Gpt2Error
+from gpt2cli.option_fields import at_least, option
 
 if TYPE_CHECKING:
     from gpt2cli.evaluate.language_model import LanguageModel
@@ -63,19 +65,41 @@ class TaskResult:
 
 @dataclass
 class EvalOptions:
-    limit: int | None = None  # evaluate only the first N examples (documents for LM tasks)
-    batch_size: int = 8  # sequences per forward pass
-    seed: int = 0  # for anything random (sampling, shuffles)
-    stop_word_filter: bool = False  # lambada: also report the paper's stop-word-filtered variant
-    stride: int | None = None  # LM tasks: overlapping windows with this stride (None: disjoint)
+    """The options of ``gpt2 eval`` that decide a task's result: each field is also its flag
+    and --help text (:mod:`gpt2cli.option_fields`)."""
+
+    limit: int | None = option(
+        None,
+        "Evaluate only the first N examples of each task (documents/articles for the "
+        "language-modelling tasks).",
+        show_default=False,
+        rule=at_least(1),
+    )
+    batch_size: int = option(
+        8,
+        "Full-context sequences per forward pass (shorter ones are packed more to a batch, "
+        "within the same number of tokens).",
+        "-b",
+        rule=at_least(1),
+    )
+    seed: int = option(0, "Seed for anything random.")  # sampling, shuffles
+    stride: int | None = option(  # None: disjoint windows
+        None,
+        "Language-modelling tasks: overlapping windows moving S tokens (default: disjoint "
+        "windows, as lm-evaluation-harness).",
+        show_default=False,
+        rule=at_least(1),
+    )
+    stop_word_filter: bool = option(
+        False, "lambada: also report accuracy with the paper's stop-word filter."
+    )
 
     def __post_init__(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise UsageError(f"--limit must be at least 1, not {self.limit}")
-        if self.batch_size < 1:
-            raise UsageError("--batch-size must be at least 1")
-        if self.stride is not None and self.stride < 1:
-            raise UsageError("--stride must be at least 1")
+        option_fields.check(self)
+
+    def result_options(self) -> dict[str, Any]:
+        """The options a task's result depends on (--batch-size changes only the speed)."""
+        return {name: value for name, value in asdict(self).items() if name != "batch_size"}
 
 
 class Task(ABC):
