@@ -46,6 +46,7 @@ class EvalRun:
     """Tasks evaluated so far: their results and, per task, its data and time."""
 
     results: dict[str, TaskResult] = field(default_factory=dict)
+    versions: dict[str, float] = field(default_factory=dict)  # task: its version
     task_data: dict[str, dict] = field(default_factory=dict)
     model: dict | None = None  # results.model_identity, when already computed
     cache: EvalCache | None = None
@@ -61,6 +62,7 @@ class EvalRun:
     ) -> tuple[TaskResult, float]:
         """Evaluate one task, or take its result from ``self.cache``; (its result, seconds)."""
         timer = console.Stopwatch()
+        self.versions[task.name] = task.version
         key = None
         if self.cache is not None and self.cache.usable:
             from gpt2cli.evaluate.cache import data_digest
@@ -112,6 +114,7 @@ class EvalRun:
         }
         return results.build(
             self.results,
+            self.versions,
             self.model or results.model_identity(model_spec, lm.loaded),
             config,
             self.task_data,

@@ -20,6 +20,7 @@ import yaml
 
 from gpt2cli import dtypes
 from gpt2cli.errors import UsageError
+from gpt2cli.model.sizes import SIZE_LIST
 
 # GPT-3 paper, table 2.1: learning rate by model size (parameters), used when --lr is not set.
 LR_BY_PARAMS: list[tuple[float, float]] = [
@@ -89,8 +90,7 @@ class TrainConfig:
     )
     size: str | None = option(  # None: 124m, or the --init-from weights' shape
         None,
-        "Model size: 124m/117m/small/gpt2, 355m/345m/medium, 774m/762m/large, "
-        "1.5b/1558m/1542m/xl, tiny, mini. Default 124m, or the shape of --init-from.",
+        f"Model size: {SIZE_LIST}. Default 124m, or the shape of --init-from.",
         "-s",
     )
     # YAML only: GPTConfig fields (n_layer, n_head, n_embd, dropout...) over the size's shape.

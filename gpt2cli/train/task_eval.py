@@ -9,13 +9,13 @@ same metrics from all the examples; under FSDP each rank evaluates an unsharded 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
+from gpt2cli import jsonio
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.evaluate import run as evalrun
 from gpt2cli.evaluate.language_model import LanguageModel
@@ -120,19 +120,16 @@ class TaskEval:
                             "kind": "task",
                             "task": task.name,
                             "metric": metric,
-                            "value": finite(main.value),
-                            "metrics": {k: finite(v.value) for k, v in result.metrics.items()},
+                            "value": jsonio.finite(main.value),
+                            "metrics": jsonio.finite(
+                                {k: v.value for k, v in result.metrics.items()}
+                            ),
                             "n": result.n,
                         }
                     )
         finally:
             model.train(was_training)
         return records
-
-
-def finite(value: float) -> float | None:
-    """JSON has no inf or nan: a perplexity that overflowed is logged as null."""
-    return value if math.isfinite(value) else None
 
 
 def unsharded_copy(model: GPT, env: DistEnv) -> GPT:

@@ -210,8 +210,58 @@ def test_cache_reuses_results(model_dir: Path, data_dir: Path, tmp_path, gpt2, m
     )
     again = gpt2(*base, "--json")
     assert again.code == 0 and calls == ["lambada"] * 4
+    assert f"gpt2 eval: warning: --cache: {entry.name} is unreadable" in again.stderr
     assert json.loads(again.stdout)["results"] == one["results"]
     assert strict_json(entry.read_text())["key"] == stored["key"]
+
+
+def test_cache_entry_edited_by_hand_is_recomputed(
+    model_dir: Path, data_dir: Path, tmp_path, gpt2, monkeypatch
+) -> None:
+    calls = count_evaluations(monkeypatch, "lambada")
+    cache = tmp_path / "cache"
+    base = ("eval", "lambada", "-m", model_dir, "--data-dir", data_dir, "--cache", cache, "--json")
+    first = gpt2(*base)
+    assert first.code == 0, first.stderr
+    (entry,) = cache.iterdir()
+    stored = strict_json(entry.read_text())
+    assert set(stored) == {"key", "result", "task_data", "sha256"}
+    acc = stored["result"]["metrics"]["acc"]["value"]
+    stored["result"]["metrics"]["acc"]["value"] = 9.0
+    entry.write_text(json.dumps(stored) + "\n")
+
+    second = gpt2(*base)
+    assert second.code == 0 and calls == ["lambada"] * 2, "an edited entry must be recomputed"
+    warnings = [line for line in second.stderr.splitlines() if "warning: --cache" in line]
+    assert warnings == [
+        f"gpt2 eval: warning: --cache: {entry.name} fails its checksum (edited or damaged): "
+        "recomputed and rewritten"
+    ]
+    assert json.loads(second.stdout)["results"]["lambada"]["acc,none"] == acc
+    assert strict_json(entry.read_text())["result"]["metrics"]["acc"]["value"] == acc
+    third = gpt2(*base)  # the rewritten entry is trusted again
+    assert third.code == 0 and calls == ["lambada"] * 2 and "--cache" not in third.stderr
+
+
+def test_task_version_goes_into_results_and_cache_key(
+    model_dir: Path, data_dir: Path, tmp_path, gpt2, monkeypatch
+) -> None:
+    calls = count_evaluations(monkeypatch, "lambada")
+    cache = tmp_path / "cache"
+    base = ("eval", "lambada", "-m", model_dir, "--data-dir", data_dir, "--cache", cache, "--json")
+    first = gpt2(*base)
+    assert first.code == 0, first.stderr
+    assert json.loads(first.stdout)["versions"] == {"lambada": get_task("lambada").version}
+    (old,) = cache.iterdir()
+    assert strict_json(old.read_text())["key"]["task_version"] == get_task("lambada").version
+
+    monkeypatch.setattr(type(get_task("lambada")), "version", 2.0)  # its scoring changed
+    second = gpt2(*base)
+    assert second.code == 0 and calls == ["lambada"] * 2, "an old version's entry is not reused"
+    assert "cache hit" not in second.stderr
+    assert json.loads(second.stdout)["versions"] == {"lambada": 2.0}
+    (new,) = set(cache.iterdir()) - {old}
+    assert strict_json(new.read_text())["key"]["task_version"] == 2.0
 
 
 def test_bookkeeping_bad_input(model_dir: Path, data_dir: Path, tmp_path, gpt2) -> None:

@@ -119,6 +119,7 @@ def requests_for(sentences: list[str], question: str, candidates: list[str]):
 
 
 class CBT(Task):
+    version = 1.0
     paper_metric = "acc"
 
     def __init__(self, name: str, kind: str, split: str, file: str, size: str) -> None:

@@ -64,6 +64,7 @@ def load(path: Path, limit: int | None = None) -> list[tuple[str, list[str], int
 
 class HellaSwag(Task):
     name = "hellaswag"
+    version = 1.0
     description = "HellaSwag validation: pick the ending of a situation (4 choices), as lm-eval"
     paper_metric = "acc_norm"
     data_files = (

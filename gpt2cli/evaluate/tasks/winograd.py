@@ -143,6 +143,7 @@ def load(path: Path, limit: int | None = None) -> list[Schema]:
 
 class Winograd(Task):
     name = "winograd"
+    version = 1.0
     description = "Winograd Schema Challenge (WSC273): resolve the pronoun, 2 choices"
     paper_metric = "acc"
     data_files = (
