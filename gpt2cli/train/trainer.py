@@ -21,13 +21,14 @@ from typing import Any
 
 import torch
 
-from gpt2cli import console
+from gpt2cli import console, run_layout
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model.gpt import GPT
 from gpt2cli.train import (
     checkpoint,
     distributed,
     hardware,
+    metrics_log,
     mfu,
     model_setup,
     optimizer,
@@ -35,7 +36,6 @@ from gpt2cli.train import (
     rundir,
 )
 from gpt2cli.train import config as trainconfig
-from gpt2cli.train import log as trainlog
 from gpt2cli.train.config import TrainConfig
 from gpt2cli.train.distributed import DistEnv
 from gpt2cli.train.spike_guard import SpikeGuard
@@ -314,7 +314,7 @@ class Trainer:
             open_trackers(config, run_dir, resume_step, self.runtime) if env.is_main else None
         )
         self.metrics = (
-            trainlog.MetricsLog(
+            metrics_log.MetricsLog(
                 run_dir / "metrics.jsonl",
                 resume_step=resume_step,
                 on_write=self.trackers.record if self.trackers else None,
@@ -413,7 +413,7 @@ class Trainer:
             plot.plot_losses(self.metrics.records, self.run_dir / "loss.png")
         return mean
 
-    def evaluate(self, step: int, progress: trainlog.Progress) -> None:
+    def evaluate(self, step: int, progress: metrics_log.Progress) -> None:
         """Validate, then run the --eval-task benchmarks; results to metrics and progress."""
         val = self.validate(step)
         if val is not None:
@@ -459,7 +459,7 @@ class Trainer:
 
     def run(self) -> Path:
         config, total = self.config, self.total
-        progress = trainlog.Progress(total, self.start_step, config.log_every, self.env.is_main)
+        progress = metrics_log.Progress(total, self.start_step, config.log_every, self.env.is_main)
         progress.message(self.describe())
         if self.val_loader is None:
             progress.message(
@@ -503,14 +503,14 @@ class Trainer:
                 if done % config.eval_every == 0 or done == total:
                     self.evaluate(done, progress)
                 if done % config.save_every == 0 and done != total:
-                    target = self.run_dir / checkpoint.CHECKPOINTS / checkpoint.step_name(done)
+                    target = self.run_dir / run_layout.CHECKPOINTS / run_layout.step_name(done)
                     self.save(target, done)
                     self.last_saved = str(target)
                     if self.env.is_main:
                         checkpoint.prune(self.run_dir, config.keep)
                 if self.hooks.after_step is not None:
                     self.hooks.after_step(done)
-            final = self.run_dir / checkpoint.FINAL
+            final = self.run_dir / run_layout.FINAL
             self.save(final, total)
         except Gpt2Error as error:
             rundir.with_rerun(error, self.run_dir, self.last_saved)

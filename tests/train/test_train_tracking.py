@@ -13,9 +13,9 @@ import pytest
 import torch
 from test_train import make_shards, options  # tests/ is on sys.path (pytest rootdir)
 
+from gpt2cli import run_layout
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.train import checkpoint, trainer
-from gpt2cli.train import log as trainlog
+from gpt2cli.train import metrics_log, trainer
 from gpt2cli.train.spike_guard import SpikeGuard, z_score
 
 torch.set_num_threads(1)
@@ -35,7 +35,7 @@ def fast(data: Path, run: Path, **extra: object) -> dict:
 
 
 def records(run: Path, kind: str) -> list[dict]:
-    return [r for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
+    return [r for r in metrics_log.read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
 
 
 def losses(run: Path) -> list[float]:
@@ -226,12 +226,12 @@ def test_spike_guard_skips_a_planted_spike_resumes_bit_for_bit_and_stops(
             options(data, stopped, **{**GUARDED, "max_skips": 2}),
             hooks=trainer.TrainHooks(loss=spike_at(*range(4, 8))),
         )
-    saved = stopped / checkpoint.CHECKPOINTS / checkpoint.step_name(3)
+    saved = stopped / run_layout.CHECKPOINTS / run_layout.step_name(3)
     assert error.value.message.startswith(
         "2 updates in a row skipped as spikes, the last at step 5"
     )
     assert error.value.message.endswith(f"stopped; last good checkpoint: {saved}")
-    assert checkpoint.is_complete(saved) and not (stopped / checkpoint.FINAL).exists()
+    assert run_layout.is_complete(saved) and not (stopped / run_layout.FINAL).exists()
     assert [r["step"] for r in records(stopped, "train") if r.get("skipped")] == [4, 5]
     # Skipping step 4 kept the weights of step 3: step 5's loss differs from the guarded run's.
     assert losses(stopped)[:3] == losses(guarded)[:3]

@@ -12,7 +12,7 @@ import pkgutil
 from gpt2cli.errors import UsageError
 from gpt2cli.evaluate.tasks.base import Task
 
-_SKIP = {"base", "data", "detokenize"}
+_SKIP = {"base", "detokenize", "task_files"}
 _registry: dict[str, Task] | None = None
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from gpt2cli import console
 from gpt2cli.errors import UsageError
 from gpt2cli.evaluate import results, tasks
-from gpt2cli.evaluate.tasks import data as taskdata
+from gpt2cli.evaluate.tasks import task_files
 from gpt2cli.evaluate.tasks.base import EvalOptions, Metric, Task, TaskResult
 
 if TYPE_CHECKING:
@@ -37,8 +37,8 @@ def choose_tasks(names: list[str], data: Path | None) -> list[Task]:
 def find_data(
     chosen: list[Task], data: Path | None, data_dir: Path | None, download: bool
 ) -> dict[str, Path]:
-    """Each task's data path (see :mod:`gpt2cli.evaluate.tasks.data`)."""
-    return {task.name: taskdata.resolve(task, data, data_dir, download) for task in chosen}
+    """Each task's data path (see :mod:`gpt2cli.evaluate.tasks.task_files`)."""
+    return {task.name: task_files.resolve(task, data, data_dir, download) for task in chosen}
 
 
 @dataclass
@@ -79,9 +79,9 @@ class EvalRun:
         finally:
             lm.on_batch = None
         self.results[task.name] = result
-        sha256 = taskdata.sha256_file(path) if path.is_file() else None
+        sha256 = task_files.sha256_file(path) if path.is_file() else None
         if sha256 is not None:
-            taskdata.check_published(task, path, sha256)
+            task_files.check_published(task, path, sha256)
         self.task_data[task.name] = {
             "data": str(path),
             "data_sha256": sha256,
