@@ -98,7 +98,7 @@ def eval_command(
         raise UsageError("missing --model", "pass a run directory, checkpoint or HF model")
     paths = runner.find_data(chosen, data, data_dir, download)
     timer = console.Stopwatch()
-    import torch  # deferred: every gpt2 command imports this module at start-up
+    import torch  # deferred: `gpt2 eval --help` and `--list` do not need it
 
     from gpt2cli.evaluate.language_model import LanguageModel
     from gpt2cli.model.resolve import resolve_device
