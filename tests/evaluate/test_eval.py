@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _eval_files import save_tiny_model, write_task_files  # tests/ is on sys.path
 
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.evaluate import tasks
@@ -50,28 +51,6 @@ WIKI_RAW = (
     "Boulter starred alongside Whishaw in the play Citizenship .\n \n = Du Fu = \n \n Du Fu "
     "( 712 – 770 ) was a prominent Chinese poet of the Tang dynasty . \n \n"
 )
-
-
-def save_tiny_model(directory: Path) -> Path:
-    """A random 2-layer Hugging Face GPT-2 (seed 0, BLOCK positions) saved in ``directory``."""
-    torch.manual_seed(0)
-    # Default initialisation: the residual stream is dominated by the token embedding, so the
-    # tied head's argmax repeats the last token, and "... dog dog" targets are hits.
-    config = transformers.GPT2Config(
-        n_layer=2, n_head=2, n_embd=64, n_positions=BLOCK, vocab_size=50257
-    )
-    transformers.GPT2LMHeadModel(config).eval().save_pretrained(directory)
-    return directory
-
-
-def write_task_files(root: Path, lambada_lines: list[str], wiki_raw: str) -> Path:
-    """The lambada and wikitext2 data files under ``root``, where `gpt2 eval` looks."""
-    (root / "lambada_test.jsonl").write_text(
-        "".join(json.dumps({"text": line}) + "\n" for line in lambada_lines)
-    )
-    (root / "wikitext-2-raw").mkdir()
-    (root / "wikitext-2-raw" / "wiki.test.raw").write_text(wiki_raw)
-    return root
 
 
 @pytest.fixture(scope="module")

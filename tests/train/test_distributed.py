@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import make_shards, options  # tests/ is on sys.path (pytest rootdir)
-from test_train_tracking import write_task_data
+from _train_runs import make_shards, options, write_task_data  # tests/ is on sys.path
 
 from gpt2cli import run_layout
 from gpt2cli.train import metrics_log, trainer

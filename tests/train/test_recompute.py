@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import make_shards  # tests/ is on sys.path (pytest rootdir)
+from _train_runs import make_shards  # tests/ is on sys.path
 
 from gpt2cli.model import decoding
 from gpt2cli.model.gpt import GPT, GPTConfig

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from _train_runs import ENV, Crash, make_shards, options, train_losses  # tests/ is on sys.path
 
 from gpt2cli import run_layout
 from gpt2cli.errors import Gpt2Error, UsageError
@@ -20,53 +19,11 @@ from gpt2cli.train import checkpoint, hardware, metrics_log, mfu, optimizer, tra
 from gpt2cli.train import config as trainconfig
 
 torch.set_num_threads(1)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def make_shards(directory: Path, documents: int = 150, val_tokens: int = 1500) -> Path:
-    """A tiny pack directory through gpt2cli.data.pack: patterned documents, so loss falls."""
-    from gpt2cli.data.pack import PackOptions, pack
-    from gpt2cli.text import token_stream
-
-    rng = np.random.default_rng(0)
-    stream = directory.parent / f"{directory.name}.tokens"
-    with open(stream, "wb") as handle:
-        handle.write(token_stream.HEADER)
-        for _ in range(documents):
-            start = int(rng.integers(0, 500))
-            ids = (start + np.arange(int(rng.integers(20, 100))) % 13).astype(np.uint16)
-            handle.write(token_stream.encode_document(ids))
-    pack([str(stream)], directory, PackOptions(val_tokens=val_tokens))
-    return directory
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shards(tmp_path_factory.mktemp("train") / "shards")
-
-
-def options(data: Path, out: Path, **extra: object) -> dict:
-    base = dict(
-        data=str(data),
-        out=str(out),
-        size="tiny",
-        seq_len=32,
-        batch_size=8,
-        micro_batch=4,
-        max_steps=4,
-        save_every=2,
-        eval_every=2,
-        eval_steps=2,
-        device="cpu",
-    )
-    base.update(extra)
-    return base
-
-
-def train_losses(run: Path) -> list[float]:
-    return [
-        r["loss"] for r in metrics_log.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
-    ]
 
 
 # --- pieces ---------------------------------------------------------------------------------
@@ -280,10 +237,6 @@ def test_a_run_leaves_metrics_plot_checkpoints_and_final(data: Path, tmp_path: P
     assert loaded.config.n_layer == 2
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_resume_gives_the_same_losses_bit_for_bit(data: Path, tmp_path: Path) -> None:
     whole = tmp_path / "whole"
     trainer.train(options(data, whole, max_steps=5))
@@ -291,9 +244,9 @@ def test_resume_gives_the_same_losses_bit_for_bit(data: Path, tmp_path: Path) ->
 
     def crash(step: int) -> None:
         if step == 3:
-            raise _Crash
+            raise Crash
 
-    with pytest.raises(_Crash):
+    with pytest.raises(Crash):
         trainer.train(options(data, broken, max_steps=5), hooks=trainer.TrainHooks(crash))
     assert len(train_losses(broken)) == 3
     trainer.train({"out": str(broken)}, resume=True)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train import ENV, _Crash, make_shards, options, train_losses
+from _train_runs import ENV, Crash, make_shards, options, train_losses  # tests/ is on sys.path
 
 from gpt2cli import run_layout
 from gpt2cli.errors import Gpt2Error
@@ -131,7 +131,7 @@ def crash_after(step: int) -> trainer.TrainHooks:
 
     def crash(done: int) -> None:
         if done == step:
-            raise _Crash
+            raise Crash
 
     return trainer.TrainHooks(after_step=crash)
 
@@ -141,7 +141,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_by_resume_and_by_model_run(
 ) -> None:
     run = tmp_path / "run"
 
-    with pytest.raises(_Crash):
+    with pytest.raises(Crash):
         trainer.train(options(data, run, max_steps=6), hooks=crash_after(5))
     truncate(run / "checkpoints" / "step-00000004" / "training_state.pt")
     capsys.readouterr()
@@ -183,7 +183,7 @@ LIMIT = 20 << 20  # a tiny model's weights (13 MB) fit, its training state (27 M
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
 
-    with pytest.raises(_Crash):
+    with pytest.raises(Crash):
         trainer.train(options(data, run), hooks=crash_after(3))
     result = subprocess.run(
         [sys.executable, "-m", "gpt2cli", "train", "-o", str(run), "--resume"],

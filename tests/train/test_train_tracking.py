@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import make_shards, options  # tests/ is on sys.path (pytest rootdir)
+from _train_runs import Crash, make_shards, options, write_task_data  # tests/ is on sys.path
 
 from gpt2cli import run_layout
 from gpt2cli.errors import Gpt2Error
@@ -40,10 +40,6 @@ def records(run: Path, kind: str) -> list[dict]:
 
 def losses(run: Path) -> list[float]:
     return [r["loss"] for r in records(run, "train")]
-
-
-class Crash(Exception):
-    pass
 
 
 def crash_after(step: int):
@@ -111,28 +107,6 @@ def test_tracker_not_installed_is_a_usage_error(data: Path, tmp_path: Path, gpt2
 
 
 # --- benchmarks while training --------------------------------------------------------------
-
-HELLASWAG = [
-    {
-        "activity_label": "Cooking",
-        "ctx_a": f"A cook {verb} the pan.",
-        "ctx_b": "then she",
-        "endings": ["stirs it.", "sings a song.", "goes home.", "eats the pan."],
-        "label": i % 4,
-    }
-    for i, verb in enumerate(["heats", "cleans", "lifts", "drops", "fills"])
-]
-LAMBADA = [f"the {w} sat on the mat and the {w} looked at the {w}" for w in ("cat", "dog", "owl")]
-
-
-def write_task_data(folder: Path) -> Path:
-    """hellaswag_val.jsonl and lambada_test.jsonl, a few examples each."""
-    folder.mkdir()
-    (folder / "hellaswag_val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HELLASWAG))
-    (folder / "lambada_test.jsonl").write_text(
-        "".join(json.dumps({"text": t}) + "\n" for t in LAMBADA)
-    )
-    return folder
 
 
 @pytest.fixture
