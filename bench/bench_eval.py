@@ -36,6 +36,7 @@ from gpt2cli.model import hf
 from gpt2cli.model.gpt import GPT, config_for_size
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _eval_files import lambada_task_yaml  # noqa: E402
 from _hf_tokenizer import write_gpt2_tokenizer  # noqa: E402
 
 WORDS = (
@@ -44,26 +45,6 @@ WORDS = (
     "time man little old see them more like then than now house door hand eyes back "
     "looked asked thought knew long way came went night room told face voice day"
 )
-
-YAML = """task: lambada_bench
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-output_type: loglikelihood
-test_split: test
-doc_to_text: "{{{{text.split(' ')[:-1]|join(' ')}}}}"
-doc_to_target: "{{{{' '+text.split(' ')[-1]}}}}"
-metric_list:
-  - metric: perplexity
-    aggregation: perplexity
-    higher_is_better: false
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-"""
 
 LMEVAL_SCRIPT = r"""
 import json, sys, time
@@ -120,7 +101,7 @@ def main() -> None:
         write_gpt2_tokenizer(model_dir)
         task_dir = root / "tasks"
         task_dir.mkdir()
-        (task_dir / "lambada_bench.yaml").write_text(YAML.format(data=data))
+        (task_dir / "lambada_bench.yaml").write_text(lambada_task_yaml("lambada_bench", data))
 
         lm = LanguageModel.load(
             str(model_dir), device=args.device, dtype="fp32", batch_size=args.batch_size

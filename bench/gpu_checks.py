@@ -38,9 +38,11 @@ def make_shards(out: str, documents: int) -> None:
 
 
 def train_losses(run: Path) -> list[float]:
-    from gpt2cli.train import log
+    from gpt2cli.train import metrics_log
 
-    return [r["loss"] for r in log.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
+    return [
+        r["loss"] for r in metrics_log.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
+    ]
 
 
 def checks(work: Path, device: str) -> None:

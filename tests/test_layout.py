@@ -86,3 +86,13 @@ def test_the_model_imports_no_training_inference_or_io_code() -> None:
 def test_no_module_is_over_the_size_limit() -> None:
     sizes = {name: len(p.read_text(encoding="utf-8").splitlines()) for name, p in modules().items()}
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_core_module_names_are_unique_and_no_package_s_name() -> None:
+    """A name read in an import says which module it is (``commands/`` mirrors the core's names
+    on purpose): no two core modules share a name, and none is named like a package."""
+    core = [p for p in PACKAGE.rglob("*.py") if "commands" not in p.parts]
+    names = [p.stem for p in core if p.stem != "__init__"]
+    packages = {p.parent.name for p in core if p.stem == "__init__"}
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+    assert sorted(set(names) & packages) == []

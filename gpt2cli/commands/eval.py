@@ -89,17 +89,17 @@ def eval_command(
     log_samples: Path | None = None,
     cache_dir: Path | None = None,
 ) -> None:
-    from gpt2cli.evaluate import run
+    from gpt2cli.evaluate import runner
 
-    chosen = run.choose_tasks(names, data)
+    chosen = runner.choose_tasks(names, data)
     for flag, path in (("--log-samples", log_samples), ("-o", output)):
         if path is not None:
             check_output_file(path, flag)
     if model_spec is None:
         raise UsageError("missing --model", "pass a run directory, checkpoint or HF model")
-    paths = run.find_data(chosen, data, data_dir, download)
+    paths = runner.find_data(chosen, data, data_dir, download)
     timer = console.Stopwatch()
-    import torch  # deferred: every gpt2 command imports this module at start-up
+    import torch  # deferred: `gpt2 eval --help` and `--list` do not need it
 
     from gpt2cli.evaluate.language_model import LanguageModel
     from gpt2cli.model.resolve import resolve_device
@@ -109,7 +109,7 @@ def eval_command(
     torch.manual_seed(options.seed)
     lm = LanguageModel.load(model_spec, device=device, dtype=dtype, batch_size=options.batch_size)
     lm.use_stride(options.stride)
-    evaluation = run.EvalRun()
+    evaluation = runner.EvalRun()
     if cache_dir is not None:
         from gpt2cli.evaluate.cache import EvalCache
 
@@ -135,7 +135,7 @@ def eval_command(
                     f"({evaluation.cache_hits[task.name]})"
                 )
             if not console.stderr_is_tty():
-                main = run.main_metric(task, result)
+                main = runner.main_metric(task, result)
                 console.info(
                     f"gpt2 eval: {task.name}: {task.paper_metric} "
                     f"{_format(main.value)} (n={result.n:,}, "

@@ -36,7 +36,7 @@ def score_command(
     max_tokens: int | None = None,
 ) -> None:
     timer = console.Stopwatch()
-    # Deferred: every gpt2 command imports this module at start-up, and these import torch.
+    # Deferred: these import torch, which `gpt2 score --help` does not need.
     from gpt2cli.evaluate.language_model import LanguageModel
     from gpt2cli.infer import document_scores
     from gpt2cli.model.resolve import resolve_device

@@ -11,13 +11,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gpt2cli import __version__
+from gpt2cli import __version__, console, jsonio
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.evaluate.sample_log import finite
 from gpt2cli.evaluate.tasks.base import EvalOptions, Metric, Task, TaskResult
 from gpt2cli.fileio import atomic_write, sha256_file
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+ENTRY_PARTS = ("key", "result", "task_data")  # what an entry's sha256 covers
+
+
+def canonical_sha256(value: Any) -> str:
+    """sha256 of ``value`` as canonical JSON (sorted keys, no spaces, UTF-8)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def data_digest(task: Task, path: Path) -> str:
@@ -32,7 +38,7 @@ def data_digest(task: Task, path: Path) -> str:
 
 
 def result_to_dict(result: TaskResult) -> dict:
-    return finite(
+    return jsonio.finite(
         {
             "metrics": {
                 name: {
@@ -93,36 +99,44 @@ class EvalCache:
             "device": self.device,
             "dtype": self.dtype,
             "task": task.name,
+            "task_version": task.version,
             "data_sha256": data_sha256,
             "options": options.result_options(),
         }
 
     def path(self, key: dict[str, Any]) -> Path:
-        digest = hashlib.sha256(
-            json.dumps(key, sort_keys=True, separators=(",", ":")).encode()
-        ).hexdigest()
-        return self.directory / f"{key['task']}-{digest}.json"
+        return self.directory / f"{key['task']}-{canonical_sha256(key)}.json"
 
     def load(self, key: dict[str, Any]) -> tuple[TaskResult, dict] | None:
-        """(result, data facts) stored under ``key``, or None."""
+        """(result, data facts) stored under ``key``, or None: none stored, or one that cannot
+        be trusted (unreadable, or failing its checksum: a warning on stderr says so)."""
         path = self.path(key)
         try:
             with open(path, encoding="utf-8") as handle:
                 entry = json.load(handle)
-            if entry.get("key") != key:
+            body = {part: entry[part] for part in ENTRY_PARTS}
+            if entry["sha256"] != canonical_sha256(body):
+                self._distrust(path, "fails its checksum (edited or damaged)")
                 return None
-            return result_from_dict(entry["result"]), dict(entry["task_data"])
+            if body["key"] != key:
+                return None
+            return result_from_dict(body["result"]), dict(body["task_data"])
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None  # unreadable or from another layout: recomputed and rewritten
+            self._distrust(path, "is unreadable")
+            return None
+
+    def _distrust(self, path: Path, why: str) -> None:
+        console.warn("eval", f"--cache: {path.name} {why}: recomputed and rewritten")
 
     def store(self, key: dict[str, Any], result: TaskResult, task_data: dict) -> Path:
         path = self.path(key)
-        entry = {"key": key, "result": result_to_dict(result), "task_data": finite(task_data)}
+        body = {"key": key, "result": result_to_dict(result), "task_data": jsonio.finite(task_data)}
         try:
             with atomic_write(path, "w") as handle:
-                handle.write(json.dumps(entry, ensure_ascii=False, allow_nan=False) + "\n")
+                entry = {**body, "sha256": canonical_sha256(body)}
+                handle.write(jsonio.dumps(entry, ensure_ascii=False) + "\n")
         except OSError as error:
             raise Gpt2Error(
                 f"--cache {self.directory}: cannot write {path.name} ({error.strerror})"

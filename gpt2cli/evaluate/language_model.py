@@ -17,6 +17,7 @@ lm-evaluation-harness's ``LM`` interface answers, with the same conventions:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,26 +29,16 @@ from gpt2cli.model.gpt import GPT
 from gpt2cli.text.tokenizer import EOT, encode
 
 
+@dataclass(eq=False)
 class LanguageModel:
-    def __init__(
-        self,
-        model: Callable,
-        block_size: int,
-        device: str | torch.device = "cpu",
-        batch_size: int = 8,
-        vocab_size: int = 50257,
-        stride: int | None = None,
-        loaded: Any = None,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> None:
-        self.model = model
-        self.block_size = block_size
-        self.device = device
-        self.batch_size = batch_size
-        self.vocab_size = vocab_size
-        self.stride = stride
-        self.loaded = loaded  # the LoadedModel, when there is one (identity for results)
-        self.on_batch = on_batch  # progress callback: windows done per forward pass
+    model: Callable = field(repr=False)
+    block_size: int
+    device: str | torch.device = "cpu"
+    batch_size: int = 8
+    vocab_size: int = 50257
+    stride: int | None = None
+    loaded: Any = field(default=None, repr=False)  # the LoadedModel, when there is one (identity)
+    on_batch: Callable[[int], None] | None = None  # progress: windows done per forward pass
 
     def use_stride(self, stride: int | None) -> None:
         """Score documents in overlapping windows moving ``stride`` tokens (None: disjoint)."""

@@ -56,12 +56,13 @@ def _number(value: float | None) -> float | str:
 
 def build(
     task_results: dict[str, TaskResult],
+    versions: dict[str, float],
     model: dict,
     config: dict,
     task_data: dict[str, dict],
     seconds: float,
-    versions: dict[str, Any] | None = None,
 ) -> dict:
+    """The results document of ``task_results``; ``versions``: each task's version."""
     now = _dt.datetime.now(_dt.timezone.utc)
     results: dict[str, dict] = {}
     higher: dict[str, dict] = {}
@@ -82,7 +83,7 @@ def build(
         samples[name] = {"original": result.extra.get("original", result.n), "effective": result.n}
     return {
         "results": results,
-        "versions": {name: (versions or {}).get(name, 1.0) for name in task_results},
+        "versions": {name: versions[name] for name in task_results},
         "n-shot": {name: 0 for name in task_results},
         "higher_is_better": higher,
         "n-samples": samples,

@@ -18,12 +18,11 @@ Two runs' files join on (task, doc_id). Non-finite numbers are written as null.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
 
+from gpt2cli import jsonio
 from gpt2cli.fileio import atomic_write
 
 
@@ -83,19 +82,8 @@ def _with_metrics(record: dict, metrics: dict[str, Any]) -> dict:
     return record
 
 
-def finite(value: Any) -> Any:
-    """``value`` with every non-finite float (nested too) replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(item) for item in value]
-    return value
-
-
 def dumps(record: dict) -> str:
-    return json.dumps(finite(record), ensure_ascii=False, allow_nan=False)
+    return jsonio.dumps(record, ensure_ascii=False)
 
 
 def write(path: str | os.PathLike[str], samples: dict[str, list[dict]]) -> int:

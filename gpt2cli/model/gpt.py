@@ -27,6 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model.cpu_kernels import Linear, cross_entropy
+from gpt2cli.model.sizes import SIZE_ALIASES, SIZE_LIST
 
 if TYPE_CHECKING:
     from gpt2cli.model.decoding import KVCache
@@ -97,7 +98,7 @@ class GPTConfig:
 
 
 # The four released sizes (GPT-2 paper table 2, with the parameter counts as released) and small
-# shapes for tests and CPU runs.
+# shapes for tests and CPU runs; their other names are in gpt2cli.model.sizes.
 SIZES: dict[str, GPTConfig] = {
     "124m": GPTConfig(n_layer=12, n_head=12, n_embd=768),
     "355m": GPTConfig(n_layer=24, n_head=16, n_embd=1024),
@@ -107,28 +108,6 @@ SIZES: dict[str, GPTConfig] = {
     "mini": GPTConfig(n_layer=4, n_head=4, n_embd=256, block_size=256),
 }
 
-SIZE_ALIASES: dict[str, str] = {
-    "124m": "124m",
-    "117m": "124m",
-    "small": "124m",
-    "gpt2": "124m",
-    "355m": "355m",
-    "345m": "355m",
-    "medium": "355m",
-    "gpt2-medium": "355m",
-    "774m": "774m",
-    "762m": "774m",
-    "large": "774m",
-    "gpt2-large": "774m",
-    "1.5b": "1.5b",
-    "1558m": "1.5b",
-    "1542m": "1.5b",
-    "xl": "1.5b",
-    "gpt2-xl": "1.5b",
-    "tiny": "tiny",
-    "mini": "mini",
-}
-
 
 def config_for_size(name: str) -> GPTConfig:
     """The config of a size given by any of its names (``124m``, ``small``, ``xl``, ``tiny``...)."""
@@ -136,8 +115,7 @@ def config_for_size(name: str) -> GPTConfig:
     if key is None:
         raise UsageError(
             f"unknown model size {name!r}",
-            "sizes: 124m/117m/small/gpt2, 355m/345m/medium, 774m/762m/large, "
-            "1.5b/1558m/1542m/xl, tiny, mini",
+            f"sizes: {SIZE_LIST}",
         )
     return dataclasses.replace(SIZES[key])
 

@@ -21,6 +21,7 @@ import torch
 
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.model.gpt import GPT, GPTConfig
+from gpt2cli.model.sizes import HUB_NAMES
 
 CONFIG_NAME = "config.json"
 SAFETENSORS_NAME = "model.safetensors"
@@ -28,15 +29,6 @@ SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
 PYTORCH_NAME = "pytorch_model.bin"
 PYTORCH_INDEX_NAME = "pytorch_model.bin.index.json"
 WEIGHT_NAMES = (SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, PYTORCH_NAME, PYTORCH_INDEX_NAME)
-
-# Short names of the released checkpoints -> their repository on the Hugging Face Hub.
-KNOWN_NAMES = {
-    "gpt2": "openai-community/gpt2",
-    "gpt2-medium": "openai-community/gpt2-medium",
-    "gpt2-large": "openai-community/gpt2-large",
-    "gpt2-xl": "openai-community/gpt2-xl",
-    "distilgpt2": "distilbert/distilgpt2",
-}
 
 # Weights stored transposed by Hugging Face's Conv1D.
 _CONV1D_SUFFIXES = (
@@ -328,7 +320,7 @@ def hub_cache_dir() -> Path:
 
 def repo_id_for(name: str) -> str:
     """``gpt2`` -> ``openai-community/gpt2``; a name with a slash is a repository id as is."""
-    return KNOWN_NAMES.get(name, name)
+    return HUB_NAMES.get(name, name)
 
 
 def looks_like_hub_name(spec: str) -> bool:

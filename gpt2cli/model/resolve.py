@@ -26,16 +26,20 @@ from gpt2cli import dtypes
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model import hf
 from gpt2cli.model.gpt import GPT, GPTConfig
-from gpt2cli.train.checkpoint import CHECKPOINTS as CHECKPOINTS_DIR
-from gpt2cli.train.checkpoint import COMPLETE as COMPLETE_MARKER
-from gpt2cli.train.checkpoint import FINAL as FINAL_DIR
-from gpt2cli.train.checkpoint import STATE_FILE as TRAINING_STATE
-from gpt2cli.train.checkpoint import is_complete, latest_complete, newest_loadable
+from gpt2cli.run_layout import (
+    CHECKPOINTS,
+    COMPLETE,
+    FINAL,
+    STATE_FILE,
+    is_complete,
+    latest_complete,
+    newest_loadable,
+)
 
 
 def is_run_dir(path: str | os.PathLike[str]) -> bool:
     root = Path(path)
-    return (root / FINAL_DIR).is_dir() or (root / CHECKPOINTS_DIR).is_dir()
+    return (root / FINAL).is_dir() or (root / CHECKPOINTS).is_dir()
 
 
 # --- device and dtype ----------------------------------------------------------------------
@@ -95,10 +99,10 @@ def resolve_model_dir(spec: str | os.PathLike[str]) -> tuple[Path, str]:
     if path.is_dir():
         if (path / hf.CONFIG_NAME).exists():
             if not is_complete(path) and (
-                (path / TRAINING_STATE).exists() or (path / COMPLETE_MARKER).exists()
+                (path / STATE_FILE).exists() or (path / COMPLETE).exists()
             ):
                 raise Gpt2Error(
-                    f"{text}: an incomplete checkpoint (no {COMPLETE_MARKER} marker: its save did "
+                    f"{text}: an incomplete checkpoint (no {COMPLETE} marker: its save did "
                     "not finish)",
                     "use the run directory to take its newest complete checkpoint",
                 )
@@ -111,7 +115,7 @@ def resolve_model_dir(spec: str | os.PathLike[str]) -> tuple[Path, str]:
             if found is None:
                 raise Gpt2Error(
                     f"{text}: a run directory without a complete checkpoint",
-                    f"train until it saves one ({CHECKPOINTS_DIR}/step-N/ or {FINAL_DIR}/)",
+                    f"train until it saves one ({CHECKPOINTS}/step-N/ or {FINAL}/)",
                 )
             return found, f"run {path}, checkpoint {found.name}"
         raise Gpt2Error(

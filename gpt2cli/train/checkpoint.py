@@ -1,4 +1,5 @@
-"""Run directories and their checkpoints: atomic save, completeness, pruning, resume state.
+"""Checkpoints written into a run directory (its layout: :mod:`gpt2cli.run_layout`): atomic
+save, pruning, stale temporaries, resume state.
 
 Layout and atomic save: docs/formats.md#run-directory-and-checkpoint; ownership and resume:
 docs/training.md#the-run-directory.
@@ -16,128 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
-from gpt2cli import console
+from gpt2cli import run_layout
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.fileio import atomic_write, fsync_directory
 
-COMPLETE = "COMPLETE"
-STATE_FILE = "training_state.pt"
-RUN_FILE = "run.yaml"
-CHECKPOINTS = "checkpoints"
-FINAL = "final"
 STATE_FORMAT = 1
-_STEP_DIR = re.compile(r"^step-(\d{8,})$")
-
-
-def step_name(step: int) -> str:
-    return f"step-{step:08d}"
-
-
-def is_complete(path: str | os.PathLike[str]) -> bool:
-    """A finished checkpoint: a directory with a non-temporary name holding ``COMPLETE``."""
-    path = Path(path)
-    return ".tmp-" not in path.name and (path / COMPLETE).is_file()
-
-
-def complete_steps(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
-    """Complete ``RUN/checkpoints/step-N`` directories, oldest first."""
-    root = Path(run_dir) / CHECKPOINTS
-    found = []
-    if root.is_dir():
-        for child in root.iterdir():
-            match = _STEP_DIR.match(child.name)
-            if match and is_complete(child):
-                found.append((int(match.group(1)), child))
-    return sorted(found)
-
-
-def latest_complete(run_dir: str | os.PathLike[str]) -> Path | None:
-    """``RUN/final`` if complete, else the highest-step complete checkpoint, else None."""
-    final = Path(run_dir) / FINAL
-    if is_complete(final):
-        return final
-    steps = complete_steps(run_dir)
-    return steps[-1][1] if steps else None
-
-
-def checkpoint_step(path: str | os.PathLike[str]) -> int:
-    """The optimizer step a checkpoint was taken after (from its ``run.yaml``)."""
-    try:
-        data = yaml.safe_load((Path(path) / RUN_FILE).read_text(encoding="utf-8")) or {}
-        return int(data["runtime"]["step"])
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
-        raise Gpt2Error(f"{path}: checkpoint has no readable {RUN_FILE}") from None
-
-
-def latest_resumable(run_dir: str | os.PathLike[str]) -> Path | None:
-    """The complete checkpoint with training state and the highest step (final included)."""
-    found = newest_first(run_dir, with_state=True)
-    return found[0] if found else None
-
-
-def newest_first(run_dir: str | os.PathLike[str], with_state: bool) -> list[Path]:
-    """Complete checkpoints, newest first: ``final`` (if complete) before the step directories
-    for weights; by recorded step for training state (a resumed, longer run saves past
-    ``final``). A ``final`` whose step cannot be read comes first: :func:`damage` names it."""
-    steps = complete_steps(run_dir)
-    final = Path(run_dir) / FINAL
-    if with_state:
-        steps = [(step, path) for step, path in steps if (path / STATE_FILE).is_file()]
-    found = [path for _, path in sorted(steps, reverse=True)]
-    if is_complete(final) and (not with_state or (final / STATE_FILE).is_file()):
-        try:
-            at = checkpoint_step(final) if with_state else None
-        except Gpt2Error:
-            at = None
-        place = sum(1 for step, _ in steps if at is not None and step > at)
-        found.insert(place, final)
-    return found
-
-
-def damage(path: Path, with_state: bool) -> str | None:
-    """Why a complete checkpoint cannot be loaded (a truncated or unreadable file), or None.
-    Cheap: file headers and sizes are checked, the tensors are not read."""
-    from safetensors import safe_open
-
-    from gpt2cli.model import hf
-
-    try:
-        hf.read_config(path)
-    except Gpt2Error as error:
-        return str(error)
-    weights = path / hf.SAFETENSORS_NAME
-    try:
-        with safe_open(str(weights), "pt"):
-            pass
-    except Exception as error:  # noqa: BLE001 - safetensors' own error types
-        return f"{weights.name} is damaged ({error})"
-    if with_state:
-        try:
-            checkpoint_step(path)
-            torch.load(path / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)
-        except Gpt2Error as error:
-            return str(error)
-        except Exception as error:  # noqa: BLE001 - any unpickling failure means a bad file
-            return f"{STATE_FILE} is damaged ({str(error).split('. ')[0]})"
-    return None
-
-
-def newest_loadable(
-    run_dir: str | os.PathLike[str], with_state: bool, command: str = "", warn: bool = True
-) -> Path | None:
-    """The newest complete checkpoint that loads; each damaged newer one is skipped (with a
-    warning on stderr naming it and why, if ``warn``)."""
-    for path in newest_first(run_dir, with_state):
-        problem = damage(path, with_state)
-        if problem is None:
-            return path
-        prefix = f"gpt2 {command}" if command else "gpt2"
-        if warn:
-            console.info(f"{prefix}: warning: skipped checkpoint {path}: {problem}")
-    return None
 
 
 def write_error(path: str | os.PathLike[str], error: OSError, hint: str | None = None) -> Gpt2Error:
@@ -223,15 +109,15 @@ def save(
         tmp.mkdir()
         hf.save_pretrained(model, tmp)
         if state is not None:
-            with open(tmp / STATE_FILE, "wb") as handle:
+            with open(tmp / run_layout.STATE_FILE, "wb") as handle:
                 recorder = _WriteRecorder(handle)
                 torch.save(state, recorder)
-        (tmp / RUN_FILE).write_text(run_yaml, encoding="utf-8")
+        (tmp / run_layout.RUN_FILE).write_text(run_yaml, encoding="utf-8")
         for child in tmp.iterdir():
             _fsync_file(child)
         if before_complete is not None:
             before_complete()
-        with open(tmp / COMPLETE, "wb") as handle:
+        with open(tmp / run_layout.COMPLETE, "wb") as handle:
             handle.flush()
             os.fsync(handle.fileno())
         fsync_directory(tmp)
@@ -247,7 +133,7 @@ def save(
 
 def prune(run_dir: str | os.PathLike[str], keep: int) -> None:
     """Keep the newest ``keep`` complete step checkpoints; remove older ones."""
-    steps = complete_steps(run_dir)
+    steps = run_layout.complete_steps(run_dir)
     for _, path in steps[: max(0, len(steps) - keep)]:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -257,14 +143,19 @@ def remove_stale(run_dir: str | os.PathLike[str]) -> list[Path]:
     and step directories without ``COMPLETE``). Returns what was removed."""
     run_dir = Path(run_dir)
     removed = []
-    candidates = list((run_dir / CHECKPOINTS).glob("*")) if (run_dir / CHECKPOINTS).is_dir() else []
-    candidates += list(run_dir.glob(f"{FINAL}.*"))
+    checkpoints = run_dir / run_layout.CHECKPOINTS
+    candidates = list(checkpoints.glob("*")) if checkpoints.is_dir() else []
+    candidates += list(run_dir.glob(f"{run_layout.FINAL}.*"))
     for path in candidates:
         match = re.search(r"\.(?:tmp|old)-(\d+)$", path.name)
         if match:
             if int(match.group(1)) != os.getpid() and _pid_alive(int(match.group(1))):
                 continue
-        elif not (_STEP_DIR.match(path.name) and path.is_dir() and not is_complete(path)):
+        elif not (
+            run_layout.STEP_DIR.match(path.name)
+            and path.is_dir()
+            and not run_layout.is_complete(path)
+        ):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
@@ -291,10 +182,10 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The training state of a checkpoint directory."""
-    file = Path(path) / STATE_FILE
+    file = Path(path) / run_layout.STATE_FILE
     if not file.is_file():
         raise Gpt2Error(
-            f"{path}: checkpoint has no {STATE_FILE}",
+            f"{path}: checkpoint has no {run_layout.STATE_FILE}",
             "it holds weights only; use --init-from to start a new run from it",
         )
     try:

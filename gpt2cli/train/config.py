@@ -19,6 +19,7 @@ import yaml
 
 from gpt2cli import dtypes, option_fields
 from gpt2cli.errors import UsageError
+from gpt2cli.model.sizes import SIZE_LIST
 from gpt2cli.option_fields import at_least, flag, non_negative, option, positive
 
 # GPT-3 paper, table 2.1: learning rate by model size (parameters), used when --lr is not set.
@@ -62,8 +63,7 @@ class TrainConfig:
     )
     size: str | None = option(  # None: 124m, or the --init-from weights' shape
         None,
-        "Model size: 124m/117m/small/gpt2, 355m/345m/medium, 774m/762m/large, "
-        "1.5b/1558m/1542m/xl, tiny, mini. Default 124m, or the shape of --init-from.",
+        f"Model size: {SIZE_LIST}. Default 124m, or the shape of --init-from.",
         "-s",
         defines_run=True,
     )

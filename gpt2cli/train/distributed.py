@@ -104,15 +104,6 @@ def gather_objects(obj: Any, env: DistEnv) -> list[Any]:
     return result
 
 
-def broadcast_object(obj: Any, env: DistEnv) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not env.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def shard(model: nn.Module) -> nn.Module:
     """FSDP2: shard each transformer block, then the rest (embeddings, tied head, ln_f)."""
     from torch.distributed.fsdp import fully_shard

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from gpt2cli import console
+from gpt2cli import console, run_layout
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.locking import exclusive_lock
 from gpt2cli.train import checkpoint
 
 LOCK_NAME = ".lock"
-RUN_FILES = ("config.yaml", "metrics.jsonl", "loss.png")
+RUN_FILES = (run_layout.CONFIG_FILE, run_layout.METRICS_FILE, run_layout.LOSS_PLOT)
 # flock refused by the filesystem (some network and FUSE filesystems), not by another holder.
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
 
@@ -69,12 +69,12 @@ def claim(run_dir: Path) -> None:
         return
     leftovers = [
         run_dir / name
-        for name in (*RUN_FILES, checkpoint.CHECKPOINTS, checkpoint.FINAL)
+        for name in (*RUN_FILES, run_layout.CHECKPOINTS, run_layout.FINAL)
         if (run_dir / name).exists()
-    ] + sorted(run_dir.glob(f"{checkpoint.FINAL}.*"))
+    ] + sorted(run_dir.glob(f"{run_layout.FINAL}.*"))
     if not leftovers:
         return
-    if checkpoint.latest_complete(run_dir) is not None:
+    if run_layout.latest_complete(run_dir) is not None:
         raise UsageError(
             f"-o {run_dir}: already holds a run",
             "add --resume to continue it, or choose another -o",
@@ -92,9 +92,9 @@ def claim(run_dir: Path) -> None:
 
 def resume_source(run_dir: Path, main: bool) -> Path:
     """The newest complete checkpoint of ``run_dir`` that loads (rank 0 names each skipped)."""
-    found = checkpoint.newest_loadable(run_dir, with_state=True, command="train", warn=main)
+    found = run_layout.newest_loadable(run_dir, with_state=True, command="train", warn=main)
     if found is None:
-        damaged = checkpoint.latest_resumable(run_dir)
+        damaged = run_layout.latest_resumable(run_dir)
         raise Gpt2Error(
             f"--resume: {run_dir} has no "
             + ("loadable checkpoint" if damaged else "complete checkpoint"),

@@ -13,11 +13,20 @@ from typing import Any
 
 import torch
 
+from gpt2cli import run_layout
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model.gpt import GPT
-from gpt2cli.train import checkpoint, distributed, hardware, mfu, model_setup, optimizer, rundir
+from gpt2cli.train import (
+    checkpoint,
+    distributed,
+    hardware,
+    metrics_log,
+    mfu,
+    model_setup,
+    optimizer,
+    rundir,
+)
 from gpt2cli.train import config as trainconfig
-from gpt2cli.train import log as trainlog
 from gpt2cli.train.config import TrainConfig
 from gpt2cli.train.distributed import DistEnv
 from gpt2cli.train.spike_guard import SpikeGuard
@@ -69,7 +78,7 @@ def prepare_config(
 ) -> tuple[TrainConfig, Path | None]:
     """Check the options and the run directory (rank 0 checks what it holds). Returns
     (config, checkpoint to resume from)."""
-    config_path = run_dir / "config.yaml"
+    config_path = run_dir / run_layout.CONFIG_FILE
     if explicit.get("fsdp") and env_world == 0:
         raise UsageError(
             "--fsdp needs a distributed launch",
@@ -171,7 +180,7 @@ def build_model(config: TrainConfig, run_dir: Path, resume_from: Path | None) ->
     """The model on the CPU in training mode: new, --init-from or the resumed checkpoint."""
     saved_model = None
     if resume_from is not None:
-        saved_model = trainconfig.load_runtime(run_dir / "config.yaml").get("model")
+        saved_model = trainconfig.load_runtime(run_dir / run_layout.CONFIG_FILE).get("model")
     model, origin = model_setup.build_model(config, resume_from, saved_model)
     if config.seq_len > model.config.block_size:
         raise UsageError(
@@ -224,19 +233,19 @@ def make_optimizer(
 
 def open_run_files(
     config: TrainConfig, run_dir: Path, runtime: dict, resume_step: int | None, env: DistEnv
-) -> tuple[Any, trainlog.MetricsLog | None]:
+) -> tuple[Any, metrics_log.MetricsLog | None]:
     """The run directory's config.yaml written, leftovers of an interrupted save removed;
     (trackers, metrics log), both None on the ranks but 0."""
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.remove_stale(run_dir)
-        checkpoint.write_text_atomic(run_dir / "config.yaml", config.to_yaml(runtime))
+        checkpoint.write_text_atomic(run_dir / run_layout.CONFIG_FILE, config.to_yaml(runtime))
     distributed.barrier(env)
     if not env.is_main:
         return None, None
     trackers = open_trackers(config, run_dir, resume_step, runtime)
-    metrics = trainlog.MetricsLog(
-        run_dir / "metrics.jsonl",
+    metrics = metrics_log.MetricsLog(
+        run_dir / run_layout.METRICS_FILE,
         resume_step=resume_step,
         on_write=trackers.record if trackers else None,
     )

@@ -9,17 +9,17 @@ same metrics from all the examples; under FSDP each rank evaluates an unsharded 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
+from gpt2cli import jsonio
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.evaluate import run as evalrun
+from gpt2cli.evaluate import runner
 from gpt2cli.evaluate.language_model import LanguageModel
-from gpt2cli.evaluate.tasks import data as taskdata
+from gpt2cli.evaluate.tasks import task_files
 from gpt2cli.evaluate.tasks.base import EvalOptions, Task
 from gpt2cli.infer import scoring
 from gpt2cli.model.gpt import GPT
@@ -67,17 +67,17 @@ class TaskEval:
     """The --eval-task tasks of a run, their data resolved up front."""
 
     def __init__(self, names: list[str], limit: int | None, data_dir: str | None) -> None:
-        self.tasks: list[Task] = evalrun.choose_tasks(names, None)
+        self.tasks: list[Task] = runner.choose_tasks(names, None)
         self.paths: dict[str, Path] = {}
         where = Path(data_dir) if data_dir else None
         for task in self.tasks:
             try:
-                self.paths[task.name] = taskdata.resolve(task, None, where, download=False)
+                self.paths[task.name] = task_files.resolve(task, None, where, download=False)
             except Gpt2Error as error:
                 names_ = ", ".join(f.name for f in task.data_files)
                 raise Gpt2Error(
                     f"--eval-task {task.name}: {error.message}",
-                    f"put {names_} in --eval-task-data DIR or in {taskdata.cache_dir()} "
+                    f"put {names_} in --eval-task-data DIR or in {task_files.cache_dir()} "
                     f"(`gpt2 eval --task {task.name} --download` fetches it there)",
                 ) from None
         self.options = EvalOptions(limit=limit)
@@ -113,26 +113,23 @@ class TaskEval:
             with torch.no_grad(), precision.autocast():
                 for task in self.tasks:
                     result = task.evaluate(lm, self.paths[task.name], self.options)
-                    main = evalrun.main_metric(task, result)
+                    main = runner.main_metric(task, result)
                     metric = next(k for k, v in result.metrics.items() if v is main)
                     records.append(
                         {
                             "kind": "task",
                             "task": task.name,
                             "metric": metric,
-                            "value": finite(main.value),
-                            "metrics": {k: finite(v.value) for k, v in result.metrics.items()},
+                            "value": jsonio.finite(main.value),
+                            "metrics": jsonio.finite(
+                                {k: v.value for k, v in result.metrics.items()}
+                            ),
                             "n": result.n,
                         }
                     )
         finally:
             model.train(was_training)
         return records
-
-
-def finite(value: float) -> float | None:
-    """JSON has no inf or nan: a perplexity that overflowed is logged as null."""
-    return value if math.isfinite(value) else None
 
 
 def unsharded_copy(model: GPT, env: DistEnv) -> GPT:

@@ -20,19 +20,19 @@ from typing import Any
 
 import torch
 
-from gpt2cli import console
+from gpt2cli import console, run_layout
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.model.gpt import GPT
 from gpt2cli.train import (
     checkpoint,
     distributed,
     hardware,
+    metrics_log,
     mfu,
     optimizer,
     plot,
     rundir,
 )
-from gpt2cli.train import log as trainlog
 from gpt2cli.train.config import TrainConfig
 from gpt2cli.train.distributed import DistEnv
 from gpt2cli.train.spike_guard import SpikeGuard
@@ -83,7 +83,7 @@ class Trainer:
     guard: SpikeGuard
     task_eval: TaskEval | None
     trackers: Any | None  # rank 0 only, as metrics
-    metrics: trainlog.MetricsLog | None
+    metrics: metrics_log.MetricsLog | None
     flops_per_token: float
     peak: float | None  # TFLOP/s of one device, for MFU
     start_step: int
@@ -181,10 +181,10 @@ class Trainer:
         mean = distributed.all_reduce_mean(total / max(count, 1), self.env).item()
         if self.metrics is not None:
             self.metrics.write({"kind": "val", "step": step, "loss": mean, "tokens": self.tokens})
-            plot.plot_losses(self.metrics.records, self.run_dir / "loss.png")
+            plot.plot_losses(self.metrics.records, self.run_dir / run_layout.LOSS_PLOT)
         return mean
 
-    def evaluate(self, step: int, progress: trainlog.Progress) -> None:
+    def evaluate(self, step: int, progress: metrics_log.Progress) -> None:
         """Validate, then run the --eval-task benchmarks; results to metrics and progress."""
         val = self.validate(step)
         if val is not None:
@@ -196,7 +196,7 @@ class Trainer:
         if self.metrics is not None:
             for record in records:
                 self.metrics.write({**record, "step": step, "tokens": self.tokens})
-            plot.plot_losses(self.metrics.records, self.run_dir / "loss.png")
+            plot.plot_losses(self.metrics.records, self.run_dir / run_layout.LOSS_PLOT)
         progress.message(f"step {step}/{self.total}  {TaskEval.summary(records)}")
 
     def save(self, target: Path, step: int) -> None:
@@ -230,7 +230,7 @@ class Trainer:
 
     def run(self) -> Path:
         config, total = self.config, self.total
-        progress = trainlog.Progress(total, self.start_step, config.log_every, self.env.is_main)
+        progress = metrics_log.Progress(total, self.start_step, config.log_every, self.env.is_main)
         progress.message(self.describe())
         if self.val_loader is None:
             progress.message(
@@ -274,14 +274,14 @@ class Trainer:
                 if done % config.eval_every == 0 or done == total:
                     self.evaluate(done, progress)
                 if done % config.save_every == 0 and done != total:
-                    target = self.run_dir / checkpoint.CHECKPOINTS / checkpoint.step_name(done)
+                    target = self.run_dir / run_layout.CHECKPOINTS / run_layout.step_name(done)
                     self.save(target, done)
                     self.last_saved = str(target)
                     if self.env.is_main:
                         checkpoint.prune(self.run_dir, config.keep)
                 if self.hooks.after_step is not None:
                     self.hooks.after_step(done)
-            final = self.run_dir / checkpoint.FINAL
+            final = self.run_dir / run_layout.FINAL
             self.save(final, total)
         except Gpt2Error as error:
             rundir.with_rerun(error, self.run_dir, self.last_saved)
@@ -305,7 +305,7 @@ class Trainer:
                 self.metrics.close()
                 if self.metrics.records:
                     with contextlib.suppress(Exception):  # never hide the real error
-                        plot.plot_losses(self.metrics.records, self.run_dir / "loss.png")
+                        plot.plot_losses(self.metrics.records, self.run_dir / run_layout.LOSS_PLOT)
         if self.metrics is not None:
             console.info(
                 f"gpt2 train: {total} steps, {self.tokens:,} tokens, final loss {loss:.4f}, "

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from _eval_files import save_tiny_model, write_task_files  # tests/ is on sys.path
 
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.evaluate import tasks
 from gpt2cli.evaluate.language_model import LanguageModel
-from gpt2cli.evaluate.tasks import data as taskdata
+from gpt2cli.evaluate.tasks import task_files
 from gpt2cli.evaluate.tasks.base import DataFile, EvalOptions, Task, mean_stderr
 from gpt2cli.evaluate.tasks.detokenize import (
     onebw_detokenizer,
@@ -50,28 +51,6 @@ WIKI_RAW = (
     "Boulter starred alongside Whishaw in the play Citizenship .\n \n = Du Fu = \n \n Du Fu "
     "( 712 – 770 ) was a prominent Chinese poet of the Tang dynasty . \n \n"
 )
-
-
-def save_tiny_model(directory: Path) -> Path:
-    """A random 2-layer Hugging Face GPT-2 (seed 0, BLOCK positions) saved in ``directory``."""
-    torch.manual_seed(0)
-    # Default initialisation: the residual stream is dominated by the token embedding, so the
-    # tied head's argmax repeats the last token, and "... dog dog" targets are hits.
-    config = transformers.GPT2Config(
-        n_layer=2, n_head=2, n_embd=64, n_positions=BLOCK, vocab_size=50257
-    )
-    transformers.GPT2LMHeadModel(config).eval().save_pretrained(directory)
-    return directory
-
-
-def write_task_files(root: Path, lambada_lines: list[str], wiki_raw: str) -> Path:
-    """The lambada and wikitext2 data files under ``root``, where `gpt2 eval` looks."""
-    (root / "lambada_test.jsonl").write_text(
-        "".join(json.dumps({"text": line}) + "\n" for line in lambada_lines)
-    )
-    (root / "wikitext-2-raw").mkdir()
-    (root / "wikitext-2-raw" / "wiki.test.raw").write_text(wiki_raw)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -294,12 +273,12 @@ def test_download_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         plain = DataFile("file.jsonl", f"{server.url}/file.jsonl", good, "the fixture")
         task = _FileTask(plain)
         with pytest.raises(Gpt2Error, match="file.jsonl not found") as missing:
-            taskdata.resolve(task)
+            task_files.resolve(task)
         assert "--download" in str(missing.value)
-        path = taskdata.resolve(task, download=True)
+        path = task_files.resolve(task, download=True)
         assert path == tmp_path / "cache" / "gpt2cli" / "file.jsonl"
         assert path.read_bytes() == payload
-        assert taskdata.resolve(task) == path  # now found in the cache
+        assert task_files.resolve(task) == path  # now found in the cache
 
         zipped = DataFile(
             "wikitext-x/wiki.test.raw",
@@ -308,12 +287,12 @@ def test_download_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             "the zip",
             archive_member="inner/wiki.test.raw",
         )
-        path = taskdata.resolve(_FileTask(zipped), download=True)
+        path = task_files.resolve(_FileTask(zipped), download=True)
         assert path.read_text() == "zipped text"
 
         wrong = DataFile("other.jsonl", f"{server.url}/file.jsonl", "0" * 64, "the fixture")
         with pytest.raises(Gpt2Error, match="checksum mismatch.*deleted"):
-            taskdata.resolve(_FileTask(wrong), download=True)
+            task_files.resolve(_FileTask(wrong), download=True)
         assert not (tmp_path / "cache" / "gpt2cli" / "other.jsonl").exists()
         assert not [
             p for p in (tmp_path / "cache" / "gpt2cli").iterdir() if p.name.startswith(".download")
@@ -321,10 +300,10 @@ def test_download_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
         absent = DataFile("absent.jsonl", f"{server.url}/absent.jsonl", None, "the fixture")
         with pytest.raises(Gpt2Error, match="HTTP 404"):
-            taskdata.resolve(_FileTask(absent), download=True)
+            task_files.resolve(_FileTask(absent), download=True)
     offline = DataFile("off.jsonl", "http://127.0.0.1:9/off.jsonl", None, "somewhere public")
     with pytest.raises(Gpt2Error, match="cannot download off.jsonl") as error:
-        taskdata.resolve(_FileTask(offline), download=True)
+        task_files.resolve(_FileTask(offline), download=True)
     assert "somewhere public" in str(error.value)
 
 
@@ -336,7 +315,7 @@ def test_download_through_the_cli_mirror(
     (served / "lambada_test.jsonl").write_text(json.dumps({"text": "one two three"}) + "\n")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with _Server(served) as server:
-        monkeypatch.setenv(taskdata.MIRROR_ENV, server.url)
+        monkeypatch.setenv(task_files.MIRROR_ENV, server.url)
         result = gpt2("eval", "lambada", "--model", str(model_dir), "--download")
     # the fixture is not the published file: its checksum differs and the download is deleted
     assert result.code == 1
@@ -348,10 +327,10 @@ def test_data_dir_and_data(tmp_path: Path, data_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "nocache"))
     task = tasks.get_task("wikitext2")
     assert (
-        taskdata.resolve(task, data_dir=data_dir) == data_dir / "wikitext-2-raw" / "wiki.test.raw"
+        task_files.resolve(task, data_dir=data_dir) == data_dir / "wikitext-2-raw" / "wiki.test.raw"
     )
     with pytest.raises(Gpt2Error, match="no such file"):
-        taskdata.resolve(task, data=tmp_path / "missing.raw")
+        task_files.resolve(task, data=tmp_path / "missing.raw")
 
 
 # ---------------------------------------------------------------- the command

@@ -210,8 +210,48 @@ def test_cache_reuses_results(model_dir: Path, data_dir: Path, tmp_path, gpt2, m
     )
     again = gpt2(*base, "--json")
     assert again.code == 0 and calls == ["lambada"] * 4
+    assert f"gpt2 eval: warning: --cache: {entry.name} is unreadable" in again.stderr
     assert json.loads(again.stdout)["results"] == one["results"]
     assert strict_json(entry.read_text())["key"] == stored["key"]
+
+
+def test_cache_entry_edited_by_hand_or_of_an_older_task_version_is_recomputed(
+    model_dir: Path, data_dir: Path, tmp_path, gpt2, monkeypatch
+) -> None:
+    calls = count_evaluations(monkeypatch, "lambada")
+    cache = tmp_path / "cache"
+    base = ("eval", "lambada", "-m", model_dir, "--data-dir", data_dir, "--cache", cache, "--json")
+    first = gpt2(*base)
+    assert first.code == 0, first.stderr
+    version = get_task("lambada").version
+    assert json.loads(first.stdout)["versions"] == {"lambada": version}
+    (entry,) = cache.iterdir()
+    stored = strict_json(entry.read_text())
+    assert set(stored) == {"key", "result", "task_data", "sha256"}
+    assert stored["key"]["task_version"] == version
+    acc = stored["result"]["metrics"]["acc"]["value"]
+    stored["result"]["metrics"]["acc"]["value"] = 9.0
+    entry.write_text(json.dumps(stored) + "\n")
+
+    edited = gpt2(*base)
+    assert edited.code == 0 and calls == ["lambada"] * 2, "an edited entry must be recomputed"
+    warnings = [line for line in edited.stderr.splitlines() if "warning: --cache" in line]
+    assert warnings == [
+        f"gpt2 eval: warning: --cache: {entry.name} fails its checksum (edited or damaged): "
+        "recomputed and rewritten"
+    ]
+    assert json.loads(edited.stdout)["results"]["lambada"]["acc,none"] == acc
+    assert strict_json(entry.read_text())["result"]["metrics"]["acc"]["value"] == acc
+    rewritten = gpt2(*base)  # trusted again
+    assert rewritten.code == 0 and calls == ["lambada"] * 2 and "--cache" not in rewritten.stderr
+
+    monkeypatch.setattr(type(get_task("lambada")), "version", version + 1)  # its scoring changed
+    newer = gpt2(*base)
+    assert newer.code == 0 and calls == ["lambada"] * 3, "an older version's entry is not reused"
+    assert "cache hit" not in newer.stderr
+    assert json.loads(newer.stdout)["versions"] == {"lambada": version + 1}
+    (new,) = set(cache.iterdir()) - {entry}
+    assert strict_json(new.read_text())["key"]["task_version"] == version + 1
 
 
 def test_bookkeeping_bad_input(model_dir: Path, data_dir: Path, tmp_path, gpt2) -> None:

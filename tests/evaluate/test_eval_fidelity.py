@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_eval import save_tiny_model, write_task_files  # this folder is on sys.path
+from _eval_files import lambada_task_yaml, save_tiny_model, write_task_files  # tests/ on sys.path
 
 from gpt2cli.evaluate import tasks
 from gpt2cli.evaluate.language_model import LanguageModel
@@ -181,25 +181,6 @@ def lm_eval_python() -> str | None:
     return None
 
 
-LAMBADA_YAML = """task: lambada_gpt2cli
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-output_type: loglikelihood
-test_split: test
-doc_to_text: "{{{{text.split(' ')[:-1]|join(' ')}}}}"
-doc_to_target: "{{{{' '+text.split(' ')[-1]}}}}"
-metric_list:
-  - metric: perplexity
-    aggregation: perplexity
-    higher_is_better: false
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-"""
 WIKITEXT_YAML = """task: wikitext_gpt2cli
 dataset_path: json
 dataset_kwargs:
@@ -237,7 +218,7 @@ def test_against_lm_evaluation_harness(model_dir: Path, files: Path, tmp_path: P
     task_dir = tmp_path / "tasks"
     task_dir.mkdir()
     (task_dir / "lambada_gpt2cli.yaml").write_text(
-        LAMBADA_YAML.format(data=files / "lambada_test.jsonl")
+        lambada_task_yaml("lambada_gpt2cli", files / "lambada_test.jsonl")
     )
     (task_dir / "wikitext_gpt2cli.yaml").write_text(
         WIKITEXT_YAML.format(data=files / "wikitext_pages.jsonl")

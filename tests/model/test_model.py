@@ -10,9 +10,10 @@ import torch
 from torch.nn import functional as F
 
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.model import decoding
+from gpt2cli.model import decoding, hf
 from gpt2cli.model.cpu_kernels import Linear, cross_entropy, store_column_major
 from gpt2cli.model.gpt import GPT, SIZES, GPTConfig, config_for_size
+from gpt2cli.model.sizes import HUB_NAMES
 
 torch.set_num_threads(1)
 
@@ -38,9 +39,9 @@ def ids(batch: int, length: int, seed: int = 1) -> torch.Tensor:
     "names, shape",
     [
         (("124m", "117m", "small", "gpt2", "GPT2", " 124M "), (12, 12, 768)),
-        (("355m", "345m", "medium"), (24, 16, 1024)),
-        (("774m", "762m", "large"), (36, 20, 1280)),
-        (("1.5b", "1558m", "1542m", "xl", "1.5B"), (48, 25, 1600)),
+        (("355m", "345m", "medium", "gpt2-medium"), (24, 16, 1024)),
+        (("774m", "762m", "large", "gpt2-large"), (36, 20, 1280)),
+        (("1.5b", "1558m", "1542m", "xl", "gpt2-xl", "1.5B"), (48, 25, 1600)),
         (("tiny",), (2, 2, 64)),
     ],
 )
@@ -51,9 +52,18 @@ def test_sizes_by_every_name(names: tuple[str, ...], shape: tuple[int, int, int]
         assert config.vocab_size == 50257
 
 
-def test_unknown_size_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="unknown model size"):
+def test_unknown_size_is_a_usage_error_that_lists_every_name() -> None:
+    with pytest.raises(UsageError, match="unknown model size") as error:
         config_for_size("7b")
+    for name in ("117m", "gpt2-medium", "gpt2-large", "1542m", "gpt2-xl", "mini"):
+        assert name in str(error.value)
+
+
+def test_every_hub_name_is_a_size_with_the_hub_shape() -> None:
+    for short, repo in HUB_NAMES.items():
+        assert repo.endswith("/" + short)
+    assert hf.repo_id_for("gpt2-large") == "openai-community/gpt2-large"
+    assert config_for_size("gpt2-large").n_layer == 36
 
 
 def test_config_for_size_returns_a_copy() -> None:

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import make_shards, options  # tests/ is on sys.path (pytest rootdir)
-from test_train_tracking import write_task_data
+from _train_runs import make_shards, options, write_task_data  # tests/ is on sys.path
 
-from gpt2cli.train import checkpoint, setup
-from gpt2cli.train import log as trainlog
+from gpt2cli import run_layout
+from gpt2cli.train import metrics_log, setup
 
 WORKER = textwrap.dedent("""
     import sys
@@ -36,11 +35,11 @@ WORKER = textwrap.dedent("""
 
 
 def records(run: Path, kind: str) -> list[dict]:
-    return [r for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
+    return [r for r in metrics_log.read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
 
 
 def losses(run: Path, kind: str) -> list[float]:
-    return [r["loss"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
+    return [r["loss"] for r in metrics_log.read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
@@ -88,7 +87,7 @@ def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
     for run in (ddp, fsdp):
         assert losses(run, "train") == pytest.approx(losses(single, "train"), abs=1e-5, rel=0)
         assert losses(run, "val") == pytest.approx(losses(single, "val"), abs=1e-5, rel=0)
-        assert checkpoint.is_complete(run / "final")
+        assert run_layout.is_complete(run / "final")
         # --eval-task: each rank scored its share of the examples; the metrics are all of them.
         tasks_run, tasks_single = records(run, "task"), records(single, "task")
         assert [(r["step"], r["task"], r["n"]) for r in tasks_run] == [

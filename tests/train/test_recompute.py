@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import make_shards  # tests/ is on sys.path (pytest rootdir)
+from _train_runs import make_shards  # tests/ is on sys.path
 
 from gpt2cli.model import decoding
 from gpt2cli.model.gpt import GPT, GPTConfig
-from gpt2cli.train import hardware, setup
-from gpt2cli.train import log as trainlog
+from gpt2cli.train import hardware, metrics_log, setup
 
 torch.set_num_threads(1)
 
@@ -95,7 +94,7 @@ def test_gpt2_train_recompute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         given = dict(data=str(data), out=str(run), size="tiny", seq_len=32, batch_size=8)
         given |= dict(micro_batch="auto", max_steps=3, eval_every=3, device="cpu")
         setup.train(given | ({"recompute": True} if flag else {}))
-        records = trainlog.read_metrics(run / "metrics.jsonl")
+        records = metrics_log.read_metrics(run / "metrics.jsonl")
         losses.append([r["loss"] for r in records if r["kind"] == "train"])
         assert f"recompute: {'true' if flag else 'false'}" in (run / "config.yaml").read_text()
     assert seen == [False, True]

@@ -2,70 +2,28 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from _train_runs import ENV, Crash, make_shards, options, train_losses  # tests/ is on sys.path
 
-from gpt2cli import option_fields
+from gpt2cli import option_fields, run_layout
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model.gpt import GPT, config_for_size
-from gpt2cli.train import checkpoint, hardware, mfu, optimizer, setup
+from gpt2cli.train import checkpoint, hardware, metrics_log, mfu, optimizer, setup
 from gpt2cli.train import config as trainconfig
-from gpt2cli.train import log as trainlog
 
 torch.set_num_threads(1)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def make_shards(directory: Path, documents: int = 150, val_tokens: int = 1500) -> Path:
-    """A tiny pack directory through gpt2cli.data.pack: patterned documents, so loss falls."""
-    from gpt2cli.data.pack import PackOptions, pack
-    from gpt2cli.text import token_stream
-
-    rng = np.random.default_rng(0)
-    stream = directory.parent / f"{directory.name}.tokens"
-    with open(stream, "wb") as handle:
-        handle.write(token_stream.HEADER)
-        for _ in range(documents):
-            start = int(rng.integers(0, 500))
-            ids = (start + np.arange(int(rng.integers(20, 100))) % 13).astype(np.uint16)
-            handle.write(token_stream.encode_document(ids))
-    pack([str(stream)], directory, PackOptions(val_tokens=val_tokens))
-    return directory
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shards(tmp_path_factory.mktemp("train") / "shards")
-
-
-def options(data: Path, out: Path, **extra: object) -> dict:
-    base = dict(
-        data=str(data),
-        out=str(out),
-        size="tiny",
-        seq_len=32,
-        batch_size=8,
-        micro_batch=4,
-        max_steps=4,
-        save_every=2,
-        eval_every=2,
-        eval_steps=2,
-        device="cpu",
-    )
-    base.update(extra)
-    return base
-
-
-def train_losses(run: Path) -> list[float]:
-    return [r["loss"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
 
 
 # --- pieces ---------------------------------------------------------------------------------
@@ -231,10 +189,10 @@ def test_checkpoint_completeness_and_pruning(tmp_path: Path) -> None:
     for step in (1, 2, 3, 4):
         meta = f"runtime: {{step: {step}}}\n"
         checkpoint.save(
-            run / "checkpoints" / checkpoint.step_name(step), model, {"format": 1}, meta
+            run / "checkpoints" / run_layout.step_name(step), model, {"format": 1}, meta
         )
     checkpoint.prune(run, 2)
-    assert [s for s, _ in checkpoint.complete_steps(run)] == [3, 4]
+    assert [s for s, _ in run_layout.complete_steps(run)] == [3, 4]
     # A directory without COMPLETE, or with a temporary name, is never taken.
     (run / "checkpoints" / "step-00000009").mkdir()
     gone = subprocess.Popen([sys.executable, "-c", ""])
@@ -242,8 +200,8 @@ def test_checkpoint_completeness_and_pruning(tmp_path: Path) -> None:
     broken = run / "checkpoints" / f"step-00000010.tmp-{gone.pid}"
     broken.mkdir()
     (broken / "COMPLETE").touch()
-    assert checkpoint.latest_complete(run).name == "step-00000004"
-    assert checkpoint.latest_resumable(run).name == "step-00000004"
+    assert run_layout.latest_complete(run).name == "step-00000004"
+    assert run_layout.latest_resumable(run).name == "step-00000004"
     removed = checkpoint.remove_stale(run)
     assert {p.name for p in removed} == {"step-00000009", broken.name}
     assert not list(run.glob("checkpoints/*.tmp-*"))
@@ -255,11 +213,11 @@ def test_checkpoint_completeness_and_pruning(tmp_path: Path) -> None:
 def test_a_run_leaves_metrics_plot_checkpoints_and_final(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     final = setup.train(options(data, run, max_steps=6, keep=2, peak_tflops=1.0))
-    assert final == run / "final" and checkpoint.is_complete(final)
-    assert [s for s, _ in checkpoint.complete_steps(run)] == [2, 4]  # --keep 2; 6 is final
+    assert final == run / "final" and run_layout.is_complete(final)
+    assert [s for s, _ in run_layout.complete_steps(run)] == [2, 4]  # --keep 2; 6 is final
     for name in ("config.json", "model.safetensors", "training_state.pt", "run.yaml"):
         assert (final / name).is_file()
-    records = trainlog.read_metrics(run / "metrics.jsonl")
+    records = metrics_log.read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in records if r["kind"] == "val"] == [0, 2, 4, 6]
     train = [r for r in records if r["kind"] == "train"]
@@ -268,7 +226,7 @@ def test_a_run_leaves_metrics_plot_checkpoints_and_final(data: Path, tmp_path: P
     # MFU against the given peak (the CUDA path's formula, here with a fake 1 TFLOP/s CPU).
     flops = GPT(config_for_size("tiny")).flops_per_token(32)
     assert last["mfu"] == pytest.approx(last["tokens_per_s"] * flops / 1e12)
-    assert "MFU" in trainlog.status_text(last, 10.0)
+    assert "MFU" in metrics_log.status_text(last, 10.0)
     assert (run / "loss.png").read_bytes().startswith(b"\x89PNG")
     saved = trainconfig.load_yaml(run / "config.yaml")
     assert saved["lr"] == 6e-4 and saved["max_steps"] == 6
@@ -280,10 +238,6 @@ def test_a_run_leaves_metrics_plot_checkpoints_and_final(data: Path, tmp_path: P
     assert loaded.config.n_layer == 2
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_resume_gives_the_same_losses_bit_for_bit(data: Path, tmp_path: Path) -> None:
     whole = tmp_path / "whole"
     setup.train(options(data, whole, max_steps=5))
@@ -291,9 +245,9 @@ def test_resume_gives_the_same_losses_bit_for_bit(data: Path, tmp_path: Path) ->
 
     def crash(step: int) -> None:
         if step == 3:
-            raise _Crash
+            raise Crash
 
-    with pytest.raises(_Crash):
+    with pytest.raises(Crash):
         setup.train(options(data, broken, max_steps=5), hooks=setup.TrainHooks(crash))
     assert len(train_losses(broken)) == 3
     setup.train({"out": str(broken)}, resume=True)
@@ -336,14 +290,14 @@ def test_kill_9_during_a_save_leaves_nothing_resume_would_take(data: Path, tmp_p
     child.send_signal(signal.SIGKILL)
     child.wait()
     child.stderr.close()
-    assert tmp.exists() and not checkpoint.is_complete(tmp)
-    assert checkpoint.latest_resumable(run).name == "step-00000002"
-    assert checkpoint.latest_complete(run).name == "step-00000002"
+    assert tmp.exists() and not run_layout.is_complete(tmp)
+    assert run_layout.latest_resumable(run).name == "step-00000002"
+    assert run_layout.latest_complete(run).name == "step-00000002"
     setup.train({"out": str(run)}, resume=True)
     assert not tmp.exists()
-    assert [s for s, _ in checkpoint.complete_steps(run)] == [2, 4]
+    assert [s for s, _ in run_layout.complete_steps(run)] == [2, 4]
     assert [
-        r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
+        r["step"] for r in metrics_log.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
     ] == [1, 2, 3, 4, 5, 6]
 
 
@@ -361,10 +315,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         r"checkpoint: .*step-00000002",
     ):
         setup.train(options(data, run), hooks=setup.TrainHooks(loss=nan_at_3))
-    assert checkpoint.latest_resumable(run).name == "step-00000002"
+    assert run_layout.latest_resumable(run).name == "step-00000002"
     assert not (run / "final").exists()
     assert [
-        r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
+        r["step"] for r in metrics_log.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
     ] == [1, 2]
 
 
@@ -385,7 +339,7 @@ def test_a_run_reads_its_pack_directory_once(
     setup.train(options(data, run))  # 3 validations (steps 0, 2, 4)
     assert opened == [data]
     assert [
-        r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "val"
+        r["step"] for r in metrics_log.read_metrics(run / "metrics.jsonl") if r["kind"] == "val"
     ] == [0, 2, 4]
 
 

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train import ENV, _Crash, make_shards, options, train_losses
+from _train_runs import ENV, Crash, make_shards, options, train_losses  # tests/ is on sys.path
 
+from gpt2cli import run_layout
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.train import checkpoint, setup
-from gpt2cli.train import log as trainlog
+from gpt2cli.train import metrics_log, setup
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_a_second_train_into_a_held_run_is_refused_and_a_killed_one_is_taken_ove
     )
     try:
         deadline = time.monotonic() + 120
-        while not trainlog.read_metrics(run / "metrics.jsonl") and first.poll() is None:
+        while not metrics_log.read_metrics(run / "metrics.jsonl") and first.poll() is None:
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert first.poll() is None, first.stderr.read().decode()
@@ -77,7 +77,7 @@ def test_a_second_train_into_a_held_run_is_refused_and_a_killed_one_is_taken_ove
         first.kill()  # kill -9 before its first checkpoint: the kernel drops its lock
         first.wait()
         first.stderr.close()
-    assert checkpoint.latest_complete(run) is None
+    assert run_layout.latest_complete(run) is None
     again = gpt2(*flags(data, run, seed=2, max_steps=2))
     assert again.code == 0, again.stderr
     assert "holds no complete checkpoint" in again.stderr and "afresh" in again.stderr
@@ -119,7 +119,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_says_a_rerun_starts_afresh
     assert refused.code == 1 and "without --resume: a new start takes" in refused.stderr
     again = gpt2(*flags(data, run))
     assert again.code == 0, again.stderr
-    assert checkpoint.is_complete(run / "final")
+    assert run_layout.is_complete(run / "final")
 
 
 def truncate(path: Path) -> None:
@@ -131,7 +131,7 @@ def crash_after(step: int) -> setup.TrainHooks:
 
     def crash(done: int) -> None:
         if done == step:
-            raise _Crash
+            raise Crash
 
     return setup.TrainHooks(after_step=crash)
 
@@ -141,7 +141,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_by_resume_and_by_model_run(
 ) -> None:
     run = tmp_path / "run"
 
-    with pytest.raises(_Crash):
+    with pytest.raises(Crash):
         setup.train(options(data, run, max_steps=6), hooks=crash_after(5))
     truncate(run / "checkpoints" / "step-00000004" / "training_state.pt")
     capsys.readouterr()
@@ -153,7 +153,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_by_resume_and_by_model_run(
     )
     assert f"resumed from {run}/checkpoints/step-00000002" in err
     assert [
-        r["step"] for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
+        r["step"] for r in metrics_log.read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
     ] == [1, 2, 3, 4, 5, 6]
     # The re-saved step 4 replaced the damaged one; now damage the final weights.
     truncate(run / "final" / "model.safetensors")
@@ -183,7 +183,7 @@ LIMIT = 20 << 20  # a tiny model's weights (13 MB) fit, its training state (27 M
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
 
-    with pytest.raises(_Crash):
+    with pytest.raises(Crash):
         setup.train(options(data, run), hooks=crash_after(3))
     result = subprocess.run(
         [sys.executable, "-m", "gpt2cli", "train", "-o", str(run), "--resume"],
@@ -200,9 +200,9 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(data: Path, tmp_p
     )
     assert "Traceback" not in result.stderr
     assert not list((run / "checkpoints").glob("*.tmp-*"))
-    assert checkpoint.latest_resumable(run).name == "step-00000002"
+    assert run_layout.latest_resumable(run).name == "step-00000002"
     setup.train({"out": str(run)}, resume=True)
-    assert len(train_losses(run)) == 4 and checkpoint.is_complete(run / "final")
+    assert len(train_losses(run)) == 4 and run_layout.is_complete(run / "final")
 
 
 def test_an_unwritable_run_directory_is_one_line(data: Path, tmp_path: Path, gpt2) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import make_shards, options  # tests/ is on sys.path (pytest rootdir)
+from _train_runs import Crash, make_shards, options, write_task_data  # tests/ is on sys.path
 
+from gpt2cli import run_layout
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.train import checkpoint, setup
-from gpt2cli.train import log as trainlog
+from gpt2cli.train import metrics_log, setup
 from gpt2cli.train.spike_guard import SpikeGuard, z_score
 
 torch.set_num_threads(1)
@@ -35,15 +35,11 @@ def fast(data: Path, run: Path, **extra: object) -> dict:
 
 
 def records(run: Path, kind: str) -> list[dict]:
-    return [r for r in trainlog.read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
+    return [r for r in metrics_log.read_metrics(run / "metrics.jsonl") if r["kind"] == kind]
 
 
 def losses(run: Path) -> list[float]:
     return [r["loss"] for r in records(run, "train")]
-
-
-class Crash(Exception):
-    pass
 
 
 def crash_after(step: int):
@@ -111,28 +107,6 @@ def test_tracker_not_installed_is_a_usage_error(data: Path, tmp_path: Path, gpt2
 
 
 # --- benchmarks while training --------------------------------------------------------------
-
-HELLASWAG = [
-    {
-        "activity_label": "Cooking",
-        "ctx_a": f"A cook {verb} the pan.",
-        "ctx_b": "then she",
-        "endings": ["stirs it.", "sings a song.", "goes home.", "eats the pan."],
-        "label": i % 4,
-    }
-    for i, verb in enumerate(["heats", "cleans", "lifts", "drops", "fills"])
-]
-LAMBADA = [f"the {w} sat on the mat and the {w} looked at the {w}" for w in ("cat", "dog", "owl")]
-
-
-def write_task_data(folder: Path) -> Path:
-    """hellaswag_val.jsonl and lambada_test.jsonl, a few examples each."""
-    folder.mkdir()
-    (folder / "hellaswag_val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HELLASWAG))
-    (folder / "lambada_test.jsonl").write_text(
-        "".join(json.dumps({"text": t}) + "\n" for t in LAMBADA)
-    )
-    return folder
 
 
 @pytest.fixture
@@ -226,12 +200,12 @@ def test_spike_guard_skips_a_planted_spike_resumes_bit_for_bit_and_stops(
             options(data, stopped, **{**GUARDED, "max_skips": 2}),
             hooks=setup.TrainHooks(loss=spike_at(*range(4, 8))),
         )
-    saved = stopped / checkpoint.CHECKPOINTS / checkpoint.step_name(3)
+    saved = stopped / run_layout.CHECKPOINTS / run_layout.step_name(3)
     assert error.value.message.startswith(
         "2 updates in a row skipped as spikes, the last at step 5"
     )
     assert error.value.message.endswith(f"stopped; last good checkpoint: {saved}")
-    assert checkpoint.is_complete(saved) and not (stopped / checkpoint.FINAL).exists()
+    assert run_layout.is_complete(saved) and not (stopped / run_layout.FINAL).exists()
     assert [r["step"] for r in records(stopped, "train") if r.get("skipped")] == [4, 5]
     # Skipping step 4 kept the weights of step 3: step 5's loss differs from the guarded run's.
     assert losses(stopped)[:3] == losses(guarded)[:3]

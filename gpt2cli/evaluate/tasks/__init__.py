@@ -1,4 +1,5 @@
-"""The task registry: every module in this package that defines ``TASKS: list[Task]``.
+"""The task registry: every module in this package that defines ``TASKS: list[Task]``, each
+task with its ``version``.
 
 Modules are discovered by name (``pkgutil``), so a new task module needs no edit here.
 """
@@ -11,7 +12,7 @@ import pkgutil
 from gpt2cli.errors import UsageError
 from gpt2cli.evaluate.tasks.base import Task
 
-_SKIP = {"base", "data", "detokenize"}
+_SKIP = {"base", "detokenize", "task_files"}
 _registry: dict[str, Task] | None = None
 
 
@@ -26,6 +27,8 @@ def _discover() -> dict[str, Task]:
             for task in getattr(module, "TASKS", ()):
                 if task.name in found:
                     raise RuntimeError(f"task {task.name!r} defined twice ({info.name})")
+                if not isinstance(getattr(task, "version", None), float):
+                    raise RuntimeError(f"task {task.name!r} declares no version ({info.name})")
                 found[task.name] = task
         _registry = found
     return _registry
@@ -34,10 +37,6 @@ def _discover() -> dict[str, Task]:
 def all_tasks() -> list[Task]:
     """Every registered task, sorted by name."""
     return [task for _, task in sorted(_discover().items())]
-
-
-def task_names() -> list[str]:
-    return sorted(_discover())
 
 
 def get_task(name: str) -> Task:

@@ -1,6 +1,6 @@
 """Reading the tasks' data files, with errors that name the file and the line (text, JSON
 Lines, checked fields), plus what several tasks score with: SQuAD answer normalisation and
-argmax with lm-evaluation-harness's tie rule. (Finding the files is :mod:`.data`'s job.)
+argmax with lm-evaluation-harness's tie rule. (Finding the files is :mod:`.task_files`'s job.)
 
 The registry skips modules whose name starts with ``_``, so this one defines no task.
 """

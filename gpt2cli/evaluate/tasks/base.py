@@ -106,6 +106,9 @@ class Task(ABC):
     """A zero-shot benchmark. Subclasses set the class attributes and implement evaluate."""
 
     name: str
+    # Raised whenever a change alters the task's figures (data, requests, scoring): it goes
+    # into the results JSON ("versions") and into the --cache key.
+    version: float
     description: str
     paper_metric: str  # the metric the GPT-2 paper reports for it, e.g. "acc", "word_perplexity"
     data_files: tuple[DataFile, ...]

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpt2cli.evaluate import sample_log
-from gpt2cli.evaluate.tasks._taskio import argmax, read_text
+from gpt2cli.evaluate.tasks._multiple_choice import Question, evaluate_choices
+from gpt2cli.evaluate.tasks._taskio import read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
     Task,
     TaskResult,
     data_error,
-    mean_metric,
 )
 
 _ARCHIVE = "http://www.thespermwhale.com/jaseweston/babi/CBTest.tgz"
@@ -119,6 +118,7 @@ def requests_for(sentences: list[str], question: str, candidates: list[str]):
 
 
 class CBT(Task):
+    version = 1.0
     paper_metric = "acc"
 
     def __init__(self, name: str, kind: str, split: str, file: str, size: str) -> None:
@@ -138,33 +138,15 @@ class CBT(Task):
         )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        examples = load(data, options.limit)
-        requests = []
-        for sentences, question, _, candidates in examples:
-            requests.extend(requests_for(sentences, question, candidates))
-        results = lm.loglikelihood(requests)
-        correct: list[float] = []
-        samples: list[dict] = []
-        i = 0
-        for doc_id, (_, _, answer, candidates) in enumerate(examples):
-            scores = [ll for ll, _ in results[i : i + len(candidates)]]
-            correct.append(float(candidates[argmax(scores)] == answer))
-            samples.append(
-                sample_log.choice(
-                    doc_id,
-                    requests[i : i + len(candidates)],
-                    results[i : i + len(candidates)],
-                    answer,
-                    candidates[argmax(scores)],
-                    acc=correct[-1],
-                )
+        questions = [
+            Question(
+                requests_for(sentences, question, candidates),
+                gold=candidates.index(answer),
+                labels=candidates,
             )
-            i += len(candidates)
-        return TaskResult(
-            metrics={"acc": mean_metric(correct)},
-            n=len(examples),
-            samples=samples,
-        )
+            for sentences, question, answer, candidates in load(data, options.limit)
+        ]
+        return evaluate_choices(lm, questions)
 
 
 TASKS = [

@@ -71,6 +71,7 @@ def load(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
 
 class CnnDailyMail(Task):
     name = "cnndm"
+    version = 1.0
     description = "CNN/Daily Mail test: summarise with 'TL;DR:', ROUGE-1/2/L"
     paper_metric = "rouge_avg"
     data_files = (

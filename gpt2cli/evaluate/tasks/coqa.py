@@ -127,6 +127,7 @@ def load(path: Path, limit: int | None = None) -> list[Turn]:
 
 class CoQA(Task):
     name = "coqa"
+    version = 1.0
     description = "CoQA dev: answer questions about a passage in a conversation, F1"
     paper_metric = "f1"
     data_files = (

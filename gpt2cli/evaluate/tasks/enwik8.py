@@ -51,6 +51,8 @@ def test_part(path: Path, name: str) -> bytes:
 
 
 class ByteLevel(Task):
+    version = 1.0
+
     def __init__(self, name: str, metric: str, description: str, url: str) -> None:
         self.name = name
         self.paper_metric = metric

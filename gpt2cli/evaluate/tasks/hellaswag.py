@@ -20,15 +20,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gpt2cli.evaluate import sample_log
-from gpt2cli.evaluate.tasks._taskio import argmax, field, load_jsonl, string_list
+from gpt2cli.evaluate.tasks._multiple_choice import Question, evaluate_choices
+from gpt2cli.evaluate.tasks._taskio import field, load_jsonl, string_list
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
     Task,
     TaskResult,
     data_error,
-    mean_metric,
 )
 
 _TAG = re.compile(r"\[.*?\]")
@@ -64,6 +63,7 @@ def load(path: Path, limit: int | None = None) -> list[tuple[str, list[str], int
 
 class HellaSwag(Task):
     name = "hellaswag"
+    version = 1.0
     description = "HellaSwag validation: pick the ending of a situation (4 choices), as lm-eval"
     paper_metric = "acc_norm"
     data_files = (
@@ -76,38 +76,15 @@ class HellaSwag(Task):
     )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        examples = load(data, options.limit)
-        requests = [(query, " " + ending) for query, endings, _ in examples for ending in endings]
-        results = lm.loglikelihood(requests)
-        acc: list[float] = []
-        acc_norm: list[float] = []
-        samples: list[dict] = []
-        i = 0
-        for doc_id, (_, endings, gold) in enumerate(examples):
-            scores = [ll for ll, _ in results[i : i + len(endings)]]
-            normed = [ll / max(1, len(e)) for ll, e in zip(scores, endings)]
-            acc.append(float(argmax(scores) == gold))
-            acc_norm.append(float(argmax(normed) == gold))
-            samples.append(
-                sample_log.choice(
-                    doc_id,
-                    requests[i : i + len(endings)],
-                    results[i : i + len(endings)],
-                    gold,
-                    argmax(scores),
-                    acc=acc[-1],
-                    acc_norm=acc_norm[-1],
-                )
+        questions = [
+            Question(
+                [(query, " " + ending) for ending in endings],
+                gold,
+                norms=[max(1, len(ending)) for ending in endings],
             )
-            i += len(endings)
-        return TaskResult(
-            metrics={
-                "acc": mean_metric(acc),
-                "acc_norm": mean_metric(acc_norm),
-            },
-            n=len(examples),
-            samples=samples,
-        )
+            for query, endings, gold in load(data, options.limit)
+        ]
+        return evaluate_choices(lm, questions)
 
 
 TASKS = [HellaSwag()]

@@ -89,6 +89,7 @@ def checked_example(data: Path, line: int, text: str) -> tuple[str, str]:
 
 class Lambada(Task):
     name = "lambada"
+    version = 1.0
     description = "LAMBADA (OpenAI test file): last-word accuracy and target perplexity"
     paper_metric = "acc"
     data_files = (LAMBADA_FILE,)

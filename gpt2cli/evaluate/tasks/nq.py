@@ -51,6 +51,7 @@ def load(path: Path, limit: int | None = None) -> list[tuple[str, list[str]]]:
 
 class NaturalQuestions(Task):
     name = "nq"
+    version = 1.0
     description = "Natural Questions (open) dev: answer trivia questions, exact match"
     paper_metric = "exact_match"
     data_files = (

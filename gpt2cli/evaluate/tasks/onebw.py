@@ -30,6 +30,7 @@ from gpt2cli.evaluate.tasks.detokenize import onebw_detokenizer
 
 class OneBillionWord(Task):
     name = "1bw"
+    version = 1.0
     description = "One Billion Word benchmark, held-out shard 0: word perplexity"
     paper_metric = "word_perplexity"
     data_files = (

@@ -45,6 +45,7 @@ def read_lines(path: Path) -> list[str]:
 
 class PTB(Task):
     name = "ptb"
+    version = 1.0
     description = "Penn Treebank test set (Mikolov's ptb.test.txt): word perplexity"
     paper_metric = "word_perplexity"
     data_files = (

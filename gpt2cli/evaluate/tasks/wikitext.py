@@ -65,6 +65,7 @@ def perplexity_metrics(
 
 
 class WikiText(Task):
+    version = 1.0
     paper_metric = "word_perplexity"
 
     def __init__(

@@ -31,15 +31,14 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from gpt2cli.evaluate import sample_log
-from gpt2cli.evaluate.tasks._taskio import argmax, read_text
+from gpt2cli.evaluate.tasks._multiple_choice import Question, evaluate_choices
+from gpt2cli.evaluate.tasks._taskio import read_text
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
     Task,
     TaskResult,
     data_error,
-    mean_metric,
 )
 
 WSC273 = 273
@@ -143,6 +142,7 @@ def load(path: Path, limit: int | None = None) -> list[Schema]:
 
 class Winograd(Task):
     name = "winograd"
+    version = 1.0
     description = "Winograd Schema Challenge (WSC273): resolve the pronoun, 2 choices"
     paper_metric = "acc"
     data_files = (
@@ -156,43 +156,21 @@ class Winograd(Task):
     )
 
     def evaluate(self, lm, data: Path, options: EvalOptions) -> TaskResult:
-        schemas = load(data, options.limit)
-        partial_requests = []
-        full_requests = []
-        lm_eval_requests = []
-        for s in schemas:
-            for answer in s.answers:
-                option = s.option(answer)
-                partial_requests.append((s.prefix() + option, s.rest))
-                full_requests.append(("", s.prefix() + option + s.rest))
-                lm_eval_requests.append(s.lm_eval_request(answer))
-        n = len(partial_requests)
-        # one call, so the model batches all of them; an empty context means <|endoftext|>
-        results = lm.loglikelihood(partial_requests + full_requests + lm_eval_requests)
-        scores = [ll for ll, _ in results]
-        figures: dict[str, list[float]] = {"acc": [], "acc_full": [], "acc_lm_eval": []}
-        samples: list[dict] = []
-        i = 0
-        for doc_id, s in enumerate(schemas):
-            k = len(s.answers)
-            for offset, values in zip((0, n, 2 * n), figures.values()):
-                values.append(float(argmax(scores[offset + i : offset + i + k]) == s.gold))
-            samples.append(
-                sample_log.choice(
-                    doc_id,
-                    partial_requests[i : i + k],
-                    results[i : i + k],
+        questions = []
+        for s in load(data, options.limit):
+            substituted = [s.option(answer) for answer in s.answers]
+            questions.append(
+                Question(
+                    [(s.prefix() + option, s.rest) for option in substituted],
                     s.gold,
-                    argmax(scores[i : i + k]),
-                    **{name: values[-1] for name, values in figures.items()},
+                    variants={
+                        # an empty context means <|endoftext|>
+                        "acc_full": [("", s.prefix() + option + s.rest) for option in substituted],
+                        "acc_lm_eval": [s.lm_eval_request(answer) for answer in s.answers],
+                    },
                 )
             )
-            i += k
-        return TaskResult(
-            metrics={name: mean_metric(values) for name, values in figures.items()},
-            n=len(schemas),
-            samples=samples,
-        )
+        return evaluate_choices(lm, questions)
 
 
 TASKS = [Winograd()]

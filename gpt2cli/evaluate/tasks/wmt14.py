@@ -75,6 +75,7 @@ def prompt_for(source: str, english_first: bool) -> str:
 
 
 class Wmt14(Task):
+    version = 1.0
     paper_metric = "bleu"
     data_is_dir = True
 

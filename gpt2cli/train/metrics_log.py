@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpt2cli import console
+from gpt2cli import console, jsonio
 from gpt2cli.fileio import atomic_write
 
 
@@ -62,10 +61,7 @@ class MetricsLog:
         return write_error(self.path, error)
 
     def write(self, record: dict[str, Any]) -> None:
-        clean = {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in record.items()
-        }
+        clean = jsonio.finite(record)
         self.records.append(clean)
         try:
             self._handle.write(json.dumps(clean) + "\n")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from gpt2cli import console
 from gpt2cli.errors import UsageError
 from gpt2cli.evaluate import results, tasks
-from gpt2cli.evaluate.tasks import data as taskdata
+from gpt2cli.evaluate.tasks import task_files
 from gpt2cli.evaluate.tasks.base import EvalOptions, Metric, Task, TaskResult
 
 if TYPE_CHECKING:
@@ -37,8 +37,8 @@ def choose_tasks(names: list[str], data: Path | None) -> list[Task]:
 def find_data(
     chosen: list[Task], data: Path | None, data_dir: Path | None, download: bool
 ) -> dict[str, Path]:
-    """Each task's data path (see :mod:`gpt2cli.evaluate.tasks.data`)."""
-    return {task.name: taskdata.resolve(task, data, data_dir, download) for task in chosen}
+    """Each task's data path (see :mod:`gpt2cli.evaluate.tasks.task_files`)."""
+    return {task.name: task_files.resolve(task, data, data_dir, download) for task in chosen}
 
 
 @dataclass
@@ -46,6 +46,7 @@ class EvalRun:
     """Tasks evaluated so far: their results and, per task, its data and time."""
 
     results: dict[str, TaskResult] = field(default_factory=dict)
+    versions: dict[str, float] = field(default_factory=dict)  # task: its version
     task_data: dict[str, dict] = field(default_factory=dict)
     model: dict | None = None  # results.model_identity, when already computed
     cache: EvalCache | None = None
@@ -61,6 +62,7 @@ class EvalRun:
     ) -> tuple[TaskResult, float]:
         """Evaluate one task, or take its result from ``self.cache``; (its result, seconds)."""
         timer = console.Stopwatch()
+        self.versions[task.name] = task.version
         key = None
         if self.cache is not None and self.cache.usable:
             from gpt2cli.evaluate.cache import data_digest
@@ -77,9 +79,9 @@ class EvalRun:
         finally:
             lm.on_batch = None
         self.results[task.name] = result
-        sha256 = taskdata.sha256_file(path) if path.is_file() else None
+        sha256 = task_files.sha256_file(path) if path.is_file() else None
         if sha256 is not None:
-            taskdata.check_published(task, path, sha256)
+            task_files.check_published(task, path, sha256)
         self.task_data[task.name] = {
             "data": str(path),
             "data_sha256": sha256,
@@ -112,6 +114,7 @@ class EvalRun:
         }
         return results.build(
             self.results,
+            self.versions,
             self.model or results.model_identity(model_spec, lm.loaded),
             config,
             self.task_data,
