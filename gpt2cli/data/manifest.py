@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import fcntl
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -22,7 +21,7 @@ from typing import Any
 import yaml
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.fileio import atomic_write, fsync_directory
+from gpt2cli.fileio import NAME_RE, atomic_write, fsync_directory, open_own_file
 from gpt2cli.text.tokenizer import EOT, VOCAB_SIZE
 
 MANIFEST = "manifest.yaml"
@@ -31,7 +30,7 @@ MANIFEST_VERSION = 1
 LOCK_NAME = ".manifest.lock"
 SPLITS = ("train", "val")
 DEFAULT_NAME = "data"
-PART_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+PART_NAME_RE = NAME_RE  # a part name becomes file names: the one rule for names
 
 
 @dataclass
@@ -129,7 +128,7 @@ def read_manifest(path: Path) -> tuple[dict[str, Any], list[ShardInfo]]:
 def directory_lock(directory: Path) -> Iterator[None]:
     """An exclusive flock on DIR/.manifest.lock around manifest updates (best effort)."""
     try:
-        handle = open(directory / LOCK_NAME, "a")  # noqa: SIM115
+        handle = os.fdopen(open_own_file(directory / LOCK_NAME, os.O_WRONLY | os.O_CREAT), "ab")
     except OSError:
         yield
         return

@@ -8,7 +8,7 @@ import re
 import stat
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ import numpy as np
 from gpt2cli.data.manifest import (
     DEFAULT_NAME,
     MANIFEST,
-    PART_NAME_RE,
     SPLITS,
     ShardInfo,
     merge,
@@ -34,7 +33,7 @@ from gpt2cli.data.shard_format import (
     ShardWriter,
 )
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import open_binary_input
+from gpt2cli.fileio import check_name, open_binary_input
 from gpt2cli.locking import exclusive_lock
 from gpt2cli.splitmix import MASK64, splitmix64, splitmix64_array
 from gpt2cli.text.token_stream import TokenStreamReader
@@ -78,11 +77,9 @@ class PackResult:
 def check_options(options: PackOptions) -> None:
     if not 1 <= options.level <= 22:
         raise UsageError("--level must be between 1 and 22")
-    if not PART_NAME_RE.match(options.name) or options.name == "manifest":
-        raise UsageError(
-            f"--name {options.name!r} is not a usable part name",
-            "letters, digits, '.', '_' and '-', not starting with a dot",
-        )
+    check_name(options.name, "--name")
+    if options.name == "manifest":
+        raise UsageError("--name 'manifest' is not a usable part name", "choose another --name")
     if options.shard_tokens < 1:
         raise UsageError(f"--shard-tokens must be positive, not {options.shard_tokens}")
     if options.block_tokens < 1:
@@ -390,11 +387,19 @@ def part_directory(directory: Path, options: PackOptions) -> Iterator[bool]:
     """Hold part ``options.name`` of DIR for one run (created if need be, its lock taken, the
     leftovers of its killed runs removed); yields whether this run created DIR."""
     created = create_directory(directory)
-    with exclusive_lock(
-        directory / part_lock_name(options.name), f"part {options.name!r} of {directory}"
-    ):
-        prepare_directory(directory, options)
-        yield created
+    ready = False
+    try:
+        with exclusive_lock(
+            directory / part_lock_name(options.name), f"part {options.name!r} of {directory}"
+        ):
+            prepare_directory(directory, options)
+            ready = True
+            yield created
+    except BaseException:
+        if created and not ready:  # the lock could not even be taken (no inode left...)
+            with suppress(OSError):
+                directory.rmdir()
+        raise
 
 
 def _pack_part(

@@ -35,7 +35,7 @@ import zstandard
 
 from gpt2cli.data.manifest import ShardInfo
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.fileio import sha256_file
+from gpt2cli.fileio import create_new, file_mode, sha256_file
 from gpt2cli.text.tokenizer import EOT, VOCAB_SIZE
 
 MAGIC = b"GPT2SHRD"
@@ -312,7 +312,7 @@ class ShardWriter:
         if self._file is None:
             name = self.shard_name(len(self.finished))
             self._tmp = self.directory / f".{name}.tmp-{os.getpid()}"
-            self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in _finish_shard
+            self._file = create_new(self._tmp)
             self._file.write(b"\0" * HEADER_SIZE)
         block = self._buffer[: self._fill]
         frame = self.compressor.compress(block.tobytes())
@@ -346,13 +346,13 @@ class ShardWriter:
         self._file.write(header.pack())
         self._file.flush()
         os.fsync(self._file.fileno())
+        os.fchmod(self._file.fileno(), file_mode())
         self._file.close()
         self._file = None
         assert self._tmp is not None
         name = self.shard_name(len(self.finished))
         size = self._tmp.stat().st_size
         digest = sha256_file(self._tmp)
-        os.chmod(self._tmp, 0o644)
         os.replace(self._tmp, self.directory / name)
         self._tmp = None
         self.finished.append(

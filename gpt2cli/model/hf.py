@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from gpt2cli.errors import Gpt2Error
+from gpt2cli.fileio import create_new, file_mode, open_own_file, remove_entry
 from gpt2cli.model.gpt import GPT, GPTConfig
 
 CONFIG_NAME = "config.json"
@@ -303,14 +304,20 @@ def save_pretrained(model: GPT, directory: str | os.PathLike[str]) -> None:
     tensors = to_hf_state_dict(model)
     config = hf_config_dict(model.config)
     config["dtype"] = str(tensors["transformer.wte.weight"].dtype).removeprefix("torch.")
-    with open(root / CONFIG_NAME, "w", encoding="utf-8") as handle:
+    with create_new(root / CONFIG_NAME, "w") as handle:
         json.dump(config, handle, indent=2)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
-    save_file(tensors, str(root / SAFETENSORS_NAME), metadata={"format": "pt"})
-    with open(root / SAFETENSORS_NAME, "rb") as handle:
-        os.fsync(handle.fileno())
+    weights = root / SAFETENSORS_NAME
+    remove_entry(weights)
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    fd = open_own_file(weights, os.O_RDONLY)
+    try:
+        os.fchmod(fd, file_mode())  # safetensors writes 0600; a weights file is as readable as any
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # --- the local Hugging Face cache -----------------------------------------------------------

@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from torch import nn
 
 from gpt2cli import console
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.fileio import atomic_write, fsync_directory
+from gpt2cli.fileio import atomic_write, create_new, fsync_directory, remove_entry
 
 COMPLETE = "COMPLETE"
 STATE_FILE = "training_state.pt"
@@ -199,13 +199,15 @@ def _fsync_file(path: Path) -> None:
 def _replace_dir(tmp: Path, target: Path) -> None:
     """Rename ``tmp`` to ``target``; an existing ``target`` is moved aside and removed."""
     old = None
-    if target.exists():
+    if os.path.lexists(target):
         old = target.with_name(f"{target.name}.old-{os.getpid()}")
+        remove_entry(old)
         os.replace(target, old)
     os.replace(tmp, target)
     fsync_directory(target.parent)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        with suppress(OSError):
+            remove_entry(old)
 
 
 def save(
@@ -226,28 +228,29 @@ def save(
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     recorder = None
     try:
+        remove_entry(tmp)  # a leftover of ours, or a link planted there: never followed
         tmp.mkdir()
         hf.save_pretrained(model, tmp)
         if state is not None:
-            with open(tmp / STATE_FILE, "wb") as handle:
+            with create_new(tmp / STATE_FILE) as handle:
                 recorder = _WriteRecorder(handle)
                 torch.save(state, recorder)
-        (tmp / RUN_FILE).write_text(run_yaml, encoding="utf-8")
+        with create_new(tmp / RUN_FILE, "w") as handle:
+            handle.write(run_yaml)
         for child in tmp.iterdir():
             _fsync_file(child)
         if before_complete is not None:
             before_complete()
-        with open(tmp / COMPLETE, "wb") as handle:
+        with create_new(tmp / COMPLETE) as handle:
             handle.flush()
             os.fsync(handle.fileno())
         fsync_directory(tmp)
         _replace_dir(tmp, target)
     except BaseException as error:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with suppress(OSError):
+            remove_entry(tmp)
         cause = _os_error(error, recorder)
         if cause is not None:
             raise write_error(target, cause) from None
@@ -259,7 +262,8 @@ def prune(run_dir: str | os.PathLike[str], keep: int) -> None:
     """Keep the newest ``keep`` complete step checkpoints; remove older ones."""
     steps = complete_steps(run_dir)
     for _, path in steps[: max(0, len(steps) - keep)]:
-        shutil.rmtree(path, ignore_errors=True)
+        with suppress(OSError):
+            remove_entry(path)
 
 
 def remove_stale(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -276,7 +280,8 @@ def remove_stale(run_dir: str | os.PathLike[str]) -> list[Path]:
                 continue
         elif not (_STEP_DIR.match(path.name) and path.is_dir() and not is_complete(path)):
             continue
-        shutil.rmtree(path, ignore_errors=True)
+        with suppress(OSError):
+            remove_entry(path)
         removed.append(path)
     return removed
 

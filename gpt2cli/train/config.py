@@ -303,7 +303,11 @@ def _coerce(name: str, value: Any, source: str | None = None) -> Any:
         if kind is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # nan passes every range check and trains to nan
+                what = f"{source}: {name}" if source else flag(name)
+                raise UsageError(f"{what} must be a finite number, not {value!r}")
+            return number
         if kind is bool:
             if not isinstance(value, bool):
                 raise ValueError

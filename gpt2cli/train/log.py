@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt2cli import console
-from gpt2cli.fileio import atomic_write
+from gpt2cli.fileio import atomic_write, open_append
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -52,7 +52,7 @@ class MetricsLog:
                 with atomic_write(self.path, "w") as handle:
                     for record in self.records:
                         handle.write(json.dumps(record) + "\n")
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - see close()
+            self._handle = open_append(self.path)
         except OSError as error:
             raise self._error(error) from None
 
