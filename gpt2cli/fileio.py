@@ -133,6 +133,22 @@ def remove_entry(path: str | os.PathLike[str]) -> None:
         os.unlink(path)
 
 
+def check_output_directory(path: str | os.PathLike[str], option: str) -> None:
+    """Refuse, before any work, an output directory that cannot be written to: a file, a
+    path under a file, or one (or the existing directory it would be made in) that this
+    user may not write."""
+    target = Path(path)
+    where = f"{option} {target}"
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == target else f"{existing} is a file"
+        raise Gpt2Error(f"{where}: {what}, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise Gpt2Error(f"{where}: {existing}: permission denied")
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """Write to a temp file beside ``path`` and rename it over ``path`` only on success.
@@ -171,6 +187,8 @@ def os_errors() -> Iterator[None]:
     except (BrokenPipeError, KeyboardInterrupt):
         raise
     except OSError as error:
+        if error.filename == "stdout":
+            raise  # gpt2cli.cli reports it and drops what stdout still buffers
         raise Gpt2Error(os_error_message(error)) from None
 
 

@@ -15,7 +15,14 @@ def verify_command(paths: list[Path], as_json: bool) -> None:
     damaged: list[str] = []
     for path in paths:
         timer = console.Stopwatch()
-        bloom_filter = BloomFilter.open(path, verify=False)
+        try:
+            bloom_filter = BloomFilter.open(path, verify=False)
+        except Gpt2Error as error:  # unreadable or not a filter: say so, and verify the rest
+            console.warn("overlap verify", str(error))
+            damaged.append(f"{path} (unreadable)")
+            if as_json:
+                print(jsonio.dumps({"path": str(path), "error": error.message, "ok": False}))
+            continue
         header = bloom_filter.header
         bad = bloom_filter.corrupt_regions()
         if as_json:

@@ -30,6 +30,19 @@ MANIFEST_VERSION = 1
 LOCK_NAME = ".manifest.lock"
 SPLITS = ("train", "val")
 DEFAULT_NAME = "data"
+# The most tokens a shard block holds (pack --block-tokens refuses more): a header or manifest
+# declaring more was not written by pack. Each block costs a shard at least its 16-byte index
+# entry after the 64-byte header, which bounds the tokens a shard of N bytes can hold.
+MAX_BLOCK_TOKENS = 1 << 24
+_SHARD_HEADER_BYTES = 64
+_INDEX_ENTRY_BYTES = 16
+
+
+def max_shard_tokens(size: int) -> int:
+    """The most tokens a shard file of ``size`` bytes could hold."""
+    return max(0, size - _SHARD_HEADER_BYTES) // _INDEX_ENTRY_BYTES * MAX_BLOCK_TOKENS
+
+
 PART_NAME_RE = NAME_RE  # a part name becomes file names: the one rule for names
 
 
@@ -61,8 +74,16 @@ class ShardInfo:
             raise Gpt2Error(f"{where}: malformed shard entry (no {error.args[0]!r} key)") from None
         except (TypeError, ValueError) as error:
             raise Gpt2Error(f"{where}: malformed shard entry ({error})") from None
-        if "/" in info.name or info.name.startswith("."):
+        if "/" in info.name or info.name.startswith(".") or "\0" in info.name:
             raise Gpt2Error(f"{where}: bad shard name {info.name!r}")
+        if min(info.tokens, info.documents, info.bytes) < 0:
+            raise Gpt2Error(f"{where}: {info.name}: negative count in its manifest entry")
+        if info.documents > info.tokens or info.tokens > max_shard_tokens(info.bytes):
+            raise Gpt2Error(
+                f"{where}: {info.name}: {info.tokens:,} tokens ({info.documents:,} documents) "
+                f"cannot be stored in {info.bytes:,} bytes: not a manifest pack wrote",
+                "re-pack it; `gpt2 pack --verify DIR` checks every shard",
+            )
         return info
 
 

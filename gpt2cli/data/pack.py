@@ -18,6 +18,7 @@ import numpy as np
 from gpt2cli.data.manifest import (
     DEFAULT_NAME,
     MANIFEST,
+    MAX_BLOCK_TOKENS,
     SPLITS,
     ShardInfo,
     merge,
@@ -84,8 +85,8 @@ def check_options(options: PackOptions) -> None:
         raise UsageError(f"--shard-tokens must be positive, not {options.shard_tokens}")
     if options.block_tokens < 1:
         raise UsageError(f"--block-tokens must be positive, not {options.block_tokens}")
-    if options.block_tokens > 1 << 24:
-        raise UsageError("--block-tokens must be at most 16777216")
+    if options.block_tokens > MAX_BLOCK_TOKENS:
+        raise UsageError(f"--block-tokens must be at most {MAX_BLOCK_TOKENS}")
     if options.val_tokens < 0:
         raise UsageError("--val-tokens must not be negative")
     if not 0.0 <= options.val_fraction < 1.0:

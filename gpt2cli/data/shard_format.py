@@ -33,7 +33,7 @@ from typing import BinaryIO
 import numpy as np
 import zstandard
 
-from gpt2cli.data.manifest import ShardInfo
+from gpt2cli.data.manifest import MAX_BLOCK_TOKENS, ShardInfo
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.fileio import create_new, file_mode, sha256_file
 from gpt2cli.text.tokenizer import EOT, VOCAB_SIZE
@@ -99,7 +99,11 @@ class ShardHeader:
         header = cls(*fields[1:10])
         if header.dtype != DTYPE_UINT16:
             raise Gpt2Error(f"{name}: unknown token dtype code {header.dtype}")
-        if header.vocab_size > 65535 or header.block_tokens == 0:
+        if (
+            header.vocab_size > 65535
+            or not 0 < header.block_tokens <= MAX_BLOCK_TOKENS
+            or header.documents > header.tokens
+        ):
             raise Gpt2Error(f"{name}: corrupt shard header (impossible values)")
         if header.num_blocks != math.ceil(header.tokens / header.block_tokens):
             raise Gpt2Error(f"{name}: corrupt shard header (block count disagrees with tokens)")

@@ -56,6 +56,7 @@ from gpt2cli.errors import Gpt2Error
 from gpt2cli.fileio import open_file
 from gpt2cli.overlap.hyperloglog import HLL_PRECISION, HLL_REGISTERS, hll_estimate, hll_update
 from gpt2cli.overlap.normalise import NORMALISATION_VERSION
+from gpt2cli.overlap.sizing import MAX_HASHES
 from gpt2cli.splitmix import GOLDEN, MASK64, mix_array
 
 MAGIC = b"G2BLOOM\x1a"
@@ -159,7 +160,7 @@ def _read_header(path: Path, handle) -> tuple[Header, np.ndarray]:
             f"{name}: normalisation version {norm}, this gpt2 uses version {NORMALISATION_VERSION}",
             "rebuild the filter with this version",
         )
-    if precision != HLL_PRECISION or k == 0 or m == 0 or m % (64 * k) or n == 0:
+    if precision != HLL_PRECISION or not 1 <= k <= MAX_HASHES or m == 0 or m % (64 * k) or n == 0:
         raise Gpt2Error(f"{name}: corrupt filter header")
     if version == FORMAT_VERSION and (region_bytes == 0 or region_bytes % 8):
         raise Gpt2Error(f"{name}: corrupt filter header")

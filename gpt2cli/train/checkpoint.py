@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import random
 import re
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,7 @@ def damage(path: Path, with_state: bool) -> str | None:
     from gpt2cli.model import hf
 
     try:
-        hf.read_config(path)
+        config = hf.read_config(path)
     except Gpt2Error as error:
         return str(error)
     weights = path / hf.SAFETENSORS_NAME
@@ -124,6 +124,11 @@ def damage(path: Path, with_state: bool) -> str | None:
             pass
     except Exception as error:  # noqa: BLE001 - safetensors' own error types
         return f"{weights.name} is damaged ({error})"
+    shapes = hf.weight_shapes(weights)
+    try:
+        hf.check_fits(shapes or {}, config, str(path))
+    except Gpt2Error as error:
+        return error.message.removeprefix(f"{path}: ")
     if with_state:
         try:
             checkpoint_step(path)
@@ -302,6 +307,20 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
             handle.write(text)
     except OSError as error:
         raise write_error(path, error) from None
+
+
+@contextmanager
+def restoring(path: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Restoring a training state: values of the wrong type, length or shape (a state file
+    edited or written by something else) as one error naming it, not a traceback."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise Gpt2Error(
+            f"{Path(path or '.') / STATE_FILE}: damaged training state ({reason[:200]})",
+            "remove this checkpoint to resume from an older one",
+        ) from None
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:

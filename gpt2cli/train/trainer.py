@@ -266,12 +266,14 @@ class Trainer:
             config.skip_loss_z, config.skip_grad_z, config.skip_window, config.max_skips
         )
         if state is not None:
-            self.start_step, self.tokens = int(state["step"]), int(state["tokens"])
-            if state.get("spike_guard"):
-                self.guard.load_state_dict(state["spike_guard"])
-            # The loader counts windows taken over all ranks, so its state fits any world size
-            # and micro-batch that divide it; our micro-batch may differ from the saved run's.
-            self.loader.load_state_dict(dict(state["loader"][0], batch_size=self.micro))
+            with checkpoint.restoring(resume_from):
+                self.start_step, self.tokens = int(state["step"]), int(state["tokens"])
+                if state.get("spike_guard"):
+                    self.guard.load_state_dict(state["spike_guard"])
+                # The loader counts windows taken over all ranks, so its state fits any world
+                # size and micro-batch that divide it; our micro-batch may differ from the
+                # saved run's.
+                self.loader.load_state_dict(dict(state["loader"][0], batch_size=self.micro))
         if self.start_step >= self.total:
             raise UsageError(
                 f"--resume: {run_dir} already finished its {self.total} steps",
@@ -296,11 +298,13 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.grad_scaler else None
         if state is not None:
-            distributed.load_optimizer_state(model, self.optimizer, state["optimizer"])
-            if self.scaler is not None and state.get("scaler"):
-                self.scaler.load_state_dict(state["scaler"])
-            rngs = state["rng"]
-            checkpoint.set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0], device)
+            with checkpoint.restoring(resume_from):
+                distributed.load_optimizer_state(model, self.optimizer, state["optimizer"])
+                if self.scaler is not None and state.get("scaler"):
+                    self.scaler.load_state_dict(state["scaler"])
+                rngs = state["rng"]
+                rng = rngs[env.rank] if env.rank < len(rngs) else rngs[0]
+                checkpoint.set_rng_state(rng, device)
         self.last_saved = str(resume_from) if resume_from is not None else None
 
         # The run directory: config, metrics, leftovers of an interrupted save.
