@@ -72,7 +72,7 @@ class ShardInfo:
             )
         except KeyError as error:
             raise Gpt2Error(f"{where}: malformed shard entry (no {error.args[0]!r} key)") from None
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise Gpt2Error(f"{where}: malformed shard entry ({error})") from None
         if "/" in info.name or info.name.startswith(".") or "\0" in info.name:
             raise Gpt2Error(f"{where}: bad shard name {info.name!r}")
