@@ -132,6 +132,7 @@ class Header:
 def _read_header(path: Path, handle) -> tuple[Header, np.ndarray]:
     name = str(path)
     head = handle.read(HEADER_SIZE + HLL_REGISTERS)
+    padding = handle.read(DATA_OFFSET - len(head))
     if len(head) < 8 or head[:8] != MAGIC:
         raise Gpt2Error(
             f"{name}: not a gpt2 overlap filter (bad magic)",
@@ -162,8 +163,12 @@ def _read_header(path: Path, handle) -> tuple[Header, np.ndarray]:
         )
     if precision != HLL_PRECISION or not 1 <= k <= MAX_HASHES or m == 0 or m % (64 * k) or n == 0:
         raise Gpt2Error(f"{name}: corrupt filter header")
-    if version == FORMAT_VERSION and (region_bytes == 0 or region_bytes % 8):
+    if version == FORMAT_VERSION and region_bytes != REGION_BYTES:  # the one size written
         raise Gpt2Error(f"{name}: corrupt filter header")
+    # the bytes no checksum covers are zeros as written: a flipped one is found too
+    unused = head[struct.calcsize(layout) : HEADER_SIZE] + padding
+    if unused.count(0) != len(unused):
+        raise Gpt2Error(f"{name}: corrupt filter header (non-zero padding)")
     header = Header(
         n, k, m, capacity, fp_rate, items, bits_set, fill_fp_rate, version, norm, region_bytes
     )
