@@ -120,6 +120,8 @@ def config_from_hf(values: Mapping[str, Any], where: str = "config.json") -> GPT
         )
     except KeyError as error:
         raise Gpt2Error(f"{where}: missing key {error.args[0]!r}") from None
+    except (TypeError, ValueError, OverflowError) as error:
+        raise Gpt2Error(f"{where}: not a model config ({error})") from None
     except Gpt2Error as error:
         raise Gpt2Error(f"{where}: {error.message}", error.hint) from None
 
