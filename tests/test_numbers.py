@@ -118,3 +118,14 @@ def test_check_number() -> None:
         assert str(caught.value) == message
     with pytest.raises(UsageError, match="must be above 0, not 0"):
         check_number(0.0, "--y", 0.0, low_open=True)
+
+
+@pytest.mark.parametrize("text", ["lr: .nan", "weight_decay: .inf", "grad_clip: -.inf",
+                                  "lr: 1e400"])  # fmt: skip
+def test_a_config_file_value_is_checked_as_its_flag_is(gpt2, tmp_path: Path, text: str) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"{text}\nsize: tiny\n")
+    run = gpt2(*_base("train", tmp_path), "--config", config)
+    assert run.code == 2, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"{config}: {text.split(':')[0]} must be a finite number" in lines[0]
