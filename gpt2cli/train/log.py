@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from gpt2cli import console
-from gpt2cli.fileio import atomic_write, open_append
+from gpt2cli.fileio import atomic_write, open_append, open_own_file
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Records of a metrics.jsonl; a torn last line (crash mid-write) is skipped."""
     records = []
     try:
-        with open(path, encoding="utf-8") as handle:
+        # never through a link: a resumed run writes back what it read here
+        with os.fdopen(open_own_file(path, os.O_RDONLY), encoding="utf-8") as handle:
             for line in handle:
                 try:
                     record = json.loads(line)
