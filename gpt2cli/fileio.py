@@ -64,8 +64,17 @@ def file_mode() -> int:
     """The mode a new file gets from the user's umask (0644 under the usual 022)."""
     global _MODE
     if _MODE is None:
-        mask = os.umask(0o022)
-        os.umask(mask)
+        mask = None
+        try:  # read without setting it (setting it, even back, races with other threads)
+            with open("/proc/self/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("Umask:"):
+                        mask = int(line.split()[1], 8)
+        except (OSError, ValueError):
+            pass
+        if mask is None:
+            mask = os.umask(0o022)
+            os.umask(mask)
         _MODE = 0o666 & ~mask
     return _MODE
 
@@ -84,10 +93,10 @@ def open_own_file(path: str | os.PathLike[str], flags: int) -> int:
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, file_mode())
     except OSError as error:
-        if error.errno == errno.ELOOP or (
-            error.errno in (errno.EEXIST, errno.ENXIO) and os.path.islink(path)
-        ):
+        if error.errno == errno.ELOOP or (error.errno == errno.EEXIST and os.path.islink(path)):
             raise symlink_error(path) from None
+        if error.errno == errno.ENXIO:  # a FIFO without a reader, a socket
+            raise Gpt2Error(f"{path}: is not a regular file", "remove it") from None
         raise
     try:
         info = os.fstat(fd)

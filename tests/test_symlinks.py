@@ -77,6 +77,8 @@ def test_the_open_helpers_never_follow_a_link_nor_block_on_a_fifo(
     os.mkfifo(fifo)
     with pytest.raises(Gpt2Error, match="not a regular file"), exclusive_lock(fifo, "x"):
         pass
+    with pytest.raises(Gpt2Error, match="not a regular file"):
+        open_append(fifo)  # write-only on a FIFO without a reader: ENXIO, not a hang
     hard = tmp_path / "hard"
     os.link(victim, hard)
     with pytest.raises(Gpt2Error, match="hard links"), exclusive_lock(hard, "x"):
