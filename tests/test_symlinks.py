@@ -161,10 +161,16 @@ def test_to_llmc_keeps_its_files_inside_o(gpt2, tmp_path: Path, victim: Path) ->
     assert not list(tmp_path.glob("escape*"))
     out.mkdir(parents=True)
     (out / "data_val_000000.bin").symlink_to(victim)
+    (out / f".data_train_000001.bin.tmp-{os.getpid()}").symlink_to(victim)  # our temp name
+    dead = 2**22 + 17  # above pid_max's default: no such process
+    (out / f".data_val_000000.bin.tmp-{dead}").write_bytes(b"left by a kill -9")
     run = gpt2("pack", "--to-llmc", packed, "-o", out)
     assert run.code == 0, run.stderr
     assert untouched(victim)
-    assert not (out / "data_val_000000.bin").is_symlink()
+    assert sorted(path.name for path in out.iterdir()) == [
+        "data_train_000001.bin",
+        "data_val_000000.bin",
+    ]
 
 
 # --- train ------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ file that does not start with 50256 starts inside a document.
 from __future__ import annotations
 
 import os
+import re
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -43,6 +43,7 @@ from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import (
     atomic_write,
     check_name,
+    create_new,
     file_mode,
     fsync_directory,
     open_binary_input,
@@ -307,9 +308,10 @@ def export(
     ``PREFIX_SPLIT_NNNNNN.bin``, numbered on across splits as llm.c's fineweb.py numbers them,
     ``file_tokens`` ids each (the last file of a split holds the rest).
 
-    All or nothing, as ``pack`` is: every file is written under a hidden temp name and the
-    whole set renamed at the end; a failure (full disk, Ctrl-C, a damaged shard) removes the
-    temp files, and ``output`` if this call made it."""
+    All or nothing, as ``pack`` is: every file is written under a hidden temp name
+    (``.NAME.tmp-PID``) and the whole set renamed at the end; a failure (full disk, Ctrl-C, a
+    damaged shard) removes the temp files, and ``output`` if this call made it; those of a
+    killed export are removed by the next."""
     from gpt2cli.data.dataset import ShardDataset
 
     check_name(prefix, "--name")
@@ -331,6 +333,7 @@ def export(
         created = not output.exists()
         try:
             output.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temps(output, prefix)
             for split in chosen:
                 buffer = np.empty(file_tokens, dtype=np.uint16)
                 filled = 0
@@ -360,6 +363,29 @@ def export(
     return written
 
 
+def _remove_stale_temps(output: Path, prefix: str) -> None:
+    """The temp files of killed exports of ``prefix`` (kill -9 leaves them: their process
+    is gone); those of a live export are left alone."""
+    pattern = re.compile(rf"^\.{re.escape(prefix)}_\w+_\d{{6}}\.bin\.tmp-(\d+)$")
+    for entry in output.iterdir():
+        match = pattern.match(entry.name)
+        if match and not _alive(int(match.group(1))):
+            with suppress(OSError):
+                entry.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _write_next(
     output: Path,
     prefix: str,
@@ -370,10 +396,10 @@ def _write_next(
 ) -> None:
     """The next file, under a temp name (renamed by :func:`export` when all are written)."""
     path = output / f"{prefix}_{split}_{len(written):06d}.bin"
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=output)
-    temps.append(Path(name))
+    temp = output / f".{path.name}.tmp-{os.getpid()}"
+    temps.append(temp)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with create_new(temp) as handle:
             _write_ids(handle, ids, path)
             handle.flush()
             os.fsync(handle.fileno())
