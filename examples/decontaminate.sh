@@ -22,6 +22,11 @@ TESTS=("$@")
 for file in "${TRAIN[@]}" "${TESTS[@]}"; do
   [ -f "$file" ] || { echo "decontaminate: no such file $file" >&2; exit 1; }
 done
+# A name that starts with '-' would be read as an option (by cat, basename and gpt2): ./-name
+safe() { case $1 in -*) printf './%s' "$1" ;; *) printf '%s' "$1" ;; esac; }
+OUT=$(safe "$OUT")
+for i in "${!TRAIN[@]}"; do TRAIN[i]=$(safe "${TRAIN[i]}"); done
+for i in "${!TESTS[@]}"; do TESTS[i]=$(safe "${TESTS[i]}"); done
 N=${N:-8} FP_RATE=${FP_RATE:-1e-8} MAX_OVERLAP=${MAX_OVERLAP:-0.0} JOBS=${JOBS:-$(nproc)}
 mkdir -p "$OUT/parts"
 

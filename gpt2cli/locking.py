@@ -9,23 +9,26 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 from gpt2cli.errors import Gpt2Error
+from gpt2cli.fileio import open_own_file
 
 
-def _acquire(path: Path, what: str) -> TextIO:
+def _acquire(path: Path, what: str) -> BinaryIO:
     while True:
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - the caller closes it
+        # never through a link, never a special file, nothing truncated before the lock is ours
+        fd = open_own_file(path, os.O_RDWR | os.O_CREAT)
+        handle = os.fdopen(fd, "r+b")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            text = os.pread(fd, 200, 0).decode("utf-8", "replace")
+            holder = "".join(c for c in text if c.isprintable()).strip() or "another process"
             handle.close()
             raise Gpt2Error(f"{what} is in use by {holder}", f"lock {path}") from None
         try:
-            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            same = os.lstat(path).st_ino == os.fstat(handle.fileno()).st_ino
         except FileNotFoundError:
             same = False
         if same:
@@ -40,10 +43,9 @@ def exclusive_lock(path: Path, what: str) -> Iterator[None]:
     block and removed after it."""
     handle = _acquire(path, what)
     try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
+        with suppress(OSError):  # the holder's name is a courtesy: a full disk does not stop us
+            os.ftruncate(handle.fileno(), 0)
+            os.pwrite(handle.fileno(), f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
     finally:
         with suppress(OSError):

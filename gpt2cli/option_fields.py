@@ -172,7 +172,7 @@ def defining_run(cls: type) -> tuple[str, ...]:
 
 _KIND_TEXT = {
     int: "an integer",
-    float: "a number",
+    float: "a finite number",
     bool: "true or false",
     str: "a string",
     dict: "a mapping",
@@ -197,7 +197,10 @@ def coerce(value_kind: Any, value: Any) -> Any:
     if value_kind is float:
         if isinstance(value, bool):
             raise ValueError
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):  # nan passes every range check and trains to nan
+            raise ValueError
+        return number
     if value_kind is bool:
         if not isinstance(value, bool):
             raise ValueError

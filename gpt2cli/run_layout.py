@@ -110,7 +110,7 @@ def damage(path: Path, with_state: bool) -> str | None:
     from gpt2cli.model import hf
 
     try:
-        hf.read_config(path)
+        config = hf.read_config(path)
     except Gpt2Error as error:
         return str(error)
     weights = path / hf.SAFETENSORS_NAME
@@ -119,6 +119,10 @@ def damage(path: Path, with_state: bool) -> str | None:
             pass
     except Exception as error:  # noqa: BLE001 - safetensors' own error types
         return f"{weights.name} is damaged ({error})"
+    try:
+        hf.check_fits(hf.weight_shapes(weights) or {}, config, str(path))
+    except Gpt2Error as error:
+        return error.message.removeprefix(f"{path}: ")
     if with_state:
         try:
             checkpoint_step(path)

@@ -175,7 +175,7 @@ def test_a_value_rule_declared_with_its_option_names_the_flag_and_the_value(gpt2
             ("eval", "lambada", "-m", "no-model", "--stride", "0"),
             "--stride must be at least 1, not 0",
         ),
-        (("train", "-o", tmp_path / "t", "--lr", "nan"), "--lr must be positive, not nan"),
+        (("train", "-o", tmp_path / "t", "--lr", "nan"), "--lr must be a finite number, not nan"),
     ]
     for args, message in cases:
         result = gpt2(*args)

@@ -184,20 +184,20 @@ def test_reproduce_table3_writes_results_and_a_table(tmp_path: Path) -> None:
 def test_decontaminate_drops_overlapping_documents(tmp_path: Path) -> None:
     texts = corpus_texts(8)
     train_a = write_jsonl(tmp_path / "a.jsonl", texts[:4])
-    train_b = write_jsonl(tmp_path / "b.jsonl", texts[4:6])
+    write_jsonl(tmp_path / "-b.jsonl", texts[4:6])  # names that look like options
     fresh = "completely different words about gardens rivers and mountains in spring " * 3
-    test = write_jsonl(tmp_path / "test.jsonl", [texts[0], fresh])
+    write_jsonl(tmp_path / "-test.jsonl", [texts[0], fresh])
     run_example(
         "decontaminate.sh",
         str(tmp_path / "out"),
         str(train_a),
-        str(train_b),
+        "-b.jsonl",
         "--",
-        str(test),
+        "-test.jsonl",
         cwd=tmp_path,
         JOBS="2",
     )
-    kept = (tmp_path / "out/test.jsonl.clean").read_text().splitlines()
+    kept = (tmp_path / "out/-test.jsonl.clean").read_text().splitlines()
     assert [json.loads(line)["text"] for line in kept] == [fresh]
 
 

@@ -13,7 +13,7 @@ from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
 from gpt2cli.evaluate import results, tasks
 from gpt2cli.evaluate.tasks.base import EvalOptions, TaskResult
-from gpt2cli.fileio import atomic_write, check_output_file
+from gpt2cli.fileio import atomic_write, check_output_directory, check_output_file
 
 NAME = "eval"
 
@@ -95,6 +95,8 @@ def eval_command(
     for flag, path in (("--log-samples", log_samples), ("-o", output)):
         if path is not None:
             check_output_file(path, flag)
+    if cache_dir is not None:  # found before the evaluation, not after it (results lost)
+        check_output_directory(cache_dir, "--cache")
     if model_spec is None:
         raise UsageError("missing --model", "pass a run directory, checkpoint or HF model")
     paths = runner.find_data(chosen, data, data_dir, download)

@@ -15,7 +15,16 @@ def verify_command(paths: list[Path], as_json: bool) -> None:
     damaged: list[str] = []
     for path in paths:
         timer = console.Stopwatch()
-        bloom_filter = BloomFilter.open(path, verify=False)
+        try:
+            bloom_filter = BloomFilter.open(path, verify=False)
+        except Gpt2Error as error:  # unreadable or not a filter: say so, and verify the rest
+            if as_json:
+                print(jsonio.dumps({"path": str(path), "error": error.message, "ok": False}))
+            if len(paths) == 1:
+                raise
+            console.warn("overlap verify", str(error))
+            damaged.append(f"{path} ({error.message.removeprefix(f'{path}: ')})")
+            continue
         header = bloom_filter.header
         bad = bloom_filter.corrupt_regions()
         if as_json:

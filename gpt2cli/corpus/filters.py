@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from gpt2cli.corpus import quality
 from gpt2cli.corpus.urls import domain_of, matches_domain
 from gpt2cli.errors import UsageError
+from gpt2cli.numbers import check_number
 
 LENGTH_RULES = ("domain", "min-words", "max-words", "min-tokens", "max-tokens", "lang")
 RULE_NAMES = LENGTH_RULES + tuple(rule.name for rule in quality.RULES)
@@ -32,6 +33,12 @@ class FilterConfig:
     thresholds: dict[str, float] = field(default_factory=dict)
     disabled: frozenset[str] = frozenset()
     enabled: frozenset[str] = frozenset()  # quality rules that are off by default
+
+    def __post_init__(self) -> None:
+        check_number(self.lang_score, "--lang-score", 0.0, 1.0)  # a probability
+        for name, value in self.thresholds.items():
+            # every measure is a share, a mean length or a count: never below 0
+            check_number(value, f"--threshold {name}", 0.0)
 
 
 @dataclass
@@ -52,9 +59,10 @@ def parse_threshold(entry: str) -> tuple[str, float]:
             "see --list-rules",
         )
     try:
-        return name, float(value)
+        number = float(value)
     except ValueError:
         raise UsageError(f"--threshold {name}: {value!r} is not a number") from None
+    return name, check_number(number, f"--threshold {name}", 0.0)
 
 
 def check_rule_names(names: set[str] | frozenset[str], option: str) -> None:

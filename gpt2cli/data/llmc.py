@@ -7,8 +7,10 @@ Format: docs/formats.md#llmc-token-files.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,7 +29,15 @@ from gpt2cli.data.pack import (
     remove_written,
 )
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import atomic_write, open_binary_input, open_file
+from gpt2cli.fileio import (
+    atomic_write,
+    check_name,
+    create_new,
+    file_mode,
+    fsync_directory,
+    open_binary_input,
+    open_file,
+)
 from gpt2cli.text import token_stream
 from gpt2cli.text.tokenizer import EOT, VOCAB_SIZE
 
@@ -195,13 +205,17 @@ def to_preceded(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
 
 def write_file(path: str | os.PathLike[str], ids: np.ndarray) -> None:
     """One llm.c token file of ``ids``, atomically."""
+    with atomic_write(path) as handle:
+        _write_ids(handle, ids, path)
+
+
+def _write_ids(handle: BinaryIO, ids: np.ndarray, path: str | os.PathLike[str]) -> None:
     if ids.size > MAX_TOKENS:
         raise Gpt2Error(f"{path}: {ids.size:,} tokens do not fit an llm.c header (int32)")
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[:3] = (MAGIC, VERSION, ids.size)
-    with atomic_write(path) as handle:
-        handle.write(header.tobytes())
-        handle.write(ids.astype("<u2", copy=False).tobytes())
+    handle.write(header.tobytes())
+    handle.write(ids.astype("<u2", copy=False).tobytes())
 
 
 def split_of(path: str) -> str:
@@ -281,15 +295,23 @@ def export(
 ) -> list[WrittenFile]:
     """Write the splits of pack directory ``source`` as llm.c files in ``output``: val first,
     ``PREFIX_SPLIT_NNNNNN.bin``, numbered on across splits as llm.c's fineweb.py numbers them,
-    ``file_tokens`` ids each (the last file of a split holds the rest)."""
+    ``file_tokens`` ids each (the last file of a split holds the rest).
+
+    All or nothing, as ``pack`` is: every file is written under a hidden temp name
+    (``.NAME.tmp-PID``) and the whole set renamed at the end; a failure (full disk, Ctrl-C, a
+    damaged shard) removes the temp files, and ``output`` if this call made it; those of a
+    killed export are removed by the next."""
     from gpt2cli.data.dataset import ShardDataset
 
+    check_name(prefix, "--name")
     if not 1 <= file_tokens <= MAX_TOKENS:
         raise UsageError(f"--shard-tokens must be between 1 and {MAX_TOKENS} for llm.c files")
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise UsageError(f"-o {output}: is a file, not a directory")
     written: list[WrittenFile] = []
+    temps: list[Path] = []
+    created = False
     with ShardDataset(source) as dataset:
         chosen = splits or [s for s in ("val", "train") if s in dataset.splits]
         for split in chosen:
@@ -297,27 +319,82 @@ def export(
                 raise UsageError(
                     f"{source}: has no {split} split", "splits: " + ", ".join(dataset.splits)
                 )
-        output.mkdir(parents=True, exist_ok=True)
-        for split in chosen:
-            buffer = np.empty(file_tokens, dtype=np.uint16)
-            filled = 0
-            for block in to_preceded(dataset.iter_tokens(split)):
-                while block.size:
-                    take = min(block.size, file_tokens - filled)
-                    buffer[filled : filled + take] = block[:take]
-                    filled += take
-                    block = block[take:]
-                    if filled == file_tokens:
-                        written.append(_write_next(output, prefix, split, buffer, written))
-                        filled = 0
-            if filled or not any(w.split == split for w in written):
-                written.append(_write_next(output, prefix, split, buffer[:filled], written))
+        created = not output.exists()
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temps(output, prefix)
+            for split in chosen:
+                buffer = np.empty(file_tokens, dtype=np.uint16)
+                filled = 0
+                for block in to_preceded(dataset.iter_tokens(split)):
+                    while block.size:
+                        take = min(block.size, file_tokens - filled)
+                        buffer[filled : filled + take] = block[:take]
+                        filled += take
+                        block = block[take:]
+                        if filled == file_tokens:
+                            _write_next(output, prefix, split, buffer, written, temps)
+                            filled = 0
+                if filled or not any(w.split == split for w in written):
+                    _write_next(output, prefix, split, buffer[:filled], written, temps)
+            for temp, done in zip(temps, written, strict=True):
+                os.replace(temp, done.path)
+            temps.clear()
+            fsync_directory(output)
+        except BaseException:
+            for temp in temps:
+                with suppress(OSError):
+                    temp.unlink()
+            if created:
+                with suppress(OSError):
+                    output.rmdir()  # only if empty: nothing of anyone else's is removed
+            raise
     return written
 
 
+def _remove_stale_temps(output: Path, prefix: str) -> None:
+    """The temp files of killed exports of ``prefix`` (kill -9 leaves them: their process
+    is gone); those of a live export are left alone."""
+    pattern = re.compile(rf"^\.{re.escape(prefix)}_\w+_\d{{6}}\.bin\.tmp-(\d+)$")
+    for entry in output.iterdir():
+        match = pattern.match(entry.name)
+        if match and not _alive(int(match.group(1))):
+            with suppress(OSError):
+                entry.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _write_next(
-    output: Path, prefix: str, split: str, ids: np.ndarray, written: list[WrittenFile]
-) -> WrittenFile:
+    output: Path,
+    prefix: str,
+    split: str,
+    ids: np.ndarray,
+    written: list[WrittenFile],
+    temps: list[Path],
+) -> None:
+    """The next file, under a temp name (renamed by :func:`export` when all are written)."""
     path = output / f"{prefix}_{split}_{len(written):06d}.bin"
-    write_file(path, ids)
-    return WrittenFile(path, split, int(ids.size))
+    temp = output / f".{path.name}.tmp-{os.getpid()}"
+    temps.append(temp)
+    try:
+        with create_new(temp) as handle:
+            _write_ids(handle, ids, path)
+            handle.flush()
+            os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), file_mode())
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
+    written.append(WrittenFile(path, split, int(ids.size)))

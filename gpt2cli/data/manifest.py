@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import fcntl
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -18,7 +17,7 @@ from typing import Any
 import yaml
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.fileio import atomic_write, fsync_directory
+from gpt2cli.fileio import NAME_RE, atomic_write, fsync_directory, open_own_file
 from gpt2cli.text.tokenizer import EOT, VOCAB_SIZE
 
 MANIFEST = "manifest.yaml"
@@ -27,7 +26,20 @@ MANIFEST_VERSION = 1
 LOCK_NAME = ".manifest.lock"
 SPLITS = ("train", "val")
 DEFAULT_NAME = "data"
-PART_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# The most tokens a shard block holds (pack --block-tokens refuses more): a header or manifest
+# declaring more was not written by pack. Each block costs a shard at least its 16-byte index
+# entry after the 64-byte header, which bounds the tokens a shard of N bytes can hold.
+MAX_BLOCK_TOKENS = 1 << 24
+_SHARD_HEADER_BYTES = 64
+_INDEX_ENTRY_BYTES = 16
+
+
+def max_shard_tokens(size: int) -> int:
+    """The most tokens a shard file of ``size`` bytes could hold."""
+    return max(0, size - _SHARD_HEADER_BYTES) // _INDEX_ENTRY_BYTES * MAX_BLOCK_TOKENS
+
+
+PART_NAME_RE = NAME_RE  # a part name becomes file names: the one rule for names
 
 
 @dataclass
@@ -56,10 +68,18 @@ class ShardInfo:
             )
         except KeyError as error:
             raise Gpt2Error(f"{where}: malformed shard entry (no {error.args[0]!r} key)") from None
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise Gpt2Error(f"{where}: malformed shard entry ({error})") from None
-        if "/" in info.name or info.name.startswith("."):
+        if "/" in info.name or info.name.startswith(".") or "\0" in info.name:
             raise Gpt2Error(f"{where}: bad shard name {info.name!r}")
+        if min(info.tokens, info.documents, info.bytes) < 0:
+            raise Gpt2Error(f"{where}: {info.name}: negative count in its manifest entry")
+        if info.documents > info.tokens or info.tokens > max_shard_tokens(info.bytes):
+            raise Gpt2Error(
+                f"{where}: {info.name}: {info.tokens:,} tokens ({info.documents:,} documents) "
+                f"cannot be stored in {info.bytes:,} bytes: not a manifest pack wrote",
+                "re-pack it; `gpt2 pack --verify DIR` checks every shard",
+            )
         return info
 
 
@@ -125,7 +145,7 @@ def read_manifest(path: Path) -> tuple[dict[str, Any], list[ShardInfo]]:
 def directory_lock(directory: Path) -> Iterator[None]:
     """An exclusive flock on DIR/.manifest.lock around manifest updates (best effort)."""
     try:
-        handle = open(directory / LOCK_NAME, "a")  # noqa: SIM115
+        handle = os.fdopen(open_own_file(directory / LOCK_NAME, os.O_WRONLY | os.O_CREAT), "ab")
     except OSError:
         yield
         return

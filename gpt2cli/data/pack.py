@@ -8,7 +8,7 @@ import re
 import stat
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from gpt2cli import option_fields
 from gpt2cli.data.manifest import (
     DEFAULT_NAME,
     MANIFEST,
-    PART_NAME_RE,
+    MAX_BLOCK_TOKENS,
     SPLITS,
     ShardInfo,
     merge,
@@ -35,7 +35,7 @@ from gpt2cli.data.shard_format import (
     ShardWriter,
 )
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import open_binary_input
+from gpt2cli.fileio import check_name, open_binary_input
 from gpt2cli.locking import exclusive_lock
 from gpt2cli.option_fields import at_most, between, non_negative, option, positive
 from gpt2cli.splitmix import MASK64, splitmix64, splitmix64_array
@@ -88,7 +88,7 @@ class PackOptions:
     block_tokens: int = option(
         DEFAULT_BLOCK_TOKENS,
         "Tokens per independently compressed block (random-access granularity).",
-        rule=(positive, at_most(1 << 24)),
+        rule=(positive, at_most(MAX_BLOCK_TOKENS)),
     )
     level: int = option(DEFAULT_LEVEL, "zstd level.", rule=between(1, 22))
 
@@ -111,11 +111,9 @@ class PackResult:
 
 def check_options(options: PackOptions) -> None:
     option_fields.check(options)
-    if not PART_NAME_RE.match(options.name) or options.name == "manifest":
-        raise UsageError(
-            f"--name {options.name!r} is not a usable part name",
-            "letters, digits, '.', '_' and '-', not starting with a dot",
-        )
+    check_name(options.name, "--name")
+    if options.name == "manifest":
+        raise UsageError("--name 'manifest' is not a usable part name", "choose another --name")
     if not 0.0 <= options.val_fraction < 1.0:
         raise UsageError(f"--val-fraction must be in [0, 1), not {options.val_fraction}")
     if options.val_tokens and options.val_fraction:
@@ -413,11 +411,19 @@ def part_directory(directory: Path, options: PackOptions) -> Iterator[bool]:
     """Hold part ``options.name`` of DIR for one run (created if need be, its lock taken, the
     leftovers of its killed runs removed); yields whether this run created DIR."""
     created = create_directory(directory)
-    with exclusive_lock(
-        directory / part_lock_name(options.name), f"part {options.name!r} of {directory}"
-    ):
-        prepare_directory(directory, options)
-        yield created
+    ready = False
+    try:
+        with exclusive_lock(
+            directory / part_lock_name(options.name), f"part {options.name!r} of {directory}"
+        ):
+            prepare_directory(directory, options)
+            ready = True
+            yield created
+    except BaseException:
+        if created and not ready:  # the lock could not even be taken (no inode left...)
+            with suppress(OSError):
+                directory.rmdir()
+        raise
 
 
 def _pack_part(

@@ -18,9 +18,9 @@ from typing import BinaryIO
 import numpy as np
 import zstandard
 
-from gpt2cli.data.manifest import ShardInfo
+from gpt2cli.data.manifest import MAX_BLOCK_TOKENS, ShardInfo
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.fileio import sha256_file
+from gpt2cli.fileio import create_new, file_mode, sha256_file
 from gpt2cli.text.tokenizer import EOT, VOCAB_SIZE
 
 MAGIC = b"GPT2SHRD"
@@ -84,7 +84,11 @@ class ShardHeader:
         header = cls(*fields[1:10])
         if header.dtype != DTYPE_UINT16:
             raise Gpt2Error(f"{name}: unknown token dtype code {header.dtype}")
-        if header.vocab_size > 65535 or header.block_tokens == 0:
+        if (
+            header.vocab_size > 65535
+            or not 0 < header.block_tokens <= MAX_BLOCK_TOKENS
+            or header.documents > header.tokens
+        ):
             raise Gpt2Error(f"{name}: corrupt shard header (impossible values)")
         if header.num_blocks != math.ceil(header.tokens / header.block_tokens):
             raise Gpt2Error(f"{name}: corrupt shard header (block count disagrees with tokens)")
@@ -297,7 +301,7 @@ class ShardWriter:
         if self._file is None:
             name = self.shard_name(len(self.finished))
             self._tmp = self.directory / f".{name}.tmp-{os.getpid()}"
-            self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in _finish_shard
+            self._file = create_new(self._tmp)
             self._file.write(b"\0" * HEADER_SIZE)
         block = self._buffer[: self._fill]
         frame = self.compressor.compress(block.tobytes())
@@ -331,13 +335,13 @@ class ShardWriter:
         self._file.write(header.pack())
         self._file.flush()
         os.fsync(self._file.fileno())
+        os.fchmod(self._file.fileno(), file_mode())
         self._file.close()
         self._file = None
         assert self._tmp is not None
         name = self.shard_name(len(self.finished))
         size = self._tmp.stat().st_size
         digest = sha256_file(self._tmp)
-        os.chmod(self._tmp, 0o644)
         os.replace(self._tmp, self.directory / name)
         self._tmp = None
         self.finished.append(

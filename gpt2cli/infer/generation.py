@@ -18,6 +18,7 @@ back until it is known not to be one.
 from __future__ import annotations
 
 import codecs
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -53,8 +54,10 @@ def validate_options(
     """UsageError for values no sampler accepts."""
     if max_new_tokens <= 0:
         raise UsageError(f"--max-tokens must be positive, not {max_new_tokens}")
-    if temperature < 0 or temperature != temperature:
-        raise UsageError(f"--temperature must be >= 0, not {temperature}", "0 means greedy")
+    if not 0 <= temperature < math.inf:
+        raise UsageError(
+            f"--temperature must be a finite number >= 0, not {temperature}", "0 means greedy"
+        )
     if top_k is not None and top_k <= 0:
         raise UsageError(f"--top-k must be positive, not {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:

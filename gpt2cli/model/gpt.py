@@ -64,6 +64,10 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise Gpt2Error(f"model config: dropout must be in [0, 1), not {self.dropout}")
+        if not 0.0 < self.layer_norm_epsilon < 1.0:  # nan would make every output nan
+            raise Gpt2Error(
+                f"model config: layer_norm_epsilon must be in (0, 1), not {self.layer_norm_epsilon}"
+            )
 
     @property
     def embedding_rows(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from gpt2cli.errors import Gpt2Error
+from gpt2cli.fileio import create_new, file_mode, open_own_file, remove_entry
 from gpt2cli.model.gpt import GPT, GPTConfig
 from gpt2cli.model.sizes import HUB_NAMES
 
@@ -40,6 +42,7 @@ _CONV1D_SUFFIXES = (
 # Buffers some released checkpoints carry (the causal mask); not weights.
 _IGNORED_SUFFIXES = ("attn.bias", "attn.masked_bias")
 _EXTRA_KEY = "gpt2cli_padded_vocab_size"
+_LAYER = re.compile(r"^h\.(\d+)\.")
 
 
 # --- config ---------------------------------------------------------------------------------
@@ -107,6 +110,8 @@ def config_from_hf(values: Mapping[str, Any], where: str = "config.json") -> GPT
         )
     except KeyError as error:
         raise Gpt2Error(f"{where}: missing key {error.args[0]!r}") from None
+    except (TypeError, ValueError, OverflowError) as error:
+        raise Gpt2Error(f"{where}: not a model config ({error})") from None
     except Gpt2Error as error:
         raise Gpt2Error(f"{where}: {error.message}", error.hint) from None
 
@@ -174,6 +179,49 @@ def _expected_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def check_fits(shapes: Mapping[str, tuple[int, ...]], config: GPTConfig, where: str) -> None:
+    """Gpt2Error unless the weights' names and shapes (``h.N.`` names, without the
+    ``transformer.`` prefix) are the size ``config`` declares: checked in time linear in the
+    weights there are, before anything of the config's size is built (a config.json may
+    declare a million layers)."""
+    layers = {int(match.group(1)) for name in shapes if (match := _LAYER.match(name))}
+    held = max(layers) + 1 if layers else 0
+    if held != config.n_layer:
+        raise Gpt2Error(
+            f"{where}: config.json declares {config.n_layer:,} layers, the weights hold {held:,}",
+            "the checkpoint's config.json does not match its weights",
+        )
+    for name, shape in (
+        ("wte.weight", (config.vocab_size, config.n_embd)),
+        ("wpe.weight", (config.block_size, config.n_embd)),
+    ):
+        if name in shapes and tuple(shapes[name]) != shape:
+            raise Gpt2Error(
+                f"{where}: weight {name} has shape {tuple(shapes[name])}, the config needs {shape}",
+                "the weights do not fit this model size",
+            )
+    if config.embedding_rows > 2 * config.vocab_size:
+        raise Gpt2Error(
+            f"{where}: padded_vocab_size {config.embedding_rows:,} is more than twice the "
+            f"vocabulary ({config.vocab_size:,}): not a padding gpt2 writes"
+        )
+
+
+def weight_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
+    """Names (``transformer.`` prefix dropped) and shapes from a safetensors header, without
+    reading a tensor; None if the file is not readable as safetensors (the loader says why)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            return {
+                name.removeprefix("transformer."): tuple(handle.get_slice(name).get_shape())
+                for name in handle.keys()  # noqa: SIM118 - safe_open is not a Mapping
+            }
+    except Exception:  # noqa: BLE001 - safetensors' own error types
+        return None
+
+
 def from_hf_state_dict(
     tensors: Mapping[str, torch.Tensor],
     config: GPTConfig,
@@ -190,6 +238,7 @@ def from_hf_state_dict(
             lm_head = tensor
         elif ".".join(short.split(".")[-2:]) not in _IGNORED_SUFFIXES:
             weights[short] = tensor
+    check_fits({name: tuple(t.shape) for name, t in weights.items()}, config, where)
     expected = _expected_shapes(config)
     missing = [name for name in expected if name not in weights]
     if missing:
@@ -220,9 +269,10 @@ def from_hf_state_dict(
             "GPT-2 ties them; untied heads are not supported",
         )
 
+    for name, tensor in weights.items():
+        if not tensor.dtype.is_floating_point:  # gpt2 writes float weights only
+            raise Gpt2Error(f"{where}: weight {name} is {tensor.dtype}, not floating point")
     target_dtype = dtype or weights["wte.weight"].dtype
-    if not target_dtype.is_floating_point:
-        raise Gpt2Error(f"{where}: weights of type {target_dtype} are not floating point")
     ours: dict[str, torch.Tensor] = {}
     for name, tensor in weights.items():
         if name.endswith(_CONV1D_SUFFIXES):
@@ -293,14 +343,20 @@ def save_pretrained(model: GPT, directory: str | os.PathLike[str]) -> None:
     tensors = to_hf_state_dict(model)
     config = hf_config_dict(model.config)
     config["dtype"] = str(tensors["transformer.wte.weight"].dtype).removeprefix("torch.")
-    with open(root / CONFIG_NAME, "w", encoding="utf-8") as handle:
+    with create_new(root / CONFIG_NAME, "w") as handle:
         json.dump(config, handle, indent=2)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
-    save_file(tensors, str(root / SAFETENSORS_NAME), metadata={"format": "pt"})
-    with open(root / SAFETENSORS_NAME, "rb") as handle:
-        os.fsync(handle.fileno())
+    weights = root / SAFETENSORS_NAME
+    remove_entry(weights)
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    fd = open_own_file(weights, os.O_RDONLY)
+    try:
+        os.fchmod(fd, file_mode())  # safetensors writes 0600; a weights file is as readable as any
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # --- the local Hugging Face cache -----------------------------------------------------------
@@ -396,6 +452,10 @@ def load_pretrained(
     config = read_config(path)
     if padded_vocab_size is not None:
         config = dataclasses.replace(config, padded_vocab_size=padded_vocab_size)
+    if (path / SAFETENSORS_NAME).is_file():
+        shapes = weight_shapes(path / SAFETENSORS_NAME)
+        if shapes is not None:
+            check_fits(shapes, config, str(path))
     tensors = load_hf_tensors(path)
     model = from_hf_state_dict(tensors, config, str(path), device=device, dtype=dtype)
     model.eval()

@@ -23,6 +23,7 @@ from gpt2cli.errors import Gpt2Error
 from gpt2cli.fileio import open_file
 from gpt2cli.overlap.hyperloglog import HLL_PRECISION, HLL_REGISTERS, hll_estimate, hll_update
 from gpt2cli.overlap.normalise import NORMALISATION_VERSION
+from gpt2cli.overlap.sizing import MAX_HASHES
 from gpt2cli.splitmix import GOLDEN, MASK64, mix_array
 
 MAGIC = b"G2BLOOM\x1a"
@@ -98,6 +99,7 @@ class Header:
 def _read_header(path: Path, handle) -> tuple[Header, np.ndarray]:
     name = str(path)
     head = handle.read(HEADER_SIZE + HLL_REGISTERS)
+    padding = handle.read(DATA_OFFSET - len(head))
     if len(head) < 8 or head[:8] != MAGIC:
         raise Gpt2Error(
             f"{name}: not a gpt2 overlap filter (bad magic)",
@@ -126,10 +128,14 @@ def _read_header(path: Path, handle) -> tuple[Header, np.ndarray]:
             f"{name}: normalisation version {norm}, this gpt2 uses version {NORMALISATION_VERSION}",
             "rebuild the filter with this version",
         )
-    if precision != HLL_PRECISION or k == 0 or m == 0 or m % (64 * k) or n == 0:
+    if precision != HLL_PRECISION or not 1 <= k <= MAX_HASHES or m == 0 or m % (64 * k) or n == 0:
         raise Gpt2Error(f"{name}: corrupt filter header")
-    if version == FORMAT_VERSION and (region_bytes == 0 or region_bytes % 8):
+    if version == FORMAT_VERSION and region_bytes != REGION_BYTES:  # the one size written
         raise Gpt2Error(f"{name}: corrupt filter header")
+    # the bytes no checksum covers are zeros as written: a flipped one is found too
+    unused = head[struct.calcsize(layout) : HEADER_SIZE] + padding
+    if unused.count(0) != len(unused):
+        raise Gpt2Error(f"{name}: corrupt filter header (non-zero padding)")
     header = Header(
         n, k, m, capacity, fp_rate, items, bits_set, fill_fp_rate, version, norm, region_bytes
     )

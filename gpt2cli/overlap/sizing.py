@@ -26,7 +26,7 @@ def parse_count(value: str, option: str) -> int:
         raise UsageError(
             f"{option} must be a number like 5e9 or 5000000000, not {value!r}"
         ) from None
-    if not number >= 1 or number != int(number) or number > 2**62:
+    if not 1 <= number <= 2**62 or number != int(number):
         raise UsageError(f"{option} must be a whole number of at least 1, not {value!r}")
     return int(number)
 

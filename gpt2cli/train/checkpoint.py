@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from torch import nn
 
 from gpt2cli import run_layout
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.fileio import atomic_write, fsync_directory
+from gpt2cli.fileio import atomic_write, create_new, fsync_directory, remove_entry
 
 STATE_FORMAT = 1
 
@@ -75,13 +75,15 @@ def _fsync_file(path: Path) -> None:
 def _replace_dir(tmp: Path, target: Path) -> None:
     """Rename ``tmp`` to ``target``; an existing ``target`` is moved aside and removed."""
     old = None
-    if target.exists():
+    if os.path.lexists(target):
         old = target.with_name(f"{target.name}.old-{os.getpid()}")
+        remove_entry(old)
         os.replace(target, old)
     os.replace(tmp, target)
     fsync_directory(target.parent)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        with suppress(OSError):
+            remove_entry(old)
 
 
 def save(
@@ -102,28 +104,29 @@ def save(
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     recorder = None
     try:
+        remove_entry(tmp)  # a leftover of ours, or a link planted there: never followed
         tmp.mkdir()
         hf.save_pretrained(model, tmp)
         if state is not None:
-            with open(tmp / run_layout.STATE_FILE, "wb") as handle:
+            with create_new(tmp / run_layout.STATE_FILE) as handle:
                 recorder = _WriteRecorder(handle)
                 torch.save(state, recorder)
-        (tmp / run_layout.RUN_FILE).write_text(run_yaml, encoding="utf-8")
+        with create_new(tmp / run_layout.RUN_FILE, "w") as handle:
+            handle.write(run_yaml)
         for child in tmp.iterdir():
             _fsync_file(child)
         if before_complete is not None:
             before_complete()
-        with open(tmp / run_layout.COMPLETE, "wb") as handle:
+        with create_new(tmp / run_layout.COMPLETE) as handle:
             handle.flush()
             os.fsync(handle.fileno())
         fsync_directory(tmp)
         _replace_dir(tmp, target)
     except BaseException as error:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with suppress(OSError):
+            remove_entry(tmp)
         cause = _os_error(error, recorder)
         if cause is not None:
             raise write_error(target, cause) from None
@@ -135,7 +138,8 @@ def prune(run_dir: str | os.PathLike[str], keep: int) -> None:
     """Keep the newest ``keep`` complete step checkpoints; remove older ones."""
     steps = run_layout.complete_steps(run_dir)
     for _, path in steps[: max(0, len(steps) - keep)]:
-        shutil.rmtree(path, ignore_errors=True)
+        with suppress(OSError):
+            remove_entry(path)
 
 
 def remove_stale(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -157,7 +161,8 @@ def remove_stale(run_dir: str | os.PathLike[str]) -> list[Path]:
             and not run_layout.is_complete(path)
         ):
             continue
-        shutil.rmtree(path, ignore_errors=True)
+        with suppress(OSError):
+            remove_entry(path)
         removed.append(path)
     return removed
 
@@ -178,6 +183,20 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
             handle.write(text)
     except OSError as error:
         raise write_error(path, error) from None
+
+
+@contextmanager
+def restoring(path: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Restoring a training state: values of the wrong type, length or shape (a state file
+    edited or written by something else) as one error naming it, not a traceback."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise Gpt2Error(
+            f"{Path(path or '.') / run_layout.STATE_FILE}: damaged training state ({reason[:200]})",
+            "remove this checkpoint to resume from an older one",
+        ) from None
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from gpt2cli import console, jsonio
-from gpt2cli.fileio import atomic_write
+from gpt2cli.fileio import atomic_write, open_append, open_own_file
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Records of a metrics.jsonl; a torn last line (crash mid-write) is skipped."""
     records = []
     try:
-        with open(path, encoding="utf-8") as handle:
+        # never through a link: a resumed run writes back what it read here
+        with os.fdopen(open_own_file(path, os.O_RDONLY), encoding="utf-8") as handle:
             for line in handle:
                 try:
                     record = json.loads(line)
@@ -51,7 +52,7 @@ class MetricsLog:
                 with atomic_write(self.path, "w") as handle:
                     for record in self.records:
                         handle.write(json.dumps(record) + "\n")
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - see close()
+            self._handle = open_append(self.path)
         except OSError as error:
             raise self._error(error) from None
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from gpt2cli import console, run_layout
 from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.fileio import remove_entry
 from gpt2cli.locking import exclusive_lock
 from gpt2cli.train import checkpoint
 
@@ -63,31 +63,29 @@ def hold(run_dir: Path, main: bool, create: bool) -> Iterator[None]:
 
 
 def claim(run_dir: Path) -> None:
-    """Check that a new run may start in ``run_dir``: refuse one holding a complete checkpoint;
-    take over (clear) one whose run stopped before its first checkpoint."""
+    """Check that a new run may start in ``run_dir``: refuse one holding a checkpoint that
+    loads; take over (clear) one whose run stopped before its first checkpoint, or whose every
+    checkpoint is damaged (nothing there can be resumed or sampled)."""
     if not run_dir.is_dir():
         return
     leftovers = [
         run_dir / name
         for name in (*RUN_FILES, run_layout.CHECKPOINTS, run_layout.FINAL)
-        if (run_dir / name).exists()
+        if os.path.lexists(run_dir / name)
     ] + sorted(run_dir.glob(f"{run_layout.FINAL}.*"))
     if not leftovers:
         return
+    why = "holds no complete checkpoint (its run stopped before the first save)"
     if run_layout.latest_complete(run_dir) is not None:
-        raise UsageError(
-            f"-o {run_dir}: already holds a run",
-            "add --resume to continue it, or choose another -o",
-        )
+        if run_layout.newest_loadable(run_dir, with_state=False, warn=False) is not None:
+            raise UsageError(
+                f"-o {run_dir}: already holds a run",
+                "add --resume to continue it, or choose another -o",
+            )
+        why = "holds only damaged checkpoints (none loads)"
     for path in leftovers:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    console.info(
-        f"gpt2 train: {run_dir} holds no complete checkpoint (its run stopped before the first "
-        "save): starting the run there afresh"
-    )
+        remove_entry(path)
+    console.info(f"gpt2 train: {run_dir} {why}: starting the run there afresh")
 
 
 def resume_source(run_dir: Path, main: bool) -> Path:
@@ -100,7 +98,8 @@ def resume_source(run_dir: Path, main: bool) -> Path:
             + ("loadable checkpoint" if damaged else "complete checkpoint"),
             "start it again without --resume: a new start takes the directory over"
             if damaged is None
-            else "every checkpoint is damaged; see the warnings above",
+            else "every checkpoint is damaged (see the warnings above): start it again "
+            "without --resume to start the directory afresh",
         )
     return found
 

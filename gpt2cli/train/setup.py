@@ -298,12 +298,13 @@ def build_trainer(
     loader = make_loader(data.dataset, config, "train", micro, env)
     guard = SpikeGuard(config.skip_loss_z, config.skip_grad_z, config.skip_window, config.max_skips)
     if state is not None:
-        start_step, tokens = int(state["step"]), int(state["tokens"])
-        if state.get("spike_guard"):
-            guard.load_state_dict(state["spike_guard"])
-        # The loader counts windows taken over all ranks, so its state fits any world size
-        # and micro-batch that divide it; our micro-batch may differ from the saved run's.
-        loader.load_state_dict(dict(state["loader"][0], batch_size=micro))
+        with checkpoint.restoring(resume_from):
+            start_step, tokens = int(state["step"]), int(state["tokens"])
+            if state.get("spike_guard"):
+                guard.load_state_dict(state["spike_guard"])
+            # The loader counts windows taken over all ranks, so its state fits any world size
+            # and micro-batch that divide it; our micro-batch may differ from the saved run's.
+            loader.load_state_dict(dict(state["loader"][0], batch_size=micro))
     if start_step >= total:
         raise UsageError(
             f"--resume: {run_dir} already finished its {total} steps",
@@ -311,10 +312,13 @@ def build_trainer(
         )
 
     wrapped, sync_target = place_model(model, mode, compiled, env)
-    adamw, scaler = make_optimizer(model, config, precision, state, fused=env.device.type == "cuda")
-    if state is not None:
-        rngs = state["rng"]
-        checkpoint.set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0], env.device)
+    with checkpoint.restoring(resume_from):
+        fused = env.device.type == "cuda"
+        adamw, scaler = make_optimizer(model, config, precision, state, fused)
+        if state is not None:
+            rngs = state["rng"]
+            rng = rngs[env.rank] if env.rank < len(rngs) else rngs[0]
+            checkpoint.set_rng_state(rng, env.device)
     trackers, metrics = open_run_files(config, run_dir, runtime, start_step if state else None, env)
     peak = config.peak_tflops
     if peak is None and env.device.type == "cuda":

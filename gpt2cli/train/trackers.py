@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import yaml
 
 from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.fileio import atomic_write
 from gpt2cli.train.config import TrainConfig
 
 TENSORBOARD_DIR = "tensorboard"
@@ -44,8 +45,27 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
+# What W&B accepts as a project name: at most 128 characters, none of these.
+_WANDB_FORBIDDEN = set("/\\#?%:")
+
+
+def check_wandb_project(project: str) -> None:
+    """UsageError for a --wandb PROJECT that W&B would refuse (or that tracks nothing)."""
+    if not project.strip():
+        raise UsageError("--wandb: the project name is empty", "give --wandb PROJECT")
+    bad = sorted(_WANDB_FORBIDDEN & set(project))
+    if bad or len(project) > 128 or not project.isprintable():
+        raise UsageError(
+            f"--wandb {project!r}: not a W&B project name",
+            "at most 128 printable characters, none of / \\ # ? % :",
+        )
+
+
 def check_installed(config: TrainConfig) -> None:
-    """UsageError naming the missing package of a tracker asked for."""
+    """UsageError for a tracker option that cannot work: a project name W&B refuses, or the
+    missing package of a tracker asked for."""
+    if config.wandb is not None:
+        check_wandb_project(config.wandb)
     wanted = [
         ("--tensorboard", "tensorboard", config.tensorboard),
         ("--wandb", "wandb", config.wandb),
@@ -93,7 +113,8 @@ class Wandb:
         run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
         if not run_id:
             run_id = secrets.token_hex(4)
-            id_file.write_text(run_id + "\n")
+            with atomic_write(id_file, "w") as handle:
+                handle.write(run_id + "\n")
         try:
             self.run = wandb.init(
                 project=project,

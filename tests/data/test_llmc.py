@@ -182,3 +182,37 @@ def test_score_stream_is_llmc_val_loss(tmp_path: Path, gpt2, model_dir: Path, hf
     again = gpt2("score", "--model", model_dir, "--stream", "--max-tokens", n, stream)
     assert json.loads(again.stdout.decode().splitlines()[0])["nll"] == record["nll"]
     assert gpt2("score", "--model", model_dir, "--max-tokens", "5", llmc_file).code == 2
+
+
+def test_to_llmc_interrupted_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C after some files are written: none is left under its name (all or nothing)."""
+    from gpt2cli.data import llmc
+    from gpt2cli.data.pack import PackOptions, pack
+    from gpt2cli.text import token_stream
+
+    stream = tmp_path / "in.tok"
+    with open(stream, "wb") as handle:
+        handle.write(token_stream.HEADER)
+        for i in range(50):
+            handle.write(token_stream.encode_document(np.arange(40, dtype=np.uint16) + i))
+    pack([str(stream)], tmp_path / "p", PackOptions(val_tokens=200))
+    written = []
+    real = llmc._write_ids
+
+    def interrupted(handle, ids, path) -> None:
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(path)
+        real(handle, ids, path)
+
+    monkeypatch.setattr(llmc, "_write_ids", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        llmc.export(tmp_path / "p", out, file_tokens=300)
+    assert len(written) == 3
+    assert not out.exists()
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        written.clear()
+        llmc.export(tmp_path / "p", out, file_tokens=300)
+    assert list(out.iterdir()) == []  # a directory that was there stays, empty

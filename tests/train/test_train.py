@@ -426,15 +426,15 @@ def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> 
         kwargs, resume = {"out": str(run), "size": "mini"}, True
         expected = (UsageError, "trained with --size tiny, not mini")
     elif case == "foreign":
+        # (a config.json that does not match its own weights is a damaged checkpoint instead)
         setup.train(options(data, run, max_steps=2, eval_every=100))
-        hf_config = run / "final" / "config.json"
-        hf_config.write_text(hf_config.read_text().replace('"n_layer": 2', '"n_layer": 3'))
+        run_config = run / "config.yaml"
+        run_config.write_text(run_config.read_text().replace("n_layer: 2", "n_layer: 3"))
         kwargs, resume = {"out": str(run), "max_steps": 3}, True
-        expected = (UsageError, "checkpoint is a 3 layers.* model, the run's config gives 2 lay")
-    elif case == "occupied":  # a run with a complete checkpoint (without one: taken over)
-        (run / "checkpoints" / "step-00000002").mkdir(parents=True)
-        (run / "checkpoints" / "step-00000002" / "COMPLETE").touch()
-        (run / "config.yaml").write_text("size: tiny\n")
+        expected = (UsageError, "checkpoint is a 2 layers.* model, the run's config gives 3 lay")
+    elif case == "occupied":  # a run with a loadable checkpoint (without one: taken over)
+        setup.train(options(data, run, max_steps=2, eval_every=100))
+        saved = (run / "config.yaml").read_text()
         expected = (UsageError, "already holds a run")
     else:
         kwargs.update(micro_batch=3)
@@ -442,7 +442,7 @@ def test_bad_input_is_one_clear_error(case: str, data: Path, tmp_path: Path) -> 
     with pytest.raises(expected[0], match=expected[1]):
         setup.train(kwargs, resume=resume)
     if case == "occupied":
-        assert (run / "config.yaml").read_text() == "size: tiny\n"  # nothing lost
+        assert (run / "config.yaml").read_text() == saved  # nothing lost
 
 
 def test_init_from_weights_of_another_size_and_fine_tuning(data: Path, tmp_path: Path) -> None:

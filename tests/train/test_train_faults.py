@@ -172,6 +172,34 @@ def test_a_damaged_newest_checkpoint_is_skipped_by_resume_and_by_model_run(
     )
 
 
+def test_a_run_whose_every_checkpoint_is_damaged_is_started_afresh_by_a_new_start(
+    data: Path, tmp_path: Path, gpt2
+) -> None:
+    """No circular hints: --resume says to start without it, and that start takes over."""
+    run = tmp_path / "run"
+    with pytest.raises(Crash):
+        setup.train(options(data, run, max_steps=6), hooks=crash_after(3))
+    damaged = run_layout.latest_complete(run)
+    assert damaged is not None
+    truncate(damaged / "model.safetensors")
+    resumed = gpt2("train", "-o", run, "--resume")
+    assert resumed.code == 1
+    assert one_error_line(resumed.stderr) == (
+        f"gpt2 train: error: --resume: {run} has no loadable checkpoint (every checkpoint is "
+        "damaged (see the warnings above): start it again without --resume to start the "
+        "directory afresh)"
+    )
+    fresh = gpt2(*flags(data, run, max_steps=2))
+    assert fresh.code == 0, fresh.stderr
+    assert (
+        f"gpt2 train: {run} holds only damaged checkpoints (none loads): starting the run "
+        "there afresh" in fresh.stderr
+    )
+    assert run_layout.newest_loadable(run, with_state=True, warn=False) is not None
+    assert [r["step"] for r in metrics_log.read_metrics(run / "metrics.jsonl")
+            if r["kind"] == "train"] == [1, 2]  # fmt: skip
+
+
 def _limit_file_size() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))

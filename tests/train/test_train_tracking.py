@@ -239,3 +239,27 @@ def test_guard_bad_options(flag: str, value: str, message: str, data: Path, tmp_
     result = gpt2("train", "-d", data, "-o", tmp_path / "run", "-s", "tiny", flag, value)
     assert result.code == 2
     assert result.stderr.strip().splitlines() == [f"gpt2 train: error: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("project", "message"),
+    [
+        ("", "--wandb: the project name is empty"),
+        ("   ", "--wandb: the project name is empty"),
+        ("team/project", "--wandb 'team/project': not a W&B project name"),
+        ("a#b", "--wandb 'a#b': not a W&B project name"),
+        ("x" * 129, "not a W&B project name"),
+        ("tab\there", "not a W&B project name"),
+    ],
+)
+def test_a_wandb_project_name_wandb_refuses_is_a_usage_error(
+    data: Path, tmp_path: Path, gpt2, project: str, message: str
+) -> None:
+    """Checked before anything is trained, and never answered with a login hint."""
+    run = tmp_path / "run"
+    result = gpt2("train", "--data", data, "-o", run, "--size", "tiny", "--device", "cpu",
+                  "--max-steps", "1", "--wandb", project)  # fmt: skip
+    assert result.code == 2
+    lines = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(lines) == 1 and message in lines[0] and "login" not in lines[0], result.stderr
+    assert not (run / "metrics.jsonl").exists()
