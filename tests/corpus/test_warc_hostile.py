@@ -249,8 +249,8 @@ def test_damaged_real_files_never_a_traceback(gpt2, tmp_path: Path, source, infl
     if inflate and data[:2] == b"\x1f\x8b":
         data = bytearray(gzip.decompress(bytes(data)))
     for where, kind, value in edits:
-        at = int(where * (len(data) - 1))
-        if kind == 0:
+        at = int(where * max(len(data) - 1, 0))
+        if kind == 0 and data:
             data[at] = value
         elif kind == 1:
             del data[at : at + value]
