@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from gpt2cli import console
-from gpt2cli.commands import corpus_clean, options
+from gpt2cli.commands import corpus_clean, corpus_fetch, options
 from gpt2cli.errors import UsageError
 
 NAME = "corpus"
@@ -241,4 +241,5 @@ def register(app: typer.Typer) -> None:
         )
 
     corpus_clean.register(group)
+    corpus_fetch.register(group)
     app.add_typer(group, name=NAME)
