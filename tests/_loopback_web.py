@@ -128,6 +128,7 @@ class Site:
 
         self.server = ThreadingHTTPServer((address, 0), _Handler)
         self.server.daemon_threads = True
+        self.server.handle_error = lambda request, client: None  # a client that went away
         self.address = address
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(

@@ -103,6 +103,13 @@ def register(corpus_app: typer.Typer) -> None:
             "intranets). Without it such addresses are never connected to, redirects and "
             "names resolving to them included.",
         ),
+        allow_address: list[str] = typer.Option(
+            None,
+            "--allow-address",
+            help="Allow this address or network (CIDR) although it is private, and no other "
+            "(repeatable): a local archive mirror, an intranet host.",
+            show_default=False,
+        ),
         warc_size: str = typer.Option(
             "1G", "--warc-size", help="Start a new WARC file past this size."
         ),
@@ -176,6 +183,7 @@ def register(corpus_app: typer.Typer) -> None:
             retries=retries,
             retry_wait=retry_wait,
             allow_private=allow_private,
+            allow_addresses=allow_address or [],
             warc_size=parse_size(warc_size, "--warc-size"),
             part=part_index,
             parts=parts,

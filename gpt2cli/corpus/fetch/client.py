@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urljoin, urlsplit
@@ -24,6 +25,26 @@ RETRYABLE = frozenset(
     {"timeout", "connect_error", "reset", "http_429", "http_503", "robots_unavailable"}
 )
 READ_BLOCK = 1 << 16
+
+
+# The address the current task's last connection went to (set by PeerConnector.connect,
+# which runs inside the task's own ``session.get``).
+PEER: ContextVar[str | None] = ContextVar("PEER", default=None)
+
+
+def peer_connector(**kwargs: object) -> object:
+    """An aiohttp TCPConnector that notes each connection's peer address in ``PEER``."""
+    import aiohttp
+
+    class PeerConnector(aiohttp.TCPConnector):
+        async def connect(self, req, traces, timeout):  # type: ignore[no-untyped-def]
+            connection = await super().connect(req, traces, timeout)
+            transport = connection.transport
+            peer = transport.get_extra_info("peername") if transport else None
+            PEER.set(str(peer[0]) if peer else None)
+            return connection
+
+    return PeerConnector(**kwargs)
 
 
 @dataclass
@@ -130,6 +151,7 @@ class ClientSettings:
     max_bytes: int
     html_only: bool
     allow_private: bool
+    allowed: tuple = ()  # networks let through although private (--allow-address)
     max_redirects: int = 10
 
 
@@ -137,16 +159,16 @@ async def exchange(session: object, url: str, settings: ClientSettings) -> Excha
     """One GET of ``url``, redirects not followed."""
     host = urlsplit(url).hostname or ""
     if not settings.allow_private:
-        check_address(host)  # an IP literal: refused before aiohttp sees it
+        check_address(host, settings.allowed)  # an IP literal: refused before aiohttp sees it
     date = warc_date()
     headers = {
         "User-Agent": settings.agent,
         "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",
         "Accept-Encoding": "gzip, deflate, br",
     }
+    PEER.set(None)
     async with session.get(url, headers=headers, allow_redirects=False) as response:  # type: ignore[attr-defined]
-        transport = response.connection.transport if response.connection else None
-        peer = transport.get_extra_info("peername") if transport else None
+        peer = PEER.get()
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         truncated = None
         chunks: list[bytes] = []
@@ -183,7 +205,7 @@ async def exchange(session: object, url: str, settings: ClientSettings) -> Excha
             protocol=f"HTTP/{version.major}.{version.minor}" if version else "HTTP/1.1",
             headers=kept,
             body=body,
-            ip=str(peer[0]) if peer else None,
+            ip=peer,
             truncated=truncated,
             retry_after=retry_after(response.headers.get("Retry-After")),
         )

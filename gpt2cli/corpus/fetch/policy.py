@@ -30,7 +30,7 @@ def refusal(address: str) -> str | None:
         return None  # a name, not a literal: checked on what it resolves to
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    for name in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
+    for name in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
         if getattr(ip, f"is_{name}"):
             return name.replace("_", "-")
     if not ip.is_global:
@@ -38,21 +38,44 @@ def refusal(address: str) -> str | None:
     return None
 
 
-def check_address(address: str) -> None:
-    """Raise :class:`AddressRefused` for an address the policy refuses."""
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def parse_networks(entries: list[str]) -> Networks:
+    """``--allow-address`` values (an address or a network in CIDR form)."""
+    from gpt2cli.errors import UsageError
+
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise UsageError(f"--allow-address {entry!r}: not an IP address or network") from None
+    return tuple(networks)
+
+
+def check_address(address: str, allowed: Networks = ()) -> None:
+    """Raise :class:`AddressRefused` for an address the policy refuses (and ``allowed``
+    does not let through)."""
     reason = refusal(address)
-    if reason is not None:
-        raise AddressRefused(f"refused to connect to {address} ({reason} address)")
+    if reason is None:
+        return
+    ip = ipaddress.ip_address(address.split("%", 1)[0].strip("[]"))
+    if any(ip in network for network in allowed):
+        return
+    raise AddressRefused(f"refused to connect to {address} ({reason} address)")
 
 
-def socket_factory(allow_private: bool) -> Callable[[AddrInfo], socket.socket]:
+def socket_factory(
+    allow_private: bool, allowed: Networks = ()
+) -> Callable[[AddrInfo], socket.socket]:
     """A socket factory for aiohttp's connector that refuses non-public addresses before the
     socket is created (so before any packet is sent)."""
 
     def make(addr_info: AddrInfo) -> socket.socket:
         family, type_, proto, _, sockaddr = addr_info
         if not allow_private:
-            check_address(str(sockaddr[0]))
+            check_address(str(sockaddr[0]), allowed)
         sock = socket.socket(family=family, type=type_, proto=proto)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock

@@ -9,7 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ class FetchOptions:
     retries: int = 3
     retry_wait: float = 2.0
     allow_private: bool = False
+    allow_addresses: list[str] = field(default_factory=list)
     warc_size: int = 1_000_000_000
     part: int = 0
     parts: int = 1
@@ -79,6 +80,9 @@ class FetchOptions:
         ):
             if url is not None and inputs.host_of(url) is None:
                 raise UsageError(f"{option} {url!r}: not an http(s) URL")
+        from gpt2cli.corpus.fetch.policy import parse_networks
+
+        parse_networks(self.allow_addresses)
         if self.as_of is not None and self.from_archive is None:
             raise UsageError("--as-of needs --from-archive")
 
@@ -148,8 +152,8 @@ def fetch(
         stats.extra["bytes_cut_back"] = warcs.resume(logged_end)
         log = FetchLog(directory / f"{name}.jsonl")
         try:
-            with _sigpipe_ignored():
-                asyncio.run(_Crawl(options, stats, report, log, warcs, progress).run(todo))
+            _ignore_sigpipe()
+            asyncio.run(_Crawl(options, stats, report, log, warcs, progress).run(todo))
         finally:
             todo.close()  # type: ignore[attr-defined]
         stats.extra["warc_files"] = len(warcs.closed_files)
@@ -158,18 +162,12 @@ def fetch(
     return report
 
 
-@contextmanager
-def _sigpipe_ignored() -> Iterator[None]:
-    """A peer that closes its socket must fail one send, not kill the crawl (the CLI restores
-    SIGPIPE's default action for ``| head``)."""
-    if not hasattr(signal, "SIGPIPE") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGPIPE, previous)
+def _ignore_sigpipe() -> None:
+    """A peer that closes its socket must fail one send, not kill the crawl. (The CLI sets
+    SIGPIPE's default action for ``| head``; fetch writes nothing on stdout, so it is left
+    ignored for the rest of the process, whose server-side neighbours in tests included.)"""
+    if hasattr(signal, "SIGPIPE") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
 def _warcinfo(options: FetchOptions) -> dict[str, str]:
@@ -199,8 +197,15 @@ class _Crawl:
         self.log = log
         self.warcs = warcs
         self.progress = progress
+        from gpt2cli.corpus.fetch.policy import parse_networks
+
+        self.allowed = parse_networks(options.allow_addresses)
         self.settings = ClientSettings(
-            options.user_agent, options.max_bytes, options.html_only, options.allow_private
+            options.user_agent,
+            options.max_bytes,
+            options.html_only,
+            options.allow_private,
+            self.allowed,
         )
         self.done = 0
         self.last_commit = time.monotonic()
@@ -209,15 +214,16 @@ class _Crawl:
     async def run(self, todo: Iterator[inputs.Link]) -> None:
         import aiohttp
 
+        from gpt2cli.corpus.fetch.client import peer_connector
         from gpt2cli.corpus.fetch.policy import socket_factory
 
         options = self.options
-        connector = aiohttp.TCPConnector(
+        connector = peer_connector(
             limit=options.concurrency,
             limit_per_host=options.per_host,
             use_dns_cache=True,
             ttl_dns_cache=600,
-            socket_factory=socket_factory(options.allow_private),
+            socket_factory=socket_factory(options.allow_private, self.allowed),
         )
         timeout = aiohttp.ClientTimeout(
             total=options.timeout, sock_connect=options.connect_timeout,
