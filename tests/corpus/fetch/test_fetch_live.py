@@ -277,3 +277,21 @@ def test_bad_input_lines_are_counted_and_skipped(gpt2, tmp_path, new_site):
     assert list(log_lines(tmp_path / "out")) == [site.url("/ok")]
     missing = gpt2("corpus", "fetch", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "o2"))
     assert missing.code == 1 and missing.stderr.count("\n") == 1 and "nope.txt" in missing.stderr
+
+
+def test_a_long_input_is_sorted_in_spilled_runs_and_duplicates_merge(gpt2, tmp_path, new_site):
+    site = new_site({"*": page("x")})
+    urls = [site.url(f"/{n}") for n in range(20)]
+    links = tmp_path / "links.jsonl"
+    lines = [json.dumps({"url": url, "date": f"2017-0{1 + n % 3}-01T00:00:00Z"})
+             for n, url in enumerate(urls * 3)]  # fmt: skip
+    links.write_text("\n".join(reversed(lines)) + "\n")
+    stats = tmp_path / "stats.json"
+    result = gpt2("corpus", "fetch", str(links), "-o", str(tmp_path / "out"), *FAST,
+                  "--ignore-robots", "--max-urls", "7", "--stats", str(stats))  # fmt: skip
+    assert result.code == 0, result.stderr
+    report = json.loads(stats.read_text())
+    assert report["spilled_runs"] >= 8 and report["duplicates"] == 40
+    assert report["documents_in"] == 60 and report["documents_out"] == 20
+    assert sorted(log_lines(tmp_path / "out")) == sorted(urls)
+    assert all(count == 1 for count in site.hits.values())
