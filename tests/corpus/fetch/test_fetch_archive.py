@@ -28,8 +28,10 @@ def build_archive(captures: list[tuple[str, str, int, str]]) -> tuple[bytes, lis
         writer = WARCWriter(data, gzip=True)
         date = f"{timestamp[:4]}-{timestamp[4:6]}-{timestamp[6:8]}T{timestamp[8:10]}:00:00Z"
         http = StatusAndHeaders(f"{code} X", [("Content-Type", "text/html")], protocol="HTTP/1.1")
-        record = writer.create_warc_record(url, "response", payload=io.BytesIO(body.encode()),
-                                           http_headers=http, warc_headers_dict={"WARC-Date": date})  # fmt: skip
+        record = writer.create_warc_record(
+            url, "response", payload=io.BytesIO(body.encode()), http_headers=http,
+            warc_headers_dict={"WARC-Date": date},
+        )  # fmt: skip
         writer.write_record(record)
         digest = base64.b32encode(hashlib.sha1(body.encode()).digest()).decode()
         rows.append({"urlkey": url, "timestamp": timestamp, "url": url, "mime": "text/html",
