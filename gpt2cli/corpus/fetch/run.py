@@ -257,7 +257,10 @@ class _Crawl:
                 from gpt2cli.corpus.fetch.robots import RobotsCache
 
                 self.robots = RobotsCache(session, options.user_agent, timeout)
+            self.ready: asyncio.Queue[Task | None] = asyncio.Queue()
+            self.idle = asyncio.Semaphore(options.concurrency)
             workers = [asyncio.create_task(self._worker()) for _ in range(options.concurrency)]
+            workers.append(asyncio.create_task(self._dispatch(options.concurrency)))
             feeder = asyncio.create_task(self._feed(todo))
             finished = False
             try:
@@ -287,13 +290,26 @@ class _Crawl:
             spill = False
         self.frontier.close_input()
 
+    async def _dispatch(self, workers: int) -> None:
+        """The frontier's one consumer: hands a ready URL to a free worker (one wake-up per
+        URL, where workers waiting on the frontier themselves would all wake at each change)."""
+        while True:
+            await self.idle.acquire()
+            task = await self.frontier.get()
+            if task is None:
+                for _ in range(workers):
+                    self.ready.put_nowait(None)
+                return
+            self.ready.put_nowait(task)
+
     async def _worker(self) -> None:
-        while (task := await self.frontier.get()) is not None:
+        while (task := await self.ready.get()) is not None:
             retry_at = None
             try:
                 retry_at = await self._handle(task)
             finally:
                 self.frontier.release(task, retry_at)
+                self.idle.release()
 
     async def _handle(self, task: Task) -> float | None:
         """Fetch ``task``; the monotonic time to retry it at, or None when it is done."""
