@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+SWEEP_EVERY = 10_000  # URLs handed out between two sweeps of idle hosts
+
 
 @dataclass
 class Task:
@@ -57,6 +59,7 @@ class Frontier:
         self._changed = asyncio.Event()
         self._spill: Any = None
         self.spilled = 0
+        self._taken = 0
 
     # -- the reader's side
     async def put(self, task: Task, spill: bool = True) -> None:
@@ -118,6 +121,9 @@ class Frontier:
                 if not host.queue or host.active >= self.per_host:
                     continue
                 task = host.queue.popleft()
+                self._taken += 1
+                if not self._taken % SWEEP_EVERY:
+                    self._sweep(now)
                 self._waiting -= 1
                 host.active += 1
                 self._active += 1
@@ -156,6 +162,17 @@ class Frontier:
         self._waiting -= len(tasks)
         self._changed.set()
         return tasks
+
+    def _sweep(self, now: float) -> None:
+        """Forget the hosts with nothing queued or in flight whose delay is over (a host
+        that emptied while its delay ran is not removed by ``release``)."""
+        idle = [
+            name
+            for name, host in self.hosts.items()
+            if not host.queue and not host.active and not host.dead and host.next_start <= now
+        ]
+        for name in idle:
+            del self.hosts[name]
 
     def _schedule(self, name: str, host: Host) -> None:
         if host.in_heap or not host.queue or host.active >= self.per_host:

@@ -261,15 +261,16 @@ class _Crawl:
             self.idle = asyncio.Semaphore(options.concurrency)
             workers = [asyncio.create_task(self._worker()) for _ in range(options.concurrency)]
             workers.append(asyncio.create_task(self._dispatch(options.concurrency)))
+            ticker = asyncio.create_task(self._commit_every_second())
             feeder = asyncio.create_task(self._feed(todo))
             finished = False
             try:
                 await _first_error([feeder, *workers])
                 finished = True
             finally:
-                for task in [feeder, *workers]:
+                for task in [feeder, ticker, *workers]:
                     task.cancel()
-                await asyncio.gather(feeder, *workers, return_exceptions=True)
+                await asyncio.gather(feeder, ticker, *workers, return_exceptions=True)
                 self._close(finished)
                 if not options.from_archive:
                     self.stats.extra["robots_files"] = self.robots.fetched
@@ -289,6 +290,14 @@ class _Crawl:
             source = self.frontier.spilled_tasks()
             spill = False
         self.frontier.close_input()
+
+    async def _commit_every_second(self) -> None:
+        """Log lines wait at most a second or so, even when no URL ends for a while."""
+        while True:
+            await asyncio.sleep(COMMIT_SECONDS)
+            if len(self.log) and time.monotonic() - self.last_commit >= COMMIT_SECONDS:
+                with suppress(OSError):  # raised again by the next commit (a worker, the end)
+                    self.commit()
 
     async def _dispatch(self, workers: int) -> None:
         """The frontier's one consumer: hands a ready URL to a free worker (one wake-up per
