@@ -295,3 +295,30 @@ def test_a_long_input_is_sorted_in_spilled_runs_and_duplicates_merge(gpt2, tmp_p
     assert report["documents_in"] == 60 and report["documents_out"] == 20
     assert sorted(log_lines(tmp_path / "out")) == sorted(urls)
     assert all(count == 1 for count in site.hits.values())
+
+
+def test_robots_txt_that_cannot_be_read_means_no_fetch(gpt2, tmp_path, new_site):
+    site = new_site({"/robots.txt": status(500), "/page": page("x")})
+    result = fetch(gpt2, tmp_path, [site.url("/page")], "--retries", "1")
+    assert result.code == 0, result.stderr
+    entry = log_lines(tmp_path / "out")[site.url("/page")]
+    assert entry["error"] == "robots_unavailable" and entry["attempts"] == 2
+    assert "/page" not in site.hits and site.hits["/robots.txt"] == 2
+
+
+def test_usage_errors_are_one_line(gpt2, tmp_path):
+    links = tmp_path / "links.txt"
+    links.write_text("http://example.com/\n")
+    out = str(tmp_path / "out")
+    for extra, words in [
+        (["--warc-size", "lots"], "not a size"),
+        (["--per-host", "0"], "--per-host"),
+        (["--from-archive", "index.example"], "not an http(s) URL"),
+        (["--as-of", "2017"], "needs --from-archive"),
+        (["--allow-address", "intranet"], "not an IP address"),
+        (["--part", "1"], "I/N"),
+    ]:
+        result = gpt2("corpus", "fetch", str(links), "-o", out, *extra)
+        assert result.code == 2 and result.stderr.count("\n") == 1, (extra, result.stderr)
+        assert words in result.stderr, (extra, result.stderr)
+    assert not (tmp_path / "out").exists()
