@@ -121,12 +121,12 @@ class Frontier:
                 if not host.queue or host.active >= self.per_host:
                     continue
                 task = host.queue.popleft()
-                self._taken += 1
-                if not self._taken % SWEEP_EVERY:
-                    self._sweep(now)
                 self._waiting -= 1
                 host.active += 1
                 self._active += 1
+                self._taken += 1
+                if not self._taken % SWEEP_EVERY:
+                    self._sweep(now)
                 host.next_start = max(now, host.next_start) + host.delay
                 self._schedule(name, host)
                 self._changed.set()

@@ -322,3 +322,14 @@ def test_usage_errors_are_one_line(gpt2, tmp_path):
         assert result.code == 2 and result.stderr.count("\n") == 1, (extra, result.stderr)
         assert words in result.stderr, (extra, result.stderr)
     assert not (tmp_path / "out").exists()
+
+
+def test_idle_hosts_are_forgotten_and_met_again(gpt2, tmp_path, new_site, monkeypatch):
+    from gpt2cli.corpus.fetch import frontier
+
+    monkeypatch.setattr(frontier, "SWEEP_EVERY", 2)  # sweep all the time
+    sites = [new_site({"*": delayed(page("x"), 0.01)}) for _ in range(4)]
+    urls = [site.url(f"/{n}") for site in sites for n in range(6)]
+    result = fetch(gpt2, tmp_path, urls, "--ignore-robots")
+    assert result.code == 0, result.stderr
+    assert sorted(log_lines(tmp_path / "out")) == sorted(urls)
