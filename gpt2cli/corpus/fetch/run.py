@@ -23,6 +23,7 @@ from gpt2cli.corpus.fetch.log import FetchLog, read_done
 from gpt2cli.corpus.fetch.warcfile import WarcFiles
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.fileio import atomic_write
 from gpt2cli.locking import exclusive_lock
 
 ABOUT_URL = "https://github.com/gpt2cli/gpt2cli/blob/main/docs/fetch.md"
@@ -107,9 +108,13 @@ def origin_of(url: str) -> str:
 
 
 def _check_parts(directory: Path, parts: int) -> None:
-    """All runs into one directory split it the same way (else parts would overlap)."""
+    """All runs into one directory split it the same way (else parts would overlap). Parts
+    started together (``xargs -P``) wait for each other here, briefly, rather than fail."""
+    import fcntl
+
     marker = directory / "fetch-parts"
-    with exclusive_lock(directory / ".fetch-parts.lock", f"{directory}"):
+    with open(directory / ".fetch-parts.lock", "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         if marker.exists():
             written = marker.read_text().strip()
             if written != str(parts):
@@ -118,7 +123,8 @@ def _check_parts(directory: Path, parts: int) -> None:
                     "use the same N for every part, or another directory",
                 )
         else:
-            marker.write_text(f"{parts}\n")
+            with atomic_write(marker, "w") as out:
+                out.write(f"{parts}\n")
 
 
 def fetch(

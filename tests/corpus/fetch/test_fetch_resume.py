@@ -182,3 +182,20 @@ def test_parts_split_the_hosts_and_keep_one_split_per_directory(gpt2, tmp_path, 
     assert other.code == 2 and "I/2" in other.stderr
     bad = gpt2("corpus", "fetch", str(links), "-o", str(out), "--part", "2/2")
     assert bad.code == 2 and bad.stderr.count("\n") == 1
+
+
+def test_parts_started_together_share_one_directory(tmp_path, new_site):
+    sites = [new_site({"*": page("x")}) for _ in range(5)]
+    urls = [site.url(f"/{n}") for site in sites for n in range(4)]
+    links = tmp_path / "links.txt"
+    links.write_text("\n".join(urls))
+    out = tmp_path / "out"
+    processes = [start(links, out, "--part", f"{part}/4") for part in range(4)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    fetched = []
+    for log in sorted(out.glob("fetch-*-of-00004.jsonl")):
+        fetched += [json.loads(line)["url"] for line in log.read_text().splitlines()]
+    assert sorted(fetched) == sorted(urls)
+    assert (out / "fetch-parts").read_text() == "4\n"
