@@ -30,10 +30,10 @@ ABOUT_URL = "https://github.com/gpt2cli/gpt2cli/blob/main/docs/fetch.md"
 DEFAULT_AGENT = f"gpt2cli/{__version__} (+{ABOUT_URL})"
 COMMON_CRAWL = "https://data.commoncrawl.org/"
 MAX_BACKOFF = 300.0  # seconds; a Retry-After beyond this ends the retries
-DEAD_AFTER = 3  # URLs of one host in a row that got no HTTP answer at all
+DEAD_AFTER = 3  # URLs of one host in a row with no HTTP answer at all (or no DNS answer)
 COMMIT_SECONDS = 1.0
 COMMIT_LINES = 2000
-CONNECTION_ERRORS = frozenset({"timeout", "connect_error", "reset"})
+CONNECTION_ERRORS = frozenset({"timeout", "connect_error", "reset", "dns_error"})
 
 
 @dataclass

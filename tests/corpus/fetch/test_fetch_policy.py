@@ -108,3 +108,33 @@ def test_a_public_name_that_resolves_to_loopback_is_refused(gpt2, tmp_path, new_
                    *common)  # fmt: skip
     assert allowed.code == 0
     assert log_of(tmp_path / "o2")[url]["status"] == 200 and site.hits["/"] == 1
+
+
+def test_a_name_that_does_not_resolve_is_given_up_after_three_urls(gpt2, tmp_path, monkeypatch):
+    import aiohttp.connector
+
+    asked = []
+
+    class Resolver(aiohttp.abc.AbstractResolver):
+        """A domain that expired since 2017: no DNS answer."""
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        async def resolve(self, host, port=0, family=socket.AF_INET):
+            asked.append(host)
+            raise OSError(socket.EAI_NONAME, "Name or service not known")
+
+        async def close(self):
+            pass
+
+    monkeypatch.setattr(aiohttp.connector, "DefaultResolver", Resolver)
+    urls = [f"http://gone.example.com/{n}" for n in range(6)]
+    links = tmp_path / "links.txt"
+    links.write_text("\n".join(urls) + "\n")
+    result = gpt2("corpus", "fetch", str(links), "-o", str(tmp_path / "out"), "--ignore-robots",
+                  "--delay", "0")  # fmt: skip
+    assert result.code == 0, result.stderr
+    errors = sorted(entry["error"] for entry in log_of(tmp_path / "out").values())
+    assert errors == ["dns_error"] * 3 + ["host_unreachable"] * 3
+    assert len(asked) == 3
