@@ -150,6 +150,15 @@ def test_redirect_hops_are_records_of_their_own_and_loops_stop(gpt2, tmp_path, n
              if kind == "response" and "loop" not in uri]  # fmt: skip
     assert chain == [(site.url("/start"), 301), (site.url("/middle"), 302),
                      (other.url("/final"), 200)]  # fmt: skip
+    # extract --links follows the hops back: the final page gets the link's karma
+    link = {"url": site.url("/start"), "domain": site.address, "karma": 7, "submissions": 1,
+            "date": "2017-01-01T00:00:00Z"}  # fmt: skip
+    (tmp_path / "links.jsonl").write_text(json.dumps(link) + "\n")
+    warcs = [str(path) for path in (tmp_path / "out").glob("*.warc.gz")]
+    pages = gpt2("corpus", "extract", *warcs, "--links", str(tmp_path / "links.jsonl"), "-j", "1")
+    assert pages.code == 0, pages.stderr
+    (joined,) = [json.loads(line) for line in pages.stdout.splitlines()]
+    assert joined["url"] == site.url("/start") and joined["karma"] == 7
 
 
 def test_retries_honour_retry_after_and_give_up_on_permanent_errors(gpt2, tmp_path, new_site):
