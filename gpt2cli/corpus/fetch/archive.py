@@ -94,6 +94,8 @@ def closest(rows: list[dict], target: str | None) -> Capture | None:
             raise FetchFailed("cdx_garbage", "the index answered rows that are not objects")
         if str(row.get("status", row.get("statuscode", ""))) != "200":
             continue
+        if row.get("mime", row.get("mimetype")) == "warc/revisit":
+            continue  # a revisit record holds no payload: only a pointer to an earlier one
         try:
             capture = Capture(
                 str(row["timestamp"]), str(row.get("url", row.get("original", ""))), "200",

@@ -28,6 +28,8 @@ def test_the_closest_status_200_capture_is_chosen_whatever_the_order():
     assert closest(rows, "20170602000000").filename == "a"
     assert closest(rows, "20181201000000").filename == "c"
     assert closest([rows[1]], "20170602000000") is None
+    revisit = {**rows[2], "timestamp": "20170602000000", "mime": "warc/revisit", "filename": "r"}
+    assert closest([*rows, revisit], "20170602000000").filename == "a"
 
 
 def test_index_answers_in_both_shapes_and_garbage():
