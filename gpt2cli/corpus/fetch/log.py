@@ -74,11 +74,15 @@ class FetchLog:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def flush(self) -> None:
-        """Write the pending lines (the caller has made their WARC bytes durable)."""
-        if self._pending:
-            self._handle.write(b"".join(self._pending))
-            self._pending.clear()
+    def take(self) -> list[bytes]:
+        """The pending lines, handed over to be written by ``write`` once their WARC bytes
+        are durable."""
+        lines, self._pending = self._pending, []
+        return lines
+
+    def write(self, lines: list[bytes]) -> None:
+        if lines:
+            self._handle.write(b"".join(lines))
             self._handle.flush()
             os.fsync(self._handle.fileno())
 
@@ -87,5 +91,6 @@ class FetchLog:
         self._pending.clear()
 
     def close(self) -> None:
-        self.flush()
+        """Close the log (lines still pending are dropped: their records are not durable)."""
+        self._pending.clear()
         self._handle.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import threading
@@ -214,8 +215,9 @@ class _Crawl:
             self.allowed,
         )
         self.done = 0
-        self.last_commit = time.monotonic()
-        warcs.on_close = self.commit  # type: ignore[method-assign]
+        self.crawl_done = asyncio.Event()
+        self.commit_now = asyncio.Event()
+        self._syncing: asyncio.Future[None] | None = None
 
     async def run(self, todo: Iterator[inputs.Link]) -> None:
         import aiohttp
@@ -267,17 +269,15 @@ class _Crawl:
             self.idle = asyncio.Semaphore(options.concurrency)
             workers = [asyncio.create_task(self._worker()) for _ in range(options.concurrency)]
             workers.append(asyncio.create_task(self._dispatch(options.concurrency)))
-            ticker = asyncio.create_task(self._commit_every_second())
+            committer = asyncio.create_task(self._committer())
             feeder = asyncio.create_task(self._feed(todo))
-            finished = False
             try:
-                await _first_error([feeder, *workers])
-                finished = True
+                await _first_error([feeder, committer, *workers])
             finally:
-                for task in [feeder, ticker, *workers]:
+                for task in [feeder, committer, *workers]:
                     task.cancel()
-                await asyncio.gather(feeder, ticker, *workers, return_exceptions=True)
-                self._close(finished)
+                await asyncio.gather(feeder, committer, *workers, return_exceptions=True)
+                await self._close()
                 if not options.from_archive:
                     self.stats.extra["robots_files"] = self.robots.fetched
         self.stats.extra["spilled_urls"] = self.frontier.spilled
@@ -297,13 +297,32 @@ class _Crawl:
             spill = False
         self.frontier.close_input()
 
-    async def _commit_every_second(self) -> None:
-        """Log lines wait at most a second or so, even when no URL ends for a while."""
-        while True:
-            await asyncio.sleep(COMMIT_SECONDS)
-            if len(self.log) and time.monotonic() - self.last_commit >= COMMIT_SECONDS:
-                with suppress(OSError):  # raised again by the next commit (a worker, the end)
-                    self.commit()
+    async def _committer(self) -> None:
+        """The one task that makes output durable, off the event loop (an fsync on a busy or
+        network file system takes long): every second, or sooner when many lines wait or a
+        WARC file is full: WARC bytes flushed and fsynced, then the log lines naming them
+        written, then full files renamed. At the end, the open file closed the same way."""
+        while not self.crawl_done.is_set():
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.commit_now.wait(), COMMIT_SECONDS)
+            self.commit_now.clear()
+            if len(self.log) or self.warcs.retired:
+                await self._commit()
+        self.warcs.retire_current()
+        await self._commit()
+
+    async def _commit(self) -> None:
+        lines = self.log.take()
+        descriptors, retired = self.warcs.flush()
+
+        def make_durable() -> None:
+            for descriptor in descriptors:
+                os.fsync(descriptor)
+            self.log.write(lines)
+            self.warcs.finish(retired)
+
+        self._syncing = asyncio.ensure_future(asyncio.to_thread(make_durable))
+        await self._syncing
 
     async def _dispatch(self, workers: int) -> None:
         """The frontier's one consumer: hands a ready URL to a free worker (one wake-up per
@@ -314,6 +333,8 @@ class _Crawl:
             if task is None:
                 for _ in range(workers):
                     self.ready.put_nowait(None)
+                self.crawl_done.set()
+                self.commit_now.set()
                 return
             self.ready.put_nowait(task)
 
@@ -452,31 +473,17 @@ class _Crawl:
         self.done += 1
         if self.progress and not self.done & 63:
             self.progress(self.done)
-        now = time.monotonic()
-        if len(self.log) >= COMMIT_LINES or now - self.last_commit >= COMMIT_SECONDS:
-            self.commit()
+        if len(self.log) >= COMMIT_LINES or self.warcs.retired:
+            self.commit_now.set()
 
-    def _close(self, finished: bool) -> None:
-        """After a complete run every file under its final name; after an error what is
-        durable is logged and the open WARC file left for the next run to cut back."""
-        if finished:
-            self.commit()
-            self.warcs.close_current()
-            self.log.close()
-            return
-        try:
-            self.commit()
-        except OSError:
-            self.log.discard()
+    async def _close(self) -> None:
+        """After the committer's last commit everything is closed already; after an error the
+        WARC files are left open as they are (the next run cuts them back to the log)."""
+        if self._syncing is not None:
+            with suppress(BaseException):
+                await self._syncing  # a thread cannot be cancelled: let it end first
         self.warcs.abandon()
-        with suppress(OSError):
-            self.log.close()
-
-    def commit(self) -> None:
-        """WARC bytes durable first, then the log lines that name them."""
-        self.warcs.sync()
-        self.log.flush()
-        self.last_commit = time.monotonic()
+        self.log.close()
 
 
 async def _first_error(tasks: list[asyncio.Task[None]]) -> None:

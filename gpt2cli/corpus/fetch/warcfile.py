@@ -3,8 +3,9 @@
 A file is written as ``NAME.warc.gz.open`` and renamed to ``NAME.warc.gz`` when closed
 (full, or at the end of the run). The fetch log names, for every URL, the file, offset and
 length of its records, and a log line is written only after those bytes are flushed and
-fsynced. So after a kill at any instant, cutting each ``.open`` file back to the end of its
-last logged record leaves whole records only, and exactly those of the URLs logged done.
+fsynced; a full file is renamed only after the log lines naming its records are written. So
+after a kill at any instant, cutting each ``.open`` file back to the end of its last logged
+record leaves whole records only, and exactly those of the URLs logged done.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class WarcFiles:
         self._name = ""
         self._size = 0
         self._next = 0
-        self._dirty = False
+        self._retired: list[tuple[str, BinaryIO]] = []
         self.closed_files: list[str] = []
 
     def resume(self, logged_end: dict[str, int]) -> int:
@@ -115,9 +116,10 @@ class WarcFiles:
         return cut
 
     def write(self, data: bytes) -> tuple[str, int, int]:
-        """Append one URL's records; (file name, offset, length)."""
+        """Append one URL's records; (file name, offset, length). A file that would grow past
+        ``max_size`` is retired first (it is closed by ``finish`` once its log is written)."""
         if self._handle is not None and self._size + len(data) > self.max_size:
-            self.close_current()
+            self.retire_current()
         if self._handle is None:
             self._open_next()
         assert self._handle is not None
@@ -128,7 +130,6 @@ class WarcFiles:
             error.filename = error.filename or str(self.directory / (self._name + OPEN_SUFFIX))
             raise
         self._size += len(data)
-        self._dirty = True
         return self._name, offset, len(data)
 
     def _open_next(self) -> None:
@@ -139,31 +140,40 @@ class WarcFiles:
         self._handle.write(info)
         self._size = len(info)
 
-    def sync(self) -> None:
-        """Make what was written durable (before the log lines naming it are written)."""
-        if self._handle is not None and self._dirty:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._dirty = False
-
-    def close_current(self) -> None:
-        """Close the open file under its final name (the caller has committed its log)."""
-        if self._handle is None:
-            return
-        self.on_close()
-        self.sync()
-        self._handle.close()
-        self._handle = None
-        os.replace(self.directory / (self._name + OPEN_SUFFIX), self.directory / self._name)
-        fsync_directory(self.directory)
-        self.closed_files.append(self._name)
-
-    def abandon(self) -> None:
-        """Close the open file as it is, after an error: the next run cuts it back."""
+    def retire_current(self) -> None:
+        """No more records go to the open file: the next write starts a new one."""
         if self._handle is not None:
-            with suppress(OSError):
-                self._handle.close()
+            self._retired.append((self._name, self._handle))
             self._handle = None
 
-    def on_close(self) -> None:
-        """Set by the owner: commit the log of the file about to be closed."""
+    @property
+    def retired(self) -> int:
+        return len(self._retired)
+
+    def flush(self) -> tuple[list[int], list[tuple[str, BinaryIO]]]:
+        """Hand every written byte to the OS; the descriptors to fsync, and the retired files
+        to close once the log naming their records is written (both for ``finish``)."""
+        retired, self._retired = self._retired, []
+        handles = [handle for _, handle in retired]
+        if self._handle is not None:
+            handles.append(self._handle)
+        for handle in handles:
+            handle.flush()
+        return [handle.fileno() for handle in handles], retired
+
+    def finish(self, retired: list[tuple[str, BinaryIO]]) -> None:
+        """Close retired files under their final names (run after their log is written)."""
+        for name, handle in retired:
+            handle.close()
+            os.replace(self.directory / (name + OPEN_SUFFIX), self.directory / name)
+            self.closed_files.append(name)
+        if retired:
+            fsync_directory(self.directory)
+
+    def abandon(self) -> None:
+        """Close every file as it is, after an error: the next run cuts them back."""
+        self.retire_current()
+        for _, handle in self._retired:
+            with suppress(OSError):
+                handle.close()
+        self._retired = []

@@ -54,8 +54,8 @@ def start(links: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 
 def test_kill_9_at_any_instant_then_rerun_gives_every_url_once(gpt2, tmp_path, new_site):
-    sites = [new_site({"*": delayed(page(noise_page(i, 6000)), 0.02)}) for i in range(5)]
-    urls = [site.url(f"/{n}") for site in sites for n in range(40)]
+    sites = [new_site({"*": delayed(page(noise_page(i, 6000)), 0.04)}) for i in range(5)]
+    urls = [site.url(f"/{n}") for site in sites for n in range(60)]
     links = tmp_path / "links.txt"
     links.write_text("\n".join(urls) + "\n")
     out = tmp_path / "out"
