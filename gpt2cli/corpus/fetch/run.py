@@ -97,7 +97,6 @@ class FetchOptions:
 class FetchReport:
     stats: StageStats
     statuses: Counter[str] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
         return self.stats.to_json()
