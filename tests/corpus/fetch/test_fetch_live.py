@@ -342,3 +342,11 @@ def test_idle_hosts_are_forgotten_and_met_again(gpt2, tmp_path, new_site, monkey
     result = fetch(gpt2, tmp_path, urls, "--ignore-robots")
     assert result.code == 0, result.stderr
     assert sorted(log_lines(tmp_path / "out")) == sorted(urls)
+
+
+def test_links_from_stdin(gpt2, tmp_path, new_site):
+    site = new_site({"/s": page("x")})
+    result = gpt2("corpus", "fetch", "-", "-o", str(tmp_path / "out"), *FAST,
+                  stdin=(site.url("/s") + "\n").encode())  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert log_lines(tmp_path / "out")[site.url("/s")]["status"] == 200
