@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # WebText as the GPT-2 paper built it (§2.1), from raw data to shards:
 #
-#   Reddit dumps → corpus links (karma >= 3, Wikipedia excluded) → your crawler → WARC
+#   Reddit dumps → corpus links (karma >= 3, Wikipedia excluded) → corpus fetch → WARC
 #   → corpus extract (trafilatura) → corpus filter (domains, length, language, quality)
 #   → corpus dedup (exact + MinHash near duplicates) → tokenize | pack
 #
-# usage: examples/webtext.sh OUT_DIR DUMP... -- WARC...
+# usage: examples/webtext.sh OUT_DIR DUMP... [-- WARC...]
 #   DUMP   Pushshift submission dumps (RS_*.zst as published; plain or gzip too)
-#   WARC   the crawl of OUT_DIR/links.jsonl's urls, by any crawler that writes WARC
-#          (wget --input-file=<(jq -r .url OUT_DIR/links.jsonl) --warc-file=crawl, ...);
-#          run once without WARC files (nothing after --) to get links.jsonl to crawl
-# Settings: MIN_KARMA=3  EXCLUDE=wikipedia.org  MIN_TOKENS=128  LANG_CODE=en
+#   WARC   a crawl of OUT_DIR/links.jsonl's urls you already have (any crawler's WARC);
+#          without it the links are fetched by `gpt2 corpus fetch` into OUT_DIR/crawl
+#          (robots.txt obeyed, one connection a host; killed, run again: it resumes)
+# Settings: ARCHIVE= a CDX API URL: fetch each link's capture closest to its date from the
+#   archive instead of the live site (the way to rebuild 2017-era links, docs/fetch.md), e.g.
+#   https://index.commoncrawl.org/CC-MAIN-2017-51-index   FETCH_OPTIONS= more fetch options
+#   MIN_KARMA=3  EXCLUDE=wikipedia.org  MIN_TOKENS=128  LANG_CODE=en
 #   NEAR=0.5 (Jaccard threshold)  KEEP=karma (or first)  JOBS=0 (extract processes, 0: all)
 #   DEDUP_PARTS=1: with N > 1 the staged dedup on N parts, each stage's tasks in parallel
 #   here; under Slurm each is an array task, e.g. for part i of N and bucket b of B:
@@ -22,20 +25,22 @@ set -euo pipefail
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 [ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { usage; exit 0; }
-[ $# -ge 3 ] || { usage >&2; exit 2; }
+[ $# -ge 2 ] || { usage >&2; exit 2; }
 OUT=$1; shift
 DUMPS=() WARCS=()
 while [ $# -gt 0 ] && [ "$1" != -- ]; do DUMPS+=("$1"); shift; done
-[ "${1:-}" = -- ] || { usage >&2; exit 2; }
-shift
-WARCS=("$@")
+if [ "${1:-}" = -- ]; then
+  shift
+  WARCS=("$@")
+  [ ${#WARCS[@]} -gt 0 ] || { usage >&2; exit 2; }
+fi
 [ ${#DUMPS[@]} -gt 0 ] || { usage >&2; exit 2; }
 for file in "${DUMPS[@]}" "${WARCS[@]}"; do
   [ -f "$file" ] || { echo "webtext: no such file $file" >&2; exit 1; }
 done
 MIN_KARMA=${MIN_KARMA:-3} EXCLUDE=${EXCLUDE:-wikipedia.org} MIN_TOKENS=${MIN_TOKENS:-128}
 LANG_CODE=${LANG_CODE:-en} NEAR=${NEAR:-0.5} KEEP=${KEEP:-karma} JOBS=${JOBS:-0}
-DEDUP_PARTS=${DEDUP_PARTS:-1}
+DEDUP_PARTS=${DEDUP_PARTS:-1} ARCHIVE=${ARCHIVE:-} FETCH_OPTIONS=${FETCH_OPTIONS:-}
 [[ $DEDUP_PARTS =~ ^[1-9][0-9]*$ ]] || { echo "webtext: DEDUP_PARTS must be a number" >&2; exit 2; }
 mkdir -p "$OUT"
 step() { printf '\n== %s\n' "$*" >&2; }
@@ -44,20 +49,29 @@ step "1. links: external links of submissions with karma >= $MIN_KARMA, $EXCLUDE
 gpt2 corpus links "${DUMPS[@]}" --min-karma "$MIN_KARMA" --exclude-domain "$EXCLUDE" \
   --stats "$OUT/links.stats.json" > "$OUT/links.jsonl"
 if [ ${#WARCS[@]} -eq 0 ]; then
-  echo "webtext: crawl the urls of $OUT/links.jsonl into WARC files, then run again with them" >&2
-  exit 0
+  step "2. fetch: the linked pages into WARC files${ARCHIVE:+, from the archive $ARCHIVE}"
+  # shellcheck disable=SC2086 # FETCH_OPTIONS is a list of options
+  gpt2 corpus fetch "$OUT/links.jsonl" -o "$OUT/crawl" ${ARCHIVE:+--from-archive "$ARCHIVE"} \
+    $FETCH_OPTIONS --stats "$OUT/fetch.stats.json"
+  shopt -s nullglob
+  WARCS=("$OUT"/crawl/*.warc.gz)
+  shopt -u nullglob
+  if [ ${#WARCS[@]} -eq 0 ]; then
+    echo "webtext: no page fetched (see $OUT/crawl/fetch.jsonl)" >&2
+    exit 1
+  fi
 fi
 
-step "2. extract: main text of the HTML pages, joined with each link's karma"
+step "3. extract: main text of the HTML pages, joined with each link's karma"
 gpt2 corpus extract "${WARCS[@]}" --links "$OUT/links.jsonl" -j "$JOBS" \
   --stats "$OUT/extract.stats.json" > "$OUT/pages.jsonl"
 
-step "3. filter: $EXCLUDE, fewer than $MIN_TOKENS tokens, not $LANG_CODE, the quality rules"
+step "4. filter: $EXCLUDE, fewer than $MIN_TOKENS tokens, not $LANG_CODE, the quality rules"
 gpt2 corpus filter "$OUT/pages.jsonl" --exclude-domain "$EXCLUDE" --min-tokens "$MIN_TOKENS" \
   --lang "$LANG_CODE" --rejected "$OUT/rejected.jsonl" --stats "$OUT/filter.stats.json" \
   > "$OUT/clean.jsonl"
 
-step "4. dedup: exact and near duplicates (Jaccard >= $NEAR over 5-word shingles), keep $KEEP"
+step "5. dedup: exact and near duplicates (Jaccard >= $NEAR over 5-word shingles), keep $KEEP"
 if [ "$DEDUP_PARTS" -eq 1 ]; then
   gpt2 corpus dedup "$OUT/clean.jsonl" --near "$NEAR" --keep "$KEEP" \
     --clusters "$OUT/duplicates.jsonl" --stats "$OUT/dedup.stats.json" > "$OUT/webtext.jsonl"
@@ -88,7 +102,7 @@ else
     > "$OUT/duplicates.jsonl"
 fi
 
-step "5. tokenize | pack"
+step "6. tokenize | pack"
 gpt2 tokenize "$OUT/webtext.jsonl" | gpt2 pack -o "$OUT/shards" --val-fraction 0.05
 gpt2 pack --verify "$OUT/shards"
 
@@ -97,7 +111,7 @@ python3 - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-for stage in ("links", "extract", "filter", "dedup"):
+for stage in ("links", "fetch", "extract", "filter", "dedup"):
     path = out / f"{stage}.stats.json"
     if path.exists():
         stats = json.loads(path.read_text())

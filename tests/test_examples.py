@@ -309,3 +309,54 @@ def test_webtext_runs_links_to_shards(tmp_path: Path) -> None:
     # the staged dedup on 2 parts gave what one process gives
     one = gpt2_process("corpus", "dedup", "--keep", "karma", str(out / "clean.jsonl"), check=True)
     assert one.stdout == (out / "webtext.jsonl").read_bytes()
+
+
+def test_webtext_fetches_the_links_from_loopback_servers(tmp_path: Path) -> None:
+    """links → fetch → extract → filter → dedup → tokenize | pack, the pages served by real
+    HTTP servers on 127.0.0.x (one host each), robots.txt and all."""
+    pytest.importorskip("aiohttp")
+    from _loopback_web import Site, page
+
+    near_copy = STORIES[0].replace("old man", "old fisherman").replace("evening", "night")
+    sites = [Site(f"127.0.0.{n}") for n in range(2, 7)]
+    harbour, library, copies, german, encyclopedia = sites
+    try:
+        harbour.routes.update({
+            "/story": page(_page("Harbour", [STORIES[0], STORIES[1]])),
+            "/short": page(_page("Short", ["The harbour was quiet and the boats were still."])),
+            "/robots.txt": page("User-agent: *\nDisallow: /private\n", "text/plain"),
+            "/private": page(_page("Private", [STORIES[2], STORIES[3]])),
+        })  # fmt: skip
+        library.routes["/history"] = page(_page("History", [STORIES[2], STORIES[3]]))
+        copies.routes["/harbour"] = page(_page("Copy", [near_copy, STORIES[1]]))
+        german.routes["/hafen"] = page(_page("Hafen", [GERMAN_STORY, GERMAN_STORY.upper()]))
+        encyclopedia.routes["/wiki"] = page(_page("Wiki", [STORIES[3], STORIES[0]]))
+        links = {
+            harbour.url("/story"): 10, library.url("/history"): 5, copies.url("/harbour"): 4,
+            german.url("/hafen"): 6, harbour.url("/short"): 8, encyclopedia.url("/wiki"): 50,
+            harbour.url("/private"): 7, library.url("/missing"): 9,
+        }  # fmt: skip
+        dump = tmp_path / "RS_2019-01.zst"
+        write_zst(dump, dump_bytes([submission(url, karma, 1546300800 + i)
+                                    for i, (url, karma) in enumerate(links.items())]))  # fmt: skip
+        out = tmp_path / "out"
+        result = run_example(
+            "webtext.sh", str(out), str(dump), cwd=tmp_path, JOBS="1",
+            EXCLUDE=encyclopedia.address, FETCH_OPTIONS="--allow-private --delay 0",
+        )  # fmt: skip
+    finally:
+        for site in sites:
+            site.close()
+    kept = [json.loads(line) for line in (out / "webtext.jsonl").read_text().splitlines()]
+    # in the crawl's order (hosts interleaved), not the links'
+    assert sorted((record["url"], record["karma"]) for record in kept) == sorted(
+        [(harbour.url("/story"), 10), (library.url("/history"), 5)]
+    )
+    fetched = {json.loads(line)["url"]: json.loads(line)
+               for line in (out / "crawl/fetch.jsonl").read_text().splitlines()}  # fmt: skip
+    assert fetched[harbour.url("/private")]["error"] == "robots_disallowed"
+    assert fetched[library.url("/missing")]["status"] == 404
+    assert encyclopedia.url("/wiki") not in fetched and encyclopedia.hits == {}
+    assert harbour.hits["/robots.txt"] == 1 and "/private" not in harbour.hits
+    assert "fetch: 7 in, 5 out" in result.stdout
+    assert (out / "shards/manifest.yaml").exists() and "webtext.jsonl: 2 documents" in result.stdout

@@ -88,6 +88,11 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
             "gpt2 corpus links RS_2019-*.zst --min-karma 3 > links.jsonl",
         ),
         (
+            "Fetch the links into WARC files, or their 2017 captures from Common Crawl",
+            "gpt2 corpus fetch links.jsonl -o crawl/ "
+            "[--from-archive https://index.commoncrawl.org/CC-MAIN-2017-51-index]",
+        ),
+        (
             "Main text of the crawled pages, joined with each link's karma",
             "gpt2 corpus extract crawl/*.warc.gz --links links.jsonl > pages.jsonl",
         ),

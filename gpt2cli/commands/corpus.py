@@ -10,7 +10,7 @@ import typer
 
 from gpt2cli import console
 from gpt2cli.app import VerbGroup
-from gpt2cli.commands import corpus_clean, corpus_dedup, options
+from gpt2cli.commands import corpus_clean, corpus_dedup, corpus_fetch, options
 from gpt2cli.errors import UsageError
 
 NAME = "corpus"
@@ -294,4 +294,5 @@ def register(app: typer.Typer) -> None:
 
     corpus_clean.register(group)
     corpus_dedup.register(group)
+    corpus_fetch.register(group)
     app.add_typer(group, name=NAME)
