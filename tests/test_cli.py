@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gpt2cli import __version__
 
-COMMANDS = ("corpus", "tokenize", "pack", "train", "sample", "score", "eval", "overlap")
+COMMANDS = ("corpus", "tokenize", "pack", "train", "sample", "score", "eval", "export", "overlap")
 
 
 def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
