@@ -63,8 +63,8 @@ def step_bytes(model: GPT) -> int:
         packed = getattr(module, "packed", None)
         if isinstance(packed, Fp16Weight):
             total += module.in_features * module.out_features * 2
-        elif isinstance(packed, Int8Weight):
-            total += packed.q.numel() + packed.scale.numel() * 4
+        elif isinstance(packed, Int8Weight):  # int8 values and an fp32 scale per row
+            total += module.in_features * module.out_features + module.out_features * 4
         else:
             total += module.weight.numel() * module.weight.element_size()
         if module.bias is not None:

@@ -91,6 +91,15 @@ def _os_error(error: BaseException) -> OSError | None:
     return None
 
 
+def model_name(spec: str) -> str:
+    """A name for the model's metadata: the run's (not ``final`` or ``step-N``), the
+    directory's, or the HF name's last part."""
+    path = Path(str(spec).rstrip("/"))
+    if path.name == "final" or path.name.startswith("step-"):
+        path = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path.name or "gpt2"
+
+
 def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -120,8 +129,7 @@ def export(options: ExportOptions) -> ExportReport:
             tensors = len(model.state_dict()) - 1  # lm_head is the token embedding
             fsync_directory(tmp)
         else:
-            name = loaded.path.parent.name if loaded.path.name == "final" else loaded.path.name
-            tensors = export_gguf.write_gguf(model, tmp, dtype, name or "gpt2")
+            tensors = export_gguf.write_gguf(model, tmp, dtype, model_name(options.model))
         if output.exists():
             raise Gpt2Error(f"{output}: already exists (created while exporting)")
         os.rename(tmp, output)
