@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -109,6 +110,14 @@ def rate(samples: list[float]) -> str:
 
 
 def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench_sample."))
+    try:
+        run(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp: Path) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="124m")
     parser.add_argument("--tokens", type=int, default=256)
@@ -126,7 +135,6 @@ def main() -> None:
 
     torch.manual_seed(0)
     prompt = encode(PROMPT)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_sample."))
     model_dir = tmp / "model"
     hf.save_pretrained(GPT(config_for_size(args.size)), model_dir)
     bandwidth = copy_bandwidth()
