@@ -37,7 +37,6 @@ from gpt2cli.model.gpt import GPT, config_for_size
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _eval_files import lambada_task_yaml  # noqa: E402
-from _hf_tokenizer import write_gpt2_tokenizer  # noqa: E402
 
 WORDS = (
     "the a of and to in was he she it that his her with for on as had at by but not "
@@ -98,7 +97,6 @@ def main() -> None:
         torch.manual_seed(0)
         model_dir = root / "model"
         hf.save_pretrained(GPT(config_for_size(args.size)), model_dir)
-        write_gpt2_tokenizer(model_dir)
         task_dir = root / "tasks"
         task_dir.mkdir()
         (task_dir / "lambada_bench.yaml").write_text(lambada_task_yaml("lambada_bench", data))

@@ -103,7 +103,8 @@ app = typer.Typer(
     name="gpt2",
     help=(
         "GPT-2 from corpus to results, as Unix filters: corpus, tokenize, pack, train, "
-        "sample, score, eval, overlap. Data goes to stdout, messages and progress to stderr."
+        "sample, score, eval, export, overlap. Data goes to stdout, messages and progress to "
+        "stderr."
     ),
     cls=LazyGroup,
     no_args_is_help=True,

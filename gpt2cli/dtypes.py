@@ -1,4 +1,5 @@
-"""The ``--dtype`` vocabulary of every command: fp32, bf16, fp16, their long names, and auto."""
+"""The ``--dtype`` vocabulary of every command: fp32, bf16, fp16, their long names, and auto;
+int8 (weight-only 8-bit, CPU inference: sample, score, eval) where a command allows it."""
 
 from __future__ import annotations
 
@@ -17,11 +18,17 @@ _NAMES = {
 }
 
 
-def canonical(name: str) -> str:
-    """``auto``, ``float32``, ``bfloat16`` or ``float16`` for any of their names (any case)."""
-    found = _NAMES.get(str(name).strip().lower())
+def canonical(name: str, int8: bool = False) -> str:
+    """``auto``, ``float32``, ``bfloat16`` or ``float16`` for any of their names (any case);
+    ``int8`` too where ``int8`` allows it (inference on a CPU)."""
+    key = str(name).strip().lower()
+    if int8 and key in ("int8", "i8", "q8"):
+        return "int8"
+    found = _NAMES.get(key)
     if found is None:
+        extra = ", int8" if int8 else ""
         raise UsageError(
-            f"unknown dtype {name!r}", "use fp32, bf16, fp16 (float32, bfloat16, float16) or auto"
+            f"unknown dtype {name!r}",
+            f"use fp32, bf16, fp16 (float32, bfloat16, float16){extra} or auto",
         )
     return found

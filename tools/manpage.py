@@ -63,6 +63,16 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
             "gpt2 sample --model gpt2 --jsonl < prompts.jsonl > completions.jsonl",
         ),
     ],
+    "export": [
+        (
+            "A run as a GGUF file for llama.cpp, 8-bit",
+            "gpt2 export runs/small -o small-q8_0.gguf --dtype q8_0",
+        ),
+        (
+            "A checkpoint as a Hugging Face repository in fp16",
+            "gpt2 export runs/small -o small-hf --dtype fp16",
+        ),
+    ],
     "score": [
         (
             "Per-document perplexity",

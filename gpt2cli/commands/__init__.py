@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "bytes, words, nll (nats), ppl (per token), bits_per_byte and word_ppl.",
     "eval": "Run zero-shot benchmarks (lambada, wikitext2, ...) on a model: a table on stderr, "
     "the results JSON (lm-evaluation-harness's layout) with -o or --json.",
+    "export": "Export a model as a complete Hugging Face repository or a GGUF file for llama.cpp.",
     "overlap": "N-gram overlap between a training corpus and test sets (GPT-2 paper §4): build a "
     "Bloom filter of the training text's n-grams, merge filters, check test sets against it.",
 }

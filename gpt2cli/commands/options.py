@@ -111,7 +111,8 @@ DEVICE = typer.Option(
 DTYPE = typer.Option(
     None,
     "--dtype",
-    help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU).",
+    help="fp32, bf16, fp16, or int8 (CPU only: 8-bit weights) (default: bf16 on GPU, fp32 "
+    "on CPU). On a CPU, fp16/bf16/int8 are the weights' precision; activations stay fp32.",
     show_default=False,
 )
 

@@ -2,17 +2,24 @@
 CPU than torch's defaults, with the same outputs and gradients; on other devices, torch's.
 
 :class:`Linear` and :func:`cross_entropy` are the one seam ``gpt2cli.model.gpt`` calls; the CPU
-decoding step (``gpt2cli.model.decoding``) calls :func:`cpu_linear` directly.
+decoding step (``gpt2cli.model.decoding``) calls :func:`linear` directly.
 :func:`store_column_major` lays out the output layer for one-row decoding on a CPU.
+
+Reduced-precision weights on a CPU (``--dtype fp16``, ``bf16``, ``int8``) are packed by
+:func:`pack_weights`: each linear layer keeps its weight in the packed format only, and
+:func:`linear` multiplies fp32 activations by it (see :func:`pack_weights` for the formats).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
+from gpt2cli.errors import UsageError
 
 _FEW_ROWS = 64
 
@@ -37,7 +44,9 @@ def cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None)
 
     CPU BLAS computes rows x weight^T for 2 to 64 rows (a decoding step's batch) up to 3x slower
     than weight x rows^T; a single row without autograd goes through oneDNN, whose kernel
-    streams the weights near the memory bandwidth (~1.5x BLAS's matrix-vector product).
+    streams a row-major weight near the memory bandwidth (~1.5x BLAS's matrix-vector product).
+    A column-major weight (:func:`store_column_major`) goes to BLAS's matrix-vector product,
+    which streams it faster still (oneDNN would reorder it: ~1.3x slower).
     """
     rows = x.shape[0]
     if not 0 < rows <= _FEW_ROWS:
@@ -46,6 +55,7 @@ def cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None)
         rows == 1
         and _ONEDNN_LINEAR is not None
         and x.dtype == torch.float32
+        and weight.is_contiguous()
         and not torch.is_grad_enabled()
     ):
         return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
@@ -58,13 +68,155 @@ def cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None)
 
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters) that takes :func:`cpu_linear`'s kernels on a CPU, in
-    eager mode: under torch.compile the graph holds torch's op, as on CUDA."""
+    eager mode: under torch.compile the graph holds torch's op, as on CUDA. A layer whose weight
+    :func:`pack_weights` packed multiplies by the packed weight."""
+
+    packed: PackedWeight | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or torch.compiler.is_compiling():
+        if self.packed is None and (x.device.type != "cpu" or torch.compiler.is_compiling()):
             return super().forward(x)
-        y = cpu_linear(x.reshape(-1, self.in_features), self.weight, self.bias)
+        y = linear(x.reshape(-1, self.in_features), self)
         return y.reshape(*x.shape[:-1], self.out_features)
+
+
+def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """``layer(x)`` for (rows, in) on a CPU: by its packed weight if it has one, else by
+    :func:`cpu_linear`."""
+    packed = getattr(layer, "packed", None)
+    if packed is not None:
+        return packed(x, layer.bias)
+    return cpu_linear(x, layer.weight, layer.bias)
+
+
+# --- packed weights for CPU inference -------------------------------------------------------
+
+PACKED_FORMATS = ("fp16", "bf16", "int8")
+
+
+class PackedWeight:
+    """A linear layer's weight in a CPU inference format; called as ``packed(x, bias)`` on fp32
+    rows (rows, in), it gives fp32 (rows, out)."""
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def fbgemm_fp16_available() -> bool:
+    """Whether this torch has FBGEMM's fp16-weight linear (x86 builds)."""
+    try:
+        packed = torch.ops.quantized.linear_prepack_fp16(torch.ones(3, 2), torch.ones(3))
+        probe = torch.ops.quantized.linear_dynamic_fp16(torch.ones(1, 2), packed)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return probe.tolist() == [[3.0, 3.0, 3.0]]
+
+
+class Fp16Weight(PackedWeight):
+    """fp16 weights times fp32 activations, fp32 out: FBGEMM's packed fp16 matmul, which streams
+    half the bytes of fp32 weights and widens them in registers (F16C)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        exact = weight.detach().to(torch.float16).float()  # the values FBGEMM stores
+        self.packed = torch.ops.quantized.linear_prepack_fp16(exact, None)
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        y = torch.ops.quantized.linear_dynamic_fp16(x.float(), self.packed)
+        return y if bias is None else y.add_(bias)
+
+
+class Int8Weight(PackedWeight):
+    """Int8 weights with one scale per output row (``w ≈ q * max|w_row| / 127``).
+
+    One row at a time (the decoding step) goes through FBGEMM's int8 matrix-vector product,
+    which also rounds the row of activations to 8 bits (one scale for the row, as llama.cpp's
+    q8_0 rounds activations to 8 bits, there per block of 32), accumulates in int32 and gives
+    fp32: it streams a quarter of fp32's bytes. Several rows (a prompt, a batch, scoring) are
+    multiplied in fp32 by the int8 weights widened on the fly, so that no row's activations are
+    rounded with another's scale. Without VNNI (AVX2's 16-bit sums could saturate) the
+    activations use 7 bits, as FBGEMM's ``reduce_range`` does.
+    """
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        weight = weight.detach().float()
+        rows = weight.shape[0]
+        scale = (weight.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
+        with warnings.catch_warnings():  # quantized tensors are deprecated, FBGEMM's op is not
+            warnings.simplefilter("ignore")
+            q = torch.quantize_per_channel(
+                weight, scale.double(), torch.zeros(rows, dtype=torch.long), 0, torch.qint8
+            )
+            self.packed = torch.ops.quantized.linear_prepack(q, None)
+        self.reduce_range = not _has_vnni()
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight as the fp32 values it stands for."""
+        weight, _ = torch.ops.quantized.linear_unpack(self.packed)
+        return weight.dequantize()
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if x.shape[0] != 1:
+            return F.linear(x.float(), self.dequantized(), bias)
+        y = torch.ops.quantized.linear_dynamic(x.float(), self.packed, self.reduce_range)
+        return y if bias is None else y.add_(bias)
+
+
+def _has_vnni() -> bool:
+    check = getattr(torch.cpu, "_is_vnni_supported", None)
+    return bool(check()) if check is not None else False
+
+
+def fbgemm_int8_available() -> bool:
+    """Whether this torch has FBGEMM's int8 linear with per-row weight scales (x86 builds)."""
+    try:
+        probe = Int8Weight(torch.ones(3, 2))(torch.ones(1, 2), None)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return probe.tolist() == [[2.0, 2.0, 2.0]]
+
+
+def pack_weights(model: nn.Module, fmt: str) -> None:
+    """Hold every linear layer's weight of an fp32 model in a CPU inference format, in place.
+
+    - ``fp16``: weights rounded to fp16, multiplied as fp16 (:class:`Fp16Weight`), activations,
+      biases, LayerNorms and the KV cache in fp32.
+    - ``bf16``: weights rounded to bf16, multiplied by the same fp16 kernel (a CPU without bf16
+      arithmetic has nothing faster): bf16's 8-bit significand fits fp16's 10 bits, so the
+      values are the bf16 weights exactly, but for weights under 2^-17 in magnitude, rounded to
+      fp16's subnormal step of 2^-24 (off by at most 3e-8).
+    - ``int8``: int8 with one scale per output row (:class:`Int8Weight`) for the blocks'
+      layers; the output layer (the token embedding: logits rounded through 8-bit activations
+      would move by tenths) in fp16.
+
+    The token embedding, also the output layer, is rounded in place to the format's values
+    (int8: to fp16), so that the input and output layers agree. Without FBGEMM (non-x86 builds)
+    the model is cast to torch's fp16 or bf16 (int8: UsageError).
+    """
+    if fmt not in PACKED_FORMATS:
+        raise ValueError(f"unknown packed format {fmt!r}")
+    has_fp16 = fbgemm_fp16_available()
+    if fmt == "int8" and not (has_fp16 and fbgemm_int8_available()):
+        raise UsageError(
+            "--dtype int8 needs FBGEMM's int8 kernels, which this torch build lacks",
+            "use --dtype fp16 or bf16",
+        )
+    if not has_fp16:
+        model.to(torch.float16 if fmt == "fp16" else torch.bfloat16)
+        return
+    rounding = {"fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float16}[fmt]
+    with torch.no_grad():
+        embedding = model.get_submodule("transformer.wte").weight
+        embedding.copy_(embedding.to(rounding).float())
+        for name, module in model.named_modules():
+            if not isinstance(module, Linear):
+                continue
+            head = name == "lm_head"
+            if fmt == "int8" and not head:
+                module.packed = Int8Weight(module.weight)
+            else:
+                module.packed = Fp16Weight(module.weight.to(rounding))
+            if not head:  # lm_head's weight is the token embedding: it stays
+                module.weight = nn.Parameter(module.weight.new_empty(0), requires_grad=False)
 
 
 _CE_ROWS = 16

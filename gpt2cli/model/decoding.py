@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.model.cpu_kernels import cpu_linear
+from gpt2cli.model.cpu_kernels import linear
 from gpt2cli.model.gpt import GPT, GPTConfig
 
 
@@ -132,14 +132,14 @@ def _decode_step_cpu(model: GPT, ids: torch.Tensor, cache: KVCache) -> torch.Ten
         attn, mlp = block.attn, block.mlp
         # x = x + attn(ln_1(x))
         h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias, eps)
-        q, k, v = cpu_linear(h, attn.c_attn.weight, attn.c_attn.bias).split(C, dim=1)
+        q, k, v = linear(h, attn.c_attn).split(C, dim=1)
         k, v = cache.update(layer, k.view(heads), v.view(heads))  # (B, nh, S, hs)
         y = F.scaled_dot_product_attention(q.view(heads), k, v).view(B, C)
-        x = x + cpu_linear(y, attn.c_proj.weight, attn.c_proj.bias)
+        x = x + linear(y, attn.c_proj)
         # x = x + mlp(ln_2(x))
         h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, eps)
-        h = F.gelu(cpu_linear(h, mlp.c_fc.weight, mlp.c_fc.bias), approximate="tanh")
-        x = x + cpu_linear(h, mlp.c_proj.weight, mlp.c_proj.bias)
+        h = F.gelu(linear(h, mlp.c_fc), approximate="tanh")
+        x = x + linear(h, mlp.c_proj)
     cache.length = t + 1
     x = F.layer_norm(x, (C,), modules.ln_f.weight, modules.ln_f.bias, eps)
-    return model.without_padding(cpu_linear(x, model.lm_head.weight, None))
+    return model.without_padding(linear(x, model.lm_head))

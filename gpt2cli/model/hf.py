@@ -24,8 +24,11 @@ from gpt2cli.errors import Gpt2Error
 from gpt2cli.fileio import create_new, file_mode, open_own_file, remove_entry
 from gpt2cli.model.gpt import GPT, GPTConfig
 from gpt2cli.model.sizes import HUB_NAMES
+from gpt2cli.text import hf_tokenizer
+from gpt2cli.text.tokenizer import EOT
 
 CONFIG_NAME = "config.json"
+GENERATION_CONFIG_NAME = "generation_config.json"
 SAFETENSORS_NAME = "model.safetensors"
 SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
 PYTORCH_NAME = "pytorch_model.bin"
@@ -69,8 +72,13 @@ def hf_config_dict(config: GPTConfig) -> dict[str, Any]:
         "scale_attn_weights": True,
         "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False,
-        "bos_token_id": 50256,
-        "eos_token_id": 50256,
+        "summary_type": "cls_index",
+        "summary_use_proj": True,
+        "summary_activation": None,
+        "summary_proj_to_labels": True,
+        "summary_first_dropout": 0.1,
+        "bos_token_id": EOT,
+        "eos_token_id": EOT,
         "tie_word_embeddings": True,
         "use_cache": True,
         "dtype": "float32",
@@ -330,9 +338,25 @@ def load_hf_tensors(directory: str | os.PathLike[str]) -> dict[str, torch.Tensor
     )
 
 
+def generation_config_dict(config: GPTConfig) -> dict[str, Any]:
+    """``generation_config.json``: GPT-2's special ids (pad = eos: GPT-2 has no padding token)."""
+    return {"bos_token_id": EOT, "eos_token_id": EOT, "pad_token_id": EOT}
+
+
+def _write_json(path: Path, values: dict[str, Any]) -> None:
+    with create_new(path, "w") as handle:
+        json.dump(values, handle, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def save_pretrained(model: GPT, directory: str | os.PathLike[str]) -> None:
-    """Write ``config.json`` and ``model.safetensors`` so that
-    ``transformers.GPT2LMHeadModel.from_pretrained(directory)`` loads the model.
+    """Write a complete Hugging Face model repository: ``config.json`` (GPT-2's own keys, with
+    ``n_ctx``), ``generation_config.json``, ``model.safetensors`` and the tokenizer files
+    (``vocab.json``, ``merges.txt``, ``tokenizer_config.json``, ``special_tokens_map.json``), so
+    that ``transformers`` (``AutoTokenizer``, ``pipeline``), vLLM and llama.cpp's converter load
+    it. The weights are written in the model's dtype.
 
     Not atomic by itself: callers write into a temporary directory and rename it.
     """
@@ -343,11 +367,9 @@ def save_pretrained(model: GPT, directory: str | os.PathLike[str]) -> None:
     tensors = to_hf_state_dict(model)
     config = hf_config_dict(model.config)
     config["dtype"] = str(tensors["transformer.wte.weight"].dtype).removeprefix("torch.")
-    with create_new(root / CONFIG_NAME, "w") as handle:
-        json.dump(config, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    _write_json(root / CONFIG_NAME, config)
+    _write_json(root / GENERATION_CONFIG_NAME, generation_config_dict(model.config))
+    hf_tokenizer.write_tokenizer_files(root, model_max_length=model.config.block_size)
     weights = root / SAFETENSORS_NAME
     remove_entry(weights)
     save_file(tensors, str(weights), metadata={"format": "pt"})

@@ -25,6 +25,7 @@ import torch
 from gpt2cli import dtypes
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model import hf
+from gpt2cli.model.cpu_kernels import pack_weights
 from gpt2cli.model.gpt import GPT, GPTConfig
 from gpt2cli.run_layout import (
     CHECKPOINTS,
@@ -62,10 +63,14 @@ def resolve_device(name: str | None = "auto") -> torch.device:
 
 def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """fp32/bf16/fp16 (or a torch dtype); None or ``auto``: bf16 on CUDA (fp16 where bf16 is
-    missing), fp32 elsewhere."""
+    missing), fp32 elsewhere. ``int8`` (``torch.int8``: weight-only 8-bit) on a CPU only."""
     if isinstance(name, torch.dtype):
         return name
-    canonical = dtypes.canonical(name or "auto")
+    canonical = dtypes.canonical(name or "auto", int8=True)
+    if canonical == "int8":
+        if device.type != "cpu":
+            raise UsageError("--dtype int8 is a CPU inference format", "use bf16 or fp16 on a GPU")
+        return torch.int8
     if canonical == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -74,6 +79,9 @@ def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch
 
 
 # --- loading -------------------------------------------------------------------------------
+
+# --dtype on a CPU -> the format cpu_kernels.pack_weights holds the linear layers' weights in.
+PACKED_CPU_FORMATS = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.int8: "int8"}
 
 
 @dataclass
@@ -136,16 +144,24 @@ def load_model(
 ) -> LoadedModel:
     """Load what a ``--model`` spec names, in eval mode, on ``device`` in ``dtype``.
 
-    ``dtype`` None: bf16 on CUDA, fp32 on CPU (see :func:`resolve_dtype`). Errors (missing, not a
-    model, weights of the wrong shape) are one Gpt2Error naming the spec.
+    ``dtype`` None: bf16 on CUDA, fp32 on CPU (see :func:`resolve_dtype`). On a CPU, fp16, bf16
+    and int8 load the weights in fp32 and pack each linear layer's weight in that format
+    (``cpu_kernels.pack_weights``: the weights of that precision, fp32 activations). Errors
+    (missing, not a model, weights of the wrong shape) are one Gpt2Error naming the spec.
     """
     device = torch.device(device) if isinstance(device, str) else device
     torch_dtype = resolve_dtype(dtype, device)
+    packed = PACKED_CPU_FORMATS.get(torch_dtype) if device.type == "cpu" else None
     path, description = resolve_model_dir(spec)
     model = hf.load_pretrained(
-        path, device=device, dtype=torch_dtype, padded_vocab_size=padded_vocab_size
+        path,
+        device=device,
+        dtype=torch.float32 if packed else torch_dtype,
+        padded_vocab_size=padded_vocab_size,
     )
     model.eval()
     millions = model.num_parameters() / 1e6
     description += f" ({model.config.n_layer} layers, {millions:,.1f}M parameters)"
+    if packed:
+        pack_weights(model, packed)
     return LoadedModel(model=model, config=model.config, path=path, description=description)

@@ -205,8 +205,7 @@ metadata:
     reason="lm-evaluation-harness not installed (set GPT2CLI_LMEVAL_PYTHON)",
 )
 def test_against_lm_evaluation_harness(model_dir: Path, files: Path, tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).parents[1]))
-    from _hf_tokenizer import write_gpt2_tokenizer
+    from gpt2cli.text.hf_tokenizer import write_tokenizer_files
 
     python = lm_eval_python()
     assert python is not None
@@ -214,7 +213,7 @@ def test_against_lm_evaluation_harness(model_dir: Path, files: Path, tmp_path: P
     model_copy.mkdir()
     for item in model_dir.iterdir():
         (model_copy / item.name).write_bytes(item.read_bytes())
-    write_gpt2_tokenizer(model_copy)  # the bundled ranks as vocab.json + merges.txt
+    write_tokenizer_files(model_copy)  # the bundled ranks as vocab.json + merges.txt
     task_dir = tmp_path / "tasks"
     task_dir.mkdir()
     (task_dir / "lambada_gpt2cli.yaml").write_text(

@@ -475,14 +475,13 @@ json.dump({"acc": res["acc,none"], "acc_norm": res["acc_norm,none"],
 def _tiny_hf_model(model_dir: Path, seed: int) -> Path:
     """A random 2-layer GPT-2 saved in Hugging Face layout, with the GPT-2 tokenizer."""
     import torch
-    from _hf_tokenizer import write_gpt2_tokenizer  # tests/ is on sys.path (pytest rootdir)
 
     from gpt2cli.model import hf
     from gpt2cli.model.gpt import GPT, GPTConfig
 
     torch.manual_seed(seed)
+    # a complete HF repository: the tokenizer files come with the weights
     hf.save_pretrained(GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=256)), model_dir)
-    write_gpt2_tokenizer(model_dir)
     return model_dir
 
 

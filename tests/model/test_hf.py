@@ -58,7 +58,15 @@ def test_ours_to_transformers_same_logits(tmp_path: Path, padded: int | None) ->
         GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, padded_vocab_size=padded)
     ).eval()
     hf.save_pretrained(ours, tmp_path / "out")
-    assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "model.safetensors"]
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "config.json",
+        "generation_config.json",
+        "merges.txt",
+        "model.safetensors",
+        "special_tokens_map.json",
+        "tokenizer_config.json",
+        "vocab.json",
+    ]
     reference = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out").eval()
     x = ids()
     with torch.no_grad():

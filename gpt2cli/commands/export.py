@@ -1,0 +1,69 @@
+"""``gpt2 export``: a model as a complete Hugging Face repository or a GGUF file for llama.cpp."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gpt2cli import console, jsonio
+from gpt2cli.commands import options
+
+NAME = "export"
+
+HELP = """Export a model as a complete Hugging Face repository or a GGUF file for llama.cpp.
+
+MODEL is what --model takes elsewhere: a run directory (its newest complete checkpoint), a
+checkpoint, an HF-layout directory, or an HF model name in the local cache.
+
+--format hf writes a directory that transformers (AutoTokenizer, pipeline), vLLM and llama.cpp's
+converter load: config.json, generation_config.json, model.safetensors and the tokenizer files
+(vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json); --dtype fp32, fp16 or
+bf16. --format gguf writes one file for llama.cpp, ollama and LM Studio (llama.cpp's "gpt2"
+architecture, with the tokenizer); --dtype f32, f16 or q8_0 (8-bit blocks). The default format
+is gguf when OUT ends in .gguf, else hf.
+
+OUT must not exist. It is written under a temporary name beside it and renamed when complete:
+an error (a full disk) leaves nothing behind.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(NAME, help=HELP)
+    def export(
+        model: str = typer.Argument(..., metavar="MODEL", help=options.MODEL_HELP),
+        output: Path = typer.Option(
+            ...,
+            "--output",
+            "-o",
+            metavar="OUT",
+            help="The directory (hf) or file (gguf) to create; must not exist.",
+            show_default=False,
+        ),
+        fmt: str = typer.Option(
+            None,
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="hf or gguf (default: gguf when OUT ends in .gguf, else hf).",
+            show_default=False,
+        ),
+        dtype: str = typer.Option(
+            None,
+            "--dtype",
+            metavar="TYPE",
+            help="hf: fp32, fp16 or bf16; gguf: f32, f16 or q8_0 (default: fp32 / f32).",
+            show_default=False,
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    ) -> None:
+        from gpt2cli.model.export import ExportOptions
+        from gpt2cli.model.export import export as export_model
+
+        report = export_model(ExportOptions(model=model, output=output, format=fmt, dtype=dtype))
+        if as_json:
+            print(jsonio.dumps(report.to_dict(), indent=2))
+        console.info(
+            f"gpt2 export: {report.model} → {report.output} ({report.format} {report.dtype}, "
+            f"{report.tensors} tensors, {report.bytes / 1e6:,.1f} MB) in {report.seconds:.1f} s"
+        )
