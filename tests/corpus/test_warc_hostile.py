@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -291,3 +294,33 @@ def test_every_content_coding_a_server_sends(gpt2, tmp_path: Path) -> None:
     run = gpt2("corpus", "extract", "-j", "1", path)
     assert run.code == 0, run.stderr
     assert [json.loads(line)["title"] for line in run.stdout.splitlines()] == ["Coded"] * 5
+
+
+def test_odd_headers_leave_stderr_alone(gpt2, tmp_path: Path) -> None:
+    """A target URI in wget's brackets and with spaces, and an ARC v2 file: read, and the
+    WARC library's warnings about them never reach the user's stderr."""
+    odd = warc("<http://example.com/a page>", http(html("Spaced")))
+    path = tmp_path / "odd.warc"
+    path.write_bytes(odd)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-m", "gpt2cli", "corpus", "extract", "-j", "1", str(path)]
+    run = subprocess.run(command, capture_output=True, env=env, timeout=120)  # stderr as is
+    assert run.returncode == 0
+    assert [json.loads(line)["url"] for line in run.stdout.splitlines()] == [
+        "http://example.com/a%20page"
+    ]
+    assert len(run.stderr.decode().strip().splitlines()) == 1, run.stderr  # the summary only
+    body = http(html("Version two"))
+    filedesc_body = b"2 0 Test\nURL IP-address Archive-date Content-type Result-code ...\n"
+    arc = (
+        b"filedesc://t.arc 0.0.0.0 20080101000000 text/plain %d\n" % len(filedesc_body)
+        + filedesc_body
+        + b"\nhttp://example.com/v2 1.2.3.4 20080101000000 text/html 200 - - 0 t.arc %d\n"
+        % len(body)
+        + body
+        + b"\n"
+    )
+    path = tmp_path / "v2.arc"
+    path.write_bytes(arc)
+    run, urls, _ = run_extract(gpt2, path)
+    assert run.code == 0 and urls == ["http://example.com/v2"], run.stderr
