@@ -1,18 +1,20 @@
 """The records of a WARC (1.1, 1.0, 0.18, 0.17) or ARC (v1, v2) file, read leniently.
 
-A record is framed by its declared length. Real crawlers bend the framing, so the reader:
+Each record's headers are parsed by warcio (``ArcWarcRecordLoader``; for ARC v2 its ARC
+parser given v2's ten field names), which also strips wget's ``<...>`` around a target URI.
+What warcio does not do, and real crawls need, is done here, between the records:
 
-- takes LF as well as CRLF line ends, any number of blank lines between records, and
-  ``WARC-Target-URI: <http://...>`` (wget >= 1.19) without its angle brackets;
-- checks that a record's declared length ends where the next record (or the file) begins;
-  when it does not — a length that is negative, not a number, larger than what is left of
-  the file, or one that ends inside the next record — the record is a *bad record* (its
-  offset and reason reported) and reading goes on at the next record header after its
-  headers, so one bad record never costs the rest of the file;
-- stops, after every whole record, at a file cut short: a record whose headers or
-  content the file ends inside, with no record after it, raises :class:`CutFile`.
-
-Offsets are those of the uncompressed stream (for a plain file, of the file itself).
+- a record's declared length is checked: it must end where the next record (or the file)
+  begins; when it does not -- a length that is negative, not a number, larger than what is
+  left of the file, or one that ends inside the next record -- the record is a *bad record*
+  (its offset and reason reported) and reading starts again at the next record header
+  after its headers, so one bad record never costs the rest of the file (warcio's iterator
+  raises there, or reads on out of step with only a warning);
+- a file cut short gives every whole record, then :class:`CutFile` naming the cut record;
+- gzip is read member by member, so a damaged member costs one record
+  (:mod:`gpt2cli.corpus.gzip_members`), and offsets are those of the uncompressed stream
+  (for a plain file, of the file itself); LF line ends, blank lines and a few stray bytes
+  between records are passed over.
 """
 
 from __future__ import annotations
