@@ -192,6 +192,19 @@ def test_a_damaged_gzip_member_costs_its_record(gpt2, tmp_path: Path, member, at
         assert counters["bad_records"] >= 1
 
 
+def test_damage_that_looks_like_a_gzip_header(gpt2, tmp_path: Path) -> None:
+    """Damage inside a member that writes a gzip magic number: the false member it seems to
+    start is given up when it fails, and the members after it are read."""
+    members = [gzip.compress(r) for r in crawl(4)]
+    members[0] = members[0][:65] + b"\x1f\x8b\x08" + members[0][68:]
+    path = tmp_path / "damaged.warc.gz"
+    path.write_bytes(b"".join(members))
+    run, urls, counters = run_extract(gpt2, path)
+    assert run.code == 0, run.stderr
+    assert urls == [f"http://example.com/{i}" for i in (1, 2, 3)]
+    assert counters["bad_records"] == 1
+
+
 def test_decompression_bomb_and_broken_http(gpt2, tmp_path: Path) -> None:
     bomb = gzip.compress(b"<html><body>" + b" " * (64 << 20))
     cases = [
