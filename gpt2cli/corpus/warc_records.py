@@ -29,7 +29,7 @@ from typing import BinaryIO
 
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ARCHeadersParser, ArcWarcRecordLoader
-from warcio.statusandheaders import StatusAndHeadersParserException
+from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParserException
 from warcio.timeutils import timestamp_to_iso_date
 
 from gpt2cli.corpus.gzip_members import GzipMembers
@@ -205,8 +205,8 @@ class _HeaderTap:
             raise _TooLong
         return line
 
-    def read(self, size: int = -1) -> bytes:  # warcio reads none of the block here
-        raise AssertionError("the reader reads content blocks itself")
+    def read(self, size: int = -1) -> bytes:  # not called: warcio is told not to read blocks
+        return self.stream.read(size)
 
     def ended(self, warc: bool) -> bool:
         """Whether the header block ended (a WARC one with a blank line), not the file."""
@@ -431,7 +431,7 @@ class RecordReader:
             )
         return self._content(record, self.stream.offset)
 
-    def _arc_record(self, headers, offset: int, length: int) -> Record:
+    def _arc_record(self, headers: StatusAndHeaders, offset: int, length: int) -> Record:
         url = _uri(headers.get_header("uri", ""), None)
         kind = "arcinfo" if url.startswith("filedesc:") else "other"
         if url.lower().startswith(("http:", "https:")):
