@@ -18,6 +18,7 @@ from typing import BinaryIO
 MAGIC = b"\x1f\x8b\x08"
 INPUT_BLOCK = 1 << 16
 OUTPUT_BLOCK = 1 << 18
+PROBE_LIMIT = 1 << 16  # input a member found after damage may take before it gives output
 
 
 class GzipMembers(io.RawIOBase):
@@ -29,6 +30,10 @@ class GzipMembers(io.RawIOBase):
         self._output = memoryview(b"")
         self.cut = False
         self.damage: list[int] = []  # compressed offsets of the damaged members
+        # After damage the next gzip header is searched for, and three bytes of deflate data
+        # can look like one: such a member is on probation, its input kept, until it gives
+        # output; if it fails first, the search goes on from the byte after its "header".
+        self._probe: bytes | None = None
 
     def readable(self) -> bool:
         return True
@@ -74,28 +79,55 @@ class GzipMembers(io.RawIOBase):
                 self.damage.append(self._consumed)  # bytes between members that are no member
                 if not self._to_next_member():
                     return False
+                self._probe = b""
             self._decoder = zlib.decompressobj(31)
         if not self._input and not self._more():
-            self.cut = True  # the file ends inside this member
             self._decoder = None
+            if self._probe is not None:
+                return self._false_member()
+            self.cut = True  # the file ends inside this member
             return False
         data = self._input
         try:
             out = self._decoder.decompress(data, OUTPUT_BLOCK)
         except zlib.error:
-            self.damage.append(self._consumed)
             self._decoder = None
+            if self._probe is not None:
+                return self._false_member()
+            self.damage.append(self._consumed)
             self._take(1)
             if not self._to_next_member():
                 return False
+            self._probe = b""
             return True
         if self._decoder.eof:
             rest = self._decoder.unused_data
             self._decoder = None
         else:
             rest = self._decoder.unconsumed_tail
-        self._take(len(data) - len(rest))
+        used = len(data) - len(rest)
+        if self._probe is not None:
+            self._probe += data[:used]
+            if out:
+                self._probe = None
+            elif len(self._probe) > PROBE_LIMIT:
+                self._decoder = None
+                self._take(used)
+                return self._false_member()
+        self._take(used)
         self._output = memoryview(out)
+        return True
+
+    def _false_member(self) -> bool:
+        """Takes back the input of a member on probation that failed before giving output,
+        and searches on from the byte after its start; False at the end of the input."""
+        probe, self._probe = self._probe or b"", None
+        self._consumed -= len(probe)  # back at the start of the false header...
+        self._input = probe + self._input
+        self._take(1)  # ...and one byte past it
+        if not self._to_next_member():
+            return False
+        self._probe = b""
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]

@@ -10,11 +10,15 @@ stops at ``limit`` bytes, so a small record cannot expand into gigabytes.
 
 from __future__ import annotations
 
+import io
 import re
 import zlib
 from dataclasses import dataclass
 
+from warcio.statusandheaders import StatusAndHeadersParser
+
 _STATUS_LINE = re.compile(rb"HTTP/\d(?:\.\d)?[ \t]+(\d{3})(?:[ \t].*)?", re.S)
+_HTTP_HEADERS = StatusAndHeadersParser([], verify=False)  # the status line is checked here
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")
 
 
@@ -42,7 +46,8 @@ class HttpResponse:
 
 
 def parse_response(block: bytes) -> HttpResponse:
-    """The status line, headers and body of an HTTP response (CRLF or bare LF line ends).
+    """The status line, headers and body of an HTTP response (CRLF or bare LF line ends),
+    the headers parsed by warcio's (lenient) parser.
 
     A status line without a reason phrase (``HTTP/1.1 302``) is a status line, and blank
     lines before it are passed over."""
@@ -53,26 +58,10 @@ def parse_response(block: bytes) -> HttpResponse:
     if match is None:
         shown = first[:40].decode("latin-1").encode("unicode_escape").decode("ascii")
         raise PayloadError(f"not an HTTP response (it starts {shown!r})")
-    headers: dict[str, str] = {}
-    position = end + 1 if end >= 0 else len(block)
-    name = ""
-    while position < len(block):
-        end = block.find(b"\n", position)
-        if end < 0:
-            end = len(block)
-        line = block[position:end].rstrip(b"\r")
-        position = end + 1
-        if not line:
-            break
-        text = line.decode("latin-1")
-        if text[0] in " \t" and name:  # an obsolete folded continuation line
-            headers[name] += " " + text.strip()
-            continue
-        key, colon, value = text.partition(":")
-        if colon:
-            name = key.strip().lower()
-            headers[name] = value.strip()
-    return HttpResponse(int(match.group(1)), headers, block[position:])
+    stream = io.BytesIO(block)
+    parsed = _HTTP_HEADERS.parse(stream)
+    headers = {name.strip().lower(): value.strip() for name, value in parsed.headers}
+    return HttpResponse(int(match.group(1)), headers, block[stream.tell() :])
 
 
 def dechunk(body: bytes) -> bytes | None:

@@ -1,28 +1,36 @@
 """The records of a WARC (1.1, 1.0, 0.18, 0.17) or ARC (v1, v2) file, read leniently.
 
-A record is framed by its declared length. Real crawlers bend the framing, so the reader:
+Each record's headers are parsed by warcio (``ArcWarcRecordLoader``; for ARC v2 its ARC
+parser given v2's ten field names), which also strips wget's ``<...>`` around a target URI.
+What warcio does not do, and real crawls need, is done here, between the records:
 
-- takes LF as well as CRLF line ends, any number of blank lines between records, and
-  ``WARC-Target-URI: <http://...>`` (wget >= 1.19) without its angle brackets;
-- checks that a record's declared length ends where the next record (or the file) begins;
-  when it does not — a length that is negative, not a number, larger than what is left of
-  the file, or one that ends inside the next record — the record is a *bad record* (its
-  offset and reason reported) and reading goes on at the next record header after its
-  headers, so one bad record never costs the rest of the file;
-- stops, after every whole record, at a file cut short: a record whose headers or
-  content the file ends inside, with no record after it, raises :class:`CutFile`.
-
-Offsets are those of the uncompressed stream (for a plain file, of the file itself).
+- a record's declared length is checked: it must end where the next record (or the file)
+  begins; when it does not -- a length that is negative, not a number, larger than what is
+  left of the file, or one that ends inside the next record -- the record is a *bad record*
+  (its offset and reason reported) and reading starts again at the next record header
+  after its headers, so one bad record never costs the rest of the file (warcio's iterator
+  raises there, or reads on out of step with only a warning);
+- a file cut short gives every whole record, then :class:`CutFile` naming the cut record;
+- gzip is read member by member, so a damaged member costs one record
+  (:mod:`gpt2cli.corpus.gzip_members`), and offsets are those of the uncompressed stream
+  (for a plain file, of the file itself); LF line ends, blank lines and a few stray bytes
+  between records are passed over.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from warcio.exceptions import ArchiveLoadFailed
+from warcio.recordloader import ARCHeadersParser, ArcWarcRecordLoader
+from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParserException
+from warcio.timeutils import timestamp_to_iso_date
 
 from gpt2cli.corpus.gzip_members import GzipMembers
 from gpt2cli.errors import Gpt2Error
@@ -36,6 +44,10 @@ _WARC_LINE = re.compile(rb"WARC/\d+\.\d+[ \t\r]*\n")
 STRAY = 16  # bytes after a record's end passed over when the next record follows them
 _ARC_DATE = re.compile(r"\d{8,20}")
 _DIGITS = re.compile(r"\d{1,19}")
+ARC_V2_FIELDS = ["uri", "ip-address", "archive-date", "content-type", "result-code",
+                 "checksum", "location", "offset", "filename", "length"]  # fmt: skip
+logging.getLogger("warcio").addHandler(logging.NullHandler())
+logging.getLogger("warcio").propagate = False  # its warnings on odd URIs are not the user's
 
 
 @dataclass
@@ -154,32 +166,64 @@ class _Stream:
         self.skip(offset)
 
 
-def _uri(raw: str) -> str:
-    """A target URI as crawlers write it: stripped of ``<...>`` (wget >= 1.19), spaces
-    (invalid in a URI, but written by some) percent-encoded."""
-    uri = raw.strip()
-    if uri.startswith("<") and uri.endswith(">"):
-        uri = uri[1:-1].strip()
+def _uri(parsed: str, raw_line: bytes | None) -> str:
+    """warcio's target URI (``<...>`` stripped, spaces percent-encoded), with the non-UTF-8
+    bytes of its header line percent-encoded (warcio reads such a line as Latin-1)."""
+    uri = parsed.strip()
+    if raw_line is not None:
+        try:
+            raw_line.decode("utf-8")
+        except UnicodeDecodeError:
+            uri = "".join(c if ord(c) < 0x80 else f"%{ord(c):02X}" for c in uri)
     return uri.replace(" ", "%20")
-
-
-def _header_text(raw: bytes) -> str:
-    """A header value as text: UTF-8, else its non-ASCII bytes percent-encoded."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in raw)
 
 
 def _arc_date(value: str) -> str | None:
     if len(value) < 14 or not value[:14].isdigit():
         return None
-    v = value[:14]
-    return f"{v[:4]}-{v[4:6]}-{v[6:8]}T{v[8:10]}:{v[10:12]}:{v[12:14]}Z"
+    return timestamp_to_iso_date(value[:14])
 
 
 def _printable(line: bytes) -> str:
     return repr(line[:40].decode("latin-1").rstrip("\r\n"))
+
+
+class _HeaderTap:
+    """The stream as warcio's header parser reads it: each line kept, so the reader can tell
+    a header block that ends from one the file ends inside, and a block too long is refused."""
+
+    def __init__(self, stream: _Stream) -> None:
+        self.stream = stream
+        self.lines: list[bytes] = []
+        self.size = 0
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self.stream.readline()
+        self.lines.append(line)
+        self.size += len(line)
+        if self.size > HEADER_LIMIT or (len(line) >= LINE_LIMIT and not line.endswith(b"\n")):
+            raise _TooLong
+        return line
+
+    def read(self, size: int = -1) -> bytes:  # not called: warcio is told not to read blocks
+        return self.stream.read(size)
+
+    def ended(self, warc: bool) -> bool:
+        """Whether the header block ended (a WARC one with a blank line), not the file."""
+        if not warc:
+            return all(line.endswith(b"\n") for line in self.lines)
+        last = self.lines[-1] if self.lines else b""
+        return last.endswith(b"\n") and not last.strip()
+
+    def raw(self, name: bytes) -> bytes | None:
+        for line in self.lines:
+            if line[: len(name)].lower() == name:
+                return line
+        return None
+
+
+class _TooLong(Exception):
+    pass
 
 
 class RecordReader:
@@ -193,25 +237,31 @@ class RecordReader:
         self.head = head
         self.format = ""
         self._arc_fields = 5  # fields of an ARC v1 header line; v2 has 10
+        self._loader = ArcWarcRecordLoader(verify_http=False, arc2warc=False)
+        self._arc_parsers = {5: ARCHeadersParser(), 10: ARCHeadersParser()}
+        self._arc_parsers[10].headernames = ARC_V2_FIELDS
 
     # ---------------------------------------------------------------- header lines
 
     def _is_header(self, line: bytes) -> bool:
         if self.format == "arc":
-            return self._arc_header(line) is not None
+            return self._arc_layout(line) > 0
         return _WARC_LINE.fullmatch(line) is not None
 
-    def _arc_header(self, line: bytes) -> list[str] | None:
+    def _arc_layout(self, line: bytes) -> int:
+        """How many fields the ARC header line ``line`` has (5 for v1, 10 for v2), or 0 when
+        it is none: the record's URL may hold spaces, so the date field is found from the
+        end, trying the file's own version first."""
         if not line.endswith(b"\n") or len(line) > LINE_LIMIT - 1:
-            return None
+            return 0
         fields = line.decode("latin-1").split()
         if len(fields) < 5 or ":" not in fields[0]:
-            return None
-        layouts = (10, 5) if self._arc_fields == 10 else (5, 10)  # the file's version first
+            return 0
+        layouts = (10, 5) if self._arc_fields == 10 else (5, 10)
         for count in layouts:
             if len(fields) >= count and _ARC_DATE.fullmatch(fields[-3 if count == 5 else -8]):
-                return fields
-        return None
+                return count
+        return 0
 
     def _next_line(self) -> tuple[bytes, int]:
         """The next line that is not blank and its offset (b"" at the end)."""
@@ -248,7 +298,7 @@ class RecordReader:
             return
         if line.startswith(b"WARC/"):
             self.format = "warc"
-        elif line.startswith(b"filedesc://") or self._arc_header(line):
+        elif line.startswith(b"filedesc://") or self._arc_layout(line):
             self.format = "arc"
         else:
             raise FileError(
@@ -336,66 +386,64 @@ class RecordReader:
         raise self._cut(record.offset, f"({got:,} of its {record.length:,} bytes)")
 
     def _read_record(self, line: bytes, offset: int) -> tuple[Record, int] | BadRecord:
-        if self.format == "arc":
-            return self._read_arc(line, offset)
-        headers: dict[str, bytes] = {}
-        size = 0
-        while True:
-            header = self.stream.readline()
-            size += len(header)
-            if not header or (not header.endswith(b"\n") and len(header) < LINE_LIMIT):
-                raise self._cut(offset, "inside its headers")
-            if not header.strip():
-                break
-            if size > HEADER_LIMIT or not header.endswith(b"\n"):
-                return BadRecord(offset, "malformed_record", "its header block is too long")
-            name, colon, value = header.partition(b":")
-            if colon:
-                headers[name.strip().lower().decode("latin-1")] = value.strip()
-        length_text = headers.get("content-length", b"").decode("latin-1")
+        """The record whose header line is ``line``: its headers parsed by warcio, its
+        length checked here, its content block read (or passed over) by :meth:`_content`."""
+        layout = self._arc_layout(line) if self.format == "arc" else 0
+        filedesc = line.startswith(b"filedesc:")
+        if layout:  # a filedesc line is v1-style in v2 files too
+            self._loader.arc_parser = self._arc_parsers[5 if filedesc else layout]
+        tap = _HeaderTap(self.stream)
+        try:
+            parsed = self._loader.parse_record_stream(tap, line, self.format, no_record_parse=True)
+        except _TooLong:
+            return BadRecord(offset, "malformed_record", "its header block is too long")
+        except (ArchiveLoadFailed, StatusAndHeadersParserException, ValueError) as error:
+            if tap.lines and not tap.lines[-1].endswith(b"\n"):
+                raise self._cut(offset, "inside its headers") from None
+            return BadRecord(offset, "malformed_record", f"unreadable headers: {error}"[:200])
+        if not tap.ended(not layout):
+            raise self._cut(offset, "inside its headers")
+        headers = parsed.rec_headers
+        length_text = (headers.get_header("length" if layout else "Content-Length") or "").strip()
         if not _DIGITS.fullmatch(length_text):
-            return BadRecord(
-                offset, "bad_length", f"Content-Length {length_text[:30]!r} is not a length"
+            name = "ARC length" if layout else "Content-Length"
+            return BadRecord(offset, "bad_length", f"{name} {length_text[:30]!r} is not a length")
+        length = int(length_text)
+        if layout and filedesc:  # warcio read its version and field lines
+            if length < len(tap.lines[0]):  # (Heritrix 1.x leaves out the last newline)
+                if self.stream.can_rewind:
+                    self.stream.rewind(offset + len(line))
+                return BadRecord(offset, "bad_length", f"ARC length {length:,} ends in its headers")
+            self._arc_fields = 10 if tap.lines[0].split(b" ", 1)[0] == b"2" else 5
+            length = max(length - headers.total_len, 0)
+        if layout:
+            record = self._arc_record(headers, offset, length)
+        else:
+            record = Record(
+                kind=(parsed.rec_type or "").lower(),
+                offset=offset,
+                url=_uri(headers.get_header("WARC-Target-URI", ""), tap.raw(b"warc-target-uri")),
+                record_id=headers.get_header("WARC-Record-ID"),
+                date=headers.get_header("WARC-Date"),
+                content_type=headers.get_header("Content-Type", ""),
+                length=length,
+                block=b"",
             )
-        text = {k: _header_text(v) for k, v in headers.items() if k != "content-length"}
-        record = Record(
-            kind=text.get("warc-type", "").lower(),
-            offset=offset,
-            url=_uri(text.get("warc-target-uri", "")),
-            record_id=text.get("warc-record-id"),
-            date=text.get("warc-date"),
-            content_type=text.get("content-type", ""),
-            length=int(length_text),
-            block=b"",
-        )
         return self._content(record, self.stream.offset)
 
-    def _read_arc(self, line: bytes, offset: int) -> tuple[Record, int] | BadRecord:
-        fields = line.decode("latin-1").split()
-        if fields[0].startswith("filedesc:"):
-            fields = fields[:4] + fields[-1:]  # v2 files keep a v1-style first line
-            url_end = 1
-        else:
-            url_end = len(fields) - (self._arc_fields - 1)
-        if url_end < 1 or not _DIGITS.fullmatch(fields[-1]):
-            return BadRecord(offset, "bad_length", f"ARC length {fields[-1][:30]!r}")
-        url = "%20".join(fields[:url_end])
+    def _arc_record(self, headers: StatusAndHeaders, offset: int, length: int) -> Record:
+        url = _uri(headers.get_header("uri", ""), None)
         kind = "arcinfo" if url.startswith("filedesc:") else "other"
         if url.lower().startswith(("http:", "https:")):
             kind = "response"
-        record = Record(
+        return Record(
             kind=kind,
             offset=offset,
             url=url,
             record_id=None,
-            date=_arc_date(fields[url_end + 1]),
-            content_type=fields[url_end + 2] if len(fields) > url_end + 2 else "",
-            length=int(fields[-1]),
+            date=_arc_date(headers.get_header("archive-date", "")),
+            content_type=headers.get_header("content-type", ""),
+            length=length,
             block=b"",
             arc=True,
         )
-        if kind == "arcinfo":  # its first line gives the version, hence the fields
-            header = self.stream.readline()
-            self._arc_fields = 10 if header.split(b" ", 1)[0] == b"2" else 5
-            record.length = max(record.length - len(header), 0)
-        return self._content(record, self.stream.offset)

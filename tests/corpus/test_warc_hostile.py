@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -189,6 +192,19 @@ def test_a_damaged_gzip_member_costs_its_record(gpt2, tmp_path: Path, member, at
         assert counters["bad_records"] >= 1
 
 
+def test_damage_that_looks_like_a_gzip_header(gpt2, tmp_path: Path) -> None:
+    """Damage inside a member that writes a gzip magic number: the false member it seems to
+    start is given up when it fails, and the members after it are read."""
+    members = [gzip.compress(r) for r in crawl(4)]
+    members[0] = members[0][:65] + b"\x1f\x8b\x08" + members[0][68:]
+    path = tmp_path / "damaged.warc.gz"
+    path.write_bytes(b"".join(members))
+    run, urls, counters = run_extract(gpt2, path)
+    assert run.code == 0, run.stderr
+    assert urls == [f"http://example.com/{i}" for i in (1, 2, 3)]
+    assert counters["bad_records"] == 1
+
+
 def test_decompression_bomb_and_broken_http(gpt2, tmp_path: Path) -> None:
     bomb = gzip.compress(b"<html><body>" + b" " * (64 << 20))
     cases = [
@@ -249,8 +265,10 @@ def test_damaged_real_files_never_a_traceback(gpt2, tmp_path: Path, source, infl
     if inflate and data[:2] == b"\x1f\x8b":
         data = bytearray(gzip.decompress(bytes(data)))
     for where, kind, value in edits:
-        at = int(where * max(len(data) - 1, 0))
-        if kind == 0 and data:
+        if not data:  # cut to nothing by an earlier edit
+            break
+        at = int(where * (len(data) - 1))
+        if kind == 0:
             data[at] = value
         elif kind == 1:
             del data[at : at + value]
@@ -289,3 +307,33 @@ def test_every_content_coding_a_server_sends(gpt2, tmp_path: Path) -> None:
     run = gpt2("corpus", "extract", "-j", "1", path)
     assert run.code == 0, run.stderr
     assert [json.loads(line)["title"] for line in run.stdout.splitlines()] == ["Coded"] * 5
+
+
+def test_odd_headers_leave_stderr_alone(gpt2, tmp_path: Path) -> None:
+    """A target URI in wget's brackets and with spaces, and an ARC v2 file: read, and the
+    WARC library's warnings about them never reach the user's stderr."""
+    odd = warc("<http://example.com/a page>", http(html("Spaced")))
+    path = tmp_path / "odd.warc"
+    path.write_bytes(odd)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-m", "gpt2cli", "corpus", "extract", "-j", "1", str(path)]
+    run = subprocess.run(command, capture_output=True, env=env, timeout=120)  # stderr as is
+    assert run.returncode == 0
+    assert [json.loads(line)["url"] for line in run.stdout.splitlines()] == [
+        "http://example.com/a%20page"
+    ]
+    assert len(run.stderr.decode().strip().splitlines()) == 1, run.stderr  # the summary only
+    body = http(html("Version two"))
+    filedesc_body = b"2 0 Test\nURL IP-address Archive-date Content-type Result-code ...\n"
+    arc = (
+        b"filedesc://t.arc 0.0.0.0 20080101000000 text/plain %d\n" % len(filedesc_body)
+        + filedesc_body
+        + b"\nhttp://example.com/v2 1.2.3.4 20080101000000 text/html 200 - - 0 t.arc %d\n"
+        % len(body)
+        + body
+        + b"\n"
+    )
+    path = tmp_path / "v2.arc"
+    path.write_bytes(arc)
+    run, urls, _ = run_extract(gpt2, path)
+    assert run.code == 0 and urls == ["http://example.com/v2"], run.stderr
