@@ -171,13 +171,7 @@ def register(app: typer.Typer) -> None:
             show_default=False,
             metavar="TASK",
         ),
-        model: str = typer.Option(
-            None,
-            "--model",
-            "-m",
-            help=options.MODEL_HELP,
-            show_default=False,
-        ),
+        model: str = options.model_option(None),
         data: Path = typer.Option(
             None,
             "--data",

@@ -102,6 +102,15 @@ MODEL_HELP = (
     "A run directory (its newest complete checkpoint), a checkpoint directory, an HF-layout "
     "directory, or an HF model name in the local cache."
 )
+
+
+def model_option(default: Any = ..., metavar: str | None = None) -> Any:
+    """--model/-m: required unless ``default`` is given."""
+    return typer.Option(
+        default, "--model", "-m", metavar=metavar, help=MODEL_HELP, show_default=False
+    )
+
+
 DEVICE = typer.Option(
     None,
     "--device",

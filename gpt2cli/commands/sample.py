@@ -203,14 +203,7 @@ def register(app: typer.Typer) -> None:
             metavar="PROMPT",
             help="The text to continue ('-' or absent: read stdin; '' : <|endoftext|>).",
         ),
-        model: str = typer.Option(
-            ...,
-            "--model",
-            "-m",
-            metavar="SPEC",
-            help=options.MODEL_HELP,
-            show_default=False,
-        ),
+        model: str = options.model_option(metavar="SPEC"),
         jsonl: bool = typer.Option(
             False,
             "--jsonl",

@@ -116,13 +116,7 @@ def register(app: typer.Typer) -> None:
             "none reads stdin.",
             show_default=False,
         ),
-        model: str = typer.Option(
-            ...,
-            "--model",
-            "-m",
-            help=options.MODEL_HELP,
-            show_default=False,
-        ),
+        model: str = options.model_option(),
         device: str = options.DEVICE,
         dtype: str = options.DTYPE,
         batch_size: int = typer.Option(
