@@ -44,8 +44,11 @@ def _float_options() -> set[tuple[str, str]]:
 def _base(command: str, tmp_path: Path) -> list[str]:
     text = tmp_path / "doc.jsonl"
     text.write_text('{"text": "a few words"}\n')
+    links = tmp_path / "links.txt"
+    links.write_text("http://127.0.0.1:9/\n")  # never fetched: the number is judged first
     return {
         "corpus filter": ["corpus", "filter", str(text)],
+        "corpus fetch": ["corpus", "fetch", str(links), "-o", str(tmp_path / "crawl")],
         "corpus dedup": ["corpus", "dedup", str(text)],
         "corpus dedup-signatures": [
             "corpus", "dedup-signatures", "-o", str(tmp_path / "s.ddp"), str(text),
@@ -76,7 +79,7 @@ EXTRA = [
 def test_every_float_option_is_known_here() -> None:
     """A new float option joins _base (and so the test below) or this fails."""
     commands = {command for command, _ in _float_options()}
-    assert commands <= {"corpus filter", "corpus dedup", "corpus dedup-signatures", "pack",
+    assert commands <= {"corpus filter", "corpus fetch", "corpus dedup", "corpus dedup-signatures", "pack",
                         "sample", "overlap build", "overlap check", "train"}  # fmt: skip
     assert ("train", "--lr") in _float_options()
     assert ("corpus filter", "--lang-score") in _float_options()

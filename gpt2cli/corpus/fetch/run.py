@@ -26,6 +26,7 @@ from gpt2cli.corpus.stats import StageStats
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write
 from gpt2cli.locking import exclusive_lock
+from gpt2cli.numbers import check_number
 
 ABOUT_URL = "https://github.com/gpt2cli/gpt2cli/blob/main/docs/fetch.md"
 DEFAULT_AGENT = f"gpt2cli/{__version__} (+{ABOUT_URL})"
@@ -68,12 +69,12 @@ class FetchOptions:
         for name in ("per_host", "concurrency", "max_bytes", "warc_size", "max_urls", "parts"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("delay", "retries", "retry_wait"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must not be negative")
+        if self.retries < 0:
+            raise UsageError("--retries must not be negative")
+        for name in ("delay", "retry_wait"):
+            check_number(getattr(self, name), f"--{name.replace('_', '-')}", 0.0)
         for name in ("connect_timeout", "read_timeout", "timeout"):
-            if getattr(self, name) <= 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be positive")
+            check_number(getattr(self, name), f"--{name.replace('_', '-')}", 0.0, low_open=True)
         if not 0 <= self.part < self.parts:
             raise UsageError(f"--part {self.part}/{self.parts}: I must be in 0..N-1")
         for option, url in (
