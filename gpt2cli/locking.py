@@ -51,3 +51,17 @@ def exclusive_lock(path: Path, what: str) -> Iterator[None]:
         with suppress(OSError):
             path.unlink()
         handle.close()
+
+
+def another_process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process other than this one (the writer of a temp file
+    named after its pid, say): not ours and not gone."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -79,8 +79,8 @@ EXTRA = [
 def test_every_float_option_is_known_here() -> None:
     """A new float option joins _base (and so the test below) or this fails."""
     commands = {command for command, _ in _float_options()}
-    assert commands <= {"corpus filter", "corpus fetch", "corpus dedup", "corpus dedup-signatures", "pack",
-                        "sample", "overlap build", "overlap check", "train"}  # fmt: skip
+    assert commands <= {"corpus filter", "corpus fetch", "corpus dedup", "corpus dedup-signatures",
+                        "pack", "sample", "overlap build", "overlap check", "train"}  # fmt: skip
     assert ("train", "--lr") in _float_options()
     assert ("corpus filter", "--lang-score") in _float_options()
 

@@ -38,6 +38,7 @@ from gpt2cli.fileio import (
     open_binary_input,
     open_file,
 )
+from gpt2cli.locking import another_process_alive
 from gpt2cli.text import token_stream
 from gpt2cli.text.tokenizer import EOT, VOCAB_SIZE
 
@@ -358,21 +359,9 @@ def _remove_stale_temps(output: Path, prefix: str) -> None:
     pattern = re.compile(rf"^\.{re.escape(prefix)}_\w+_\d{{6}}\.bin\.tmp-(\d+)$")
     for entry in output.iterdir():
         match = pattern.match(entry.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not another_process_alive(int(match.group(1))):
             with suppress(OSError):
                 entry.unlink()
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_next(

@@ -22,6 +22,7 @@ from torch import nn
 from gpt2cli import run_layout
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.fileio import atomic_write, create_new, fsync_directory, remove_entry
+from gpt2cli.locking import another_process_alive
 
 STATE_FORMAT = 1
 
@@ -153,7 +154,7 @@ def remove_stale(run_dir: str | os.PathLike[str]) -> list[Path]:
     for path in candidates:
         match = re.search(r"\.(?:tmp|old)-(\d+)$", path.name)
         if match:
-            if int(match.group(1)) != os.getpid() and _pid_alive(int(match.group(1))):
+            if another_process_alive(int(match.group(1))):
                 continue
         elif not (
             run_layout.STEP_DIR.match(path.name)
@@ -165,16 +166,6 @@ def remove_stale(run_dir: str | os.PathLike[str]) -> list[Path]:
             remove_entry(path)
         removed.append(path)
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
