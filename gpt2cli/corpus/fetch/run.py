@@ -24,7 +24,7 @@ from gpt2cli.corpus.fetch.log import FetchLog, read_done
 from gpt2cli.corpus.fetch.warcfile import WarcFiles
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.errors import Gpt2Error, UsageError
-from gpt2cli.fileio import atomic_write
+from gpt2cli.fileio import atomic_write, open_own_file
 from gpt2cli.locking import exclusive_lock
 from gpt2cli.numbers import check_number
 
@@ -114,7 +114,10 @@ def _check_parts(directory: Path, parts: int) -> None:
     import fcntl
 
     marker = directory / "fetch-parts"
-    with open(directory / ".fetch-parts.lock", "a") as handle:
+    # never through a link planted in the output directory (fileio.open_own_file)
+    with os.fdopen(
+        open_own_file(directory / ".fetch-parts.lock", os.O_RDWR | os.O_CREAT)
+    ) as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         if marker.exists():
             written = marker.read_text().strip()
