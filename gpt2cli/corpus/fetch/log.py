@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from gpt2cli.errors import Gpt2Error
+from gpt2cli.fileio import open_own_file
 
 
 def read_done(path: Path, logged_end: dict[str, int]) -> Iterator[str]:
@@ -23,7 +24,7 @@ def read_done(path: Path, logged_end: dict[str, int]) -> Iterator[str]:
     ``logged_end`` with the end of the last logged record of each WARC file."""
     if not path.exists():
         return
-    with open(path, "r+b") as handle:
+    with os.fdopen(open_own_file(path, os.O_RDWR), "r+b") as handle:
         size = os.fstat(handle.fileno()).st_size
         if size:
             handle.seek(max(size - 1, 0))
@@ -65,7 +66,8 @@ def _cut_last_line(handle: BinaryIO, size: int) -> None:
 class FetchLog:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle = open(path, "ab")  # noqa: SIM115 - closed by close()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        self._handle = os.fdopen(open_own_file(path, flags), "ab")  # closed by close()
         self._pending: list[bytes] = []
 
     def add(self, entry: dict[str, Any]) -> None:

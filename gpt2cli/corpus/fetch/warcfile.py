@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gpt2cli.corpus.fetch.client import Exchange
-from gpt2cli.fileio import fsync_directory
+from gpt2cli.fileio import create_new, fsync_directory, open_own_file
 
 OPEN_SUFFIX = ".open"
 
@@ -107,7 +107,7 @@ class WarcFiles:
             if end == 0:
                 path.unlink()
                 continue
-            with open(path, "r+b") as handle:
+            with os.fdopen(open_own_file(path, os.O_RDWR), "r+b") as handle:
                 handle.truncate(end)
                 os.fsync(handle.fileno())
             os.replace(path, self.directory / final)
@@ -135,7 +135,7 @@ class WarcFiles:
     def _open_next(self) -> None:
         self._name = f"{self.prefix}-{self._next:05d}.warc.gz"
         self._next += 1
-        self._handle = open(self.directory / (self._name + OPEN_SUFFIX), "wb")  # noqa: SIM115
+        self._handle = create_new(self.directory / (self._name + OPEN_SUFFIX))
         info = warcinfo_record(self._name, self.info)
         self._handle.write(info)
         self._size = len(info)
