@@ -39,9 +39,6 @@ def max_shard_tokens(size: int) -> int:
     return max(0, size - _SHARD_HEADER_BYTES) // _INDEX_ENTRY_BYTES * MAX_BLOCK_TOKENS
 
 
-PART_NAME_RE = NAME_RE  # a part name becomes file names: the one rule for names
-
-
 @dataclass
 class ShardInfo:
     """One manifest entry."""
@@ -163,7 +160,7 @@ def part_names(directory: Path) -> list[str]:
     names = []
     for path in directory.glob("manifest.*.yaml"):
         part = path.name[len("manifest.") : -len(".yaml")]
-        if PART_NAME_RE.match(part):
+        if NAME_RE.match(part):  # a part name becomes file names: the one rule for names
             names.append(part)
     return sorted(names)
 
