@@ -68,31 +68,87 @@ def option(
 
 
 # --- value rules ----------------------------------------------------------------------------
+# Every number rule is :func:`in_range`: a finite number, then the range. NaN compares false
+# with everything (and an infinity passes a one-sided bound), so finiteness comes first and
+# no comparison is written as "refuse when value < low".
 
 
-def positive(value: Any) -> str | None:
-    return None if value > 0 else "positive"
+def shown(number: Any) -> str:
+    """A number as a message shows it: 40, 0.5, 1e+20, nan (a whole float without ".0")."""
+    if isinstance(number, float) and number.is_integer() and abs(number) < 1e16:
+        return str(int(number))
+    return str(number)
 
 
-def non_negative(value: Any) -> str | None:
-    return None if value >= 0 else "0 or more"
+def range_text(
+    low: float | None, high: float | None, low_open: bool = False, high_open: bool = False
+) -> str:
+    """What a number in the range must be: "positive", "between 1 and 22", "above 0 and at
+    most 1"..."""
+    if low == 0 and high is None:
+        return "positive" if low_open else "0 or more"
+    if low is not None and high is not None and not (low_open or high_open):
+        return f"between {shown(low)} and {shown(high)}"
+    ends = []
+    if low is not None:
+        ends.append(f"{'above' if low_open else 'at least'} {shown(low)}")
+    if high is not None:
+        ends.append(f"{'below' if high_open else 'at most'} {shown(high)}")
+    return " and ".join(ends)
+
+
+def in_range(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Rule:
+    """A finite number from ``low`` to ``high`` (None: no bound; an end excluded when
+    ``*_open``); a bool is no number."""
+
+    def rule(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "a finite number"
+        if not math.isfinite(value):
+            return "a finite number"
+        above_low = low is None or (value > low if low_open else value >= low)
+        below_high = high is None or (value < high if high_open else value <= high)
+        return None if above_low and below_high else range_text(low, high, low_open, high_open)
+
+    return rule
+
+
+positive = in_range(0, low_open=True)
+non_negative = in_range(0)
+finite = in_range()
 
 
 def at_least(low: float) -> Rule:
-    return lambda value: None if value >= low else f"at least {low}"
+    return in_range(low)
 
 
 def at_most(high: float) -> Rule:
-    return lambda value: None if value <= high else f"at most {high}"
+    return in_range(high=high)
 
 
 def between(low: float, high: float) -> Rule:
     """``low <= value <= high``."""
-    return lambda value: None if low <= value <= high else f"between {low} and {high}"
+    return in_range(low, high)
 
 
-def finite(value: Any) -> str | None:
-    return None if math.isfinite(value) else "a finite number"
+def refusal(name: str, wanted: str, value: Any) -> UsageError:
+    """The one wording of a value that breaks a rule: ``--x must be WANTED, not VALUE``."""
+    return UsageError(f"{name} must be {wanted}, not {shown(value)}")
+
+
+def require(value: Any, name: str, *rules: Rule) -> Any:
+    """``value`` when it keeps every rule, else the :func:`refusal` of the first it breaks."""
+    for rule in rules:
+        wanted = rule(value)
+        if wanted is not None:
+            raise refusal(name, wanted, value)
+    return value
 
 
 # --- reading the declarations ---------------------------------------------------------------
@@ -244,8 +300,6 @@ def check(options: Any) -> None:
         value = getattr(options, f.name)
         if value is None or isinstance(value, str):
             continue
-        for rule in f.metadata.get("rules", ()):
-            wanted = rule(value)
-            if wanted is not None:
-                name = (f.metadata["long"] or flag(f.name)).split("/")[0]
-                raise UsageError(f"{name} must be {wanted}, not {value}")
+        rules = f.metadata.get("rules", ())
+        if rules:
+            require(value, (f.metadata["long"] or flag(f.name)).split("/")[0], *rules)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpt2cli.errors import UsageError
-from gpt2cli.numbers import check_number
+from gpt2cli.option_fields import at_least, between, in_range, positive, require
 
 HOSTILE = ("nan", "NaN", "inf", "-inf", "1e400", "-1e400")
 
@@ -104,19 +104,21 @@ def test_numbers_outside_their_range_are_usage_errors(
     assert len([line for line in run.stderr.splitlines() if line.strip()]) == 1, run.stderr
 
 
-def test_check_number() -> None:
-    assert check_number(0.5, "--x", 0.0, 1.0) == 0.5
-    for value, message in [
-        (float("nan"), "--x must be a finite number, not nan"),
-        (float("inf"), "--x must be a finite number, not inf"),
-        (1.5, "--x must be in [0, 1], not 1.5"),
-        (True, "--x must be a finite number, not True"),
+def test_every_number_rule_has_one_wording_and_refuses_nan() -> None:
+    assert require(0.5, "--x", between(0, 1)) == 0.5
+    for value, rule, message in [
+        (float("nan"), between(0, 1), "--x must be a finite number, not nan"),
+        (float("nan"), positive, "--x must be a finite number, not nan"),
+        (float("inf"), at_least(1), "--x must be a finite number, not inf"),
+        (1.5, between(0.0, 1.0), "--x must be between 0 and 1, not 1.5"),
+        (40, between(1, 22), "--x must be between 1 and 22, not 40"),
+        (0.0, positive, "--x must be positive, not 0"),
+        (1.0, in_range(0, 1, high_open=True), "--x must be at least 0 and below 1, not 1"),
+        (True, at_least(0), "--x must be a finite number, not True"),
     ]:
         with pytest.raises(UsageError) as caught:
-            check_number(value, "--x", 0.0, 1.0)
+            require(value, "--x", rule)
         assert str(caught.value) == message
-    with pytest.raises(UsageError, match="must be above 0, not 0"):
-        check_number(0.0, "--y", 0.0, low_open=True)
 
 
 @pytest.mark.parametrize("text", ["lr: .nan", "weight_decay: .inf", "grad_clip: -.inf",

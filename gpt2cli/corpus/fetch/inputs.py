@@ -22,12 +22,12 @@ from itertools import groupby
 from typing import IO
 from urllib.parse import urlsplit
 
+from gpt2cli.corpus.fetch.options import DEFAULT_MAX_URLS
 from gpt2cli.corpus.jsonl import source_name
 from gpt2cli.corpus.links import url_key
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.text.compressed import open_input
 
-DEFAULT_MAX_URLS = 1_000_000
 TODO, DONE = 1, 0  # DONE sorts first within a URL's group
 
 Entry = tuple[int, str, int, str]  # key, url, TODO or DONE, date ('' when none)

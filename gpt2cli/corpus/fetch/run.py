@@ -21,77 +21,18 @@ from gpt2cli.corpus.fetch import inputs
 from gpt2cli.corpus.fetch.client import RETRYABLE, ClientSettings, FetchFailed, Outcome
 from gpt2cli.corpus.fetch.frontier import Frontier, Task
 from gpt2cli.corpus.fetch.log import FetchLog, read_done
+from gpt2cli.corpus.fetch.options import FetchOptions
 from gpt2cli.corpus.fetch.warcfile import WarcFiles
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write, open_own_file
 from gpt2cli.locking import exclusive_lock
-from gpt2cli.numbers import check_number
 
-ABOUT_URL = "https://github.com/gpt2cli/gpt2cli/blob/main/docs/fetch.md"
-DEFAULT_AGENT = f"gpt2cli/{__version__} (+{ABOUT_URL})"
-COMMON_CRAWL = "https://data.commoncrawl.org/"
 MAX_BACKOFF = 300.0  # seconds; a Retry-After beyond this ends the retries
 DEAD_AFTER = 3  # URLs of one host in a row with no HTTP answer at all (or no DNS answer)
 COMMIT_SECONDS = 1.0
 COMMIT_LINES = 2000
 CONNECTION_ERRORS = frozenset({"timeout", "connect_error", "reset", "dns_error"})
-
-
-@dataclass
-class FetchOptions:
-    inputs: list[str]
-    output: Path
-    user_agent: str = DEFAULT_AGENT
-    ignore_robots: bool = False
-    per_host: int = 1
-    delay: float = 1.0
-    concurrency: int = 256
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    timeout: float = 120.0
-    max_bytes: int = 10_000_000
-    html_only: bool = False
-    retries: int = 3
-    retry_wait: float = 2.0
-    allow_private: bool = False
-    allow_addresses: list[str] = field(default_factory=list)
-    warc_size: int = 1_000_000_000
-    part: int = 0
-    parts: int = 1
-    max_urls: int = inputs.DEFAULT_MAX_URLS
-    temp_dir: str | None = None
-    from_archive: str | None = None
-    archive_prefix: str = COMMON_CRAWL
-    as_of: str | None = None
-
-    def check(self) -> None:
-        for name in ("per_host", "concurrency", "max_bytes", "warc_size", "max_urls", "parts"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.retries < 0:
-            raise UsageError("--retries must not be negative")
-        for name in ("delay", "retry_wait"):
-            check_number(getattr(self, name), f"--{name.replace('_', '-')}", 0.0)
-        for name in ("connect_timeout", "read_timeout", "timeout"):
-            check_number(getattr(self, name), f"--{name.replace('_', '-')}", 0.0, low_open=True)
-        if not 0 <= self.part < self.parts:
-            raise UsageError(f"--part {self.part}/{self.parts}: I must be in 0..N-1")
-        for option, url in (
-            ("--from-archive", self.from_archive),
-            ("--archive-prefix", self.archive_prefix),
-        ):
-            if url is not None and inputs.host_of(url) is None:
-                raise UsageError(f"{option} {url!r}: not an http(s) URL")
-        from gpt2cli.corpus.fetch.policy import parse_networks
-
-        parse_networks(self.allow_addresses)
-        if self.as_of is not None and self.from_archive is None:
-            raise UsageError("--as-of needs --from-archive")
-
-    @property
-    def part_name(self) -> str:
-        return "fetch" if self.parts == 1 else f"fetch-{self.part:05d}-of-{self.parts:05d}"
 
 
 @dataclass
@@ -153,7 +94,7 @@ def fetch(
             inputs.read_links(options.inputs, stats),
             read_done(directory / f"{name}.jsonl", logged_end),
             stats,
-            options.part,
+            options.part_number,
             options.parts,
             options.max_urls,
             options.temp_dir,
