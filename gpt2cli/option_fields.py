@@ -73,11 +73,12 @@ def option(
 # no comparison is written as "refuse when value < low".
 
 
-def shown(number: Any) -> str:
-    """A number as a message shows it: 40, 0.5, 1e+20, nan (a whole float without ".0")."""
-    if isinstance(number, float) and number.is_integer() and abs(number) < 1e16:
-        return str(int(number))
-    return str(number)
+def shown(value: Any) -> str:
+    """A value as a message shows it: 40, 0.5, 1e+20, nan (a whole float without ".0"),
+    'text'."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def range_text(
@@ -135,6 +136,12 @@ def at_most(high: float) -> Rule:
 def between(low: float, high: float) -> Rule:
     """``low <= value <= high``."""
     return in_range(low, high)
+
+
+def one_of(*choices: str) -> Rule:
+    """One of the texts ``choices``."""
+    text = ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+    return lambda value: None if value in choices else text
 
 
 def refusal(name: str, wanted: str, value: Any) -> UsageError:
@@ -295,10 +302,11 @@ def coerce_field(kinds_by_name: dict[str, Any], name: str, value: Any, source: s
 
 def check(options: Any) -> None:
     """UsageError for the first field whose value breaks one of its rules (None, "not
-    given", and a text such as "auto" are not checked)."""
+    given", and a text such as "auto" in a field that is not text are not checked)."""
+    value_kinds = kinds(type(options))
     for f in fields(options):
         value = getattr(options, f.name)
-        if value is None or isinstance(value, str):
+        if value is None or (isinstance(value, str) and value_kinds[f.name] is not str):
             continue
         rules = f.metadata.get("rules", ())
         if rules:

@@ -145,15 +145,3 @@ CORPUS_OUTPUT = typer.Option(
     help="Write the JSON Lines here (atomically) instead of stdout.",
     show_default=False,
 )
-EXCLUDE_DOMAIN = typer.Option(
-    None,
-    "--exclude-domain",
-    help="Drop this domain and its subdomains (repeatable), e.g. wikipedia.org.",
-    show_default=False,
-)
-EXCLUDE_DOMAIN_FILE = typer.Option(
-    None,
-    "--exclude-domain-file",
-    help="Drop the domains listed in this file, one a line, # comments (repeatable).",
-    show_default=False,
-)

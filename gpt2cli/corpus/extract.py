@@ -22,18 +22,20 @@ import re
 import signal
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from gpt2cli import option_fields
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.corpus.urls import domain_of, normalize_url
 from gpt2cli.corpus.warc import Redirect, Rejects, Response
 from gpt2cli.errors import Gpt2Error
+from gpt2cli.option_fields import at_least, non_negative, one_of, option
 
 if TYPE_CHECKING:
     from gpt2cli.corpus.links import LinkTable
@@ -52,9 +54,50 @@ _BOMS = (
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    mode: str = "precision"
-    include_comments: bool = False
-    include_tables: bool = True
+    """The options of ``gpt2 corpus extract``: each field is also its flag and --help text
+    (:mod:`gpt2cli.option_fields`), in --help's order; checked when made."""
+
+    links_file: str | None = option(
+        None,
+        "A URL list: `gpt2 corpus links` output, any JSON Lines with a url, or "
+        "plain URLs one a line, in any order: keep only pages of those URLs (joined by "
+        "SURT key, through redirects) and add karma, submissions, date. A URL listed "
+        "twice is merged as links --merge merges.",
+        long="--links",
+        show_default=False,
+    )
+    mode: str = option(
+        "precision",
+        "trafilatura's trade-off: precision (less boilerplate, as FineWeb), balanced or recall.",
+        long="--favor",
+        rule=one_of(*MODES),
+    )
+    include_comments: bool = option(
+        False, "Keep the comment sections trafilatura finds.", long="--comments"
+    )
+    processes: int = option(
+        0, "Extraction processes (0: all cores).", "-j", show_default=False, rule=non_negative
+    )
+    max_bytes: int = option(
+        5_000_000, "Skip pages larger than this (counted as too_large).", rule=at_least(1)
+    )
+    max_bad_records: int | None = option(
+        None,
+        "Stop (exit 1) after this many bad records instead of counting and "
+        "skipping them all (--strict stops at the first).",
+        show_default=False,
+        rule=non_negative,
+    )
+    rejected: str | None = option(
+        None,
+        "Write a JSON line for every record that gave no page: file, offset (in "
+        "the uncompressed stream), url, reason, and for bad records a message.",
+        show_default=False,
+    )
+    include_tables: bool = option(True, cli=False)
+
+    def __post_init__(self) -> None:
+        option_fields.check(self)
 
     def trafilatura_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``trafilatura.extract`` these options stand for."""
@@ -248,6 +291,41 @@ def _join(
                 rejects.drop("not_in_links", item.source, item.offset, item.url)
                 continue
         yield item, url, link
+
+
+def write_pages(
+    inputs: list[str],
+    options: ExtractOptions,
+    stats: StageStats,
+    out: IO[bytes],
+    progress: Callable[[int], None] | None = None,
+) -> Gpt2Error | None:
+    """``gpt2 corpus extract``: the pages of ``inputs`` as JSON Lines to ``out`` (``progress``
+    is called with the pages out every 64). Returns the error of an input cut inside a record,
+    to raise once the counts are out: every whole record is written first."""
+    from gpt2cli.corpus.jsonl import dumps
+    from gpt2cli.corpus.links import load_links
+    from gpt2cli.corpus.warc import iter_responses
+    from gpt2cli.fileio import atomic_write
+
+    links = load_links(options.links_file, stats) if options.links_file else None
+    with ExitStack() as stack:
+        rejects_out = None
+        if options.rejected:
+            rejects_out = stack.enter_context(atomic_write(options.rejected, "wb"))
+        rejects = Rejects(stats, rejects_out, options.max_bad_records)
+        responses = iter_responses(inputs, stats, options.max_bytes, rejects)
+        workers = options.processes or default_processes()
+        pages = extract_pages(responses, options, stats, links, workers, rejects)
+        for number, record in enumerate(pages, 1):
+            out.write(dumps(record))
+            if progress is not None and number % 64 == 0:
+                progress(number)
+    if not rejects.cut:
+        return None
+    first = rejects.cut[0]
+    more = f" (and {len(rejects.cut) - 1} more cut files)" if len(rejects.cut) > 1 else ""
+    return type(first)(f"{first.message}{more}", first.hint)
 
 
 def extract_pages(

@@ -33,21 +33,27 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from gpt2cli import option_fields
 from gpt2cli.corpus.jsonl import Record, dumps, read_records
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.corpus.urls import (
     BadUrl,
     checked_url,
     domain_of,
+    exclude_domain_file_option,
+    exclude_domain_option,
+    load_domains,
     matches_domain,
     preferred_url,
     surt_key,
 )
 from gpt2cli.errors import Gpt2Error
+from gpt2cli.option_fields import at_least, option
 from gpt2cli.text.compressed import open_input
 
 REDDIT_DOMAINS = frozenset({"reddit.com", "redd.it", "redditmedia.com", "reddituploads.com"})
@@ -61,11 +67,36 @@ MAX_UTC = 253402300799  # 9999-12-31T23:59:59Z: the last second ISO 8601 dates h
 
 @dataclass
 class LinkOptions:
-    min_karma: int = 3
-    excluded: set[str] = field(default_factory=set)
-    exclude_over_18: bool = False
-    max_urls: int = DEFAULT_MAX_URLS
-    temp_dir: str | None = None
+    """The options of ``gpt2 corpus links``: each field is also its flag and --help text
+    (:mod:`gpt2cli.option_fields`), in --help's order; checked when made."""
+
+    min_karma: int = option(3, "Keep submissions with at least this score.")
+    exclude_domain: list[str] = exclude_domain_option(
+        "Drop this domain and its subdomains (repeatable), e.g. wikipedia.org."
+    )
+    exclude_domain_file: list[str] = exclude_domain_file_option()
+    exclude_over_18: bool = option(False, "Drop submissions marked over_18 (NSFW).")
+    merge: bool = option(
+        False,
+        "Inputs are link files (this command's output, which is sorted): merge "
+        "them in one streaming pass, highest karma, summed submissions, first date.",
+    )
+    max_urls: int = option(
+        DEFAULT_MAX_URLS,
+        "URLs held in memory (about 250 bytes each) before a sorted run is "
+        "spilled to a temporary file; the runs are merged at the end.",
+        rule=at_least(1),
+    )
+    temp_dir: Path | None = option(
+        None, "Where spilled runs go (default: $TMPDIR).", path=True, show_default=False
+    )
+
+    excluded: set[str] = field(init=False, default_factory=set)  # the domains of both
+
+    def __post_init__(self) -> None:
+        option_fields.check(self)
+        if not self.merge:  # merging link files excludes nothing
+            self.excluded = load_domains(self.exclude_domain, self.exclude_domain_file)
 
 
 class _BadValue(ValueError):
@@ -310,6 +341,21 @@ def collect_links(
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     stats.extra["submissions_kept"] = stats.documents_in - sum(stats.dropped.values())
+
+
+def write_links(
+    inputs: list[str],
+    options: LinkOptions,
+    stats: StageStats,
+    out: IO[bytes],
+    progress: Callable[[], None] | None = None,
+) -> None:
+    """``gpt2 corpus links``: the links of submission dumps, or with ``--merge`` the merge of
+    link files."""
+    if options.merge:
+        merge_link_files(inputs, stats, out)
+    else:
+        collect_links(inputs, options, stats, out, progress)
 
 
 def merge_link_files(inputs: list[str], stats: StageStats, out: IO[bytes]) -> None:
