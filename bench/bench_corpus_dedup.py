@@ -51,11 +51,11 @@ if phase == "read":
     for record in jsonl.read_records([corpus], "text", stats):
         pass
 elif phase.startswith("filter"):
-    config = filters.FilterConfig(
+    settings = filters.FilterOptions(
         min_tokens=128 if phase == "filter-tokens" else 0,
-        languages=frozenset({"en"}) if phase == "filter-lang" else frozenset(),
+        lang=["en"] if phase == "filter-lang" else [],
     )
-    corpus_clean.filter_command([corpus], config, "text", None, **quiet)
+    corpus_clean.filter_command([corpus], settings, "text", **quiet)
 elif phase == "memory":
     import tracemalloc
     tracemalloc.start()

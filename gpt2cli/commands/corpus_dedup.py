@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from gpt2cli import console
+from gpt2cli.commands import options
 from gpt2cli.commands.corpus_clean import FIELD, FILES, STATS, STRICT, tracked
 from gpt2cli.corpus import dedup, staged_dedup
+from gpt2cli.corpus.dedup import DedupOptions
 from gpt2cli.corpus.staged_dedup import RecordOptions
 from gpt2cli.fileio import os_errors
 
-NGRAM = typer.Option(5, "--ngram", help="Words per shingle.")
-NUM_PERM = typer.Option(128, "--num-perm", help="MinHash signature length.")
-NEAR = typer.Option(
-    0.5,
-    "--near",
-    help="Jaccard threshold of near duplicates; LSH bands and rows are chosen from it and "
-    "--num-perm (0.5 and 128: 25 bands of 5).",
-)
-EXACT_ONLY = typer.Option(False, "--exact-only", help="Remove exact duplicates only (no MinHash).")
-KEEP = typer.Option(
-    "first", "--keep", help="Which document of a cluster stays: first, or karma (the highest)."
-)
-KARMA_FIELD = typer.Option("karma", "--karma-field", help="JSON field of --keep karma.")
 CLUSTERS_REPORT = typer.Option(
     None,
     "--clusters",
@@ -34,6 +24,9 @@ CLUSTERS_REPORT = typer.Option(
     "kept in its place and the reason (exact or near).",
     show_default=False,
 )
+
+# what the signatures stage reads of the dedup options (--keep is the cluster stage's)
+SIGNATURE_FIELDS = ("near", "exact_only", "ngram", "num_perm", "karma_field")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,44 +86,37 @@ def register(corpus_app: typer.Typer) -> None:
     """Add ``dedup`` and the staged-dedup verbs to the ``corpus`` sub-app."""
 
     @corpus_app.command("dedup")
+    @options.with_fields(DedupOptions, {"near": "files"})
     def dedup_verb(
         files: list[str] = FILES,
-        near: float = NEAR,
-        exact_only: bool = EXACT_ONLY,
-        ngram: int = NGRAM,
-        num_perm: int = NUM_PERM,
-        keep: str = KEEP,
-        karma_field: str = KARMA_FIELD,
         clusters: Path = CLUSTERS_REPORT,
         field: str = FIELD,
         stats_file: str = STATS,
         strict: bool = STRICT,
+        **given: Any,
     ) -> None:
         """Remove exact duplicates (same lower-cased words) and near duplicates (MinHash LSH
         over word n-grams); one document of each cluster stays, in input order."""
-        params = dedup.make_params(near, exact_only, ngram, num_perm, keep, karma_field)
-        options = RecordOptions(field, strict, clusters)
+        params = options.build(DedupOptions, given).params()
+        reading = RecordOptions(field, strict, clusters)
         with os_errors():
-            dedup_command(files or ["-"], params, options, stats_file)
+            dedup_command(files or ["-"], params, reading, stats_file)
 
     @corpus_app.command("dedup-signatures")
+    @options.with_fields(DedupOptions, {"near": "output"}, only=SIGNATURE_FIELDS)
     def signatures_verb(
         files: list[str] = FILES,
         output: Path = typer.Option(..., "--output", "-o", help="The signature file to write."),
-        near: float = NEAR,
-        exact_only: bool = EXACT_ONLY,
-        ngram: int = NGRAM,
-        num_perm: int = NUM_PERM,
-        karma_field: str = KARMA_FIELD,
         field: str = FIELD,
         stats_file: str = STATS,
         strict: bool = STRICT,
+        **given: Any,
     ) -> None:
         """Staged dedup, stage 1 (one task per part): exact keys and LSH band keys."""
-        params = dedup.make_params(near, exact_only, ngram, num_perm, "first", karma_field)
-        options = RecordOptions(field, strict)
+        params = options.build(DedupOptions, given).params()
+        reading = RecordOptions(field, strict)
         with os_errors():
-            signatures_command(files or ["-"], output, params, options, stats_file)
+            signatures_command(files or ["-"], output, params, reading, stats_file)
 
     signature_files = typer.Option(
         None,
@@ -156,6 +142,7 @@ def register(corpus_app: typer.Typer) -> None:
             buckets_command([*(signatures or []), *(files or [])], output, bucket, buckets)
 
     @corpus_app.command("dedup-clusters")
+    @options.with_fields(DedupOptions, {"keep": "output"}, only=("keep",))
     def clusters_verb(
         files: list[Path] = typer.Argument(
             ...,
@@ -164,9 +151,10 @@ def register(corpus_app: typer.Typer) -> None:
         ),
         signatures: list[Path] = signature_files,
         output: Path = typer.Option(..., "--output", "-o", help="The cluster file to write."),
-        keep: str = KEEP,
+        **given: Any,
     ) -> None:
         """Staged dedup, stage 3 (one task): clusters of all edges and the document each keeps."""
+        keep = options.build(DedupOptions, given).keep
         with os_errors():
             clusters_command(files, signatures or [], output, keep)
 

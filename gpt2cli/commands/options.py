@@ -4,7 +4,7 @@ the typer parameters of an options dataclass (:mod:`gpt2cli.option_fields`)."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -16,11 +16,16 @@ from gpt2cli.text.tokenizer import EOT_TEXT
 T = TypeVar("T")
 
 
-def parameters(cls: type, unset_default: bool = False) -> list[inspect.Parameter]:
-    """A typer option per flag of the options dataclass ``cls``. ``unset_default``: every
-    default None ("not given"), so that another source (a config file) can show through."""
+def parameters(
+    cls: type, unset_default: bool = False, only: Collection[str] | None = None
+) -> list[inspect.Parameter]:
+    """A typer option per flag of the options dataclass ``cls`` (of the fields ``only`` names,
+    when given). ``unset_default``: every default None ("not given"), so that another source
+    (a config file) can show through."""
     out = []
     for flag in option_fields.flags(cls):
+        if only is not None and flag.name not in only:
+            continue
         if unset_default:
             default = typer.Option(
                 None, *flag.names, show_default=False, help=flag.help, metavar=flag.metavar
@@ -42,10 +47,14 @@ def parameters(cls: type, unset_default: bool = False) -> list[inspect.Parameter
 
 
 def with_fields(
-    cls: type, runs: dict[str, str | None], unset_default: bool = False
+    cls: type,
+    runs: dict[str, str | None],
+    unset_default: bool = False,
+    only: Collection[str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorate a typer command whose ``**given`` takes the flags of options dataclass ``cls``:
-    its signature gets them, placed in --help by ``runs``, which maps the first field of a run
+    """Decorate a typer command whose ``**given`` takes the flags of options dataclass ``cls``
+    (those of the fields ``only`` names, when given; the others keep their defaults): its
+    signature gets them, placed in --help by ``runs``, which maps the first field of a run
     of fields to the command's own parameter it follows (None: first of all)."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,7 +63,7 @@ def with_fields(
             for p in inspect.signature(command, eval_str=True).parameters.values()
             if p.kind is not inspect.Parameter.VAR_KEYWORD
         ]
-        declared = parameters(cls, unset_default)
+        declared = parameters(cls, unset_default, only)
         names = [p.name for p in declared]
         starts = sorted(names.index(name) for name in runs)
         if not starts or starts[0] != 0:

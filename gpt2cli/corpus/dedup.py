@@ -24,9 +24,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from gpt2cli import option_fields
 from gpt2cli.corpus import minhash
 from gpt2cli.corpus.jsonl import Record
-from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.errors import Gpt2Error
+from gpt2cli.option_fields import at_least, in_range, one_of, option, require
 from gpt2cli.splitmix import mix_array
 
 KEPT, EXACT, NEAR = 0, 1, 2
@@ -67,20 +69,38 @@ KEEP_RULES = ("first", "karma")
 
 
 def check_keep(keep: str) -> None:
-    if keep not in KEEP_RULES:
-        raise UsageError(f"--keep is first or karma, not {keep!r}")
+    require(keep, "--keep", one_of(*KEEP_RULES))
 
 
-def make_params(
-    near: float, exact_only: bool, ngram: int, num_perm: int, keep: str, karma_field: str
-) -> DedupParams:
-    """The settings of a dedup run from its options, each checked."""
-    check_keep(keep)
-    if not exact_only and not 0.0 < near < 1.0:
-        raise UsageError(f"--near is a Jaccard similarity between 0 and 1, not {near:g}")
-    if ngram < 1 or num_perm < 1:
-        raise UsageError("--ngram and --num-perm must be at least 1")
-    return DedupParams.make(None if exact_only else near, ngram, num_perm, keep, karma_field)
+@dataclass(frozen=True)
+class DedupOptions:
+    """The options of ``gpt2 corpus dedup`` and its stages: each field is also its flag and
+    --help text (:mod:`gpt2cli.option_fields`), in --help's order; checked when made."""
+
+    near: float = option(
+        0.5,
+        "Jaccard threshold of near duplicates; LSH bands and rows are chosen from it and "
+        "--num-perm (0.5 and 128: 25 bands of 5).",
+    )
+    exact_only: bool = option(False, "Remove exact duplicates only (no MinHash).")
+    ngram: int = option(5, "Words per shingle.", rule=at_least(1))
+    num_perm: int = option(128, "MinHash signature length.", rule=at_least(1))
+    keep: str = option(
+        "first",
+        "Which document of a cluster stays: first, or karma (the highest).",
+        rule=one_of(*KEEP_RULES),
+    )
+    karma_field: str = option("karma", "JSON field of --keep karma.")
+
+    def __post_init__(self) -> None:
+        option_fields.check(self)
+        if not self.exact_only:  # a Jaccard similarity strictly between 0 and 1
+            require(self.near, "--near", in_range(0, 1, low_open=True, high_open=True))
+
+    def params(self) -> DedupParams:
+        """The settings of the run, the LSH bands and rows chosen."""
+        near = None if self.exact_only else self.near
+        return DedupParams.make(near, self.ngram, self.num_perm, self.keep, self.karma_field)
 
 
 _BANDS: dict[tuple[float, int], tuple[int, int]] = {}

@@ -9,36 +9,99 @@ it measured.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 
+from gpt2cli import option_fields
 from gpt2cli.corpus import quality
-from gpt2cli.corpus.urls import domain_of, matches_domain
+from gpt2cli.corpus.jsonl import JsonlWriter, Track, read_records, untracked
+from gpt2cli.corpus.stats import StageStats
+from gpt2cli.corpus.urls import (
+    domain_of,
+    exclude_domain_file_option,
+    exclude_domain_option,
+    load_domains,
+    matches_domain,
+)
 from gpt2cli.errors import UsageError
-from gpt2cli.numbers import check_number
+from gpt2cli.fileio import atomic_write
+from gpt2cli.option_fields import between, non_negative, option, require
 
 LENGTH_RULES = ("domain", "min-words", "max-words", "min-tokens", "max-tokens", "lang")
 RULE_NAMES = LENGTH_RULES + tuple(rule.name for rule in quality.RULES)
 
 
 @dataclass
-class FilterConfig:
-    exclude_domains: frozenset[str] = frozenset()
-    url_field: str = "url"
-    min_words: int = 0
-    max_words: int = 0  # 0: no limit
-    min_tokens: int = 0
-    max_tokens: int = 0
-    languages: frozenset[str] = frozenset()  # empty: any language
-    lang_score: float = 0.5
-    thresholds: dict[str, float] = field(default_factory=dict)
-    disabled: frozenset[str] = frozenset()
-    enabled: frozenset[str] = frozenset()  # quality rules that are off by default
+class FilterOptions:
+    """The options of ``gpt2 corpus filter``: each field is also its flag and --help text
+    (:mod:`gpt2cli.option_fields`), in --help's order; checked, and read into the rules'
+    settings below them, when made."""
+
+    exclude_domain: list[str] = exclude_domain_option(
+        "Drop documents whose url (or domain field) is on this domain or a "
+        "subdomain of it (repeatable), e.g. wikipedia.org."
+    )
+    exclude_domain_file: list[str] = exclude_domain_file_option()
+    url_field: str = option("url", "JSON field of the url.")
+    min_words: int = option(0, "Fewest words (0: no limit).", rule=non_negative)
+    max_words: int = option(0, "Most words (0: no limit).")
+    min_tokens: int = option(
+        0, "Fewest GPT-2 tokens (OpenWebText: 128; 0: no limit).", rule=non_negative
+    )
+    max_tokens: int = option(0, "Most GPT-2 tokens (0: none).")
+    lang: list[str] = option(
+        help="Keep documents in this language (ISO 639-1 code, repeatable), as py3langid "
+        "identifies it from the first 1500 characters.",
+        show_default=False,
+        default_factory=list,
+    )
+    lang_score: float = option(
+        0.5, "Lowest probability of the identified language.", rule=between(0, 1)
+    )
+    threshold: list[str] = option(
+        help="RULE=VALUE: another threshold for a quality rule (repeatable).",
+        show_default=False,
+        default_factory=list,
+    )
+    disable: list[str] = option(
+        help="Switch a rule off (repeatable).", show_default=False, default_factory=list
+    )
+    enable: list[str] = option(
+        help="Switch on a rule that is off by default (repeatable).",
+        show_default=False,
+        default_factory=list,
+    )
+    no_quality: bool = option(False, "Switch every quality rule off.")
+    rejected: Path | None = option(
+        None,
+        "Write every dropped document here, with rejected_by (the rule) and "
+        "rejected_value (what it measured).",
+        path=True,
+        show_default=False,
+    )
+    # what the rules read, from the options above
+    exclude_domains: frozenset[str] = field(init=False, default=frozenset())
+    languages: frozenset[str] = field(init=False, default=frozenset())  # empty: any language
+    thresholds: dict[str, float] = field(init=False, default_factory=dict)
+    disabled: frozenset[str] = field(init=False, default=frozenset())
+    enabled: frozenset[str] = field(init=False, default=frozenset())  # off by default
 
     def __post_init__(self) -> None:
-        check_number(self.lang_score, "--lang-score", 0.0, 1.0)  # a probability
-        for name, value in self.thresholds.items():
-            # every measure is a share, a mean length or a count: never below 0
-            check_number(value, f"--threshold {name}", 0.0)
+        check_rule_names(set(self.disable), "--disable")
+        check_rule_names(set(self.enable), "--enable")
+        option_fields.check(self)
+        self.thresholds = dict(parse_threshold(entry) for entry in self.threshold)
+        self.exclude_domains = frozenset(
+            load_domains(self.exclude_domain, self.exclude_domain_file)
+        )
+        self.languages = frozenset(code.lower() for code in self.lang)
+        off = set(self.disable)
+        if self.no_quality:
+            off.update(rule.name for rule in quality.RULES)
+        self.disabled = frozenset(off)
+        self.enabled = frozenset(self.enable)
 
 
 @dataclass
@@ -62,7 +125,8 @@ def parse_threshold(entry: str) -> tuple[str, float]:
         number = float(value)
     except ValueError:
         raise UsageError(f"--threshold {name}: {value!r} is not a number") from None
-    return name, check_number(number, f"--threshold {name}", 0.0)
+    # every measure is a share, a mean length or a count: never below 0
+    return name, require(number, f"--threshold {name}", non_negative)
 
 
 def check_rule_names(names: set[str] | frozenset[str], option: str) -> None:
@@ -76,7 +140,7 @@ def check_rule_names(names: set[str] | frozenset[str], option: str) -> None:
 class Filter:
     """The active rules of a configuration, in order."""
 
-    def __init__(self, config: FilterConfig) -> None:
+    def __init__(self, config: FilterOptions) -> None:
         self.config = config
         self.rules: list[tuple[str, Check]] = []
         off = config.disabled
@@ -153,6 +217,40 @@ class Filter:
         if config.max_tokens and "max-tokens" not in off and count > config.max_tokens:
             return ("max-tokens", count)
         return None
+
+
+def filter_documents(
+    inputs: list[str],
+    options: FilterOptions,
+    text_field: str,
+    stats: StageStats,
+    out: BinaryIO,
+    track: Track = untracked,
+) -> None:
+    """``gpt2 corpus filter``: the documents of ``inputs`` that pass every rule to ``out``,
+    unchanged and in input order; the dropped ones, each with the rule and what it measured,
+    to ``options.rejected``."""
+    rule_set = Filter(options)
+    stats.extra["rules"] = rule_set.names
+    kept = JsonlWriter(out)
+    with ExitStack() as stack:
+        dropped = None
+        if options.rejected is not None:
+            dropped = JsonlWriter(stack.enter_context(atomic_write(options.rejected, "wb")))
+        for record in track(read_records(inputs, text_field, stats), stats, "filter"):
+            verdict = rule_set.verdict(record.data, record.text)
+            if verdict is None:
+                kept.write_raw(record.raw)
+                stats.count_out()
+                continue
+            stats.drop(verdict.rule.replace("-", "_"))
+            if dropped is not None:
+                dropped.write_object(
+                    {**record.data, "rejected_by": verdict.rule, "rejected_value": verdict.value}
+                )
+        kept.flush()
+        if dropped is not None:
+            dropped.flush()
 
 
 def rule_table() -> list[tuple[str, str, str]]:

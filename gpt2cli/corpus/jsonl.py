@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -106,6 +106,14 @@ def parse(
         stats.bad("no_text", f"{where}: {missing} {field!r} field")
         return None
     return Record(raw, data, text, source, line)
+
+
+# a wrapper of a record stream (a progress display): (records, stats, label) -> records
+Track = Callable[[Iterable[Record], StageStats, str], Iterable[Record]]
+
+
+def untracked(records: Iterable[Record], stats: StageStats, label: str) -> Iterable[Record]:
+    return records
 
 
 class JsonlWriter:

@@ -16,7 +16,6 @@ every bucket once) before it writes anything.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,17 +25,10 @@ import numpy as np
 
 from gpt2cli.console import Stopwatch
 from gpt2cli.corpus import dedup, dedup_files
-from gpt2cli.corpus.jsonl import JsonlWriter, Record, read_records
+from gpt2cli.corpus.jsonl import JsonlWriter, Record, Track, read_records, untracked
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write, spool_stdin
-
-# a wrapper of a record stream (a progress display): (records, stats, label) -> records
-Track = Callable[[Iterable[Record], StageStats, str], Iterable[Record]]
-
-
-def _untracked(records: Iterable[Record], stats: StageStats, label: str) -> Iterable[Record]:
-    return records
 
 
 @dataclass(frozen=True)
@@ -114,7 +106,7 @@ def dedup_inputs(
     params: dedup.DedupParams,
     options: RecordOptions,
     out: BinaryIO,
-    track: Track = _untracked,
+    track: Track = untracked,
 ) -> StageStats:
     """``gpt2 corpus dedup``: the four stages in one process (stdin is read twice through a
     temp copy)."""
@@ -141,7 +133,7 @@ def signatures(
     output: Path,
     params: dedup.DedupParams,
     options: RecordOptions,
-    track: Track = _untracked,
+    track: Track = untracked,
 ) -> StageStats:
     stats = StageStats("dedup-signatures", strict=options.strict)
     digest = hashlib.blake2b(digest_size=16)
