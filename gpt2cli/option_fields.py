@@ -73,12 +73,11 @@ def option(
 # no comparison is written as "refuse when value < low".
 
 
-def shown(value: Any) -> str:
-    """A value as a message shows it: 40, 0.5, 1e+20, nan (a whole float without ".0"),
-    'text'."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value) if isinstance(value, str) else str(value)
+def _bound(number: float) -> str:
+    """A bound as a message shows it: 1, 0.5, 1e-08 (a whole float without ".0")."""
+    if isinstance(number, float) and number.is_integer() and abs(number) < 1e16:
+        return str(int(number))
+    return str(number)
 
 
 def range_text(
@@ -89,12 +88,12 @@ def range_text(
     if low == 0 and high is None:
         return "positive" if low_open else "0 or more"
     if low is not None and high is not None and not (low_open or high_open):
-        return f"between {shown(low)} and {shown(high)}"
+        return f"between {_bound(low)} and {_bound(high)}"
     ends = []
     if low is not None:
-        ends.append(f"{'above' if low_open else 'at least'} {shown(low)}")
+        ends.append(f"{'above' if low_open else 'at least'} {_bound(low)}")
     if high is not None:
-        ends.append(f"{'below' if high_open else 'at most'} {shown(high)}")
+        ends.append(f"{'below' if high_open else 'at most'} {_bound(high)}")
     return " and ".join(ends)
 
 
@@ -146,7 +145,8 @@ def one_of(*choices: str) -> Rule:
 
 def refusal(name: str, wanted: str, value: Any) -> UsageError:
     """The one wording of a value that breaks a rule: ``--x must be WANTED, not VALUE``."""
-    return UsageError(f"{name} must be {wanted}, not {shown(value)}")
+    shown = repr(value) if isinstance(value, str) else value
+    return UsageError(f"{name} must be {wanted}, not {shown}")
 
 
 def require(value: Any, name: str, *rules: Rule) -> Any:

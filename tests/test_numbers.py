@@ -112,8 +112,8 @@ def test_every_number_rule_has_one_wording_and_refuses_nan() -> None:
         (float("inf"), at_least(1), "--x must be a finite number, not inf"),
         (1.5, between(0.0, 1.0), "--x must be between 0 and 1, not 1.5"),
         (40, between(1, 22), "--x must be between 1 and 22, not 40"),
-        (0.0, positive, "--x must be positive, not 0"),
-        (1.0, in_range(0, 1, high_open=True), "--x must be at least 0 and below 1, not 1"),
+        (0.0, positive, "--x must be positive, not 0.0"),
+        (1.0, in_range(0, 1, high_open=True), "--x must be at least 0 and below 1, not 1.0"),
         (True, at_least(0), "--x must be a finite number, not True"),
     ]:
         with pytest.raises(UsageError) as caught:

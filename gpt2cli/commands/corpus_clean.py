@@ -21,9 +21,7 @@ FIELD = typer.Option("text", "--field", help="JSON field that holds the text.")
 STATS = typer.Option(
     None, "--stats", help="Also write the counters as JSON to this file.", show_default=False
 )
-STRICT = typer.Option(
-    False, "--strict", help="Stop at the first bad record instead of counting and skipping it."
-)
+STRICT = options.STRICT
 
 
 def tracked(records: Iterable[Record], stats: StageStats, label: str) -> Iterator[Record]:
