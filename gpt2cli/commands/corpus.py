@@ -90,11 +90,9 @@ def register(app: typer.Typer) -> None:
     @group.command("links")
     @options.with_fields(LinkOptions, {"min_karma": "files"})
     def links(
-        files: list[str] = typer.Argument(
-            None,
-            help="Reddit submission dumps (Pushshift NDJSON, .zst as published), or with "
-            "--merge link files; '-' or none reads stdin.",
-            show_default=False,
+        files: list[str] = options.inputs_argument(
+            "Reddit submission dumps (Pushshift NDJSON, .zst as published), or with "
+            "--merge link files; '-' or none reads stdin."
         ),
         output: str = options.CORPUS_OUTPUT,
         stats_file: str = options.STATS_FILE,
@@ -123,11 +121,8 @@ def register(app: typer.Typer) -> None:
     @group.command("extract")
     @options.with_fields(ExtractOptions, {"links_file": "files"})
     def extract(
-        files: list[str] = typer.Argument(
-            None,
-            help="WARC or ARC files (plain or compressed) from any crawler; '-' or none "
-            "reads stdin.",
-            show_default=False,
+        files: list[str] = options.inputs_argument(
+            "WARC or ARC files (plain or compressed) from any crawler; '-' or none reads stdin."
         ),
         output: str = options.CORPUS_OUTPUT,
         stats_file: str = options.STATS_FILE,

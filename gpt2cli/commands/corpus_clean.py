@@ -16,7 +16,7 @@ from gpt2cli.corpus.jsonl import Record
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.fileio import os_errors
 
-FILES = typer.Argument(None, help="JSON Lines inputs; '-' or none reads stdin.", show_default=False)
+FILES = options.inputs_argument("JSON Lines inputs; '-' or none reads stdin.")
 FIELD = typer.Option("text", "--field", help="JSON field that holds the text.")
 STATS = typer.Option(
     None, "--stats", help="Also write the counters as JSON to this file.", show_default=False

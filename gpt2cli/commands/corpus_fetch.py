@@ -18,11 +18,9 @@ def register(corpus_app: typer.Typer) -> None:
     @corpus_app.command("fetch")
     @options.with_fields(FetchOptions, {"user_agent": "output"})
     def fetch_verb(
-        files: list[str] = typer.Argument(
-            None,
-            help="Link files from `gpt2 corpus links` (JSON Lines: url, date) or plain URL "
-            "lists, one a line, any order, duplicates merged; '-' or none reads stdin.",
-            show_default=False,
+        files: list[str] = options.inputs_argument(
+            "Link files from `gpt2 corpus links` (JSON Lines: url, date) or plain URL "
+            "lists, one a line, any order, duplicates merged; '-' or none reads stdin."
         ),
         output: Path = typer.Option(
             ..., "--output", "-o", help="Directory of the WARC files and fetch.jsonl (created)."

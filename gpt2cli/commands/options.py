@@ -83,6 +83,11 @@ def build(cls: type[T], given: dict[str, Any]) -> T:
     return cls(**{f.name: given[f.name] for f in fields(cls) if f.name in given})
 
 
+def inputs_argument(help: str) -> Any:
+    """The input files of a command (none, or '-', reads stdin: ``help`` says so)."""
+    return typer.Argument(None, help=help, show_default=False)
+
+
 # Reading documents (tokenize, score, overlap build/check): the formats of gpt2cli.text.readers.
 FORMAT = typer.Option(
     None,
