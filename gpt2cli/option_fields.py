@@ -49,8 +49,8 @@ def option(
     becomes ``[default: VALUE]``), ``short`` its one-letter names, ``long`` its long name when
     not ``--field-name`` (``--a/--b`` for a boolean pair), ``metavar`` the value's name in
     --help, ``path`` a PATH value, ``show_default`` whether --help adds the default, ``rule``
-    its value check(s). ``cli=False``: no flag (a YAML key of ``gpt2 train`` only);
-    ``defines_run``: a resumed training run must keep it."""
+    its value check(s). ``cli=False``: no flag (a YAML key of ``gpt2 train``, or a setting
+    only code changes); ``defines_run``: a resumed training run must keep it."""
     metadata = {
         "help": help,
         "short": short,
