@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any
 
 import typer
 
@@ -14,7 +16,28 @@ from gpt2cli.commands import corpus_clean, corpus_dedup, corpus_fetch, options
 from gpt2cli.corpus.extract import ExtractOptions
 from gpt2cli.corpus.links import LinkOptions
 
+if TYPE_CHECKING:
+    from gpt2cli.corpus.stats import StageStats
+
 NAME = "corpus"
+
+
+@contextmanager
+def _stage(
+    name: str, output: str | None, strict: bool
+) -> Iterator[tuple[StageStats, IO[bytes], Callable[[str], None]]]:
+    """A stage's counters, its output (``-o`` or stdout) and a progress line to set."""
+    from gpt2cli.corpus.jsonl import output as open_output
+    from gpt2cli.corpus.stats import StageStats
+
+    stats = StageStats(name, strict=strict)
+    with open_output(output) as out, console.progress() as bar:
+        task = bar.add_task(name, total=None, status="")
+        yield (
+            stats,
+            out,
+            lambda status: bar.update(task, completed=stats.documents_in, status=status),
+        )
 
 
 def links_command(
@@ -24,17 +47,12 @@ def links_command(
     stats_file: str | None,
     strict: bool,
 ) -> None:
-    from gpt2cli.corpus.jsonl import output as open_output
     from gpt2cli.corpus.links import write_links
-    from gpt2cli.corpus.stats import StageStats
 
-    stats = StageStats("links", strict=strict)
-    with open_output(output) as out, console.progress() as bar:
-        task = bar.add_task("links", total=None, status="")
+    with _stage("links", output, strict) as (stats, out, show):
 
         def progress() -> None:
-            status = f"{stats.documents_in:,} submissions, {stats.bytes_in / 1e6:,.0f} MB"
-            bar.update(task, completed=stats.documents_in, status=status)
+            show(f"{stats.documents_in:,} submissions, {stats.bytes_in / 1e6:,.0f} MB")
 
         write_links(inputs, settings, stats, out, progress)
     stats.finish(stats_file)
@@ -48,18 +66,10 @@ def extract_command(
     strict: bool,
 ) -> None:
     from gpt2cli.corpus.extract import write_pages
-    from gpt2cli.corpus.jsonl import output as open_output
-    from gpt2cli.corpus.stats import StageStats
 
-    stats = StageStats("extract", strict=strict)
-    with open_output(output) as out, console.progress() as bar:
-        task = bar.add_task("extract", total=None, status="")
-
-        def progress(pages: int) -> None:
-            bar.update(task, completed=stats.documents_in, status=f"{pages:,} pages out")
-
+    with _stage("extract", output, strict) as (stats, out, show):
         try:
-            cut = write_pages(inputs, settings, stats, out, progress)
+            cut = write_pages(inputs, settings, stats, out, lambda n: show(f"{n:,} pages out"))
         except BrokenPipeError:
             _quiet_exit_on_closed_stdout()
     stats.finish(stats_file)
