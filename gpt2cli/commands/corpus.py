@@ -13,7 +13,9 @@ import typer
 from gpt2cli import console
 from gpt2cli.app import VerbGroup
 from gpt2cli.commands import corpus_clean, corpus_dedup, corpus_fetch, options
+from gpt2cli.commands.corpus_clean import STRICT_ONLY
 from gpt2cli.corpus.extract import ExtractOptions
+from gpt2cli.corpus.jsonl import RecordOptions
 from gpt2cli.corpus.links import LinkOptions
 
 if TYPE_CHECKING:
@@ -98,6 +100,7 @@ def register(app: typer.Typer) -> None:
     )
 
     @group.command("links")
+    @options.with_fields(RecordOptions, {"strict": "stats_file"}, only=STRICT_ONLY)
     @options.with_fields(LinkOptions, {"min_karma": "files"})
     def links(
         files: list[str] = options.inputs_argument(
@@ -106,7 +109,6 @@ def register(app: typer.Typer) -> None:
         ),
         output: str = options.CORPUS_OUTPUT,
         stats_file: str = options.STATS_FILE,
-        strict: bool = options.STRICT,
         **given: Any,
     ) -> None:
         """Outbound links of Reddit submissions with enough karma, one record per URL.
@@ -126,9 +128,11 @@ def register(app: typer.Typer) -> None:
         is bounded by --max-urls; parts made separately (one per monthly dump, on many
         machines) combine with --merge into what one run over all dumps gives."""
         settings = options.build(LinkOptions, given)
+        strict = options.build(RecordOptions, given).strict
         links_command(files or ["-"], settings, output, stats_file, strict)
 
     @group.command("extract")
+    @options.with_fields(RecordOptions, {"strict": "stats_file"}, only=STRICT_ONLY)
     @options.with_fields(ExtractOptions, {"links_file": "files"})
     def extract(
         files: list[str] = options.inputs_argument(
@@ -136,7 +140,6 @@ def register(app: typer.Typer) -> None:
         ),
         output: str = options.CORPUS_OUTPUT,
         stats_file: str = options.STATS_FILE,
-        strict: bool = options.STRICT,
         **given: Any,
     ) -> None:
         """Main text of the HTML pages of a WARC or ARC crawl, by trafilatura.
@@ -154,6 +157,7 @@ def register(app: typer.Typer) -> None:
         file cut short gives every whole record, then an error naming it and the offset
         of the cut record (exit 1)."""
         settings = options.build(ExtractOptions, given)
+        strict = options.build(RecordOptions, given).strict
         extract_command(files or ["-"], settings, output, stats_file, strict)
 
     corpus_clean.register(group)

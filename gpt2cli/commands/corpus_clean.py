@@ -12,16 +12,18 @@ from gpt2cli import console
 from gpt2cli.commands import options
 from gpt2cli.corpus import filters
 from gpt2cli.corpus.filters import FilterOptions
-from gpt2cli.corpus.jsonl import Record
+from gpt2cli.corpus.jsonl import Record, RecordOptions
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.fileio import os_errors
 
 FILES = options.inputs_argument("JSON Lines inputs; '-' or none reads stdin.")
-FIELD = typer.Option("text", "--field", help="JSON field that holds the text.")
 STATS = typer.Option(
     None, "--stats", help="Also write the counters as JSON to this file.", show_default=False
 )
-STRICT = options.STRICT
+# the RecordOptions of a verb that reads documents but removes none (no --clusters report),
+# and of a verb that reads no text field (links, extract, fetch: only --strict)
+TEXT = ("field", "strict")
+STRICT_ONLY = ("strict",)
 
 
 def tracked(records: Iterable[Record], stats: StageStats, label: str) -> Iterator[Record]:
@@ -35,10 +37,10 @@ def tracked(records: Iterable[Record], stats: StageStats, label: str) -> Iterato
 
 
 def filter_command(
-    inputs: list[str], settings: FilterOptions, field: str, stats_file: str | None, strict: bool
+    inputs: list[str], settings: FilterOptions, reading: RecordOptions, stats_file: str | None
 ) -> None:
-    stats = StageStats("filter", strict=strict)
-    filters.filter_documents(inputs, settings, field, stats, sys.stdout.buffer, tracked)
+    stats = StageStats("filter", strict=reading.strict)
+    filters.filter_documents(inputs, settings, reading.field, stats, sys.stdout.buffer, tracked)
     stats.finish(stats_file)
 
 
@@ -51,15 +53,14 @@ def register(corpus_app: typer.Typer) -> None:
     """Add ``filter`` to the ``corpus`` sub-app."""
 
     @corpus_app.command("filter")
+    @options.with_fields(RecordOptions, {"field": "list_rules", "strict": "stats_file"}, only=TEXT)
     @options.with_fields(FilterOptions, {"exclude_domain": "files"})
     def filter_verb(
         files: list[str] = FILES,
         list_rules: bool = typer.Option(
             False, "--list-rules", help="Print the rules, their defaults and thresholds."
         ),
-        field: str = FIELD,
         stats_file: str = STATS,
-        strict: bool = STRICT,
         **given: Any,
     ) -> None:
         """Drop documents by named rules (domain, length, language, quality), each counted;
@@ -68,5 +69,6 @@ def register(corpus_app: typer.Typer) -> None:
             _list_rules()
             return
         settings = options.build(FilterOptions, given)
+        reading = options.build(RecordOptions, given)
         with os_errors():
-            filter_command(files or ["-"], settings, field, stats_file, strict)
+            filter_command(files or ["-"], settings, reading, stats_file)

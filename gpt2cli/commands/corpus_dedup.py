@@ -11,19 +11,11 @@ import typer
 
 from gpt2cli import console
 from gpt2cli.commands import options
-from gpt2cli.commands.corpus_clean import FIELD, FILES, STATS, STRICT, tracked
+from gpt2cli.commands.corpus_clean import FILES, STATS, TEXT, tracked
 from gpt2cli.corpus import dedup, staged_dedup
 from gpt2cli.corpus.dedup import DedupOptions
-from gpt2cli.corpus.staged_dedup import RecordOptions
+from gpt2cli.corpus.jsonl import RecordOptions
 from gpt2cli.fileio import os_errors
-
-CLUSTERS_REPORT = typer.Option(
-    None,
-    "--clusters",
-    help="Write one JSON line per removed document: its number, the number of the document "
-    "kept in its place and the reason (exact or near).",
-    show_default=False,
-)
 
 # what the signatures stage reads of the dedup options (--keep is the cluster stage's)
 SIGNATURE_FIELDS = ("near", "exact_only", "ngram", "num_perm", "karma_field")
@@ -86,35 +78,28 @@ def register(corpus_app: typer.Typer) -> None:
     """Add ``dedup`` and the staged-dedup verbs to the ``corpus`` sub-app."""
 
     @corpus_app.command("dedup")
+    @options.with_fields(RecordOptions, {"removed_report": "karma_field", "strict": "stats_file"})
     @options.with_fields(DedupOptions, {"near": "files"})
-    def dedup_verb(
-        files: list[str] = FILES,
-        clusters: Path = CLUSTERS_REPORT,
-        field: str = FIELD,
-        stats_file: str = STATS,
-        strict: bool = STRICT,
-        **given: Any,
-    ) -> None:
+    def dedup_verb(files: list[str] = FILES, stats_file: str = STATS, **given: Any) -> None:
         """Remove exact duplicates (same lower-cased words) and near duplicates (MinHash LSH
         over word n-grams); one document of each cluster stays, in input order."""
         params = options.build(DedupOptions, given).params()
-        reading = RecordOptions(field, strict, clusters)
+        reading = options.build(RecordOptions, given)
         with os_errors():
             dedup_command(files or ["-"], params, reading, stats_file)
 
     @corpus_app.command("dedup-signatures")
+    @options.with_fields(RecordOptions, {"field": "karma_field", "strict": "stats_file"}, only=TEXT)
     @options.with_fields(DedupOptions, {"near": "output"}, only=SIGNATURE_FIELDS)
     def signatures_verb(
         files: list[str] = FILES,
         output: Path = typer.Option(..., "--output", "-o", help="The signature file to write."),
-        field: str = FIELD,
         stats_file: str = STATS,
-        strict: bool = STRICT,
         **given: Any,
     ) -> None:
         """Staged dedup, stage 1 (one task per part): exact keys and LSH band keys."""
         params = options.build(DedupOptions, given).params()
-        reading = RecordOptions(field, strict)
+        reading = options.build(RecordOptions, given)
         with os_errors():
             signatures_command(files or ["-"], output, params, reading, stats_file)
 
@@ -159,6 +144,7 @@ def register(corpus_app: typer.Typer) -> None:
             clusters_command(files, signatures or [], output, keep)
 
     @corpus_app.command("dedup-filter")
+    @options.with_fields(RecordOptions, {"removed_report": "part", "strict": "stats_file"})
     def apply_verb(
         files: list[str] = FILES,
         clusters_file: Path = typer.Option(
@@ -167,12 +153,10 @@ def register(corpus_app: typer.Typer) -> None:
         part: int = typer.Option(
             ..., "--part", help="This part's number in the --signatures order of the stages."
         ),
-        report: Path = CLUSTERS_REPORT,
-        field: str = FIELD,
         stats_file: str = STATS,
-        strict: bool = STRICT,
+        **given: Any,
     ) -> None:
         """Staged dedup, stage 4 (one task per part): this part's kept documents to stdout."""
+        reading = options.build(RecordOptions, given)
         with os_errors():
-            options = RecordOptions(field, strict, report)
-            apply_command(files or ["-"], clusters_file, part, options, stats_file)
+            apply_command(files or ["-"], clusters_file, part, reading, stats_file)

@@ -9,13 +9,16 @@ import typer
 
 from gpt2cli import console
 from gpt2cli.commands import options
+from gpt2cli.commands.corpus_clean import STRICT_ONLY
 from gpt2cli.corpus.fetch.options import FetchOptions
+from gpt2cli.corpus.jsonl import RecordOptions
 
 
 def register(corpus_app: typer.Typer) -> None:
     """Add ``fetch`` to the ``corpus`` sub-app."""
 
     @corpus_app.command("fetch")
+    @options.with_fields(RecordOptions, {"strict": "stats_file"}, only=STRICT_ONLY)
     @options.with_fields(FetchOptions, {"user_agent": "output"})
     def fetch_verb(
         files: list[str] = options.inputs_argument(
@@ -26,7 +29,6 @@ def register(corpus_app: typer.Typer) -> None:
             ..., "--output", "-o", help="Directory of the WARC files and fetch.jsonl (created)."
         ),
         stats_file: str = options.STATS_FILE,
-        strict: bool = options.STRICT,
         **given: Any,
     ) -> None:
         """Fetch links into WARC files, politely, resumably, or out of the web archives.
@@ -45,7 +47,7 @@ def register(corpus_app: typer.Typer) -> None:
         settings = options.build(
             FetchOptions, {**given, "inputs": files or ["-"], "output": output}
         )
-        stats = StageStats("fetch", strict=strict)
+        stats = StageStats("fetch", strict=options.build(RecordOptions, given).strict)
         with console.progress() as bar, os_errors():
             task = bar.add_task("fetch", total=None, status="")
             fetch(settings, stats, lambda done: bar.update(task, completed=done))

@@ -147,11 +147,6 @@ STATS_FILE = typer.Option(
     "to this file as JSON.",
     show_default=False,
 )
-STRICT = typer.Option(
-    False,
-    "--strict",
-    help="Stop at the first bad record instead of counting and skipping it.",
-)
 CORPUS_OUTPUT = typer.Option(
     None,
     "--output",

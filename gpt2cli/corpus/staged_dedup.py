@@ -25,20 +25,17 @@ import numpy as np
 
 from gpt2cli.console import Stopwatch
 from gpt2cli.corpus import dedup, dedup_files
-from gpt2cli.corpus.jsonl import JsonlWriter, Record, Track, read_records, untracked
+from gpt2cli.corpus.jsonl import (
+    JsonlWriter,
+    Record,
+    RecordOptions,
+    Track,
+    read_records,
+    untracked,
+)
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write, spool_stdin
-
-
-@dataclass(frozen=True)
-class RecordOptions:
-    """How a stage that reads documents reads them, and where its removal report goes."""
-
-    field: str = "text"
-    strict: bool = False
-    removed_report: Path | None = None  # --clusters FILE: one JSON line per removed document
-
 
 # ---------------------------------------------------------------------------------------------
 # applying clusters: the kept documents and the removal report
