@@ -13,9 +13,9 @@ import typer
 from gpt2cli import console
 from gpt2cli.app import VerbGroup
 from gpt2cli.commands import corpus_clean, corpus_dedup, corpus_fetch, options
-from gpt2cli.commands.corpus_clean import STRICT_ONLY
+from gpt2cli.commands.corpus_clean import stage_verb
+from gpt2cli.corpus.common_options import RecordOptions
 from gpt2cli.corpus.extract import ExtractOptions
-from gpt2cli.corpus.jsonl import RecordOptions
 from gpt2cli.corpus.links import LinkOptions
 
 if TYPE_CHECKING:
@@ -99,9 +99,7 @@ def register(app: typer.Typer) -> None:
         rich_markup_mode=None,
     )
 
-    @group.command("links")
-    @options.with_fields(RecordOptions, {"strict": "stats_file"}, only=STRICT_ONLY)
-    @options.with_fields(LinkOptions, {"min_karma": "files"})
+    @stage_verb(group, "links", LinkOptions, {"min_karma": "files"})
     def links(
         files: list[str] = options.inputs_argument(
             "Reddit submission dumps (Pushshift NDJSON, .zst as published), or with "
@@ -131,9 +129,7 @@ def register(app: typer.Typer) -> None:
         strict = options.build(RecordOptions, given).strict
         links_command(files or ["-"], settings, output, stats_file, strict)
 
-    @group.command("extract")
-    @options.with_fields(RecordOptions, {"strict": "stats_file"}, only=STRICT_ONLY)
-    @options.with_fields(ExtractOptions, {"links_file": "files"})
+    @stage_verb(group, "extract", ExtractOptions, {"links_file": "files"})
     def extract(
         files: list[str] = options.inputs_argument(
             "WARC or ARC files (plain or compressed) from any crawler; '-' or none reads stdin."

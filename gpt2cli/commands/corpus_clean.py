@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import typer
@@ -11,8 +11,9 @@ import typer
 from gpt2cli import console
 from gpt2cli.commands import options
 from gpt2cli.corpus import filters
+from gpt2cli.corpus.common_options import RecordOptions
 from gpt2cli.corpus.filters import FilterOptions
-from gpt2cli.corpus.jsonl import Record, RecordOptions
+from gpt2cli.corpus.jsonl import Record
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.fileio import os_errors
 
@@ -20,10 +21,22 @@ FILES = options.inputs_argument("JSON Lines inputs; '-' or none reads stdin.")
 STATS = typer.Option(
     None, "--stats", help="Also write the counters as JSON to this file.", show_default=False
 )
-# the RecordOptions of a verb that reads documents but removes none (no --clusters report),
-# and of a verb that reads no text field (links, extract, fetch: only --strict)
+# the RecordOptions of a verb that reads documents but removes none (no --clusters report)
 TEXT = ("field", "strict")
-STRICT_ONLY = ("strict",)
+
+
+def stage_verb(
+    group: typer.Typer, name: str, settings: type, runs: dict[str, str | None]
+) -> Callable[[Callable[..., Any]], Any]:
+    """Register verb ``name`` of ``group``: its ``**given`` takes the options of dataclass
+    ``settings`` (placed in --help by ``runs``) and --strict, after its ``stats_file``."""
+
+    def decorate(command: Callable[..., Any]) -> Any:
+        command = options.with_fields(settings, runs)(command)
+        strict = options.with_fields(RecordOptions, {"strict": "stats_file"}, only=("strict",))
+        return group.command(name)(strict(command))
+
+    return decorate
 
 
 def tracked(records: Iterable[Record], stats: StageStats, label: str) -> Iterator[Record]:

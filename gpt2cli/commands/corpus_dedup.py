@@ -13,8 +13,8 @@ from gpt2cli import console
 from gpt2cli.commands import options
 from gpt2cli.commands.corpus_clean import FILES, STATS, TEXT, tracked
 from gpt2cli.corpus import dedup, staged_dedup
+from gpt2cli.corpus.common_options import RecordOptions
 from gpt2cli.corpus.dedup import DedupOptions
-from gpt2cli.corpus.jsonl import RecordOptions
 from gpt2cli.fileio import os_errors
 
 # what the signatures stage reads of the dedup options (--keep is the cluster stage's)

@@ -9,17 +9,15 @@ import typer
 
 from gpt2cli import console
 from gpt2cli.commands import options
-from gpt2cli.commands.corpus_clean import STRICT_ONLY
+from gpt2cli.commands.corpus_clean import stage_verb
+from gpt2cli.corpus.common_options import RecordOptions
 from gpt2cli.corpus.fetch.options import FetchOptions
-from gpt2cli.corpus.jsonl import RecordOptions
 
 
 def register(corpus_app: typer.Typer) -> None:
     """Add ``fetch`` to the ``corpus`` sub-app."""
 
-    @corpus_app.command("fetch")
-    @options.with_fields(RecordOptions, {"strict": "stats_file"}, only=STRICT_ONLY)
-    @options.with_fields(FetchOptions, {"user_agent": "output"})
+    @stage_verb(corpus_app, "fetch", FetchOptions, {"user_agent": "output"})
     def fetch_verb(
         files: list[str] = options.inputs_argument(
             "Link files from `gpt2 corpus links` (JSON Lines: url, date) or plain URL "

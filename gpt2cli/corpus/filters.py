@@ -16,12 +16,11 @@ from typing import BinaryIO
 
 from gpt2cli import option_fields
 from gpt2cli.corpus import quality
+from gpt2cli.corpus.common_options import exclude_domain_file_option, exclude_domain_option
 from gpt2cli.corpus.jsonl import JsonlWriter, Track, read_records, untracked
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.corpus.urls import (
     domain_of,
-    exclude_domain_file_option,
-    exclude_domain_option,
     load_domains,
     matches_domain,
 )

@@ -16,13 +16,11 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.errors import malformed_json
 from gpt2cli.fileio import atomic_write
-from gpt2cli.option_fields import option
 from gpt2cli.text.compressed import open_input
 
 READ_BLOCK = 1 << 20
@@ -108,25 +106,6 @@ def parse(
         stats.bad("no_text", f"{where}: {missing} {field!r} field")
         return None
     return Record(raw, data, text, source, line)
-
-
-@dataclass(frozen=True)
-class RecordOptions:
-    """How a stage that reads documents reads them, and where its removal report goes: each
-    field is also the flag of the verbs that take it (:mod:`gpt2cli.option_fields`)."""
-
-    removed_report: Path | None = option(
-        None,
-        "Write one JSON line per removed document: its number, the number of the document "
-        "kept in its place and the reason (exact or near).",
-        long="--clusters",
-        path=True,
-        show_default=False,
-    )
-    field: str = option("text", "JSON field that holds the text.")
-    strict: bool = option(
-        False, "Stop at the first bad record instead of counting and skipping it."
-    )
 
 
 # a wrapper of a record stream (a progress display): (records, stats, label) -> records

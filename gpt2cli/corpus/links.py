@@ -39,14 +39,17 @@ from typing import IO, Any
 import numpy as np
 
 from gpt2cli import option_fields
+from gpt2cli.corpus.common_options import (
+    exclude_domain_file_option,
+    exclude_domain_option,
+    temp_dir_option,
+)
 from gpt2cli.corpus.jsonl import Record, dumps, read_records
 from gpt2cli.corpus.stats import StageStats
 from gpt2cli.corpus.urls import (
     BadUrl,
     checked_url,
     domain_of,
-    exclude_domain_file_option,
-    exclude_domain_option,
     load_domains,
     matches_domain,
     preferred_url,
@@ -87,9 +90,7 @@ class LinkOptions:
         "spilled to a temporary file; the runs are merged at the end.",
         rule=at_least(1),
     )
-    temp_dir: Path | None = option(
-        None, "Where spilled runs go (default: $TMPDIR).", path=True, show_default=False
-    )
+    temp_dir: Path | None = temp_dir_option()
 
     excluded: set[str] = field(init=False, default_factory=set)  # the domains of both
 

@@ -25,10 +25,10 @@ import numpy as np
 
 from gpt2cli.console import Stopwatch
 from gpt2cli.corpus import dedup, dedup_files
+from gpt2cli.corpus.common_options import RecordOptions
 from gpt2cli.corpus.jsonl import (
     JsonlWriter,
     Record,
-    RecordOptions,
     Track,
     read_records,
     untracked,

@@ -29,11 +29,9 @@ without ``www.`` before one with, then the first in code-point order.
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import urlsplit
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.option_fields import option
 
 TRACKING_PARAMETERS = frozenset(
     {
@@ -238,20 +236,6 @@ def parse_domain(entry: str) -> str:
         text = domain_of(text) or text
     text = text.lstrip("*").lstrip(".").rstrip(".")
     return text
-
-
-def exclude_domain_option(help: str) -> Any:
-    """``--exclude-domain``, as ``links`` and ``filter`` declare it (their help differs)."""
-    return option(help=help, show_default=False, default_factory=list)
-
-
-def exclude_domain_file_option() -> Any:
-    """``--exclude-domain-file``, as ``links`` and ``filter`` declare it."""
-    return option(
-        help="Drop the domains listed in this file, one a line, # comments (repeatable).",
-        show_default=False,
-        default_factory=list,
-    )
 
 
 def load_domains(domains: list[str] | None = None, files: list[str] | None = None) -> set[str]:

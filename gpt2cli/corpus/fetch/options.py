@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpt2cli import __version__, option_fields
+from gpt2cli.corpus.common_options import temp_dir_option
 from gpt2cli.errors import UsageError
 from gpt2cli.option_fields import at_least, non_negative, option, positive
 
@@ -115,9 +116,7 @@ class FetchOptions:
         "run is spilled to a temporary file.",
         rule=at_least(1),
     )
-    temp_dir: Path | None = option(
-        None, "Where spilled runs go (default: $TMPDIR).", path=True, show_default=False
-    )
+    temp_dir: Path | None = temp_dir_option()
     from_archive: str | None = option(
         None,
         "A CDX API URL (pywb, Common Crawl's index, e.g. "
