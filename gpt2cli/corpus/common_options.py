@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt2cli.option_fields import option
+from gpt2cli.option_fields import at_least, option
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,12 @@ def exclude_domain_file_option() -> Any:
         show_default=False,
         default_factory=list,
     )
+
+
+def max_urls_option(default: int, help: str) -> Any:
+    """``--max-urls``, the URLs ``links`` and ``fetch`` hold in memory before a sorted run is
+    spilled (``--temp-dir``)."""
+    return option(default, help, rule=at_least(1))
 
 
 def temp_dir_option() -> Any:

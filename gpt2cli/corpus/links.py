@@ -42,6 +42,7 @@ from gpt2cli import option_fields
 from gpt2cli.corpus.common_options import (
     exclude_domain_file_option,
     exclude_domain_option,
+    max_urls_option,
     temp_dir_option,
 )
 from gpt2cli.corpus.jsonl import Record, dumps, read_records
@@ -56,7 +57,7 @@ from gpt2cli.corpus.urls import (
     surt_key,
 )
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.option_fields import at_least, option
+from gpt2cli.option_fields import option
 from gpt2cli.text.compressed import open_input
 
 REDDIT_DOMAINS = frozenset({"reddit.com", "redd.it", "redditmedia.com", "reddituploads.com"})
@@ -84,11 +85,10 @@ class LinkOptions:
         "Inputs are link files (this command's output, which is sorted): merge "
         "them in one streaming pass, highest karma, summed submissions, first date.",
     )
-    max_urls: int = option(
+    max_urls: int = max_urls_option(
         DEFAULT_MAX_URLS,
         "URLs held in memory (about 250 bytes each) before a sorted run is "
         "spilled to a temporary file; the runs are merged at the end.",
-        rule=at_least(1),
     )
     temp_dir: Path | None = temp_dir_option()
 

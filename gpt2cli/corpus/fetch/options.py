@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpt2cli import __version__, option_fields
-from gpt2cli.corpus.common_options import temp_dir_option
+from gpt2cli.corpus.common_options import max_urls_option, temp_dir_option
 from gpt2cli.errors import UsageError
 from gpt2cli.option_fields import at_least, non_negative, option, positive
 
@@ -110,11 +110,10 @@ class FetchOptions:
         "task, or one xargs -P process, per part; same N for every part).",
         show_default=False,
     )
-    max_urls: int = option(
+    max_urls: int = max_urls_option(
         DEFAULT_MAX_URLS,
         "URLs held in memory while reading (about 250 bytes each) before a sorted "
         "run is spilled to a temporary file.",
-        rule=at_least(1),
     )
     temp_dir: Path | None = temp_dir_option()
     from_archive: str | None = option(
