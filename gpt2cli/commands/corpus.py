@@ -15,7 +15,7 @@ from gpt2cli.app import VerbGroup
 from gpt2cli.commands import corpus_clean, corpus_dedup, corpus_fetch, options
 from gpt2cli.commands.corpus_clean import stage_verb
 from gpt2cli.corpus.common_options import RecordOptions
-from gpt2cli.corpus.extract import ExtractOptions
+from gpt2cli.corpus.extract_options import ExtractOptions
 from gpt2cli.corpus.links import LinkOptions
 
 if TYPE_CHECKING:
