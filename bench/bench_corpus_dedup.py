@@ -44,7 +44,6 @@ from gpt2cli.corpus.stats import StageStats
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sys.stdout = open("/dev/null", "w")
 result = {}
-quiet = dict(stats_file=None, strict=False)
 cpu = time.process_time()
 if phase == "read":
     stats = StageStats("read")
@@ -55,7 +54,7 @@ elif phase.startswith("filter"):
         min_tokens=128 if phase == "filter-tokens" else 0,
         lang=["en"] if phase == "filter-lang" else [],
     )
-    corpus_clean.filter_command([corpus], settings, "text", **quiet)
+    corpus_clean.filter_command([corpus], settings, staged_dedup.RecordOptions(), None)
 elif phase == "memory":
     import tracemalloc
     tracemalloc.start()
