@@ -176,9 +176,18 @@ def test_a_value_rule_declared_with_its_option_names_the_flag_and_the_value(gpt2
             "--stride must be at least 1, not 0",
         ),
         (("train", "-o", tmp_path / "t", "--lr", "nan"), "--lr must be a finite number, not nan"),
+        (
+            ("corpus", "fetch", "-o", tmp_path / "f", "--delay", "nan"),
+            "--delay must be a finite number, not nan",
+        ),
+        (
+            ("corpus", "filter", "--lang-score", "1.5"),
+            "--lang-score must be between 0 and 1, not 1.5",
+        ),
     ]
     for args, message in cases:
         result = gpt2(*args)
+        command = " ".join(args[:2]) if args[0] == "corpus" else args[0]
         assert result.code == 2, (args, result.stderr)
-        assert result.stderr.splitlines() == [f"gpt2 {args[0]}: error: {message}"]
-    assert not (tmp_path / "p").exists() and not (tmp_path / "t").exists()
+        assert result.stderr.splitlines() == [f"gpt2 {command}: error: {message}"]
+    assert not any((tmp_path / name).exists() for name in ("p", "t", "f"))
