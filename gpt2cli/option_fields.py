@@ -303,11 +303,14 @@ def coerce_field(kinds_by_name: dict[str, Any], name: str, value: Any, source: s
 def check(options: Any) -> None:
     """UsageError for the first field whose value breaks one of its rules (None, "not
     given", and a text such as "auto" in a field that is not text are not checked)."""
-    value_kinds = kinds(type(options))
+    value_kinds: dict[str, Any] | None = None  # read only when a text is to be checked
     for f in fields(options):
         value = getattr(options, f.name)
-        if value is None or (isinstance(value, str) and value_kinds[f.name] is not str):
-            continue
         rules = f.metadata.get("rules", ())
-        if rules:
-            require(value, (f.metadata["long"] or flag(f.name)).split("/")[0], *rules)
+        if value is None or not rules:
+            continue
+        if isinstance(value, str):
+            value_kinds = value_kinds or kinds(type(options))
+            if value_kinds[f.name] is not str:
+                continue
+        require(value, (f.metadata["long"] or flag(f.name)).split("/")[0], *rules)
