@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
 import typer
@@ -18,7 +18,11 @@ T = TypeVar("T")
 
 def parameters(cls: type, unset_default: bool = False) -> list[inspect.Parameter]:
     """A typer option per flag of the options dataclass ``cls``. ``unset_default``: every
-    default None ("not given"), so that another source (a config file) can show through."""
+    default None ("not given"), so that another source (a config file) can show through. A
+    field without a default is a required option."""
+    required = {
+        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+    }
     out = []
     for flag in option_fields.flags(cls):
         if unset_default:
@@ -27,7 +31,7 @@ def parameters(cls: type, unset_default: bool = False) -> list[inspect.Parameter
             )
         else:
             default = typer.Option(
-                flag.default,
+                ... if flag.name in required else flag.default,
                 *flag.names,
                 help=flag.help,
                 metavar=flag.metavar,
