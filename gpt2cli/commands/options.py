@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 import typer
 
 from gpt2cli import option_fields
-from gpt2cli.text.tokenizer import EOT_TEXT
 
 T = TypeVar("T")
 
@@ -77,29 +76,6 @@ def build(cls: type[T], given: dict[str, Any]) -> T:
     """An options dataclass from the command's ``**given`` (its flags' values)."""
     return cls(**{f.name: given[f.name] for f in fields(cls) if f.name in given})
 
-
-# Reading documents (tokenize, score, overlap build/check): the formats of gpt2cli.text.readers.
-FORMAT = typer.Option(
-    None,
-    "--format",
-    "-f",
-    help="Input format: jsonl, text, nul, file or parquet. Default: parquet for a Parquet "
-    "file, jsonl for a name ending in .jsonl, .ndjson or .json or an input whose first "
-    "non-blank character is '{', else text. gzip, zstd, xz and bzip2 input is recognised by "
-    "its magic bytes and decompressed, on files and stdin.",
-    show_default=False,
-)
-FIELD = typer.Option("text", "--field", help="JSON field (or Parquet column) that holds the text.")
-DELIMITER = typer.Option(
-    EOT_TEXT,
-    "--delimiter",
-    help="For --format text: a line holding only this string ends a document.",
-)
-ERRORS = typer.Option(
-    "strict",
-    "--errors",
-    help="Invalid UTF-8: strict (stop with an error), replace (U+FFFD) or ignore.",
-)
 
 # Loading a model (sample, score, eval).
 MODEL_HELP = (
