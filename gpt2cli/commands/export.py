@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import typer
 
 from gpt2cli import console, jsonio
 from gpt2cli.commands import options
+from gpt2cli.model.export_options import ExportOptions
 
 NAME = "export"
 
@@ -30,37 +31,15 @@ an error (a full disk) leaves nothing behind.
 
 def register(app: typer.Typer) -> None:
     @app.command(NAME, help=HELP)
+    @options.with_fields(ExportOptions, {"output": "model"})
     def export(
         model: str = typer.Argument(..., metavar="MODEL", help=options.MODEL_HELP),
-        output: Path = typer.Option(
-            ...,
-            "--output",
-            "-o",
-            metavar="OUT",
-            help="The directory (hf) or file (gguf) to create; must not exist.",
-            show_default=False,
-        ),
-        fmt: str = typer.Option(
-            None,
-            "--format",
-            "-f",
-            metavar="FORMAT",
-            help="hf or gguf (default: gguf when OUT ends in .gguf, else hf).",
-            show_default=False,
-        ),
-        dtype: str = typer.Option(
-            None,
-            "--dtype",
-            metavar="TYPE",
-            help="hf: fp32, fp16 or bf16; gguf: f32, f16 or q8_0 (default: fp32 / f32).",
-            show_default=False,
-        ),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+        **given: Any,
     ) -> None:
-        from gpt2cli.model.export import ExportOptions
         from gpt2cli.model.export import export as export_model
 
-        report = export_model(ExportOptions(model=model, output=output, format=fmt, dtype=dtype))
+        report = export_model(options.build(ExportOptions, {**given, "model": model}))
         if as_json:
             print(jsonio.dumps(report.to_dict(), indent=2))
         console.info(

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Collection
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
 import typer
 
 from gpt2cli import option_fields
-from gpt2cli.text.tokenizer import EOT_TEXT
 
 T = TypeVar("T")
 
@@ -21,7 +20,10 @@ def parameters(
 ) -> list[inspect.Parameter]:
     """A typer option per flag of the options dataclass ``cls`` (of the fields ``only`` names,
     when given). ``unset_default``: every default None ("not given"), so that another source
-    (a config file) can show through."""
+    (a config file) can show through. A field without a default is a required option."""
+    required = {
+        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+    }
     out = []
     for flag in option_fields.flags(cls):
         if only is not None and flag.name not in only:
@@ -32,7 +34,7 @@ def parameters(
             )
         else:
             default = typer.Option(
-                flag.default,
+                ... if flag.name in required else flag.default,
                 *flag.names,
                 help=flag.help,
                 metavar=flag.metavar,
@@ -87,29 +89,6 @@ def inputs_argument(help: str) -> Any:
     """The input files of a command (none, or '-', reads stdin: ``help`` says so)."""
     return typer.Argument(None, help=help, show_default=False)
 
-
-# Reading documents (tokenize, score, overlap build/check): the formats of gpt2cli.text.readers.
-FORMAT = typer.Option(
-    None,
-    "--format",
-    "-f",
-    help="Input format: jsonl, text, nul, file or parquet. Default: parquet for a Parquet "
-    "file, jsonl for a name ending in .jsonl, .ndjson or .json or an input whose first "
-    "non-blank character is '{', else text. gzip, zstd, xz and bzip2 input is recognised by "
-    "its magic bytes and decompressed, on files and stdin.",
-    show_default=False,
-)
-FIELD = typer.Option("text", "--field", help="JSON field (or Parquet column) that holds the text.")
-DELIMITER = typer.Option(
-    EOT_TEXT,
-    "--delimiter",
-    help="For --format text: a line holding only this string ends a document.",
-)
-ERRORS = typer.Option(
-    "strict",
-    "--errors",
-    help="Invalid UTF-8: strict (stop with an error), replace (U+FFFD) or ignore.",
-)
 
 # Loading a model (sample, score, eval).
 MODEL_HELP = (

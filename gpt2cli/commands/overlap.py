@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -21,8 +22,6 @@ from gpt2cli.fileio import check_output_file, os_errors
 from gpt2cli.overlap.build import BuildOptions, build, merge_filters
 from gpt2cli.overlap.check import CheckOptions
 from gpt2cli.overlap.filter_file import BloomFilter
-from gpt2cli.overlap.sizing import parse_count
-from gpt2cli.text.readers import check_format
 
 NAME = "overlap"
 
@@ -103,59 +102,20 @@ def register(app: typer.Typer) -> None:
     )
 
     @group.command("build")
+    @options.with_fields(BuildOptions, {"format": "output", "n": "output"})
     def build(
         files: list[str] = files_argument,
         output: Path = typer.Option(
             ..., "--output", "-o", help="The filter file to write (atomically)."
         ),
-        n: int = typer.Option(8, "--n", "-n", help="Words per n-gram."),
-        capacity: str = typer.Option(
-            None,
-            "--capacity",
-            "-c",
-            help="Distinct n-grams the filter must hold (e.g. 5e9). Default: counted with a "
-            "first pass over the input (a HyperLogLog estimate, plus 5%); stdin is copied to a "
-            "temporary file beside the output for that.",
-            show_default=False,
-        ),
-        fp_rate: float = typer.Option(
-            1e-8,
-            "--fp-rate",
-            "-p",
-            help="False-positive rate at capacity: the filter gets the fewest blocks of k "
-            "64-bit words (k bits per n-gram, one per word of one block) that keep it.",
-        ),
-        hashes: int = typer.Option(
-            None,
-            "--hashes",
-            "-k",
-            help="Bits per n-gram (1-64) instead of the default (18 at 1e-8): fewer is less "
-            "work per n-gram and a larger filter for the same bound (14 at 1e-8: 15% "
-            "larger, a faster build).",
-            show_default=False,
-        ),
-        fmt: str = options.FORMAT,
-        field: str = options.FIELD,
-        delimiter: str = options.DELIMITER,
-        errors: str = options.ERRORS,
         as_json: bool = typer.Option(
             False, "--json", help="Print a JSON summary of the filter on stdout."
         ),
+        **given: Any,
     ) -> None:
         """Add every n-gram of the input documents to a new Bloom filter file."""
-        check_format(fmt)
-        settings = BuildOptions(
-            n=n,
-            capacity=parse_count(capacity, "--capacity") if capacity is not None else None,
-            fp_rate=fp_rate,
-            hashes=hashes,
-            fmt=fmt,
-            field=field,
-            delimiter=delimiter,
-            errors=errors,
-        )
         with os_errors():
-            build_command(files or ["-"], output, settings, as_json)
+            build_command(files or ["-"], output, options.build(BuildOptions, given), as_json)
 
     @group.command("merge")
     def merge(
@@ -174,6 +134,9 @@ def register(app: typer.Typer) -> None:
             merge_command(filters, output, as_json)
 
     @group.command("check")
+    @options.with_fields(
+        CheckOptions, {"format": "verify", "per_doc": "filter_path", "probe": "as_jsonl"}
+    )
     def check(
         files: list[str] = files_argument,
         filter_path: Path = typer.Option(
@@ -182,40 +145,9 @@ def register(app: typer.Typer) -> None:
             "-F",
             help="The filter file to check against (used through a memory map).",
         ),
-        per_doc: bool = typer.Option(
-            False, "--per-doc", help="Report every document instead of every input."
-        ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON report on stdout."),
         as_jsonl: bool = typer.Option(
             False, "--jsonl", help="Print one JSON line per input (or document)."
-        ),
-        probe: int = typer.Option(
-            None,
-            "--probe",
-            help="Also query this many random n-grams (random 12-character words) and report "
-            "the measured false-positive rate; with no input files, only probe.",
-            show_default=False,
-        ),
-        seed: int = typer.Option(0, "--seed", help="Random seed of --probe."),
-        exclude: bool = typer.Option(
-            False,
-            "--exclude-overlapping",
-            help="Write the documents whose overlap is at most --max-overlap (decontaminated "
-            "test set), in the input's format, to -o or stdout.",
-        ),
-        max_overlap: float = typer.Option(
-            0.0,
-            "--max-overlap",
-            help="With --exclude-overlapping: the largest overlap (percent of the document's "
-            "n-grams found) a kept document may have. Documents with no n-grams are kept.",
-        ),
-        output: Path = typer.Option(
-            None,
-            "--output",
-            "-o",
-            show_default=False,
-            help="With --exclude-overlapping: write the kept documents "
-            "here (atomically) instead of stdout.",
         ),
         verify: bool = typer.Option(
             True,
@@ -223,31 +155,17 @@ def register(app: typer.Typer) -> None:
             help="Check the filter's bit array against its checksums before use (reads the "
             "whole filter once).",
         ),
-        fmt: str = options.FORMAT,
-        field: str = options.FIELD,
-        delimiter: str = options.DELIMITER,
-        errors: str = options.ERRORS,
+        **given: Any,
     ) -> None:
         """Share of each input's n-grams found in the filter (the paper's Table 6), with the
         filter's estimated false-positive rate; a table on stderr, JSON on stdout. An input
         that cannot be read is listed and the others are reported (exit 1 at the end)."""
-        check_format(fmt)
         if as_json and as_jsonl:
             raise UsageError("--json and --jsonl do not go together")
-        inputs = files or ([] if probe is not None else ["-"])
-        settings = CheckOptions(
-            per_doc=per_doc,
-            exclude=exclude,
-            max_overlap=max_overlap,
-            output=output,
-            probe=probe,
-            seed=seed,
-            max_rows=None if as_json else TABLE_ROWS,
-            fmt=fmt,
-            field=field,
-            delimiter=delimiter,
-            errors=errors,
+        settings = options.build(
+            CheckOptions, {**given, "max_rows": None if as_json else TABLE_ROWS}
         )
+        inputs = files or ([] if settings.probe is not None else ["-"])
         mode = "json" if as_json else "jsonl" if as_jsonl else "table"
         with os_errors():
             check_command(inputs, filter_path, settings, mode, verify)

@@ -6,16 +6,17 @@ import json
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import typer
 
 from gpt2cli import console
 from gpt2cli.commands import options
-from gpt2cli.errors import Gpt2Error, UsageError, malformed_json
+from gpt2cli.errors import Gpt2Error, malformed_json
 from gpt2cli.fileio import atomic_write, binary_stdout, check_output_file, open_binary_input
-from gpt2cli.text import readers, token_stream
+from gpt2cli.text import token_stream
 from gpt2cli.text.parallel_encoder import default_threads, encode_pieces
+from gpt2cli.text.tokenize_options import TokenizeOptions
 from gpt2cli.text.tokenizer import EOT_TEXT, get_encoding
 
 NAME = "tokenize"
@@ -39,27 +40,19 @@ def _input_size(inputs: list[str]) -> int | None:
         return None
 
 
-def encode_command(
-    inputs: list[str],
-    fmt: str | None,
-    field: str,
-    delimiter: str,
-    errors: str,
-    ids: bool,
-    threads: int,
-    output: Path | None,
-) -> None:
+def encode_command(inputs: list[str], options: TokenizeOptions) -> None:
     timer = console.Stopwatch()
-    pieces = readers.iter_pieces(inputs, fmt, field, delimiter, errors)
+    ids = options.ids
+    pieces = options.pieces(inputs)
     documents = tokens = text_bytes = 0
     with ExitStack() as stack:
-        out = _output(stack, output, binary=not ids)
+        out = _output(stack, options.output, binary=not ids)
         if not ids:
             out.write(token_stream.HEADER)
         bar = stack.enter_context(console.progress())
         task = bar.add_task("tokenize", total=_input_size(inputs), status="")
         current: list[int] = []
-        for batch in encode_pieces(pieces, threads):
+        for batch in encode_pieces(pieces, options.threads or default_threads()):
             if ids:
                 for piece_ids, last in zip(batch.ids, batch.last):
                     current.extend(
@@ -137,34 +130,12 @@ def decode_command(inputs: list[str], output: Path | None) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command(NAME)
+    @options.with_fields(TokenizeOptions, {"format": "files"})
     def tokenize(
         files: list[str] = typer.Argument(
             None, help="Input files; '-' or none reads stdin.", show_default=False
         ),
-        fmt: str = options.FORMAT,
-        field: str = options.FIELD,
-        delimiter: str = options.DELIMITER,
-        errors: str = options.ERRORS,
-        ids: bool = typer.Option(
-            False, "--ids", help="Write JSON Lines, one array of ids per document."
-        ),
-        decode: bool = typer.Option(
-            False,
-            "--decode",
-            "-d",
-            help="Decode a token stream (or --ids lines) back to text; documents are "
-            f"separated by a line holding only {EOT_TEXT}.",
-        ),
-        threads: int = typer.Option(
-            0, "--threads", "-t", help="Encoding threads (0: all cores).", show_default=False
-        ),
-        output: Path = typer.Option(
-            None,
-            "--output",
-            "-o",
-            help="Write here (atomically) instead of stdout.",
-            show_default=False,
-        ),
+        **given: Any,
     ) -> None:
         """Turn documents into a GPT-2 token stream.
 
@@ -175,17 +146,11 @@ def register(app: typer.Typer) -> None:
         threads while reading and writing stream in bounded memory. A summary line (documents,
         tokens, bytes, MB/s) goes to stderr."""
         inputs = files or ["-"]
-        if threads < 0:
-            raise UsageError("--threads must be 0 (all cores) or a positive number")
-        if output is not None:
-            check_output_file(output)
-        if decode:
-            if ids:
-                raise UsageError(
-                    "--decode and --ids do not go together", "--decode reads --ids lines by itself"
-                )
-            decode_command(inputs, output)
-            return
-        encode_command(
-            inputs, fmt, field, delimiter, errors, ids, threads or default_threads(), output
-        )
+        settings = options.build(TokenizeOptions, given)
+        settings.check()
+        if settings.output is not None:
+            check_output_file(settings.output)
+        if settings.decode:
+            decode_command(inputs, settings.output)
+        else:
+            encode_command(inputs, settings)

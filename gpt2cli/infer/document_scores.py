@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from gpt2cli.data import llmc
 from gpt2cli.fileio import open_binary_input
 from gpt2cli.infer import scoring
-from gpt2cli.text import readers, token_stream
+from gpt2cli.text import token_stream
+from gpt2cli.text.read_options import ReadOptions
 from gpt2cli.text.tokenizer import EOT, decode_bytes, encode
 
 CHUNK_TOKENS = 1 << 18  # documents are read and scored in chunks of about this many tokens
@@ -59,11 +60,10 @@ class Totals:
         )
 
 
-def read_documents(
-    inputs: list[str], fmt: str | None, field: str, delimiter: str, errors: str
-) -> Iterator[Document]:
+def read_documents(inputs: list[str], reading: ReadOptions) -> Iterator[Document]:
     """The documents of each input ('-' is stdin): a token stream's or an llm.c token file's
-    documents, else the documents `gpt2 tokenize` reads from it, encoded."""
+    documents, else the documents `gpt2 tokenize` reads from it (as ``reading`` says),
+    encoded."""
     for name in inputs:
         handle = open_binary_input(name)
         source = "<stdin>" if name == "-" else name
@@ -84,7 +84,7 @@ def read_documents(
             continue
         if handle is not sys.stdin.buffer:
             handle.close()
-        for document in readers.iter_documents([name], fmt, field, delimiter, errors):
+        for document in reading.documents([name]):
             yield Document(encode(document.text), document.text, document.source, document.line)
 
 

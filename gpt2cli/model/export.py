@@ -21,20 +21,13 @@ import torch
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import fsync_directory
 from gpt2cli.model import export_gguf, hf, resolve
+from gpt2cli.model.export_options import ExportOptions
 
 FORMATS = ("hf", "gguf")
 # --dtype for each format: the HF names map to torch dtypes, the GGUF names are GGML types.
 HF_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _HF_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 _GGUF_ALIASES = {"fp32": "f32", "float32": "f32", "fp16": "f16", "float16": "f16", "q8": "q8_0"}
-
-
-@dataclass
-class ExportOptions:
-    model: str
-    output: Path
-    format: str | None = None  # None: gguf when OUT ends in .gguf, else hf
-    dtype: str | None = None  # None: fp32 / f32
 
 
 @dataclass

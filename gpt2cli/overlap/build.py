@@ -14,27 +14,51 @@ import numpy as np
 from gpt2cli.console import Stopwatch
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write, check_output_file, spool_stdin
+from gpt2cli.option_fields import option
 from gpt2cli.overlap.filter_file import BloomFilter, Header, iter_chunks
 from gpt2cli.overlap.hyperloglog import HLL_REGISTERS, hll_estimate, hll_update
 from gpt2cli.overlap.ngrams import Batch, NgramBatcher
-from gpt2cli.overlap.sizing import check_fp_rate, check_n, optimal_shape
-from gpt2cli.text.readers import Piece, iter_pieces
+from gpt2cli.overlap.sizing import check_fp_rate, check_n, optimal_shape, parse_count
+from gpt2cli.text.read_options import ReadOptions
+from gpt2cli.text.readers import Piece
 
 CAPACITY_MARGIN = 1.05  # HyperLogLog estimate (std. error 0.8% at p=14) times this
 
 
 @dataclass(frozen=True)
-class BuildOptions:
-    """``gpt2 overlap build``'s settings: the filter's shape and how the input is read."""
+class BuildOptions(ReadOptions):
+    """``gpt2 overlap build``'s settings: the filter's shape and how the input is read. Each
+    field is also its flag and --help text (:mod:`gpt2cli.option_fields`)."""
 
-    n: int = 8
-    capacity: int | None = None  # None: counted with a first pass
-    fp_rate: float = 1e-8
-    hashes: int | None = None
-    fmt: str | None = None
-    field: str = "text"
-    delimiter: str = "<|endoftext|>"
-    errors: str = "strict"
+    n: int = option(8, "Words per n-gram.", "-n")
+    capacity: str | int | None = option(  # None: counted with a first pass; text: "5e9"
+        None,
+        "Distinct n-grams the filter must hold (e.g. 5e9). Default: counted with a first pass "
+        "over the input (a HyperLogLog estimate, plus 5%); stdin is copied to a temporary file "
+        "beside the output for that.",
+        "-c",
+        show_default=False,
+    )
+    fp_rate: float = option(
+        1e-8,
+        "False-positive rate at capacity: the filter gets the fewest blocks of k 64-bit words "
+        "(k bits per n-gram, one per word of one block) that keep it.",
+        "-p",
+    )
+    hashes: int | None = option(
+        None,
+        "Bits per n-gram (1-64) instead of the default (18 at 1e-8): fewer is less work per "
+        "n-gram and a larger filter for the same bound (14 at 1e-8: 15% larger, a faster "
+        "build).",
+        "-k",
+        show_default=False,
+    )
+
+    def capacity_count(self) -> int | None:
+        """--capacity as a number (UsageError for text that is not a count)."""
+        if isinstance(self.capacity, str):
+            return parse_count(self.capacity, "--capacity")
+        return self.capacity
 
 
 @dataclass
@@ -95,6 +119,8 @@ def build(
     Without a capacity the input is read twice (a counting pass, then the build), stdin
     through a temp copy beside the output; ``on_counted`` gets the counting pass's seconds.
     """
+    options.check_format()
+    capacity = options.capacity_count()
     check_fp_rate(options.fp_rate)
     check_n(options.n)
     check_output_file(output)
@@ -111,19 +137,18 @@ def build(
                 on_counted(count_seconds)
 
     spool_to = output.parent if str(output.parent) else Path(".")
-    twice = options.capacity is None  # stdin cannot be read twice: a copy for the second pass
+    twice = capacity is None  # stdin cannot be read twice: a copy for the second pass
     with spool_stdin(inputs, spool_to, "gpt2-overlap") if twice else nullcontext(inputs) as sources:
 
         def pieces() -> Iterable[Piece]:
-            o = options
-            return iter_pieces(sources, o.fmt, o.field, o.delimiter, o.errors)
+            return options.pieces(sources)
 
         result = build_filter(
             pieces,
             output,
             options.n,
             options.fp_rate,
-            options.capacity,
+            capacity,
             on_pass=on_pass,
             hashes=options.hashes,
         )

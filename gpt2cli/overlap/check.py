@@ -17,11 +17,13 @@ from gpt2cli import jsonio
 from gpt2cli.console import Stopwatch
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.fileio import atomic_write
+from gpt2cli.option_fields import option
 from gpt2cli.overlap.filter_file import BloomFilter
 from gpt2cli.overlap.hashing import ngram_hashes, word_hashes
 from gpt2cli.overlap.ngrams import Batch, DocInfo, NgramBatcher, document_pieces
 from gpt2cli.overlap.report import CheckResult
-from gpt2cli.text.readers import Piece, iter_pieces
+from gpt2cli.text.read_options import ReadOptions
+from gpt2cli.text.readers import Piece
 
 
 @dataclass
@@ -138,10 +140,7 @@ def _each_input(
 def check_inputs(
     bloom_filter: BloomFilter,
     inputs: list[str],
-    fmt: str | None,
-    field_name: str,
-    delimiter: str,
-    errors: str,
+    reading: ReadOptions,
     *,
     per_doc: bool = False,
     max_rows: int | None = None,
@@ -168,11 +167,11 @@ def check_inputs(
         by_source.setdefault(source, Counts(source))
     exclude = keep_to is not None
     if exclude:
-        pieces = document_pieces(inputs, fmt, field_name, delimiter, errors)
+        pieces = document_pieces(inputs, reading)
     else:
         pieces = _each_input(
             inputs,
-            lambda names: iter_pieces(names, fmt, field_name, delimiter, errors),
+            reading.pieces,
             report.failures,
         )
     batcher = NgramBatcher(bloom_filter.header.n, keep_text=exclude)
@@ -193,7 +192,9 @@ def check_inputs(
                 report.omitted += 1
             if keep_to is not None:
                 if is_kept(counts, max_overlap):
-                    write_document(keep_to, info, fmt, delimiter, report.kept == 0)
+                    write_document(
+                        keep_to, info, reading.format, reading.delimiter, report.kept == 0
+                    )
                     report.kept += 1
                 else:
                     report.removed += 1
@@ -256,21 +257,41 @@ def probe_filter(
 
 
 @dataclass(frozen=True)
-class CheckOptions:
-    per_doc: bool = False
-    exclude: bool = False  # write the kept documents (to ``output``, else stdout)
-    max_overlap: float = 0.0
-    output: Path | None = None
-    probe: int | None = None
-    seed: int = 0
+class CheckOptions(ReadOptions):
+    """``gpt2 overlap check``'s settings; each field made with ``option`` is also its flag and
+    --help text (:mod:`gpt2cli.option_fields`)."""
+
+    per_doc: bool = option(False, "Report every document instead of every input.")
+    probe: int | None = option(
+        None,
+        "Also query this many random n-grams (random 12-character words) and report the "
+        "measured false-positive rate; with no input files, only probe.",
+        show_default=False,
+    )
+    seed: int = option(0, "Random seed of --probe.")
+    exclude: bool = option(  # write the kept documents (to ``output``, else stdout)
+        False,
+        "Write the documents whose overlap is at most --max-overlap (decontaminated test "
+        "set), in the input's format, to -o or stdout.",
+        long="--exclude-overlapping",
+    )
+    max_overlap: float = option(
+        0.0,
+        "With --exclude-overlapping: the largest overlap (percent of the document's n-grams "
+        "found) a kept document may have. Documents with no n-grams are kept.",
+    )
+    output: Path | None = option(
+        None,
+        "With --exclude-overlapping: write the kept documents here (atomically) instead of stdout.",
+        "-o",
+        path=True,
+        show_default=False,
+    )
     max_rows: int | None = None  # per-document rows kept for the report (the rest counted)
-    fmt: str | None = None
-    field: str = "text"
-    delimiter: str = "<|endoftext|>"
-    errors: str = "strict"
 
     def check(self, report_on_stdout: bool) -> None:
         """Refuse options that do not go together, before any work."""
+        self.check_format()
         check_max_overlap(self.max_overlap)
         if self.exclude and self.output is None and report_on_stdout:
             raise UsageError(
@@ -307,10 +328,7 @@ def run_check(
             report = check_inputs(
                 bloom_filter,
                 inputs,
-                options.fmt,
-                options.field,
-                options.delimiter,
-                options.errors,
+                options,
                 per_doc=options.per_doc,
                 max_rows=options.max_rows,
                 keep_to=out,

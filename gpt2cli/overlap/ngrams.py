@@ -16,7 +16,8 @@ import numpy as np
 from gpt2cli.errors import UsageError
 from gpt2cli.overlap.hashing import ngram_hashes, word_hashes
 from gpt2cli.overlap.normalise import normalised_bytes
-from gpt2cli.text.readers import Piece, iter_documents
+from gpt2cli.text.read_options import ReadOptions
+from gpt2cli.text.readers import Piece
 
 BATCH_CHARS = 1 << 21
 
@@ -153,9 +154,7 @@ class NgramBatcher:
         return Batch(hashes, doc, docs, finished, chars, nbytes)
 
 
-def document_pieces(
-    inputs: list[str], fmt: str | None, field_name: str, delimiter: str, errors: str
-) -> Iterator[Piece]:
+def document_pieces(inputs: list[str], reading: ReadOptions) -> Iterator[Piece]:
     """Whole documents as single pieces (when each document's text is needed whole)."""
-    for document in iter_documents(inputs, fmt, field_name, delimiter, errors):
+    for document in reading.documents(inputs):
         yield Piece(document.text, True, document.source, document.line, document.fields)
