@@ -196,27 +196,16 @@ class LanguageModel:
         from gpt2cli.infer import generation
 
         prompt_ids = [encode(prompt) for prompt in prompts]
+        settings = generation.SamplingSettings(
+            max_tokens, greedy=greedy, top_k=top_k, stop=list(until), seed=seed
+        )
         if isinstance(self.model, GPT):
             completions = generation.generate(
-                self.model,
-                prompt_ids,
-                max_tokens,
-                greedy=greedy,
-                top_k=top_k,
-                stop=list(until),
-                seed=seed,
-                batch_size=self.batch_size,
+                self.model, prompt_ids, settings, batch_size=self.batch_size
             )
         else:
             completions = generation.generate_uncached(
-                self._next_logits,
-                prompt_ids,
-                max_tokens,
-                self.block_size,
-                greedy=greedy,
-                top_k=top_k,
-                stop=list(until),
-                seed=seed,
+                self._next_logits, prompt_ids, self.block_size, settings
             )
         return [completion.text for completion in completions]
 
