@@ -141,30 +141,18 @@ class LanguageModel:
             cut = max(0, min(len(tokens) - self.block_size - 1, len(context) - 1))
             sequences.append((tokens[cut:], len(context) - cut))
         return scoring.score_sequences(
-            self.model,
-            sequences,
-            self.block_size,
-            self.batch_size,
-            None,
-            self.device,
-            self.vocab_size,
-            self.on_batch,
-            exclude,
-            self.token_budget,
+            self.model, sequences, self.block_size, self._scoring(stride=None), exclude
         )
 
     def score_documents(self, documents: Sequence[Sequence[int]]) -> list[scoring.SequenceScore]:
         """Per-token log-probs of whole documents (rolling windows, ``self.stride``)."""
         return scoring.score_documents(
-            self.model,
-            documents,
-            self.block_size,
-            self.batch_size,
-            self.stride,
-            self.device,
-            self.vocab_size,
-            self.on_batch,
-            token_budget=self.token_budget,
+            self.model, documents, self.block_size, self._scoring(self.stride)
+        )
+
+    def _scoring(self, stride: int | None) -> scoring.ScoringSettings:
+        return scoring.ScoringSettings(
+            self.batch_size, stride, self.device, self.vocab_size, self.on_batch, self.token_budget
         )
 
     def rolling_nll(self, text: str) -> tuple[float, int]:
