@@ -89,7 +89,9 @@ def gguf_step_bytes(path: Path) -> int:
 def time_ours(model: GPT, prompt: list[int], tokens: int) -> float:
     """Tokens/s of greedy generation, as `gpt2 sample --greedy --ignore-eot` runs it."""
     start = time.perf_counter()
-    generation.generate(model, [prompt], tokens, greedy=True, ignore_eot=True)
+    generation.generate(
+        model, [prompt], generation.SamplingSettings(tokens, greedy=True, ignore_eot=True)
+    )
     return tokens / (time.perf_counter() - start)
 
 
@@ -153,7 +155,8 @@ def run(tmp: Path) -> None:
         ours = loaded.model
         generation.prepare_model(ours, 1)  # as `gpt2 sample` does for one prompt
         ours_bytes = step_bytes(ours)
-        generation.generate(ours, [prompt], 4, greedy=True, ignore_eot=True)  # warm up
+        warm_up = generation.SamplingSettings(4, greedy=True, ignore_eot=True)
+        generation.generate(ours, [prompt], warm_up)
         llm = None
         kind = PAIRS[precision]
         if llama_cpp is not None:

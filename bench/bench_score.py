@@ -97,14 +97,15 @@ def main() -> None:
         return best, result
 
     # warm-up (allocator, kernels) on a short document
-    scoring.score_documents(ours, [documents[0][:64]], block, device=args.device)
+    scoring.score_documents(
+        ours, [documents[0][:64]], block, scoring.ScoringSettings(device=args.device)
+    )
     reference_scores(reference, [documents[0][:64]], block, 1, args.device)
     t_ref, ref = timed(
         lambda: reference_scores(reference, documents, block, args.batch_size, args.device)
     )
-    t_ours, got = timed(
-        lambda: scoring.score_documents(ours, documents, block, args.batch_size, device=args.device)
-    )
+    settings = scoring.ScoringSettings(args.batch_size, device=args.device)
+    t_ours, got = timed(lambda: scoring.score_documents(ours, documents, block, settings))
     worst = max(float(np.abs(a.logprobs - b).max()) for a, b in zip(got, ref))
     print(
         f"model {args.size} ({ours.num_parameters() / 1e6:.0f}M, random weights), "

@@ -80,6 +80,12 @@ def alternate(a, b, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace):
     return rounds_a, rounds_b
 
 
+def speed_line(label: str, rounds: list[float], note: str = "") -> str:
+    """The median tokens/s of ``rounds`` after ``label``, then every round (and ``note``)."""
+    each = ", ".join(f"{v:,.0f}" for v in rounds)
+    return f"{label:12s} {statistics.median(rounds):10,.0f} tokens/s  (rounds: {each}{note})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=4)
@@ -110,8 +116,8 @@ def main() -> None:
         f"shape: {args.layers} layers, {args.width} wide, T={args.seq}, batch {args.batch}, "
         f"fp32, {torch.get_num_threads()} threads, torch {torch.__version__}"
     )
-    print(f"gpt2cli      {m:10,.0f} tokens/s  (rounds: {', '.join(f'{v:,.0f}' for v in mine)})")
-    print(f"transformers {h:10,.0f} tokens/s  (rounds: {', '.join(f'{v:,.0f}' for v in hf)})")
+    print(speed_line("gpt2cli", mine))
+    print(speed_line("transformers", hf))
     print(f"ratio        {m / h:10.2f}x  (goal >= 1.2x)")
     if args.compile:
         c = ours(args, compiled=True)
@@ -120,10 +126,8 @@ def main() -> None:
         compile_s = time.perf_counter() - start
         rounds, eager = alternate(c, a, x, y, args)
         m, e = statistics.median(rounds), statistics.median(eager)
-        print(
-            f"compiled     {m:10,.0f} tokens/s  (rounds: {', '.join(f'{v:,.0f}' for v in rounds)}"
-            f"; first step with compilation {compile_s:.0f} s)"
-        )
+        note = f"; first step with compilation {compile_s:.0f} s"
+        print(speed_line("compiled", rounds, note))
         print(f"compiled / eager gpt2cli {m / e:.2f}x  (eager rounds: {e:,.0f} tokens/s median)")
 
 

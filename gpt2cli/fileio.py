@@ -236,6 +236,23 @@ def open_file(name: str | os.PathLike[str], what: str = "file") -> BinaryIO:
         raise Gpt2Error(f"{name}: permission denied") from None
 
 
+def existing_directory(
+    name: str | os.PathLike[str],
+    what: str = "directory",
+    hint: str | None = None,
+    option: str | None = None,
+) -> Path:
+    """``name`` as a path, or a one-line error naming it (after its ``option``) as ``what``
+    when it is missing or is not a directory (``hint`` says what belongs there)."""
+    path = Path(name).expanduser()
+    where = f"{option} {name}" if option else str(name)
+    if not path.exists():
+        raise Gpt2Error(f"{where}: no such {what}")
+    if not path.is_dir():
+        raise Gpt2Error(f"{where}: not a {what}", hint)
+    return path
+
+
 def open_binary_input(name: str) -> BinaryIO:
     """``-`` is stdin; anything else is a file that must exist."""
     return sys.stdin.buffer if name == "-" else open_file(name)

@@ -141,30 +141,18 @@ class LanguageModel:
             cut = max(0, min(len(tokens) - self.block_size - 1, len(context) - 1))
             sequences.append((tokens[cut:], len(context) - cut))
         return scoring.score_sequences(
-            self.model,
-            sequences,
-            self.block_size,
-            self.batch_size,
-            None,
-            self.device,
-            self.vocab_size,
-            self.on_batch,
-            exclude,
-            self.token_budget,
+            self.model, sequences, self.block_size, self._scoring(stride=None), exclude
         )
 
     def score_documents(self, documents: Sequence[Sequence[int]]) -> list[scoring.SequenceScore]:
         """Per-token log-probs of whole documents (rolling windows, ``self.stride``)."""
         return scoring.score_documents(
-            self.model,
-            documents,
-            self.block_size,
-            self.batch_size,
-            self.stride,
-            self.device,
-            self.vocab_size,
-            self.on_batch,
-            token_budget=self.token_budget,
+            self.model, documents, self.block_size, self._scoring(self.stride)
+        )
+
+    def _scoring(self, stride: int | None) -> scoring.ScoringSettings:
+        return scoring.ScoringSettings(
+            self.batch_size, stride, self.device, self.vocab_size, self.on_batch, self.token_budget
         )
 
     def rolling_nll(self, text: str) -> tuple[float, int]:
@@ -196,27 +184,16 @@ class LanguageModel:
         from gpt2cli.infer import generation
 
         prompt_ids = [encode(prompt) for prompt in prompts]
+        settings = generation.SamplingSettings(
+            max_tokens, greedy=greedy, top_k=top_k, stop=list(until), seed=seed
+        )
         if isinstance(self.model, GPT):
             completions = generation.generate(
-                self.model,
-                prompt_ids,
-                max_tokens,
-                greedy=greedy,
-                top_k=top_k,
-                stop=list(until),
-                seed=seed,
-                batch_size=self.batch_size,
+                self.model, prompt_ids, settings, batch_size=self.batch_size
             )
         else:
             completions = generation.generate_uncached(
-                self._next_logits,
-                prompt_ids,
-                max_tokens,
-                self.block_size,
-                greedy=greedy,
-                top_k=top_k,
-                stop=list(until),
-                seed=seed,
+                self._next_logits, prompt_ids, self.block_size, settings
             )
         return [completion.text for completion in completions]
 

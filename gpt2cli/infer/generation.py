@@ -48,6 +48,26 @@ class Completion:
         return len(self.ids)
 
 
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How :func:`generate` and :func:`generate_uncached` pick and end continuations."""
+
+    max_new_tokens: int = 256
+    greedy: bool = False  # or temperature == 0: the most likely token
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    stop: Sequence[str] = ()
+    ignore_eot: bool = False
+    seed: int | None = None
+
+    def check(self) -> None:
+        validate_options(self.max_new_tokens, self.temperature, self.top_k, self.top_p)
+
+    def pick(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return pick_tokens(logits, self.greedy, self.temperature, self.top_k, self.top_p, generator)
+
+
 def validate_options(
     max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None
 ) -> None:
@@ -185,15 +205,11 @@ def _prefill(model: GPT, sequences: list[list[int]], max_len: int) -> tuple:
 def _generate_batch(
     model: GPT,
     rows: list[_Row],
-    max_new_tokens: int,
-    greedy: bool,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    ignore_eot: bool,
+    settings: SamplingSettings,
     generator: torch.Generator | None,
     on_done: Callable[[Completion], None] | None,
 ) -> None:
+    max_new_tokens = settings.max_new_tokens
     block = model.config.block_size
     longest_prompt = max(len(r.tokens) for r in rows)
     max_len = min(block, longest_prompt + max_new_tokens)
@@ -201,10 +217,10 @@ def _generate_batch(
     cache, logits = _prefill(model, [r.tokens for r in rows], max_len)
     active = rows
     for step in range(max_new_tokens):
-        next_ids = pick_tokens(logits, greedy, temperature, top_k, top_p, generator)
+        next_ids = settings.pick(logits, generator)
         last = step == max_new_tokens - 1
         for row, token in zip(active, next_ids.tolist()):
-            row.add(token, ignore_eot, last)
+            row.add(token, settings.ignore_eot, last)
             if row.done and on_done is not None:
                 on_done(row.completion)
         if last:
@@ -241,16 +257,9 @@ def prepare_model(model: GPT, rows: int) -> None:
 def generate(
     model: GPT,
     prompts: Sequence[Sequence[int]],
-    max_new_tokens: int = 256,
+    settings: SamplingSettings,
     *,
-    greedy: bool = False,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    stop: Sequence[str] = (),
-    ignore_eot: bool = False,
     num_samples: int = 1,
-    seed: int | None = None,
     generator: torch.Generator | None = None,
     batch_size: int | None = None,
     on_text: Callable[[int, str], None] | None = None,
@@ -261,15 +270,15 @@ def generate(
     Rows (prompt i, sample j) are numbered ``i * num_samples + j``; ``on_text(row, piece)`` gets
     their text as it is generated, ``on_done(completion)`` each completion as it ends. Rows are
     generated in batches of ``batch_size`` (default: all at once). An empty prompt starts from
-    ``<|endoftext|>``. ``seed`` (or an explicit ``generator`` on the model's device) makes
-    sampling repeatable; ``greedy`` or ``temperature == 0`` picks the most likely token.
+    ``<|endoftext|>``. ``settings.seed`` (or an explicit ``generator`` on the model's device)
+    makes sampling repeatable.
     """
-    validate_options(max_new_tokens, temperature, top_k, top_p)
+    settings.check()
     if num_samples <= 0:
         raise UsageError(f"--num-samples must be positive, not {num_samples}")
     device = model.transformer.wte.weight.device
-    if generator is None and seed is not None:
-        generator = torch.Generator(device=device).manual_seed(seed)
+    if generator is None and settings.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(settings.seed)
     block = model.config.block_size
     completions: list[Completion] = []
     rows: list[_Row] = []
@@ -279,24 +288,13 @@ def generate(
         for j in range(num_samples):
             completion = Completion(i, j, ids[dropped:], prompt_truncated=dropped)
             completions.append(completion)
-            rows.append(_Row(completion, len(rows), stop, on_text))
+            rows.append(_Row(completion, len(rows), settings.stop, on_text))
     step = batch_size or max(1, len(rows))
     was_training = model.training
     model.eval()
     try:
         for start in range(0, len(rows), step):
-            _generate_batch(
-                model,
-                rows[start : start + step],
-                max_new_tokens,
-                greedy,
-                temperature,
-                top_k,
-                top_p,
-                ignore_eot,
-                generator,
-                on_done,
-            )
+            _generate_batch(model, rows[start : start + step], settings, generator, on_done)
     finally:
         model.train(was_training)
     return completions
@@ -306,33 +304,26 @@ def generate(
 def generate_uncached(
     next_logits: Callable[[list[int]], torch.Tensor],
     prompts: Sequence[Sequence[int]],
-    max_new_tokens: int,
     block_size: int,
-    *,
-    greedy: bool = False,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    stop: Sequence[str] = (),
-    ignore_eot: bool = False,
-    seed: int | None = None,
+    settings: SamplingSettings,
 ) -> list[Completion]:
     """:func:`generate` for a model without a KV cache (a foreign model): one sequence at a
     time, one full forward pass per token. ``next_logits(window)`` gives the logits (1, V), on
     the CPU, of the token after ``window`` (its last ``block_size`` ids at most). One sample per
-    prompt; ``seed`` seeds a CPU generator shared by the prompts in turn."""
-    validate_options(max_new_tokens, temperature, top_k, top_p)
+    prompt; ``settings.seed`` seeds a CPU generator shared by the prompts in turn."""
+    settings.check()
+    seed, steps = settings.seed, settings.max_new_tokens
     generator = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
     completions: list[Completion] = []
     for i, prompt in enumerate(prompts):
         ids = [int(t) for t in prompt] or [EOT]
         dropped = max(0, len(ids) - block_size)
         completion = Completion(i, 0, ids[dropped:], prompt_truncated=dropped)
-        row = _Row(completion, i, stop, None)
-        for step in range(max_new_tokens):
+        row = _Row(completion, i, settings.stop, None)
+        for step in range(steps):
             logits = next_logits(row.tokens[-block_size:])
-            token = pick_tokens(logits, greedy, temperature, top_k, top_p, generator)
-            row.add(int(token[0]), ignore_eot, step == max_new_tokens - 1)
+            token = settings.pick(logits, generator)
+            row.add(int(token[0]), settings.ignore_eot, step == steps - 1)
             if row.done:
                 break
         completions.append(completion)

@@ -55,6 +55,19 @@ class Span:
     n_scored: int
 
 
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How sequences are cut into windows and batched: ``stride`` as in :func:`windows`,
+    the rest as in :func:`score_spans`."""
+
+    batch_size: int = 8
+    stride: int | None = None
+    device: str | torch.device = "cpu"
+    vocab_size: int | None = None
+    on_batch: Callable[[int], None] | None = None
+    token_budget: int | None = None
+
+
 def windows(
     length: int, first_scored: int, block_size: int, stride: int | None = None
 ) -> list[Span]:
@@ -127,13 +140,9 @@ def _batches(
 def score_spans(
     model: Callable,
     requests: Sequence[tuple[Sequence[int], Span]],
-    batch_size: int = 8,
-    device: str | torch.device = "cpu",
-    vocab_size: int | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    settings: ScoringSettings = ScoringSettings(),
     exclude: Sequence[int] | None = None,
     exclude_rows: Sequence[bool] | None = None,
-    token_budget: int | None = None,
 ) -> list[SpanScore]:
     """Score each (tokens, span) request; results come back in the order of the requests.
 
@@ -147,13 +156,14 @@ def score_spans(
     argmax at the first scored position of the requests flagged in ``exclude_rows`` (all when
     None) -- the LAMBADA stop-word filter.
     """
+    batch_size, device, vocab_size = settings.batch_size, settings.device, settings.vocab_size
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     lengths = [span.end - span.start for _, span in requests]
     order = sorted(range(len(requests)), key=lambda i: -lengths[i])
     results: list[SpanScore | None] = [None] * len(requests)
     with torch.inference_mode():
-        for chunk in _batches(order, lengths, batch_size, token_budget):
+        for chunk in _batches(order, lengths, batch_size, settings.token_budget):
             width = max(requests[i][1].end - requests[i][1].start for i in chunk)
             batch = np.zeros((len(chunk), width), dtype=np.int64)
             rows: list[tuple[int, int, np.ndarray]] = []  # (first row position, n, targets)
@@ -204,8 +214,8 @@ def score_spans(
                     filtered_np[at : at + n] if filtered_np is not None else None,
                 )
                 at += n
-            if on_batch is not None:
-                on_batch(len(chunk))
+            if settings.on_batch is not None:
+                settings.on_batch(len(chunk))
     return results  # type: ignore[return-value]
 
 
@@ -228,13 +238,8 @@ def score_sequences(
     model: Callable,
     sequences: Sequence[tuple[Sequence[int], int]],
     block_size: int,
-    batch_size: int = 8,
-    stride: int | None = None,
-    device: str | torch.device = "cpu",
-    vocab_size: int | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    settings: ScoringSettings = ScoringSettings(),
     exclude: Sequence[int] | None = None,
-    token_budget: int | None = None,
 ) -> list[SequenceScore]:
     """Score many (tokens, first_scored) sequences, batching their windows together.
 
@@ -245,13 +250,11 @@ def score_sequences(
     owners: list[int] = []
     firsts: list[bool] = []
     for number, (tokens, first_scored) in enumerate(sequences):
-        for k, span in enumerate(windows(len(tokens), first_scored, block_size, stride)):
+        for k, span in enumerate(windows(len(tokens), first_scored, block_size, settings.stride)):
             requests.append((tokens, span))
             owners.append(number)
             firsts.append(k == 0)
-    scores = score_spans(
-        model, requests, batch_size, device, vocab_size, on_batch, exclude, firsts, token_budget
-    )
+    scores = score_spans(model, requests, settings, exclude, firsts)
     parts: list[list[SpanScore]] = [[] for _ in sequences]
     for owner, score in zip(owners, scores):
         parts[owner].append(score)
@@ -275,27 +278,12 @@ def score_documents(
     model: Callable,
     documents: Sequence[Sequence[int]],
     block_size: int,
-    batch_size: int = 8,
-    stride: int | None = None,
-    device: str | torch.device = "cpu",
-    vocab_size: int | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    settings: ScoringSettings = ScoringSettings(),
     prefix: int = EOT,
-    token_budget: int | None = None,
 ) -> list[SequenceScore]:
     """Per-token log-probabilities of whole documents, each predicted after ``prefix``."""
     sequences = [([prefix, *list(doc)], 1) for doc in documents]
-    return score_sequences(
-        model,
-        sequences,
-        block_size,
-        batch_size,
-        stride,
-        device,
-        vocab_size,
-        on_batch,
-        token_budget=token_budget,
-    )
+    return score_sequences(model, sequences, block_size, settings)
 
 
 def count_windows(lengths: Iterable[int], block_size: int, stride: int | None = None) -> int:

@@ -21,7 +21,13 @@ from typing import Any
 import torch
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.fileio import create_new, file_mode, open_own_file, remove_entry
+from gpt2cli.fileio import (
+    create_new,
+    existing_directory,
+    file_mode,
+    open_own_file,
+    remove_entry,
+)
 from gpt2cli.model.gpt import GPT, GPTConfig
 from gpt2cli.model.sizes import HUB_NAMES
 from gpt2cli.text import hf_tokenizer
@@ -464,13 +470,9 @@ def load_pretrained(
     ``dtype`` None keeps the stored dtype. ``padded_vocab_size`` pads the embedding rows (no
     output changes); None keeps what the directory says (no padding for released checkpoints).
     """
-    path = Path(directory).expanduser()
-    if not path.exists():
-        raise Gpt2Error(f"{directory}: no such model directory")
-    if not path.is_dir():
-        raise Gpt2Error(
-            f"{path}: not a model directory", "expected config.json + model.safetensors"
-        )
+    path = existing_directory(
+        directory, "model directory", "expected config.json + model.safetensors"
+    )
     config = read_config(path)
     if padded_vocab_size is not None:
         config = dataclasses.replace(config, padded_vocab_size=padded_vocab_size)

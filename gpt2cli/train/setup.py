@@ -15,6 +15,7 @@ import torch
 
 from gpt2cli import run_layout
 from gpt2cli.errors import Gpt2Error, UsageError
+from gpt2cli.fileio import existing_directory
 from gpt2cli.model.gpt import GPT
 from gpt2cli.train import (
     checkpoint,
@@ -122,13 +123,9 @@ def open_data(config: TrainConfig) -> TrainData:
 
     if not config.data:
         raise UsageError("--data is required", "a directory written by `gpt2 pack`")
-    path = Path(config.data)
-    if not path.exists():
-        raise Gpt2Error(f"--data {config.data}: no such directory")
-    if not path.is_dir():
-        raise Gpt2Error(
-            f"--data {config.data}: not a directory", "give the directory `gpt2 pack` wrote"
-        )
+    path = existing_directory(
+        config.data, hint="give the directory `gpt2 pack` wrote", option="--data"
+    )
     dataset = ShardDataset(path)
     if "train" not in dataset.splits:
         raise Gpt2Error(

@@ -14,6 +14,7 @@ import torch
 
 from gpt2cli.errors import UsageError
 from gpt2cli.infer import generation
+from gpt2cli.infer.generation import SamplingSettings as Settings
 from gpt2cli.model import hf
 from gpt2cli.model.gpt import GPT, GPTConfig
 from gpt2cli.text.tokenizer import EOT, encode
@@ -52,9 +53,9 @@ def test_greedy_equals_transformers_generate(model_dir: Path, model: GPT, one_by
         model = copy.deepcopy(model)
         generation.prepare_model(model, 1)
         assert not model.lm_head.weight.is_contiguous()
-        ours = [generation.generate(model, [p], 40, greedy=True)[0] for p in prompts]
+        ours = [generation.generate(model, [p], Settings(40, greedy=True))[0] for p in prompts]
     else:
-        ours = generation.generate(model, prompts, 40, greedy=True)
+        ours = generation.generate(model, prompts, Settings(40, greedy=True))
     for prompt, completion in zip(prompts, ours):
         x = torch.tensor([prompt])
         out = reference.generate(
@@ -93,7 +94,9 @@ def naive_generate(model: GPT, prompt: list[int], steps: int) -> list[int]:
 def test_generation_past_the_context_slides_the_window(model: GPT) -> None:
     long_prompt = encode(" the cat sat on the mat" * 20)  # > 64 tokens
     for prompt in (PROMPT, long_prompt):
-        completion = generation.generate(model, [prompt], 150, greedy=True, ignore_eot=True)[0]
+        completion = generation.generate(
+            model, [prompt], Settings(150, greedy=True, ignore_eot=True)
+        )[0]
         assert completion.ids == naive_generate(model, prompt, 150)
         assert completion.finish_reason == "length"
     assert completion.prompt_truncated == len(long_prompt) - 64
@@ -102,27 +105,29 @@ def test_generation_past_the_context_slides_the_window(model: GPT) -> None:
 
 def test_batched_prompts_equal_one_by_one(model: GPT) -> None:
     prompts = [PROMPT, encode("Hi"), [], encode(" x" * 30)]
-    batched = generation.generate(model, prompts, 30, greedy=True, ignore_eot=True)
+    batched = generation.generate(model, prompts, Settings(30, greedy=True, ignore_eot=True))
     for prompt, completion in zip(prompts, batched):
-        alone = generation.generate(model, [prompt], 30, greedy=True, ignore_eot=True)[0]
+        alone = generation.generate(model, [prompt], Settings(30, greedy=True, ignore_eot=True))[0]
         assert completion.ids == alone.ids
     assert batched[2].prompt_ids == [EOT]
 
 
 def test_same_seed_same_text(model: GPT) -> None:
-    options = dict(num_samples=3, top_k=40, top_p=0.95, temperature=0.9, ignore_eot=True)
-    first = generation.generate(model, [PROMPT], 20, seed=7, **options)
-    again = generation.generate(model, [PROMPT], 20, seed=7, **options)
-    other = generation.generate(model, [PROMPT], 20, seed=8, **options)
+    options = dict(top_k=40, top_p=0.95, temperature=0.9, ignore_eot=True)
+    first = generation.generate(model, [PROMPT], Settings(20, seed=7, **options), num_samples=3)
+    again = generation.generate(model, [PROMPT], Settings(20, seed=7, **options), num_samples=3)
+    other = generation.generate(model, [PROMPT], Settings(20, seed=8, **options), num_samples=3)
     assert [c.ids for c in first] == [c.ids for c in again]
     assert [c.ids for c in first] != [c.ids for c in other]
     assert len({tuple(c.ids) for c in first}) == 3  # the samples of a batch differ
 
 
 def test_degenerate_filters_are_greedy(model: GPT) -> None:
-    greedy = generation.generate(model, [PROMPT], 15, greedy=True, ignore_eot=True)[0].ids
+    greedy = generation.generate(model, [PROMPT], Settings(15, greedy=True, ignore_eot=True))[0].ids
     for options in (dict(top_k=1), dict(top_p=1e-9), dict(temperature=0.0)):
-        sampled = generation.generate(model, [PROMPT], 15, seed=1, ignore_eot=True, **options)
+        sampled = generation.generate(
+            model, [PROMPT], Settings(15, seed=1, ignore_eot=True, **options)
+        )
         assert sampled[0].ids == greedy, options
 
 
@@ -138,17 +143,14 @@ def test_pick_tokens_filters() -> None:
 
 
 def test_stop_strings_and_streaming(model: GPT) -> None:
-    free = generation.generate(model, [PROMPT], 40, greedy=True, ignore_eot=True)[0].text
+    free = generation.generate(model, [PROMPT], Settings(40, greedy=True, ignore_eot=True))[0].text
     stop = free[10:13]
     pieces: list[str] = []
     done = []
     cut = generation.generate(
         model,
         [PROMPT],
-        40,
-        greedy=True,
-        ignore_eot=True,
-        stop=[stop],
+        Settings(40, greedy=True, ignore_eot=True, stop=[stop]),
         on_text=lambda row, piece: pieces.append(piece),
         on_done=done.append,
     )[0]
@@ -160,10 +162,7 @@ def test_stop_strings_and_streaming(model: GPT) -> None:
     whole = generation.generate(
         model,
         [PROMPT],
-        40,
-        greedy=True,
-        ignore_eot=True,
-        stop=["never appears"],
+        Settings(40, greedy=True, ignore_eot=True, stop=["never appears"]),
         on_text=lambda r, p: pieces.append(p),
     )[0]
     assert whole.text == free and "".join(pieces) == free
@@ -175,12 +174,13 @@ def test_bad_options_are_usage_errors(model: GPT) -> None:
         dict(top_p=1.5),
         dict(temperature=-1.0),
         dict(top_k=0),
-        dict(num_samples=0),
     ):
         with pytest.raises(UsageError):
-            generation.generate(model, [PROMPT], 5, **options)
+            generation.generate(model, [PROMPT], Settings(5, **options))
     with pytest.raises(UsageError):
-        generation.generate(model, [PROMPT], 0)
+        generation.generate(model, [PROMPT], Settings(5), num_samples=0)
+    with pytest.raises(UsageError):
+        generation.generate(model, [PROMPT], Settings(0))
 
 
 # --- the command ---------------------------------------------------------------------------
@@ -220,7 +220,9 @@ def test_cli_samples_streamed_and_separated(model_dir: Path, model: GPT, gpt2) -
     assert code == 0, err
     texts = out.decode().removesuffix("\n").split("\n<|endoftext|>\n")
     assert len(texts) == 3
-    expected = generation.generate(model, [PROMPT], 12, num_samples=3, seed=4, ignore_eot=True)
+    expected = generation.generate(
+        model, [PROMPT], Settings(12, seed=4, ignore_eot=True), num_samples=3
+    )
     assert texts == [c.text for c in expected]
     assert "seed 4" in err
     code, echoed, _ = sample_in_process(
@@ -236,7 +238,7 @@ def test_cli_samples_streamed_and_separated(model_dir: Path, model: GPT, gpt2) -
         stdin=b"The meaning of life is\n",
     )
     assert code == 0
-    single = generation.generate(model, [PROMPT], 12, seed=4, ignore_eot=True)[0]
+    single = generation.generate(model, [PROMPT], Settings(12, seed=4, ignore_eot=True))[0]
     assert echoed.decode() == "The meaning of life is" + single.text + "\n"
 
 
@@ -249,7 +251,7 @@ def test_cli_jsonl(model_dir: Path, model: GPT, gpt2) -> None:
     records = [json.loads(line) for line in out.decode().splitlines()]
     assert [r["prompt"] for r in records] == ["The meaning of life is", ""]
     assert records[0]["id"] == 1 and records[0]["prompt_tokens"] == len(PROMPT)
-    greedy = generation.generate(model, [PROMPT], 8, greedy=True)[0]
+    greedy = generation.generate(model, [PROMPT], Settings(8, greedy=True))[0]
     assert records[0]["text"] == greedy.text
     assert records[0]["completion_tokens"] == len(greedy.ids)
     assert records[0]["finish_reason"] == greedy.finish_reason

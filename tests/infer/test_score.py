@@ -132,7 +132,9 @@ def test_long_document_rolling_nll_by_hand(hf_model, stride: int | None) -> None
         targets = full[span.start + 1 : span.end + 1]
         lp = full_logprobs(hf_model, inputs, targets)
         hand[span.end - span.n_scored : span.end] = lp[-span.n_scored :]
-    got = scoring.score_documents(hf_model, [ids], BLOCK, batch_size=3, stride=stride)[0]
+    got = scoring.score_documents(
+        hf_model, [ids], BLOCK, scoring.ScoringSettings(batch_size=3, stride=stride)
+    )[0]
     np.testing.assert_allclose(got.logprobs, hand, atol=1e-4)
     # the last window of the default scheme sees a full block of context
     last = scoring.windows(len(full), 1, BLOCK, stride)[-1]
@@ -142,10 +144,10 @@ def test_long_document_rolling_nll_by_hand(hf_model, stride: int | None) -> None
 def test_batching_does_not_change_scores(hf_model) -> None:
     rng = np.random.default_rng(2)
     documents = [rng.integers(0, 50257, n).tolist() for n in (0, 3, 40, 7, 90, 1)]
-    one = scoring.score_documents(hf_model, documents, BLOCK, batch_size=1)
-    many = scoring.score_documents(hf_model, documents, BLOCK, batch_size=7)
+    one = scoring.score_documents(hf_model, documents, BLOCK, scoring.ScoringSettings(1))
+    many = scoring.score_documents(hf_model, documents, BLOCK, scoring.ScoringSettings(7))
     packed = scoring.score_documents(
-        hf_model, documents, BLOCK, batch_size=1, token_budget=2 * BLOCK
+        hf_model, documents, BLOCK, scoring.ScoringSettings(1, token_budget=2 * BLOCK)
     )
     for a, b, c, doc in zip(one, many, packed, documents):
         assert len(a.logprobs) == len(doc)

@@ -146,8 +146,9 @@ def test_int8_fidelity_word_perplexity_and_greedy_tokens(trained, vnni: bool, mo
     equal = 0
     prompts = [held_out[i : i + 12] for i in range(0, 1200, 120)]
     for prompt in prompts:
-        want = generation.generate(model, [prompt], 16, greedy=True, ignore_eot=True)[0].ids
-        got = generation.generate(fast, [prompt], 16, greedy=True, ignore_eot=True)[0].ids
+        settings = generation.SamplingSettings(16, greedy=True, ignore_eot=True)
+        want = generation.generate(model, [prompt], settings)[0].ids
+        got = generation.generate(fast, [prompt], settings)[0].ids
         equal += want == got
     print(f"greedy: {equal} of {len(prompts)} prompts give the same 16 tokens")
     assert equal >= 0.7 * len(prompts), equal

@@ -1,0 +1,13 @@
+"""What the fault tests share: the one error line a failed `gpt2` run must write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def one_error_line(run: Any, code: int = 1) -> str:
+    """The only non-blank stderr line of ``run`` (a conftest ``Run``), which exited ``code``."""
+    assert run.code == code, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr
+    return lines[0]
