@@ -13,8 +13,8 @@ What warcio does not do, and real crawls need, is done here, between the records
 - a file cut short gives every whole record, then :class:`CutFile` naming the cut record;
 - gzip is read member by member, so a damaged member costs one record
   (:mod:`gpt2cli.corpus.gzip_members`), and offsets are those of the uncompressed stream
-  (for a plain file, of the file itself); LF line ends, blank lines and a few stray bytes
-  between records are passed over.
+  (for a plain file, of the file itself); LF line ends, blank lines and a few stray NULs or
+  spaces between records are passed over.
 """
 
 from __future__ import annotations
@@ -263,6 +263,11 @@ class RecordReader:
                 return count
         return 0
 
+    def _is_stray(self, line: bytes) -> bool:
+        """A few NULs or spaces after a record's end, seen in the wild: passed over. Any other
+        line there means the record's length is wrong (text would be a record swallowed)."""
+        return line.endswith(b"\n") and len(line) <= STRAY and not line.strip(b"\x00 \t\r\n")
+
     def _next_line(self) -> tuple[bytes, int]:
         """The next line that is not blank and its offset (b"" at the end)."""
         while True:
@@ -320,8 +325,8 @@ class RecordReader:
             record, header_end = parsed
             try:
                 line, offset = self._next_line()
-                if line.endswith(b"\n") and len(line) <= STRAY and not self._is_header(line):
-                    line, offset = self._next_line()  # a few stray bytes (NULs, seen in the wild)
+                if self._is_stray(line):
+                    line, offset = self._next_line()
             except Gpt2Error:  # the decompressor's: the next record is cut, this one is whole
                 yield record
                 raise
