@@ -14,6 +14,7 @@ from gpt2cli.commands import options
 from gpt2cli.errors import UsageError
 from gpt2cli.infer.sample_options import SampleOptions
 from gpt2cli.text import readers
+from gpt2cli.text.read_options import ReadOptions
 from gpt2cli.text.tokenizer import EOT_TEXT, encode
 
 NAME = "sample"
@@ -85,7 +86,7 @@ def _read_stdin_prompt() -> str:
 def _jsonl_prompts(field: str) -> Iterator[readers.Document]:
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError("--jsonl reads prompts from stdin", f'pipe JSON Lines with a "{field}"')
-    yield from readers.iter_documents(["-"], fmt="jsonl", field=field)
+    yield from ReadOptions(format="jsonl", field=field).documents(["-"])
 
 
 def _quiet_broken_pipe() -> None:

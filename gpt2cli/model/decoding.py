@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from gpt2cli.errors import Gpt2Error
 from gpt2cli.model.cpu_kernels import linear
-from gpt2cli.model.gpt import GPT, GPTConfig
+from gpt2cli.model.gpt import GPT, Attend, GPTConfig
 
 
 class KVCache:
@@ -109,7 +109,7 @@ def forward_cached(
     elif T > 1:
         keys = torch.arange(end, device=device)
         mask = keys[None, :] <= queries[:, None]  # (T, S)
-    x = model.hidden_states(idx, pos, cache, mask, causal)  # (B, T, C)
+    x = model.hidden_states(idx, pos, Attend(cache, mask, causal))  # (B, T, C)
     cache.length = end
     return model.logits(x[:, -1, :] if last_only else x)
 

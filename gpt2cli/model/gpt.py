@@ -124,6 +124,20 @@ def config_for_size(name: str) -> GPTConfig:
     return dataclasses.replace(SIZES[key])
 
 
+@dataclass(frozen=True)
+class Attend:
+    """What attention sees besides the sequence itself, for decoding
+    (``gpt2cli.model.decoding``): with a ``cache``, the keys and values so far as well;
+    ``mask`` (bool, True = attend), when given, replaces the causal mask (``causal`` False)."""
+
+    cache: KVCache | None = None
+    mask: torch.Tensor | None = None
+    causal: bool = True
+
+
+CAUSAL = Attend()  # a whole sequence, each position attending to those before it
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -134,26 +148,17 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        cache: KVCache | None = None,
-        layer: int = 0,
-        mask: torch.Tensor | None = None,
-        causal: bool = True,
-    ) -> torch.Tensor:
-        """``mask`` (bool, True = attend) replaces the causal mask when given (then ``causal``
-        is False); with a ``cache``, the keys/values so far are attended to as well."""
+    def forward(self, x: torch.Tensor, layer: int = 0, attend: Attend = CAUSAL) -> torch.Tensor:
         B, T, C = x.size()  # batch size, sequence length, embedding dimensionality (n_embd)
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        if cache is not None:
-            k, v = cache.update(layer, k, v)  # (B, nh, S, hs), S = positions so far
+        if attend.cache is not None:
+            k, v = attend.cache.update(layer, k, v)  # (B, nh, S, hs), S = positions so far
         dropout = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal
+            q, k, v, attn_mask=attend.mask, dropout_p=dropout, is_causal=attend.causal
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side
         return self.resid_dropout(self.c_proj(y))
@@ -179,15 +184,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        cache: KVCache | None = None,
-        layer: int = 0,
-        mask: torch.Tensor | None = None,
-        causal: bool = True,
-    ) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer, mask, causal)
+    def forward(self, x: torch.Tensor, layer: int = 0, attend: Attend = CAUSAL) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), layer, attend)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -294,14 +292,12 @@ class GPT(nn.Module):
         self,
         idx: torch.Tensor,
         pos: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-        mask: torch.Tensor | None = None,
-        causal: bool = True,
+        attend: Attend = CAUSAL,
     ) -> torch.Tensor:
         """The final hidden states (B, T, C) of ids (B, T), before the output layer.
 
-        ``pos``: position ids, (T,) or (B, T), by default 0..T-1. ``cache``, ``mask`` and
-        ``causal`` are for decoding (``gpt2cli.model.decoding``): see ``Block.forward``.
+        ``pos``: position ids, (T,) or (B, T), by default 0..T-1. ``attend`` is for decoding
+        (``gpt2cli.model.decoding``).
         """
         if pos is None:
             T = idx.size(1)
@@ -314,12 +310,12 @@ class GPT(nn.Module):
         tok_emb = self.transformer.wte(idx)  # token embeddings (B, T, C)
         pos_emb = self.transformer.wpe(pos)  # position embeddings (T, C) or (B, T, C)
         x = self.transformer.drop(tok_emb + pos_emb)
-        recompute = self.recompute and cache is None and torch.is_grad_enabled()
+        recompute = self.recompute and attend.cache is None and torch.is_grad_enabled()
         for layer, block in enumerate(self.transformer.h):
             if recompute:
-                x = checkpoint(block, x, None, layer, mask, causal, use_reentrant=False)
+                x = checkpoint(block, x, layer, attend, use_reentrant=False)
             else:
-                x = block(x, cache, layer, mask, causal)
+                x = block(x, layer, attend)
         return self.transformer.ln_f(x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

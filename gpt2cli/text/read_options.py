@@ -45,10 +45,10 @@ class ReadOptions:
         """:func:`gpt2cli.text.readers.iter_pieces` of ``inputs``, read as these options say."""
         from gpt2cli.text import readers
 
-        return readers.iter_pieces(inputs, self.format, self.field, self.delimiter, self.errors)
+        return readers.iter_pieces(inputs, self)
 
     def documents(self, inputs: Iterable[str]) -> Iterator[Document]:
         """:func:`gpt2cli.text.readers.iter_documents` of ``inputs``."""
         from gpt2cli.text import readers
 
-        return readers.iter_documents(inputs, self.format, self.field, self.delimiter, self.errors)
+        return readers.iter_documents(inputs, self)

@@ -22,13 +22,13 @@ from typing import BinaryIO
 
 from gpt2cli.errors import Gpt2Error, UsageError, malformed_json
 from gpt2cli.text.compressed import open_input
-from gpt2cli.text.tokenizer import EOT_TEXT
+from gpt2cli.text.read_options import ReadOptions
 
 FORMATS = ("jsonl", "text", "nul", "file", "parquet")
 PARQUET_MAGIC = b"PAR1"
 PARQUET_BATCH_ROWS = 1024
-DEFAULT_DELIMITER = EOT_TEXT
 PIECE_CHARS = 1 << 20
+PLAIN = ReadOptions()  # every format detected, the "text" field, strict UTF-8
 
 
 @dataclass
@@ -234,19 +234,16 @@ def check_format(fmt: str | None) -> None:
 
 
 def iter_pieces(
-    inputs: Iterable[str],
-    fmt: str | None = None,
-    field: str = "text",
-    delimiter: str = DEFAULT_DELIMITER,
-    errors: str = "strict",
-    piece_chars: int = PIECE_CHARS,
+    inputs: Iterable[str], options: ReadOptions = PLAIN, piece_chars: int = PIECE_CHARS
 ) -> Iterator[Piece]:
-    """Pieces of every document of every input (``-`` is stdin), in order.
+    """Pieces of every document of every input (``-`` is stdin), in order, read as
+    ``options`` say.
 
-    ``fmt`` None picks ``parquet`` for a Parquet file, ``jsonl`` by the name or the first
-    non-blank byte after decompression (see ``_sniff``), else ``text``. For Parquet,
-    ``field`` names the column and ``line`` is the row number.
+    ``options.format`` None picks ``parquet`` for a Parquet file, ``jsonl`` by the name or the
+    first non-blank byte after decompression (see ``_sniff``), else ``text``. For Parquet,
+    ``options.field`` names the column and ``line`` is the row number.
     """
+    fmt, field, errors = options.format, options.field, options.errors
     check_format(fmt)
     for name in inputs:
         source = _source_name(name)
@@ -265,7 +262,7 @@ def iter_pieces(
                     handle,
                     source,
                     errors,
-                    delimiter=delimiter if chosen == "text" else None,
+                    delimiter=options.delimiter if chosen == "text" else None,
                     nul=chosen == "nul",
                     piece_chars=piece_chars,
                     encoding=encoding,
@@ -275,16 +272,10 @@ def iter_pieces(
                 handle.close()
 
 
-def iter_documents(
-    inputs: Iterable[str],
-    fmt: str | None = None,
-    field: str = "text",
-    delimiter: str = DEFAULT_DELIMITER,
-    errors: str = "strict",
-) -> Iterator[Document]:
+def iter_documents(inputs: Iterable[str], options: ReadOptions = PLAIN) -> Iterator[Document]:
     """Whole documents (pieces joined) with their source and starting line."""
     parts: list[str] = []
-    for piece in iter_pieces(inputs, fmt, field, delimiter, errors):
+    for piece in iter_pieces(inputs, options):
         parts.append(piece.text)
         if piece.last:
             yield Document("".join(parts), piece.source, piece.line, piece.fields)

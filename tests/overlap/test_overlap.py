@@ -20,6 +20,7 @@ from gpt2cli.overlap import filter_file, hashing, sizing
 from gpt2cli.overlap.build import build_filter
 from gpt2cli.overlap.ngrams import NgramBatcher
 from gpt2cli.overlap.normalise import normalise, normalised_bytes, words
+from gpt2cli.text.read_options import ReadOptions
 from gpt2cli.text.readers import Piece, iter_pieces
 
 # ------------------------------------------------------------------------------------------------
@@ -293,7 +294,7 @@ def test_header_layout(corpus) -> None:
 
 def test_memory_and_file_mapped_builds_are_identical(tmp_path, corpus) -> None:
     def pieces():
-        return iter_pieces([str(corpus["train_path"])], None, "text", "", "strict")
+        return iter_pieces([str(corpus["train_path"])], ReadOptions(delimiter=""))
 
     a = build_filter(pieces, tmp_path / "a.bloom", 8, 1e-6, 50_000, in_memory=True)
     b = build_filter(pieces, tmp_path / "b.bloom", 8, 1e-6, 50_000, in_memory=False)
@@ -305,7 +306,8 @@ def test_byte_identical_across_runs_and_hash_seeds(tmp_path, corpus) -> None:
     script = (
         "import sys; from pathlib import Path; from gpt2cli.overlap.build import build_filter; "
         "from gpt2cli.text.readers import iter_pieces; "
-        "build_filter(lambda: iter_pieces([sys.argv[1]], None, 'text', '', 'strict'), "
+        "from gpt2cli.text.read_options import ReadOptions; "
+        "build_filter(lambda: iter_pieces([sys.argv[1]], ReadOptions(delimiter='')), "
         "Path(sys.argv[2]), 8, 1e-8, None)"
     )
     outputs = []

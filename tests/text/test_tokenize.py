@@ -14,6 +14,7 @@ from gpt2cli import fileio
 from gpt2cli.errors import UsageError
 from gpt2cli.text import readers, token_stream
 from gpt2cli.text.parallel_encoder import encode_pieces
+from gpt2cli.text.read_options import ReadOptions
 from gpt2cli.text.tokenizer import EOT, EOT_TEXT, VOCAB_SIZE, decode, encode, get_encoding
 
 
@@ -239,7 +240,7 @@ def test_pieces_of_a_huge_document_give_the_ids_of_the_whole(tmp_path: Path) -> 
     )
     text = "".join(_stdlib_texts(150_000)) + tricky * 40
     path = write(tmp_path / "huge.txt", text)
-    pieces = list(readers.iter_pieces([str(path)], fmt="file", piece_chars=257))
+    pieces = list(readers.iter_pieces([str(path)], ReadOptions(format="file"), piece_chars=257))
     assert len(pieces) > 50 and pieces[-1].last and not any(p.last for p in pieces[:-1])
     assert "".join(p.text for p in pieces) == text
     batches = list(encode_pieces(iter(pieces), threads=2, batch_chars=1000))
@@ -272,7 +273,7 @@ def test_piece_cuts_fuzz(tmp_path: Path) -> None:
     for number in range(60):
         text = "".join(rng.choice(alphabet, size=400))
         path = write(tmp_path / f"f{number}.txt", text)
-        pieces = list(readers.iter_pieces([str(path)], fmt="file", piece_chars=8))
+        pieces = list(readers.iter_pieces([str(path)], ReadOptions(format="file"), piece_chars=8))
         assert "".join(p.text for p in pieces) == text
         ids = [i for p in pieces for i in encoding.encode_ordinary(p.text)]
         assert ids == encoding.encode_ordinary(text), repr(text)

@@ -37,6 +37,21 @@ def read_text(path: Path) -> str:
         raise data_error(path, line, "not UTF-8 text") from exc
 
 
+def read_sentences(path: Path, name: str) -> list[str]:
+    """The non-blank lines of a file of one tokenized sentence per line (``name``, the file as
+    published); a file that looks like JSON is a data error."""
+    text = read_text(path)
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not lines:
+        raise data_error(path, None, "no sentences in the file (empty?)")
+    for number, line in enumerate(text.split("\n")[:20], 1):
+        if line.lstrip().startswith(("{", "[")):
+            raise data_error(
+                path, number, f"looks like JSON, expected one tokenized sentence per line ({name})"
+            )
+    return lines
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line of a JSON Lines file."""
     text = read_text(path)

@@ -16,13 +16,12 @@ from pathlib import Path
 
 from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.language_model import LanguageModel
-from gpt2cli.evaluate.tasks._taskio import read_text
+from gpt2cli.evaluate.tasks._taskio import read_sentences
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
     Task,
     TaskResult,
-    data_error,
     word_perplexity_metrics,
 )
 from gpt2cli.evaluate.tasks.detokenize import onebw_detokenizer
@@ -44,12 +43,7 @@ class OneBillionWord(Task):
     )
 
     def evaluate(self, lm: LanguageModel, data: Path, options: EvalOptions) -> TaskResult:
-        text = read_text(data)
-        lines = [line for line in text.split("\n") if line.strip()]
-        if not lines:
-            raise data_error(data, None, "no sentences in the file (empty?)")
-        if lines[0].lstrip().startswith("{"):
-            raise data_error(data, 1, "looks like JSON, expected one sentence per line")
+        lines = read_sentences(data, self.data_files[0].name)
         total = len(lines)
         if options.limit is not None:
             lines = lines[: options.limit]

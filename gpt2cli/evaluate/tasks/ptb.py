@@ -16,31 +16,15 @@ from pathlib import Path
 
 from gpt2cli.evaluate import sample_log
 from gpt2cli.evaluate.language_model import LanguageModel
-from gpt2cli.evaluate.tasks._taskio import read_text
+from gpt2cli.evaluate.tasks._taskio import read_sentences
 from gpt2cli.evaluate.tasks.base import (
     DataFile,
     EvalOptions,
     Task,
     TaskResult,
-    data_error,
     word_perplexity_metrics,
 )
 from gpt2cli.evaluate.tasks.detokenize import ptb_detokenizer
-
-
-def read_lines(path: Path) -> list[str]:
-    text = read_text(path)
-    lines = [line for line in text.split("\n") if line.strip()]
-    if not lines:
-        raise data_error(path, None, "no sentences in the file (empty?)")
-    for number, line in enumerate(text.split("\n")[:20], 1):
-        if line.lstrip().startswith(("{", "[")):
-            raise data_error(
-                path,
-                number,
-                "looks like JSON, expected one tokenized sentence per line (ptb.test.txt)",
-            )
-    return lines
 
 
 class PTB(Task):
@@ -59,7 +43,7 @@ class PTB(Task):
     )
 
     def evaluate(self, lm: LanguageModel, data: Path, options: EvalOptions) -> TaskResult:
-        lines = read_lines(data)
+        lines = read_sentences(data, self.data_files[0].name)
         total = len(lines)
         if options.limit is not None:
             lines = lines[: options.limit]
