@@ -18,8 +18,9 @@ from gpt2cli.corpus.stats import StageStats
 from gpt2cli.fileio import os_errors
 
 FILES = options.inputs_argument("JSON Lines inputs; '-' or none reads stdin.")
-STATS = typer.Option(
-    None, "--stats", help="Also write the counters as JSON to this file.", show_default=False
+STATS = options.optional(
+    "--stats",
+    help="Also write the counters as JSON to this file.",
 )
 # the RecordOptions of a verb that reads documents but removes none (no --clusters report)
 TEXT = ("field", "strict")

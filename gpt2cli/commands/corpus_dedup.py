@@ -103,12 +103,10 @@ def register(corpus_app: typer.Typer) -> None:
         with os_errors():
             signatures_command(files or ["-"], output, params, reading, stats_file)
 
-    signature_files = typer.Option(
-        None,
+    signature_files = options.optional(
         "--signatures",
         "-s",
         help="Every part's signature file, in the parts' order (repeatable; or as arguments).",
-        show_default=False,
     )
 
     @corpus_app.command("dedup-buckets")

@@ -172,17 +172,13 @@ def register(app: typer.Typer) -> None:
             metavar="TASK",
         ),
         model: str = options.model_option(None),
-        data: Path = typer.Option(
-            None,
+        data: Path = options.optional(
             "--data",
             help="The task's data file (one task only).",
-            show_default=False,
         ),
-        data_dir: Path = typer.Option(
-            None,
+        data_dir: Path = options.optional(
             "--data-dir",
             help="A directory holding data files under their published names (see --list).",
-            show_default=False,
         ),
         download: bool = typer.Option(
             False,
@@ -190,12 +186,10 @@ def register(app: typer.Typer) -> None:
             help="Fetch missing data files from their public URL into "
             "$XDG_CACHE_HOME/gpt2cli, checking their sha256.",
         ),
-        output: Path = typer.Option(
-            None,
+        output: Path = options.optional(
             "--output",
             "-o",
             help="Write the results JSON here (atomically).",
-            show_default=False,
         ),
         as_json: bool = typer.Option(
             False, "--json", help="Print the results JSON on stdout (with --list: the tasks)."
@@ -206,21 +200,17 @@ def register(app: typer.Typer) -> None:
             False, "--zero-shot", help="Accepted for clarity: every task is zero-shot."
         ),
         list_tasks: bool = typer.Option(False, "--list", help="List the tasks and their files."),
-        log_samples: Path = typer.Option(
-            None,
+        log_samples: Path = options.optional(
             "--log-samples",
             metavar="FILE",
             help="Write one JSON line per example (task, doc_id, arguments, target, resps, "
             "prediction, its metrics: lm-eval's --log_samples keys), atomically.",
-            show_default=False,
         ),
-        cache: Path = typer.Option(
-            None,
+        cache: Path = options.optional(
             "--cache",
             metavar="DIR",
             help="Reuse a task's result stored in DIR for the same model weights (sha256), "
             "task, data (sha256) and options, instead of recomputing it; store new ones.",
-            show_default=False,
         ),
         **given: Any,
     ) -> None:

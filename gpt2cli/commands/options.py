@@ -85,6 +85,11 @@ def build(cls: type[T], given: dict[str, Any]) -> T:
     return cls(**{f.name: given[f.name] for f in fields(cls) if f.name in given})
 
 
+def optional(*names: str, help: str, metavar: str | None = None) -> Any:
+    """A typer option that may be left out (None), with no default shown in --help."""
+    return typer.Option(None, *names, help=help, metavar=metavar, show_default=False)
+
+
 def inputs_argument(help: str) -> Any:
     """The input files of a command (none, or '-', reads stdin: ``help`` says so)."""
     return typer.Argument(None, help=help, show_default=False)
@@ -104,32 +109,24 @@ def model_option(default: Any = ..., metavar: str | None = None) -> Any:
     )
 
 
-DEVICE = typer.Option(
-    None,
+DEVICE = optional(
     "--device",
     help="cpu, cuda, cuda:N or mps (default: cuda when available).",
-    show_default=False,
 )
-DTYPE = typer.Option(
-    None,
+DTYPE = optional(
     "--dtype",
     help="fp32, bf16, fp16, or int8 (CPU only: 8-bit weights) (default: bf16 on GPU, fp32 "
     "on CPU). On a CPU, fp16/bf16/int8 are the weights' precision; activations stay fp32.",
-    show_default=False,
 )
 
 # Corpus stages (gpt2 corpus VERB).
-STATS_FILE = typer.Option(
-    None,
+STATS_FILE = optional(
     "--stats",
     help="Also write the stage's counters (documents in and out, drops by reason, MB/s) "
     "to this file as JSON.",
-    show_default=False,
 )
-CORPUS_OUTPUT = typer.Option(
-    None,
+CORPUS_OUTPUT = optional(
     "--output",
     "-o",
     help="Write the JSON Lines here (atomically) instead of stdout.",
-    show_default=False,
 )

@@ -135,27 +135,21 @@ def register(app: typer.Typer) -> None:
             help="Token streams from `gpt2 tokenize`; '-' or none reads stdin.",
             show_default=False,
         ),
-        output: Path = typer.Option(
-            None,
+        output: Path = options.optional(
             "--output",
             "-o",
             help="Directory to write shards and manifest into (created; must be empty "
             "unless --append).",
-            show_default=False,
         ),
-        merge: Path = typer.Option(
-            None,
+        merge: Path = options.optional(
             "--merge",
             metavar="DIR",
             help="Only rebuild DIR/manifest.yaml from every part manifest in DIR.",
-            show_default=False,
         ),
-        verify: Path = typer.Option(
-            None,
+        verify: Path = options.optional(
             "--verify",
             metavar="DIR",
             help="Only re-read every shard of DIR: checksums, counts, ids; print a table.",
-            show_default=False,
         ),
         as_json: bool = typer.Option(
             False, "--json", help="With --verify or --merge: a JSON report on stdout."
@@ -167,21 +161,17 @@ def register(app: typer.Typer) -> None:
             "*_val_* files go to the val split, the others to train, each split's files in "
             "the order given as one stream.",
         ),
-        to_llmc: Path = typer.Option(
-            None,
+        to_llmc: Path = options.optional(
             "--to-llmc",
             metavar="DIR",
             help="Only write pack DIR's splits as llm.c .bin token files into -o OUT "
             "(NAME_val_000000.bin first, then NAME_train_..., --shard-tokens ids each); "
             "their paths go to stdout.",
-            show_default=False,
         ),
-        split: str = typer.Option(
-            None,
+        split: str = options.optional(
             "--split",
             help="With --from-llmc: put every file in this split (train or val); with "
             "--to-llmc: write only this split.",
-            show_default=False,
         ),
         **given: Any,
     ) -> None:
