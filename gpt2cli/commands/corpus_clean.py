@@ -71,8 +71,9 @@ def register(corpus_app: typer.Typer) -> None:
     @options.with_fields(FilterOptions, {"exclude_domain": "files"})
     def filter_verb(
         files: list[str] = FILES,
-        list_rules: bool = typer.Option(
-            False, "--list-rules", help="Print the rules, their defaults and thresholds."
+        list_rules: bool = options.switch(
+            "--list-rules",
+            help="Print the rules, their defaults and thresholds.",
         ),
         stats_file: str = STATS,
         **given: Any,

@@ -180,8 +180,7 @@ def register(app: typer.Typer) -> None:
             "--data-dir",
             help="A directory holding data files under their published names (see --list).",
         ),
-        download: bool = typer.Option(
-            False,
+        download: bool = options.switch(
             "--download",
             help="Fetch missing data files from their public URL into "
             "$XDG_CACHE_HOME/gpt2cli, checking their sha256.",
@@ -191,15 +190,20 @@ def register(app: typer.Typer) -> None:
             "-o",
             help="Write the results JSON here (atomically).",
         ),
-        as_json: bool = typer.Option(
-            False, "--json", help="Print the results JSON on stdout (with --list: the tasks)."
+        as_json: bool = options.switch(
+            "--json",
+            help="Print the results JSON on stdout (with --list: the tasks).",
         ),
         device: str = options.DEVICE,
         dtype: str = options.DTYPE,
-        zero_shot: bool = typer.Option(
-            False, "--zero-shot", help="Accepted for clarity: every task is zero-shot."
+        zero_shot: bool = options.switch(
+            "--zero-shot",
+            help="Accepted for clarity: every task is zero-shot.",
         ),
-        list_tasks: bool = typer.Option(False, "--list", help="List the tasks and their files."),
+        list_tasks: bool = options.switch(
+            "--list",
+            help="List the tasks and their files.",
+        ),
         log_samples: Path = options.optional(
             "--log-samples",
             metavar="FILE",

@@ -90,6 +90,11 @@ def optional(*names: str, help: str, metavar: str | None = None) -> Any:
     return typer.Option(None, *names, help=help, metavar=metavar, show_default=False)
 
 
+def switch(*names: str, help: str) -> Any:
+    """A flag that is off unless given."""
+    return typer.Option(False, *names, help=help)
+
+
 def inputs_argument(help: str) -> Any:
     """The input files of a command (none, or '-', reads stdin: ``help`` says so)."""
     return typer.Argument(None, help=help, show_default=False)

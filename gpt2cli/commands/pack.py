@@ -151,11 +151,11 @@ def register(app: typer.Typer) -> None:
             metavar="DIR",
             help="Only re-read every shard of DIR: checksums, counts, ids; print a table.",
         ),
-        as_json: bool = typer.Option(
-            False, "--json", help="With --verify or --merge: a JSON report on stdout."
+        as_json: bool = options.switch(
+            "--json",
+            help="With --verify or --merge: a JSON report on stdout.",
         ),
-        from_llmc: bool = typer.Option(
-            False,
+        from_llmc: bool = options.switch(
             "--from-llmc",
             help="The inputs are llm.c / modded-nanogpt .bin token files (header checked): "
             "*_val_* files go to the val split, the others to train, each split's files in "

@@ -205,8 +205,7 @@ def register(app: typer.Typer) -> None:
             help="The text to continue ('-' or absent: read stdin; '' : <|endoftext|>).",
         ),
         model: str = options.model_option(metavar="SPEC"),
-        jsonl: bool = typer.Option(
-            False,
+        jsonl: bool = options.switch(
             "--jsonl",
             help="Read prompts as JSON Lines from stdin, write one JSON object per completion.",
         ),
@@ -216,8 +215,9 @@ def register(app: typer.Typer) -> None:
             metavar="NAME",
             help="With --jsonl: the field that holds the prompt.",
         ),
-        echo: bool = typer.Option(
-            False, "--echo", help="Print the prompt before each sample (text output)."
+        echo: bool = options.switch(
+            "--echo",
+            help="Print the prompt before each sample (text output).",
         ),
         device: str = options.DEVICE,
         dtype: str = options.DTYPE,

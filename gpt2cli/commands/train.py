@@ -44,8 +44,7 @@ def train(
         help="YAML file with any of these options (underscores or dashes; `model:` a "
         "mapping of n_layer, n_head, n_embd... for a custom shape). Flags override it.",
     ),
-    resume: bool = typer.Option(
-        False,
+    resume: bool = options.switch(
         "--resume",
         help="Continue the run in -o from its newest complete checkpoint, with its "
         "config.yaml (flags may change the length, logging and hardware options only).",
