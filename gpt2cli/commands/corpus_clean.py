@@ -18,10 +18,7 @@ from gpt2cli.corpus.stats import StageStats
 from gpt2cli.fileio import os_errors
 
 FILES = options.inputs_argument("JSON Lines inputs; '-' or none reads stdin.")
-STATS = options.optional(
-    "--stats",
-    help="Also write the counters as JSON to this file.",
-)
+STATS = options.optional("--stats", help="Also write the counters as JSON to this file.")
 # the RecordOptions of a verb that reads documents but removes none (no --clusters report)
 TEXT = ("field", "strict")
 
@@ -72,8 +69,7 @@ def register(corpus_app: typer.Typer) -> None:
     def filter_verb(
         files: list[str] = FILES,
         list_rules: bool = options.switch(
-            "--list-rules",
-            help="Print the rules, their defaults and thresholds.",
+            "--list-rules", help="Print the rules, their defaults and thresholds."
         ),
         stats_file: str = STATS,
         **given: Any,

@@ -172,10 +172,7 @@ def register(app: typer.Typer) -> None:
             metavar="TASK",
         ),
         model: str = options.model_option(None),
-        data: Path = options.optional(
-            "--data",
-            help="The task's data file (one task only).",
-        ),
+        data: Path = options.optional("--data", help="The task's data file (one task only)."),
         data_dir: Path = options.optional(
             "--data-dir",
             help="A directory holding data files under their published names (see --list).",
@@ -186,24 +183,17 @@ def register(app: typer.Typer) -> None:
             "$XDG_CACHE_HOME/gpt2cli, checking their sha256.",
         ),
         output: Path = options.optional(
-            "--output",
-            "-o",
-            help="Write the results JSON here (atomically).",
+            "--output", "-o", help="Write the results JSON here (atomically)."
         ),
         as_json: bool = options.switch(
-            "--json",
-            help="Print the results JSON on stdout (with --list: the tasks).",
+            "--json", help="Print the results JSON on stdout (with --list: the tasks)."
         ),
         device: str = options.DEVICE,
         dtype: str = options.DTYPE,
         zero_shot: bool = options.switch(
-            "--zero-shot",
-            help="Accepted for clarity: every task is zero-shot.",
+            "--zero-shot", help="Accepted for clarity: every task is zero-shot."
         ),
-        list_tasks: bool = options.switch(
-            "--list",
-            help="List the tasks and their files.",
-        ),
+        list_tasks: bool = options.switch("--list", help="List the tasks and their files."),
         log_samples: Path = options.optional(
             "--log-samples",
             metavar="FILE",

@@ -34,10 +34,7 @@ def register(app: typer.Typer) -> None:
     @options.with_fields(ExportOptions, {"output": "model"})
     def export(
         model: str = typer.Argument(..., metavar="MODEL", help=options.MODEL_HELP),
-        as_json: bool = options.switch(
-            "--json",
-            help="Print the summary as JSON on stdout.",
-        ),
+        as_json: bool = options.switch("--json", help="Print the summary as JSON on stdout."),
         **given: Any,
     ) -> None:
         from gpt2cli.model.export import export as export_model

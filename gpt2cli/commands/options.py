@@ -114,10 +114,7 @@ def model_option(default: Any = ..., metavar: str | None = None) -> Any:
     )
 
 
-DEVICE = optional(
-    "--device",
-    help="cpu, cuda, cuda:N or mps (default: cuda when available).",
-)
+DEVICE = optional("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available).")
 DTYPE = optional(
     "--dtype",
     help="fp32, bf16, fp16, or int8 (CPU only: 8-bit weights) (default: bf16 on GPU, fp32 "
@@ -131,7 +128,5 @@ STATS_FILE = optional(
     "to this file as JSON.",
 )
 CORPUS_OUTPUT = optional(
-    "--output",
-    "-o",
-    help="Write the JSON Lines here (atomically) instead of stdout.",
+    "--output", "-o", help="Write the JSON Lines here (atomically) instead of stdout."
 )

@@ -109,8 +109,7 @@ def register(app: typer.Typer) -> None:
             ..., "--output", "-o", help="The filter file to write (atomically)."
         ),
         as_json: bool = options.switch(
-            "--json",
-            help="Print a JSON summary of the filter on stdout.",
+            "--json", help="Print a JSON summary of the filter on stdout."
         ),
         **given: Any,
     ) -> None:
@@ -127,8 +126,7 @@ def register(app: typer.Typer) -> None:
             ..., "--output", "-o", help="The merged filter file to write (atomically)."
         ),
         as_json: bool = options.switch(
-            "--json",
-            help="Print a JSON summary of the filter on stdout.",
+            "--json", help="Print a JSON summary of the filter on stdout."
         ),
     ) -> None:
         """OR filters of identical shape into one (a corpus built in parts, e.g. a Slurm array)."""
@@ -147,13 +145,9 @@ def register(app: typer.Typer) -> None:
             "-F",
             help="The filter file to check against (used through a memory map).",
         ),
-        as_json: bool = options.switch(
-            "--json",
-            help="Print one JSON report on stdout.",
-        ),
+        as_json: bool = options.switch("--json", help="Print one JSON report on stdout."),
         as_jsonl: bool = options.switch(
-            "--jsonl",
-            help="Print one JSON line per input (or document).",
+            "--jsonl", help="Print one JSON line per input (or document)."
         ),
         verify: bool = typer.Option(
             True,
@@ -179,10 +173,7 @@ def register(app: typer.Typer) -> None:
     @group.command("verify")
     def verify_files(
         filters: list[Path] = typer.Argument(..., help="Filter files to verify."),
-        as_json: bool = options.switch(
-            "--json",
-            help="Print one JSON line per filter on stdout.",
-        ),
+        as_json: bool = options.switch("--json", help="Print one JSON line per filter on stdout."),
     ) -> None:
         """Check every region of each filter's bit array against its CRC-32 (and the header's):
         exit 0 when all are whole, else name the damaged ones and exit 1."""

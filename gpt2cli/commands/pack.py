@@ -152,8 +152,7 @@ def register(app: typer.Typer) -> None:
             help="Only re-read every shard of DIR: checksums, counts, ids; print a table.",
         ),
         as_json: bool = options.switch(
-            "--json",
-            help="With --verify or --merge: a JSON report on stdout.",
+            "--json", help="With --verify or --merge: a JSON report on stdout."
         ),
         from_llmc: bool = options.switch(
             "--from-llmc",

@@ -216,8 +216,7 @@ def register(app: typer.Typer) -> None:
             help="With --jsonl: the field that holds the prompt.",
         ),
         echo: bool = options.switch(
-            "--echo",
-            help="Print the prompt before each sample (text output).",
+            "--echo", help="Print the prompt before each sample (text output)."
         ),
         device: str = options.DEVICE,
         dtype: str = options.DTYPE,
