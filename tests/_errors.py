@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -11,3 +12,12 @@ def one_error_line(run: Any, code: int = 1) -> str:
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, run.stderr
     return lines[0]
+
+
+def pack_refuses(gpt2: Any, path: Path, data: bytes, *options: str) -> str:
+    """Write ``data`` to ``path``, pack it: the one error line, and no output directory made."""
+    path.write_bytes(data)
+    out = path.parent / "out"
+    line = one_error_line(gpt2("pack", *options, "-o", out, path))
+    assert not out.exists()
+    return line

@@ -32,6 +32,13 @@ def run_example(script: str, *args: str, cwd: Path, **env: str) -> subprocess.Co
     return result
 
 
+def run_into_out(script: str, tmp_path: Path, *inputs: Path, **env: str) -> Path:
+    """Run ``script INPUTS... OUT`` in ``tmp_path`` with OUT = ``tmp_path/out``; OUT."""
+    out = tmp_path / "out"
+    run_example(script, *map(str, inputs), str(out), cwd=tmp_path, **env)
+    return out
+
+
 def gpt2_process(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """`gpt2 ARGS` in a fresh interpreter, output captured."""
     return subprocess.run([sys.executable, "-m", "gpt2cli", *args], capture_output=True, **kwargs)
@@ -126,19 +133,12 @@ def test_openwebtext_builds_parts_in_parallel_and_trains(tmp_path: Path) -> None
     texts = corpus_texts(12)
     write_jsonl(corpus / "a.jsonl", texts[:6])
     write_jsonl(corpus / "b.jsonl", texts[6:])
-    run_example(
-        "openwebtext.sh",
-        str(corpus),
-        str(tmp_path / "out"),
-        cwd=tmp_path,
-        JOBS="2",
-        VAL_TOKENS="100",
-        STEPS="2",
-        **TINY_TRAIN,
+    out = run_into_out(
+        "openwebtext.sh", tmp_path, corpus, JOBS="2", VAL_TOKENS="100", STEPS="2", **TINY_TRAIN
     )
-    manifest = (tmp_path / "out/shards/manifest.yaml").read_text()
+    manifest = (out / "shards/manifest.yaml").read_text()
     assert "part-00000" in manifest and "part-00001" in manifest
-    assert (tmp_path / "out/run/final/COMPLETE").exists()
+    assert (out / "run/final/COMPLETE").exists()
 
 
 def test_finetune_round_trips_through_hugging_face(tmp_path: Path) -> None:
@@ -164,20 +164,19 @@ def test_reproduce_table3_writes_results_and_a_table(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     write_jsonl(data / "lambada_test.jsonl", corpus_texts(4))
-    run_example(
+    out = run_into_out(
         "reproduce-table3.sh",
-        str(weights),
-        str(data),
-        str(tmp_path / "out"),
-        cwd=tmp_path,
+        tmp_path,
+        weights,
+        data,
         MODELS="tiny",
         TASKS="lambada",
         LIMIT="3",
         DEVICE="cpu",
     )
-    results = json.loads((tmp_path / "out/tiny.json").read_text())
+    results = json.loads((out / "tiny.json").read_text())
     assert "acc,none" in results["results"]["lambada"]
-    table = (tmp_path / "out/table3.md").read_text()
+    table = (out / "table3.md").read_text()
     assert "| lambada | acc |" in table and "45.99" in table
 
 

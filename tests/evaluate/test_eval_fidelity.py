@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 from _eval_files import lambada_task_yaml, save_tiny_model, write_task_files  # tests/ on sys.path
+from _processes import run_module
 
 from gpt2cli.evaluate import tasks
 from gpt2cli.evaluate.language_model import LanguageModel
@@ -230,39 +231,32 @@ def test_against_lm_evaluation_harness(model_dir: Path, files: Path, tmp_path: P
     ).stdout.strip()
     (task_dir / "preprocess_wikitext.py").write_text(Path(preprocess).read_text())
     out = tmp_path / "out"
-    env = {
-        **os.environ,
+    offline = {
         "HF_DATASETS_OFFLINE": "1",
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    result = subprocess.run(
-        [
-            python,
-            "-m",
-            "lm_eval",
-            "--model",
-            "hf",
-            "--model_args",
-            f"pretrained={model_copy},dtype=float32",
-            "--tasks",
-            "lambada_gpt2cli,wikitext_gpt2cli",
-            "--include_path",
-            str(task_dir),
-            "--device",
-            "cpu",
-            "--batch_size",
-            "4",
-            "--output_path",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
+    result = run_module(
+        python,
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={model_copy},dtype=float32",
+        "--tasks",
+        "lambada_gpt2cli,wikitext_gpt2cli",
+        "--include_path",
+        task_dir,
+        "--device",
+        "cpu",
+        "--batch_size",
+        "4",
+        "--output_path",
+        out,
+        env=offline,
         timeout=900,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     written = sorted(out.rglob("results_*.json"))
     assert written, result.stdout[-2000:]
     theirs = json.loads(written[-1].read_text())["results"]

@@ -39,6 +39,17 @@ class FakeLM:
         return [self.answer(p) for p in prompts]
 
 
+def _evaluate(name, data, answer, **options):
+    """Task `name` run on `data` by a FakeLM answering with `answer`: the LM and the result."""
+    lm = FakeLM(answer)
+    return lm, get_task(name).evaluate(lm, data, EvalOptions(**options))
+
+
+def _question(prompt, end):
+    """What follows the prompt's last "Q: ", up to `end`."""
+    return prompt.rsplit("Q: ", 1)[1].split(end)[0]
+
+
 def _se(values):
     n = len(values)
     mean = sum(values) / n
@@ -102,8 +113,7 @@ def test_coqa_prompts_and_metric(tmp_path):
         "Where does he drive?": " to work",
         "Who?": " Tom",
     }
-    lm = FakeLM(lambda p: answers[p.rsplit("Q: ", 1)[1].split("\n")[0]])
-    result = get_task("coqa").evaluate(lm, data, EvalOptions())
+    lm, result = _evaluate("coqa", data, lambda p: answers[_question(p, "\n")])
     [call] = lm.calls
     assert call["until"] == ["\n"] and call["greedy"] is True
     assert call["prompts"] == [
@@ -154,8 +164,7 @@ def test_nq_prompt_and_exact_match(tmp_path):
         "who painted the mona lisa": " The Leonardo da Vinci",
         "when did ww2 end": " in 1945",
     }
-    lm = FakeLM(lambda p: outputs[p.rsplit("Q: ", 1)[1].split("?\nA:")[0]])
-    result = get_task("nq").evaluate(lm, data, EvalOptions())
+    lm, result = _evaluate("nq", data, lambda p: outputs[_question(p, "?\nA:")])
     prompt = lm.calls[0]["prompts"][0]
     assert prompt.startswith("Q: who wrote the novel pride and prejudice?\nA: Jane Austen\n\n")
     assert prompt.endswith("\n\nQ: where is the eiffel tower?\nA:")
@@ -196,8 +205,7 @@ def test_cnndm_prompt_generation_and_rouge(tmp_path):
         "Cats. A long story about cats.\nTL;DR:": " the cat ran",
         "Letters.\nTL;DR:": " a b. c d. e f. g h i j.",
     }
-    lm = FakeLM(lambda p: outputs[p])
-    result = get_task("cnndm").evaluate(lm, data, EvalOptions(seed=7))
+    lm, result = _evaluate("cnndm", data, lambda p: outputs[p], seed=7)
     [call] = lm.calls
     assert (call["max_tokens"], call["top_k"], call["greedy"], call["seed"]) == (100, 2, False, 7)
     # 1: "the cat ran" vs "the cat sat": R1 2/3, R2 1/2 (the cat), RL 2/3 (LCS "the cat")
@@ -244,8 +252,12 @@ def test_wmt14_prompts_and_bleu(tmp_path):
     assert wmt14.read_sgm(tmp_path / "newstest2014-fren-src.en.sgm")[1] == "I love music."
 
     perfect = dict(zip([" ".join(e.split()) for e in EN], FR))
-    lm = FakeLM(lambda p: " " + perfect[p.rsplit("\n", 1)[1][:-2]] + "\nextra line")
-    result = get_task("wmt14-en-fr").evaluate(lm, tmp_path, EvalOptions(batch_size=2))
+    lm, result = _evaluate(
+        "wmt14-en-fr",
+        tmp_path,
+        lambda p: " " + perfect[p.rsplit("\n", 1)[1][:-2]] + "\nextra line",
+        batch_size=2,
+    )
     assert result.n == 3 and result.metrics["bleu"].value == pytest.approx(100.0)
     assert result.metrics["bleu"].stderr is None
     assert [len(c["prompts"]) for c in lm.calls] == [2, 1]
@@ -260,9 +272,11 @@ def test_wmt14_prompts_and_bleu(tmp_path):
         "J'aime la musique.": "I like music.",
         "Nous verrons demain.": "We will see tomorrow.",
     }
-    lm = FakeLM(lambda p: " " + answers[p.rsplit("\n", 1)[1][:-2]])
-    result = get_task("wmt14-fr-en").evaluate(
-        lm, tmp_path / "newstest2014-fren-src.fr.sgm", EvalOptions(limit=2)
+    lm, result = _evaluate(
+        "wmt14-fr-en",
+        tmp_path / "newstest2014-fren-src.fr.sgm",
+        lambda p: " " + answers[p.rsplit("\n", 1)[1][:-2]],
+        limit=2,
     )
     assert lm.calls[0]["prompts"][0].startswith("Le chat dort sur le canapé. = The cat is")
     expected = sacrebleu.corpus_bleu(

@@ -3,15 +3,14 @@ trajectory as one process with the same global batch, and their checkpoints resu
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from _train_runs import make_shards, options, write_task_data  # tests/ is on sys.path
+from _processes import run_module  # tests/ is on sys.path
+from _train_runs import make_shards, options, write_task_data
 
 from gpt2cli import run_layout
 from gpt2cli.train import metrics_log, setup
@@ -43,7 +42,7 @@ def losses(run: Path, kind: str) -> list[float]:
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
-def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
+def test_ddp_and_fsdp_match_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(1)
     data = make_shards(tmp_path / "shards")
     tasks = write_task_data(tmp_path / "tasks")
@@ -61,28 +60,21 @@ def test_ddp_and_fsdp_match_one_process(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("RANK", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(script),
-            str(data),
-            str(ddp),
-            str(fsdp),
-            str(tasks),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
+    monkeypatch.delenv("RANK", raising=False)
+    run_module(
+        sys.executable,
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        script,
+        data,
+        ddp,
+        fsdp,
+        tasks,
+        env={"OMP_NUM_THREADS": "1"},
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     # Two processes: 8 sequences per step as 2 ranks x 2 micro-batches of 2, same windows.
     for run in (ddp, fsdp):
         assert losses(run, "train") == pytest.approx(losses(single, "train"), abs=1e-5, rel=0)
