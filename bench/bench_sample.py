@@ -31,8 +31,8 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpt2cli.infer import generation  # noqa: E402
-from gpt2cli.model import hf, resolve  # noqa: E402
-from gpt2cli.model.cpu_kernels import Fp16Weight, Int8Weight  # noqa: E402
+from gpt2cli.model import cpu_kernels, hf, resolve  # noqa: E402
+from gpt2cli.model.cpu_kernels import Fp16Weight, Int8Weight, StreamedWeight  # noqa: E402
 from gpt2cli.model.export import ExportOptions, export  # noqa: E402
 from gpt2cli.model.gpt import GPT, config_for_size  # noqa: E402
 from gpt2cli.text.tokenizer import encode  # noqa: E402
@@ -62,7 +62,10 @@ def step_bytes(model: GPT) -> int:
         if not isinstance(module, torch.nn.Linear):
             continue
         packed = getattr(module, "packed", None)
-        if isinstance(packed, Fp16Weight):
+        if isinstance(packed, StreamedWeight):  # its values, and an fp32 scale per row (int8)
+            total += packed.values.numel() * packed.values.element_size()
+            total += 0 if packed.scale is None else packed.scale.numel() * 4
+        elif isinstance(packed, Fp16Weight):
             total += module.in_features * module.out_features * 2
         elif isinstance(packed, Int8Weight):  # int8 values and an fp32 scale per row
             total += module.in_features * module.out_features + module.out_features * 4
@@ -142,7 +145,8 @@ def run(tmp: Path) -> None:
     bandwidth = copy_bandwidth()
     print(
         f"{args.size}, {len(prompt)}-token prompt, {args.tokens} new tokens, greedy, "
-        f"{args.threads} threads, torch {torch.__version__}"
+        f"{args.threads} threads, torch {torch.__version__}, "
+        f"{'compiled' if cpu_kernels.has_matvec() else 'torch'} kernels"
         + (f", llama-cpp-python {llama_cpp.__version__}" if llama_cpp else "")
         + f"; copy bandwidth {bandwidth:.1f} GB/s"
     )

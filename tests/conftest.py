@@ -53,3 +53,16 @@ def gpt2() -> Callable[..., Run]:
         return Run(code, stdout, stderr.decode("utf-8", "replace"))
 
     return invoke
+
+
+@pytest.fixture(params=["compiled", "torch"])
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The CPU kernels a test runs the model through: the compiled matrix-vector kernel (where
+    it was built and the CPU runs it) or torch's (the fallback; FBGEMM for packed weights)."""
+    from gpt2cli.model import cpu_kernels
+
+    if request.param == "compiled" and not cpu_kernels.has_matvec():
+        pytest.skip("the compiled kernel is not built here (see test_matvec_is_built)")
+    if request.param == "torch":
+        monkeypatch.setattr(cpu_kernels, "_MATVEC", None)
+    return request.param

@@ -26,7 +26,7 @@ import torch
 
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model import decoding
-from gpt2cli.model.cpu_kernels import store_column_major
+from gpt2cli.model.cpu_kernels import prepare_output_layer
 from gpt2cli.model.gpt import GPT
 from gpt2cli.text.tokenizer import EOT, token_bytes
 
@@ -246,12 +246,10 @@ def _generate_batch(
 
 
 def prepare_model(model: GPT, rows: int) -> None:
-    """Lay out the model's weights for generating ``rows`` sequences at a time: on a CPU, one
-    row reads the output layer faster column-major, several rows row-major (the layout it is
-    loaded and trained in). Values never change; the transposition costs a copy of the matrix
-    (~0.15 s for 124M), once per model, not per call."""
-    on_cpu = model.transformer.wte.weight.device.type == "cpu"
-    store_column_major(model.transformer.wte.weight, on_cpu and rows == 1)
+    """Lay out the model's weights for generating ``rows`` sequences at a time
+    (``cpu_kernels.prepare_output_layer``). Values never change; a transposition costs a copy
+    of the matrix (~0.15 s for 124M), once per model, not per call."""
+    prepare_output_layer(model.transformer.wte.weight, rows)
 
 
 def generate(

@@ -2,8 +2,13 @@
 CPU than torch's defaults, with the same outputs and gradients; on other devices, torch's.
 
 :class:`Linear` and :func:`cross_entropy` are the one seam ``gpt2cli.model.gpt`` calls; the CPU
-decoding step (``gpt2cli.model.decoding``) calls :func:`linear` directly.
-:func:`store_column_major` lays out the output layer for one-row decoding on a CPU.
+decoding step (``gpt2cli.model.decoding``) calls :func:`linear` and :func:`add_linear_`
+directly. :func:`prepare_output_layer` lays out the output layer for decoding on a CPU.
+
+A few rows without autograd (a decoding step) go through the package's compiled matrix-vector
+kernel (``gpt2cli.model._matvec``, C with AVX2/F16C and OpenMP) when it was built and the CPU
+runs it: it streams a weight near the memory bandwidth, ~1.3x oneDNN's one-row linear. Without
+it, torch's kernels (:func:`cpu_linear`).
 
 Reduced-precision weights on a CPU (``--dtype fp16``, ``bf16``, ``int8``) are packed by
 :func:`pack_weights`: each linear layer keeps its weight in the packed format only, and
@@ -22,6 +27,24 @@ from torch.nn import functional as F
 from gpt2cli.errors import UsageError
 
 _FEW_ROWS = 64
+_KERNEL_ROWS = 16
+
+
+def _load_matvec() -> Any:
+    """The compiled kernel module, if it was built and this CPU runs it."""
+    try:
+        from gpt2cli.model import _matvec
+    except ImportError:
+        return None
+    return _matvec if _matvec.supported() else None
+
+
+_MATVEC = _load_matvec()
+
+
+def has_matvec() -> bool:
+    """Whether decoding steps go through the compiled matrix-vector kernel."""
+    return _MATVEC is not None
 
 
 def _onednn_linear() -> Any:
@@ -81,12 +104,76 @@ class Linear(nn.Linear):
 
 
 def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    """``layer(x)`` for (rows, in) on a CPU: by its packed weight if it has one, else by
-    :func:`cpu_linear`."""
+    """``layer(x)`` for (rows, in) on a CPU: by the compiled kernel where it applies, else by
+    its packed weight if it has one, else by :func:`cpu_linear`."""
+    operands = _kernel_operands(x, layer)
+    if operands is not None:
+        y = x.new_empty(x.shape[0], layer.out_features)
+        _run_matvec(operands, x, layer.bias, y, accumulate=False)
+        return y
     packed = getattr(layer, "packed", None)
     if packed is not None:
         return packed(x, layer.bias)
     return cpu_linear(x, layer.weight, layer.bias)
+
+
+def add_linear_(x: torch.Tensor, h: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """``x += layer(h)`` in place (a residual connection), in one pass where the compiled
+    kernel applies; returns ``x``."""
+    operands = _kernel_operands(h, layer)
+    if operands is not None and x.is_contiguous() and x.dtype == torch.float32:
+        _run_matvec(operands, h, layer.bias, x, accumulate=True)
+        return x
+    return x.add_(linear(h, layer))
+
+
+_Operands = tuple[int, torch.Tensor, "torch.Tensor | None"]
+
+
+def _kernel_operands(x: torch.Tensor, layer: nn.Linear) -> _Operands | None:
+    """(kind, weight values, row scales) for the compiled kernel, or None where it does not
+    apply: no kernel, too many rows, autograd, other dtypes or layouts."""
+    if (
+        _MATVEC is None
+        or not 0 < x.shape[0] <= _KERNEL_ROWS
+        or x.dtype != torch.float32
+        or torch.is_grad_enabled()
+        or (layer.bias is not None and layer.bias.dtype != torch.float32)
+    ):
+        return None
+    packed = getattr(layer, "packed", None)
+    if isinstance(packed, StreamedWeight):
+        return packed.kind, packed.values, packed.scale
+    weight = layer.weight
+    if packed is None and weight.dtype == torch.float32 and weight.is_contiguous():
+        return _MATVEC.F32, weight, None
+    return None
+
+
+def _run_matvec(
+    operands: _Operands,
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    y: torch.Tensor,
+    accumulate: bool,
+) -> None:
+    kind, values, scale = operands
+    x = x.contiguous()
+    bias = bias.contiguous() if bias is not None else None
+    out, n = values.shape
+    _MATVEC.matvec(
+        kind,
+        values.data_ptr(),
+        scale.data_ptr() if scale is not None else 0,
+        x.data_ptr(),
+        bias.data_ptr() if bias is not None else 0,
+        y.data_ptr(),
+        x.shape[0],
+        out,
+        n,
+        int(accumulate),
+        torch.get_num_threads(),
+    )
 
 
 # --- packed weights for CPU inference -------------------------------------------------------
@@ -100,6 +187,37 @@ class PackedWeight:
 
     def __call__(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+
+class StreamedWeight(PackedWeight):
+    """fp16, or int8 with one scale per output row (``w ≈ q * max|w_row| / 127``), row-major,
+    for the compiled kernel: up to 16 rows of fp32 activations stream the weight once and widen
+    it in registers (activations stay fp32: int8 rounds only the weights). More rows (a long
+    prompt, scoring) multiply by the weight widened to fp32 by torch."""
+
+    def __init__(self, weight: torch.Tensor, fmt: str) -> None:
+        weight = weight.detach().float()
+        self.scale: torch.Tensor | None = None
+        if fmt == "int8":
+            scale = (weight.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
+            self.values = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+            self.scale = scale.contiguous()
+            self.kind = _MATVEC.I8
+        else:
+            self.values = weight.to(torch.float16).contiguous()
+            self.kind = _MATVEC.F16
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight as the fp32 values it stands for."""
+        weight = self.values.float()
+        return weight if self.scale is None else weight.mul_(self.scale[:, None])
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if 0 < x.shape[0] <= _KERNEL_ROWS:
+            y = x.new_empty(x.shape[0], self.values.shape[0], dtype=torch.float32)
+            _run_matvec((self.kind, self.values, self.scale), x.float(), bias, y, False)
+            return y
+        return F.linear(x.float(), self.dequantized(), bias)
 
 
 def fbgemm_fp16_available() -> bool:
@@ -178,26 +296,27 @@ def fbgemm_int8_available() -> bool:
 def pack_weights(model: nn.Module, fmt: str) -> None:
     """Hold every linear layer's weight of an fp32 model in a CPU inference format, in place.
 
-    - ``fp16``: weights rounded to fp16, multiplied as fp16 (:class:`Fp16Weight`), activations,
-      biases, LayerNorms and the KV cache in fp32.
-    - ``bf16``: weights rounded to bf16, multiplied by the same fp16 kernel (a CPU without bf16
+    - ``fp16``: weights rounded to fp16, multiplied as fp16, activations, biases, LayerNorms
+      and the KV cache in fp32.
+    - ``bf16``: weights rounded to bf16, multiplied by the same fp16 kernels (a CPU without bf16
       arithmetic has nothing faster): bf16's 8-bit significand fits fp16's 10 bits, so the
       values are the bf16 weights exactly, but for weights under 2^-17 in magnitude, rounded to
       fp16's subnormal step of 2^-24 (off by at most 3e-8).
-    - ``int8``: int8 with one scale per output row (:class:`Int8Weight`) for the blocks'
-      layers; the output layer (the token embedding: logits rounded through 8-bit activations
-      would move by tenths) in fp16.
+    - ``int8``: int8 with one scale per output row for the blocks' layers; the output layer
+      (the token embedding) in fp16.
 
-    The token embedding, also the output layer, is rounded in place to the format's values
-    (int8: to fp16), so that the input and output layers agree. Without FBGEMM (non-x86 builds)
-    the model is cast to torch's fp16 or bf16 (int8: UsageError).
+    The kernels: the compiled one (:class:`StreamedWeight`) where it runs, else FBGEMM's
+    (:class:`Fp16Weight`, :class:`Int8Weight`, which also rounds a decoding step's activations
+    to 8 bits). The token embedding, also the output layer, is rounded in place to the
+    format's values (int8: to fp16), so that the input and output layers agree. With neither
+    (non-x86 builds) the model is cast to torch's fp16 or bf16 (int8: UsageError).
     """
     if fmt not in PACKED_FORMATS:
         raise ValueError(f"unknown packed format {fmt!r}")
-    has_fp16 = fbgemm_fp16_available()
-    if fmt == "int8" and not (has_fp16 and fbgemm_int8_available()):
+    has_fp16 = _MATVEC is not None or fbgemm_fp16_available()
+    if fmt == "int8" and not (_MATVEC is not None or (has_fp16 and fbgemm_int8_available())):
         raise UsageError(
-            "--dtype int8 needs FBGEMM's int8 kernels, which this torch build lacks",
+            "--dtype int8 needs int8 kernels, which this CPU or torch build lacks",
             "use --dtype fp16 or bf16",
         )
     if not has_fp16:
@@ -211,12 +330,18 @@ def pack_weights(model: nn.Module, fmt: str) -> None:
             if not isinstance(module, Linear):
                 continue
             head = name == "lm_head"
-            if fmt == "int8" and not head:
-                module.packed = Int8Weight(module.weight)
-            else:
-                module.packed = Fp16Weight(module.weight.to(rounding))
+            kind = "int8" if fmt == "int8" and not head else rounding
+            module.packed = _packed(module.weight, kind)
             if not head:  # lm_head's weight is the token embedding: it stays
                 module.weight = nn.Parameter(module.weight.new_empty(0), requires_grad=False)
+
+
+def _packed(weight: torch.Tensor, fmt: str | torch.dtype) -> PackedWeight:
+    """``weight`` as int8 (``"int8"``) or rounded to ``fmt``'s values and held as fp16."""
+    if fmt == "int8":
+        return StreamedWeight(weight, "int8") if _MATVEC is not None else Int8Weight(weight)
+    half = weight.to(fmt)
+    return StreamedWeight(half, "fp16") if _MATVEC is not None else Fp16Weight(half)
 
 
 _CE_ROWS = 16
@@ -299,3 +424,11 @@ def store_column_major(weight: nn.Parameter, column_major: bool = True) -> None:
     with torch.no_grad():  # the Parameter stays (lm_head is tied to it)
         transposed = weight.data.t().contiguous().t()
         weight.data = transposed if column_major else weight.data.contiguous()
+
+
+def prepare_output_layer(weight: nn.Parameter, rows: int) -> None:
+    """Lay out the output layer for decoding ``rows`` sequences at a time: column-major for
+    one row on a CPU without the compiled kernel (torch's matrix-vector product streams it
+    faster that way), row-major everywhere else (the kernel reads rows)."""
+    on_cpu = weight.device.type == "cpu"
+    store_column_major(weight, on_cpu and rows == 1 and _MATVEC is None)

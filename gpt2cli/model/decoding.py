@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.model.cpu_kernels import linear
+from gpt2cli.model.cpu_kernels import add_linear_, linear
 from gpt2cli.model.gpt import GPT, Attend, GPTConfig
 
 
@@ -127,7 +127,7 @@ def _decode_step_cpu(model: GPT, ids: torch.Tensor, cache: KVCache) -> torch.Ten
     C, eps, t = config.n_embd, config.layer_norm_epsilon, cache.length
     B = ids.shape[0]
     heads = (B, config.n_head, 1, config.head_dim)
-    x = modules.wte.weight[ids] + modules.wpe.weight[t]  # (B, C)
+    x = modules.wte.weight[ids] + modules.wpe.weight[t]  # (B, C), a new tensor: added to in place
     for layer, block in enumerate(modules.h):
         attn, mlp = block.attn, block.mlp
         # x = x + attn(ln_1(x))
@@ -135,11 +135,11 @@ def _decode_step_cpu(model: GPT, ids: torch.Tensor, cache: KVCache) -> torch.Ten
         q, k, v = linear(h, attn.c_attn).split(C, dim=1)
         k, v = cache.update(layer, k.view(heads), v.view(heads))  # (B, nh, S, hs)
         y = F.scaled_dot_product_attention(q.view(heads), k, v).view(B, C)
-        x = x + linear(y, attn.c_proj)
+        add_linear_(x, y, attn.c_proj)
         # x = x + mlp(ln_2(x))
         h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, eps)
         h = F.gelu(linear(h, mlp.c_fc), approximate="tanh")
-        x = x + linear(h, mlp.c_proj)
+        add_linear_(x, h, mlp.c_proj)
     cache.length = t + 1
     x = F.layer_norm(x, (C,), modules.ln_f.weight, modules.ln_f.bias, eps)
     return model.without_padding(linear(x, model.lm_head))

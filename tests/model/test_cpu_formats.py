@@ -1,5 +1,6 @@
-"""CPU inference formats (--dtype fp16, bf16, int8 on a CPU): each packed path against the plain
-fp32 path on the same weight values, and int8's fidelity on a briefly trained model."""
+"""CPU inference formats (--dtype fp16, bf16, int8 on a CPU): each packed path, through the
+compiled kernel and through FBGEMM's, against the plain fp32 path on the same weight values, and
+int8's fidelity on a briefly trained model."""
 
 from __future__ import annotations
 
@@ -13,15 +14,12 @@ import torch
 from gpt2cli.errors import UsageError
 from gpt2cli.infer import generation
 from gpt2cli.model import cpu_kernels, decoding, hf, resolve
-from gpt2cli.model.cpu_kernels import Fp16Weight, Int8Weight, pack_weights
+from gpt2cli.model.cpu_kernels import Fp16Weight, Int8Weight, StreamedWeight, pack_weights
 from gpt2cli.model.gpt import GPT, GPTConfig
 from gpt2cli.text.tokenizer import encode
 
 torch.set_num_threads(1)
-pytestmark = pytest.mark.skipif(
-    not (cpu_kernels.fbgemm_fp16_available() and cpu_kernels.fbgemm_int8_available()),
-    reason="this torch build has no FBGEMM (not x86)",
-)
+HAS_FBGEMM = cpu_kernels.fbgemm_fp16_available() and cpu_kernels.fbgemm_int8_available()
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -55,6 +53,15 @@ def rounded(model: GPT, dtype: torch.dtype) -> GPT:
     return plain
 
 
+def kernels(kernel: str) -> tuple[type, type]:
+    """The packed classes of fp16/bf16 and int8 for the kernel the test runs through."""
+    if kernel == "compiled":
+        return StreamedWeight, StreamedWeight
+    if not HAS_FBGEMM:
+        pytest.skip("this torch build has no FBGEMM (not x86)")
+    return Fp16Weight, Int8Weight
+
+
 def packed(model: GPT, fmt: str) -> GPT:
     fast = copy.deepcopy(model)
     pack_weights(fast, fmt)
@@ -73,10 +80,13 @@ def decode_logits(model: GPT, ids: list[int]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("fmt, dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
-def test_half_formats_equal_the_plain_path(trained, fmt: str, dtype: torch.dtype) -> None:
+def test_half_formats_equal_the_plain_path(
+    trained, fmt: str, dtype: torch.dtype, kernel: str
+) -> None:
+    half, _ = kernels(kernel)
     model, held_out = trained
     plain, fast = rounded(model, dtype), packed(model, fmt)
-    assert isinstance(fast.transformer.h[0].mlp.c_fc.packed, Fp16Weight)
+    assert isinstance(fast.transformer.h[0].mlp.c_fc.packed, half)
     assert fast.transformer.h[0].mlp.c_fc.weight.numel() == 0  # only the packed copy is kept
     x = torch.tensor([held_out[:48]])
     with torch.no_grad():
@@ -88,15 +98,17 @@ def test_half_formats_equal_the_plain_path(trained, fmt: str, dtype: torch.dtype
     )
 
 
-def test_int8_equals_the_plain_path_on_its_weights(trained) -> None:
+def test_int8_equals_the_plain_path_on_its_weights(trained, kernel: str) -> None:
+    _, int8 = kernels(kernel)
     model, held_out = trained
     fast = packed(model, "int8")
     layer = fast.transformer.h[1].attn.c_attn
-    assert isinstance(layer.packed, Int8Weight)
+    assert isinstance(layer.packed, int8)
     plain = copy.deepcopy(model)
     with torch.no_grad():  # the values int8 stands for; the output layer is fp16
         for name, module in fast.named_modules():
-            if isinstance(module.__dict__.get("packed"), Int8Weight):
+            packed_weight = module.__dict__.get("packed")
+            if isinstance(packed_weight, int8) and name != "lm_head":
                 plain.get_submodule(name).weight.copy_(module.packed.dequantized())
         plain.transformer.wte.weight.copy_(plain.transformer.wte.weight.half().float())
     error = plain.transformer.h[1].attn.c_attn.weight - model.transformer.h[1].attn.c_attn.weight
@@ -107,8 +119,11 @@ def test_int8_equals_the_plain_path_on_its_weights(trained) -> None:
         expected, _ = plain(x)
         got, _ = fast(x)  # many rows: int8 weights widened, fp32 activations
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
-    # One row: 8-bit activations too. Close in the logits, the same most likely tokens.
     one_by_one = decode_logits(fast, held_out[:24])
+    if kernel == "compiled":  # activations stay fp32: the same values
+        torch.testing.assert_close(one_by_one, expected[0, :24], rtol=1e-4, atol=1e-4)
+        return
+    # FBGEMM rounds one row's activations to 8 bits: close, the same most likely tokens.
     spread = expected[0, :24].std()
     assert (one_by_one - expected[0, :24]).abs().max() < 0.1 * spread
     same = (one_by_one.argmax(-1) == expected[0, :24].argmax(-1)).float().mean()
@@ -128,20 +143,28 @@ def word_perplexity(model: GPT, ids: list[int], text_words: int) -> float:
     return math.exp(nll / text_words)
 
 
-@pytest.mark.parametrize("vnni", [True, False])
-def test_int8_fidelity_word_perplexity_and_greedy_tokens(trained, vnni: bool, monkeypatch) -> None:
-    """With VNNI 8-bit activations; without it (AVX2) FBGEMM's 7-bit ones: both within 1%."""
+@pytest.mark.parametrize("path", ["compiled", "fbgemm-vnni", "fbgemm-avx2"])
+def test_int8_fidelity_word_perplexity_and_greedy_tokens(trained, path: str, monkeypatch) -> None:
+    """The compiled kernel (fp32 activations); FBGEMM with VNNI (8-bit activations) and
+    without it (AVX2: 7-bit ones): each within 1% of fp32's word perplexity."""
+    if path == "compiled" and not cpu_kernels.has_matvec():
+        pytest.skip("the compiled kernel is not built here")
     model, held_out = trained
-    monkeypatch.setattr(cpu_kernels, "_has_vnni", lambda: vnni)
+    if path != "compiled":
+        kernels("torch")
+        vnni = path == "fbgemm-vnni"
+        monkeypatch.setattr(cpu_kernels, "_MATVEC", None)
+        monkeypatch.setattr(cpu_kernels, "_has_vnni", lambda: vnni)
     fast = packed(model, "int8")
-    assert fast.transformer.h[0].mlp.c_fc.packed.reduce_range is not vnni
+    if path != "compiled":
+        assert fast.transformer.h[0].mlp.c_fc.packed.reduce_range is not vnni
     ids = held_out[:1200]
     from gpt2cli.text.tokenizer import decode
 
     words = len(decode(ids).split())
     reference = word_perplexity(model, ids, words)
     quantized = word_perplexity(fast, ids, words)
-    print(f"vnni {vnni}: word perplexity fp32 {reference:.2f}, int8 {quantized:.2f}")
+    print(f"{path}: word perplexity fp32 {reference:.2f}, int8 {quantized:.2f}")
     assert abs(quantized / reference - 1) < 0.01, (reference, quantized)
     equal = 0
     prompts = [held_out[i : i + 12] for i in range(0, 1200, 120)]
@@ -154,10 +177,13 @@ def test_int8_fidelity_word_perplexity_and_greedy_tokens(trained, vnni: bool, mo
     assert equal >= 0.7 * len(prompts), equal
 
 
-def test_load_model_packs_on_cpu_and_int8_is_cpu_only(tmp_path: Path, trained, gpt2) -> None:
+def test_load_model_packs_on_cpu_and_int8_is_cpu_only(
+    tmp_path: Path, trained, gpt2, kernel: str
+) -> None:
+    half, int8 = kernels(kernel)
     model, _ = trained
     hf.save_pretrained(model, tmp_path / "m")
-    for name, kind in (("fp16", Fp16Weight), ("bf16", Fp16Weight), ("int8", Int8Weight)):
+    for name, kind in (("fp16", half), ("bf16", half), ("int8", int8)):
         loaded = resolve.load_model(tmp_path / "m", dtype=name).model
         assert isinstance(loaded.transformer.h[0].mlp.c_proj.packed, kind)
         assert loaded.transformer.wte.weight.dtype == torch.float32

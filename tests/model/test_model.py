@@ -168,9 +168,11 @@ def test_padded_vocabulary_changes_no_output(model: GPT) -> None:
 
 
 @pytest.mark.parametrize("batch, column_major", [(1, False), (3, False), (1, True), (3, True)])
-def test_kv_cache_gives_the_full_forward_logits(model: GPT, batch: int, column_major: bool) -> None:
+def test_kv_cache_gives_the_full_forward_logits(
+    model: GPT, batch: int, column_major: bool, kernel: str
+) -> None:
     """Prefill, a chunk, then one position at a time (the CPU's functional decoding step),
-    with the output layer in either memory layout."""
+    with the output layer in either memory layout, through either kernel."""
     if column_major:
         model = copy.deepcopy(model)
         store_column_major(model.transformer.wte.weight)
@@ -262,9 +264,10 @@ def test_cpu_cross_entropy_ignores_padding_columns() -> None:
 
 
 @pytest.mark.parametrize("rows", [1, 5, 64, 65])
-def test_linear_paths_equal_nn_linear(rows: int) -> None:
-    """Few rows on a CPU go weight-first (one row through oneDNN when no gradient is needed):
-    same outputs and, with autograd, the same gradients as ``F.linear``."""
+def test_linear_paths_equal_nn_linear(rows: int, kernel: str) -> None:
+    """Few rows on a CPU go weight-first (without a gradient: through the compiled kernel, or
+    one row through oneDNN): same outputs and, with autograd, the same gradients as
+    ``F.linear``."""
     torch.manual_seed(rows)
     layer = Linear(48, 80)
     x = torch.randn(rows, 1, 48, requires_grad=True)

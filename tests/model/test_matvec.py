@@ -1,0 +1,119 @@
+"""The compiled matrix-vector kernel (gpt2cli.model._matvec) against torch on the same values:
+every weight kind, ragged sizes, bias, accumulation, threads; and where it must be built."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gpt2cli.model import cpu_kernels
+from gpt2cli.model.cpu_kernels import StreamedWeight, add_linear_, linear
+
+
+def cpu_flags() -> set[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_matvec_is_built_where_it_can_be() -> None:
+    """On x86-64 Linux with AVX2/FMA/F16C (CI's machines) the extension must have been built:
+    a silent fallback would leave the kernel untested."""
+    if not (sys.platform == "linux" and platform.machine() == "x86_64"):
+        pytest.skip("the kernel is optional off x86-64 Linux")
+    if not {"avx2", "fma", "f16c"} <= cpu_flags():
+        assert not cpu_kernels.has_matvec()
+        return
+    assert cpu_kernels.has_matvec(), "gpt2cli.model._matvec did not build or import"
+
+
+pytestmark_kernel = pytest.mark.skipif(not cpu_kernels.has_matvec(), reason="no compiled kernel")
+
+
+def layer_of(out: int, n: int, bias: bool, seed: int) -> nn.Linear:
+    torch.manual_seed(seed)
+    return cpu_kernels.Linear(n, out, bias=bias).eval()
+
+
+@pytestmark_kernel
+@pytest.mark.parametrize("rows", [1, 3, 16])
+@pytest.mark.parametrize("out, n", [(80, 48), (7, 3), (33, 77), (600, 1000)])
+@pytest.mark.parametrize("fmt", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_equals_torch_on_the_same_values(
+    rows: int, out: int, n: int, fmt: str, threads: int
+) -> None:
+    layer = layer_of(out, n, bias=out % 2 == 0, seed=out + n)
+    if fmt != "fp32":
+        layer.packed = StreamedWeight(layer.weight, fmt)
+        weight = layer.packed.dequantized()
+    else:
+        weight = layer.weight.detach()
+    x = torch.randn(rows, n)
+    residual = torch.randn(rows, out)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            expected = F.linear(x, weight, layer.bias)
+            got = linear(x, layer)
+            summed = add_linear_(residual.clone(), x, layer)
+            assert cpu_kernels._kernel_operands(x, layer) is not None  # the kernel ran
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(summed, residual + expected, rtol=1e-5, atol=1e-5)
+
+
+@pytestmark_kernel
+def test_int8_rounds_each_weight_to_the_nearest_step_of_its_row() -> None:
+    weight = torch.randn(64, 96) * torch.logspace(-3, 2, 64)[:, None]
+    weight[5] = 0.0  # an all-zero row: scale stays positive, values zero
+    packed = StreamedWeight(weight, "int8")
+    steps = weight.abs().amax(dim=1, keepdim=True) / 127
+    assert packed.values.dtype == torch.int8 and int(packed.values.abs().max()) <= 127
+    assert ((packed.dequantized() - weight).abs() <= steps / 2 + 1e-7).all()
+    assert not packed.dequantized()[5].any()
+
+
+@pytestmark_kernel
+def test_kernel_stands_aside_where_it_does_not_apply() -> None:
+    """Autograd, many rows, other dtypes, a column-major weight: torch's path, same values."""
+    layer = layer_of(40, 24, bias=True, seed=0)
+    x = torch.randn(1, 24)
+    with torch.no_grad():
+        assert cpu_kernels._kernel_operands(x, layer) is not None
+        assert cpu_kernels._kernel_operands(torch.randn(17, 24), layer) is None
+        assert cpu_kernels._kernel_operands(x.double(), layer) is None
+        transposed = layer_of(40, 24, bias=True, seed=0)
+        transposed.weight.data = transposed.weight.data.t().contiguous().t()
+        assert cpu_kernels._kernel_operands(x, transposed) is None
+        torch.testing.assert_close(linear(x, transposed), linear(x, layer))
+    assert cpu_kernels._kernel_operands(x, layer) is None  # grad enabled
+    got = linear(x.requires_grad_(), layer)
+    got.sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None
+
+
+@pytestmark_kernel
+def test_bad_calls_raise_not_crash() -> None:
+    from gpt2cli.model import _matvec
+
+    with pytest.raises(TypeError):
+        _matvec.matvec(0, 1, 2)
+    with pytest.raises(ValueError):
+        _matvec.matvec(7, 1, 0, 1, 0, 1, 1, 1, 1, 0, 1)  # no such kind
+    with pytest.raises(ValueError):
+        _matvec.matvec(0, 1, 0, 1, 0, 1, -1, 1, 1, 0, 1)  # negative rows
+    with pytest.raises(ValueError):
+        _matvec.matvec(0, 0, 0, 1, 0, 1, 1, 1, 1, 0, 1)  # no weight
