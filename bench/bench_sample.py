@@ -146,7 +146,7 @@ def run(tmp: Path) -> None:
     print(
         f"{args.size}, {len(prompt)}-token prompt, {args.tokens} new tokens, greedy, "
         f"{args.threads} threads, torch {torch.__version__}, "
-        f"{'compiled' if cpu_kernels.has_matvec() else 'torch'} kernels"
+        f"{'compiled' if cpu_kernels.has_compiled_kernels() else 'torch'} kernels"
         + (f", llama-cpp-python {llama_cpp.__version__}" if llama_cpp else "")
         + f"; copy bandwidth {bandwidth:.1f} GB/s"
     )

@@ -61,8 +61,8 @@ def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     it was built and the CPU runs it) or torch's (the fallback; FBGEMM for packed weights)."""
     from gpt2cli.model import cpu_kernels
 
-    if request.param == "compiled" and not cpu_kernels.has_matvec():
-        pytest.skip("the compiled kernel is not built here (see test_matvec_is_built)")
+    if request.param == "compiled" and not cpu_kernels.has_compiled_kernels():
+        pytest.skip("the compiled kernel is not built here (see test_kernels_are_built)")
     if request.param == "torch":
-        monkeypatch.setattr(cpu_kernels, "_MATVEC", None)
+        monkeypatch.setattr(cpu_kernels, "_KERNELS", None)
     return request.param

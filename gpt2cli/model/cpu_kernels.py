@@ -3,12 +3,14 @@ CPU than torch's defaults, with the same outputs and gradients; on other devices
 
 :class:`Linear` and :func:`cross_entropy` are the one seam ``gpt2cli.model.gpt`` calls; the CPU
 decoding step (``gpt2cli.model.decoding``) calls :func:`linear` and :func:`add_linear_`
-directly. :func:`prepare_output_layer` lays out the output layer for decoding on a CPU.
+directly, and :func:`layer_norm` and :func:`attend_new_position`. :func:`prepare_output_layer`
+lays out the output layer for decoding on a CPU.
 
-A few rows without autograd (a decoding step) go through the package's compiled matrix-vector
-kernel (``gpt2cli.model._matvec``, C with AVX2/F16C and OpenMP) when it was built and the CPU
-runs it: it streams a weight near the memory bandwidth, ~1.3x oneDNN's one-row linear. Without
-it, torch's kernels (:func:`cpu_linear`).
+A few rows without autograd (a decoding step) go through the package's compiled kernels
+(``gpt2cli.model._kernels``, C with AVX2/F16C and OpenMP) when they were built and the CPU runs
+them: a matrix-vector product that streams a weight near the memory bandwidth (~1.3x oneDNN's
+one-row linear), the step's attention and LayerNorm without torch's per-op costs. Without
+them, torch's kernels (:func:`cpu_linear`, ``F.layer_norm``, ``F.scaled_dot_product_attention``).
 
 Reduced-precision weights on a CPU (``--dtype fp16``, ``bf16``, ``int8``) are packed by
 :func:`pack_weights`: each linear layer keeps its weight in the packed format only, and
@@ -27,24 +29,81 @@ from torch.nn import functional as F
 from gpt2cli.errors import UsageError
 
 _FEW_ROWS = 64
+# Rows up to which the compiled kernel beats torch: for fp32 weights, BLAS's matrix product from
+# 17 rows on; for fp16/int8, widening the weight for BLAS (a copy of it in fp32) up to 64.
 _KERNEL_ROWS = 16
+_PACKED_KERNEL_ROWS = 64
 
 
-def _load_matvec() -> Any:
+def _load_kernels() -> Any:
     """The compiled kernel module, if it was built and this CPU runs it."""
     try:
-        from gpt2cli.model import _matvec
+        from gpt2cli.model import _kernels
     except ImportError:
         return None
-    return _matvec if _matvec.supported() else None
+    return _kernels if _kernels.supported() else None
 
 
-_MATVEC = _load_matvec()
+_KERNELS = _load_kernels()
 
 
-def has_matvec() -> bool:
-    """Whether decoding steps go through the compiled matrix-vector kernel."""
-    return _MATVEC is not None
+def has_compiled_kernels() -> bool:
+    """Whether decoding steps go through the compiled kernels."""
+    return _KERNELS is not None
+
+
+def _applies(*tensors: torch.Tensor) -> bool:
+    """Whether the compiled kernels can take these tensors: fp32, contiguous, no autograd."""
+    return (
+        _KERNELS is not None
+        and not torch.is_grad_enabled()
+        and all(t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+    )
+
+
+def layer_norm(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """``F.layer_norm`` over the last dimension of rows (rows, C): in the compiled kernel where
+    it applies (a decoding step's few rows: torch's per-call cost is most of the time)."""
+    if not (_applies(x, weight, bias) and x.dim() == 2 and x.shape[0] <= _KERNEL_ROWS):
+        return F.layer_norm(x, weight.shape, weight, bias, eps)
+    y = torch.empty_like(x)
+    rows, n = x.shape
+    _KERNELS.layer_norm(
+        x.data_ptr(), weight.data_ptr(), bias.data_ptr(), y.data_ptr(), rows, n, eps
+    )
+    return y
+
+
+def attend_new_position(
+    qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, t: int, n_head: int
+) -> torch.Tensor | None:
+    """A decoding step's attention in the compiled kernel: store each row's new key and value
+    (from ``qkv``, rows (B, 3C) as ``c_attn`` gives them) at position ``t`` of the caches
+    (B, n_head, max_len, head_size), and attend with its query over positions 0..t.
+
+    Returns (B, C), or None where the kernel does not apply (the caller runs torch's ops).
+    """
+    if not _applies(qkv, k_cache, v_cache) or k_cache.shape != v_cache.shape:
+        return None
+    batch, heads, max_len, head_size = k_cache.shape
+    if heads != n_head or qkv.shape != (batch, 3 * heads * head_size) or not 0 <= t < max_len:
+        return None
+    y = qkv.new_empty(batch, heads * head_size)
+    _KERNELS.attend(
+        qkv.data_ptr(),
+        k_cache.data_ptr(),
+        v_cache.data_ptr(),
+        y.data_ptr(),
+        batch,
+        heads,
+        head_size,
+        max_len,
+        t,
+        torch.get_num_threads(),
+    )
+    return y
 
 
 def _onednn_linear() -> Any:
@@ -133,20 +192,23 @@ _Operands = tuple[int, torch.Tensor, "torch.Tensor | None"]
 def _kernel_operands(x: torch.Tensor, layer: nn.Linear) -> _Operands | None:
     """(kind, weight values, row scales) for the compiled kernel, or None where it does not
     apply: no kernel, too many rows, autograd, other dtypes or layouts."""
-    if (
-        _MATVEC is None
-        or not 0 < x.shape[0] <= _KERNEL_ROWS
-        or x.dtype != torch.float32
-        or torch.is_grad_enabled()
-        or (layer.bias is not None and layer.bias.dtype != torch.float32)
-    ):
+    if _KERNELS is None or x.dtype != torch.float32 or torch.is_grad_enabled():
         return None
+    bias = layer.bias
+    if bias is not None and bias.dtype != torch.float32:
+        return None
+    rows = x.shape[0]
     packed = getattr(layer, "packed", None)
     if isinstance(packed, StreamedWeight):
-        return packed.kind, packed.values, packed.scale
+        return packed.operands if 0 < rows <= _PACKED_KERNEL_ROWS else None
     weight = layer.weight
-    if packed is None and weight.dtype == torch.float32 and weight.is_contiguous():
-        return _MATVEC.F32, weight, None
+    if (
+        packed is None
+        and 0 < rows <= _KERNEL_ROWS
+        and weight.dtype == torch.float32
+        and weight.is_contiguous()
+    ):
+        return _KERNELS.F32, weight, None
     return None
 
 
@@ -158,10 +220,12 @@ def _run_matvec(
     accumulate: bool,
 ) -> None:
     kind, values, scale = operands
-    x = x.contiguous()
-    bias = bias.contiguous() if bias is not None else None
+    if not x.is_contiguous():
+        x = x.contiguous()
+    if bias is not None and not bias.is_contiguous():
+        bias = bias.contiguous()
     out, n = values.shape
-    _MATVEC.matvec(
+    _KERNELS.matvec(
         kind,
         values.data_ptr(),
         scale.data_ptr() if scale is not None else 0,
@@ -191,7 +255,7 @@ class PackedWeight:
 
 class StreamedWeight(PackedWeight):
     """fp16, or int8 with one scale per output row (``w ≈ q * max|w_row| / 127``), row-major,
-    for the compiled kernel: up to 16 rows of fp32 activations stream the weight once and widen
+    for the compiled kernel: up to 64 rows of fp32 activations stream the weight once and widen
     it in registers (activations stay fp32: int8 rounds only the weights). More rows (a long
     prompt, scoring) multiply by the weight widened to fp32 by torch."""
 
@@ -202,10 +266,11 @@ class StreamedWeight(PackedWeight):
             scale = (weight.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
             self.values = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
             self.scale = scale.contiguous()
-            self.kind = _MATVEC.I8
+            kind = _KERNELS.I8
         else:
             self.values = weight.to(torch.float16).contiguous()
-            self.kind = _MATVEC.F16
+            kind = _KERNELS.F16
+        self.operands: _Operands = (kind, self.values, self.scale)
 
     def dequantized(self) -> torch.Tensor:
         """The weight as the fp32 values it stands for."""
@@ -213,9 +278,9 @@ class StreamedWeight(PackedWeight):
         return weight if self.scale is None else weight.mul_(self.scale[:, None])
 
     def __call__(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if 0 < x.shape[0] <= _KERNEL_ROWS:
+        if 0 < x.shape[0] <= _PACKED_KERNEL_ROWS:
             y = x.new_empty(x.shape[0], self.values.shape[0], dtype=torch.float32)
-            _run_matvec((self.kind, self.values, self.scale), x.float(), bias, y, False)
+            _run_matvec(self.operands, x.float(), bias, y, False)
             return y
         return F.linear(x.float(), self.dequantized(), bias)
 
@@ -302,19 +367,20 @@ def pack_weights(model: nn.Module, fmt: str) -> None:
       arithmetic has nothing faster): bf16's 8-bit significand fits fp16's 10 bits, so the
       values are the bf16 weights exactly, but for weights under 2^-17 in magnitude, rounded to
       fp16's subnormal step of 2^-24 (off by at most 3e-8).
-    - ``int8``: int8 with one scale per output row for the blocks' layers; the output layer
-      (the token embedding) in fp16.
+    - ``int8``: int8 with one scale per output row, the output layer (the token embedding)
+      included; with FBGEMM's kernels, which also round a decoding step's activations to 8
+      bits, the output layer in fp16 (8-bit activations would move the logits by tenths).
 
     The kernels: the compiled one (:class:`StreamedWeight`) where it runs, else FBGEMM's
-    (:class:`Fp16Weight`, :class:`Int8Weight`, which also rounds a decoding step's activations
-    to 8 bits). The token embedding, also the output layer, is rounded in place to the
-    format's values (int8: to fp16), so that the input and output layers agree. With neither
-    (non-x86 builds) the model is cast to torch's fp16 or bf16 (int8: UsageError).
+    (:class:`Fp16Weight`, :class:`Int8Weight`). The token embedding, also the output layer,
+    is rounded in place to the output layer's values, so that the input and output layers
+    agree. With neither (non-x86 builds) the model is cast to torch's fp16 or bf16 (int8:
+    UsageError).
     """
     if fmt not in PACKED_FORMATS:
         raise ValueError(f"unknown packed format {fmt!r}")
-    has_fp16 = _MATVEC is not None or fbgemm_fp16_available()
-    if fmt == "int8" and not (_MATVEC is not None or (has_fp16 and fbgemm_int8_available())):
+    has_fp16 = _KERNELS is not None or fbgemm_fp16_available()
+    if fmt == "int8" and not (_KERNELS is not None or (has_fp16 and fbgemm_int8_available())):
         raise UsageError(
             "--dtype int8 needs int8 kernels, which this CPU or torch build lacks",
             "use --dtype fp16 or bf16",
@@ -323,25 +389,31 @@ def pack_weights(model: nn.Module, fmt: str) -> None:
         model.to(torch.float16 if fmt == "fp16" else torch.bfloat16)
         return
     rounding = {"fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float16}[fmt]
+    int8_head = fmt == "int8" and _KERNELS is not None
     with torch.no_grad():
         embedding = model.get_submodule("transformer.wte").weight
-        embedding.copy_(embedding.to(rounding).float())
+        if int8_head:
+            head = StreamedWeight(embedding, "int8")
+            embedding.copy_(head.dequantized())
+        else:
+            embedding.copy_(embedding.to(rounding).float())
+            head = _packed(embedding, rounding)
         for name, module in model.named_modules():
             if not isinstance(module, Linear):
                 continue
-            head = name == "lm_head"
-            kind = "int8" if fmt == "int8" and not head else rounding
-            module.packed = _packed(module.weight, kind)
-            if not head:  # lm_head's weight is the token embedding: it stays
-                module.weight = nn.Parameter(module.weight.new_empty(0), requires_grad=False)
+            if name == "lm_head":  # its weight is the token embedding: it stays
+                module.packed = head
+                continue
+            module.packed = _packed(module.weight, "int8" if fmt == "int8" else rounding)
+            module.weight = nn.Parameter(module.weight.new_empty(0), requires_grad=False)
 
 
 def _packed(weight: torch.Tensor, fmt: str | torch.dtype) -> PackedWeight:
     """``weight`` as int8 (``"int8"``) or rounded to ``fmt``'s values and held as fp16."""
     if fmt == "int8":
-        return StreamedWeight(weight, "int8") if _MATVEC is not None else Int8Weight(weight)
+        return StreamedWeight(weight, "int8") if _KERNELS is not None else Int8Weight(weight)
     half = weight.to(fmt)
-    return StreamedWeight(half, "fp16") if _MATVEC is not None else Fp16Weight(half)
+    return StreamedWeight(half, "fp16") if _KERNELS is not None else Fp16Weight(half)
 
 
 _CE_ROWS = 16
@@ -431,4 +503,4 @@ def prepare_output_layer(weight: nn.Parameter, rows: int) -> None:
     one row on a CPU without the compiled kernel (torch's matrix-vector product streams it
     faster that way), row-major everywhere else (the kernel reads rows)."""
     on_cpu = weight.device.type == "cpu"
-    store_column_major(weight, on_cpu and rows == 1 and _MATVEC is None)
+    store_column_major(weight, on_cpu and rows == 1 and _KERNELS is None)

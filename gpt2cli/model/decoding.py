@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.model.cpu_kernels import add_linear_, linear
+from gpt2cli.model.cpu_kernels import add_linear_, attend_new_position, layer_norm, linear
 from gpt2cli.model.gpt import GPT, Attend, GPTConfig
 
 
@@ -124,22 +124,32 @@ def _decode_step_cpu(model: GPT, ids: torch.Tensor, cache: KVCache) -> torch.Ten
     newest position, so it attends to every cached one and needs no mask.
     """
     config, modules = model.config, model.transformer
-    C, eps, t = config.n_embd, config.layer_norm_epsilon, cache.length
-    B = ids.shape[0]
-    heads = (B, config.n_head, 1, config.head_dim)
+    eps, t = config.layer_norm_epsilon, cache.length
     x = modules.wte.weight[ids] + modules.wpe.weight[t]  # (B, C), a new tensor: added to in place
     for layer, block in enumerate(modules.h):
         attn, mlp = block.attn, block.mlp
         # x = x + attn(ln_1(x))
-        h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias, eps)
-        q, k, v = linear(h, attn.c_attn).split(C, dim=1)
-        k, v = cache.update(layer, k.view(heads), v.view(heads))  # (B, nh, S, hs)
-        y = F.scaled_dot_product_attention(q.view(heads), k, v).view(B, C)
+        h = layer_norm(x, block.ln_1.weight, block.ln_1.bias, eps)
+        y = _attend(linear(h, attn.c_attn), cache, layer, config)
         add_linear_(x, y, attn.c_proj)
         # x = x + mlp(ln_2(x))
-        h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, eps)
+        h = layer_norm(x, block.ln_2.weight, block.ln_2.bias, eps)
         h = F.gelu(linear(h, mlp.c_fc), approximate="tanh")
         add_linear_(x, h, mlp.c_proj)
     cache.length = t + 1
-    x = F.layer_norm(x, (C,), modules.ln_f.weight, modules.ln_f.bias, eps)
+    x = layer_norm(x, modules.ln_f.weight, modules.ln_f.bias, eps)
     return model.without_padding(linear(x, model.lm_head))
+
+
+def _attend(qkv: torch.Tensor, cache: KVCache, layer: int, config: GPTConfig) -> torch.Tensor:
+    """Attention of one new position per row (B, 3C) -> (B, C): store its key and value at
+    ``cache.length`` and attend over every cached position (the compiled kernel where it
+    applies, else torch's ops)."""
+    y = attend_new_position(qkv, cache.k[layer], cache.v[layer], cache.length, config.n_head)
+    if y is not None:
+        return y
+    B, C = qkv.shape[0], config.n_embd
+    heads = (B, config.n_head, 1, config.head_dim)
+    q, k, v = qkv.split(C, dim=1)
+    k, v = cache.update(layer, k.view(heads), v.view(heads))  # (B, nh, S, hs)
+    return F.scaled_dot_product_attention(q.view(heads), k, v).view(B, C)

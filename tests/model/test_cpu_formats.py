@@ -105,12 +105,18 @@ def test_int8_equals_the_plain_path_on_its_weights(trained, kernel: str) -> None
     layer = fast.transformer.h[1].attn.c_attn
     assert isinstance(layer.packed, int8)
     plain = copy.deepcopy(model)
-    with torch.no_grad():  # the values int8 stands for; the output layer is fp16
+    with torch.no_grad():  # the values int8 stands for; the embedding: as the output layer's
         for name, module in fast.named_modules():
             packed_weight = module.__dict__.get("packed")
             if isinstance(packed_weight, int8) and name != "lm_head":
                 plain.get_submodule(name).weight.copy_(module.packed.dequantized())
-        plain.transformer.wte.weight.copy_(plain.transformer.wte.weight.half().float())
+        plain.transformer.wte.weight.copy_(fast.transformer.wte.weight)
+    head = fast.lm_head.packed
+    if kernel == "compiled":  # the output layer in int8 too
+        assert isinstance(head, StreamedWeight) and head.values.dtype == torch.int8
+        torch.testing.assert_close(head.dequantized(), fast.transformer.wte.weight)
+    else:
+        assert isinstance(head, Fp16Weight)
     error = plain.transformer.h[1].attn.c_attn.weight - model.transformer.h[1].attn.c_attn.weight
     steps = model.transformer.h[1].attn.c_attn.weight.abs().amax(dim=1, keepdim=True) / 127
     assert (error.abs() <= steps / 2 + 1e-7).all()  # rounded to the nearest step of its row
@@ -147,13 +153,13 @@ def word_perplexity(model: GPT, ids: list[int], text_words: int) -> float:
 def test_int8_fidelity_word_perplexity_and_greedy_tokens(trained, path: str, monkeypatch) -> None:
     """The compiled kernel (fp32 activations); FBGEMM with VNNI (8-bit activations) and
     without it (AVX2: 7-bit ones): each within 1% of fp32's word perplexity."""
-    if path == "compiled" and not cpu_kernels.has_matvec():
+    if path == "compiled" and not cpu_kernels.has_compiled_kernels():
         pytest.skip("the compiled kernel is not built here")
     model, held_out = trained
     if path != "compiled":
         kernels("torch")
         vnni = path == "fbgemm-vnni"
-        monkeypatch.setattr(cpu_kernels, "_MATVEC", None)
+        monkeypatch.setattr(cpu_kernels, "_KERNELS", None)
         monkeypatch.setattr(cpu_kernels, "_has_vnni", lambda: vnni)
     fast = packed(model, "int8")
     if path != "compiled":

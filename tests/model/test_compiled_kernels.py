@@ -1,5 +1,6 @@
-"""The compiled matrix-vector kernel (gpt2cli.model._matvec) against torch on the same values:
-every weight kind, ragged sizes, bias, accumulation, threads; and where it must be built."""
+"""The compiled kernels (gpt2cli.model._kernels) against torch on the same values: the
+matrix-vector product (every weight kind, ragged sizes, bias, accumulation, threads), a decoding
+step's attention and LayerNorm; where they must be built; bad calls."""
 
 from __future__ import annotations
 
@@ -26,18 +27,20 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def test_matvec_is_built_where_it_can_be() -> None:
+def test_kernels_are_built_where_it_can_be() -> None:
     """On x86-64 Linux with AVX2/FMA/F16C (CI's machines) the extension must have been built:
     a silent fallback would leave the kernel untested."""
     if not (sys.platform == "linux" and platform.machine() == "x86_64"):
         pytest.skip("the kernel is optional off x86-64 Linux")
     if not {"avx2", "fma", "f16c"} <= cpu_flags():
-        assert not cpu_kernels.has_matvec()
+        assert not cpu_kernels.has_compiled_kernels()
         return
-    assert cpu_kernels.has_matvec(), "gpt2cli.model._matvec did not build or import"
+    assert cpu_kernels.has_compiled_kernels(), "gpt2cli.model._kernels did not build or import"
 
 
-pytestmark_kernel = pytest.mark.skipif(not cpu_kernels.has_matvec(), reason="no compiled kernel")
+pytestmark_kernel = pytest.mark.skipif(
+    not cpu_kernels.has_compiled_kernels(), reason="no compiled kernel"
+)
 
 
 def layer_of(out: int, n: int, bias: bool, seed: int) -> nn.Linear:
@@ -46,7 +49,7 @@ def layer_of(out: int, n: int, bias: bool, seed: int) -> nn.Linear:
 
 
 @pytestmark_kernel
-@pytest.mark.parametrize("rows", [1, 3, 16])
+@pytest.mark.parametrize("rows", [1, 3, 16, 40, 65])
 @pytest.mark.parametrize("out, n", [(80, 48), (7, 3), (33, 77), (600, 1000)])
 @pytest.mark.parametrize("fmt", ["fp32", "fp16", "int8"])
 @pytest.mark.parametrize("threads", [1, 2])
@@ -68,9 +71,11 @@ def test_kernel_equals_torch_on_the_same_values(
             expected = F.linear(x, weight, layer.bias)
             got = linear(x, layer)
             summed = add_linear_(residual.clone(), x, layer)
-            assert cpu_kernels._kernel_operands(x, layer) is not None  # the kernel ran
+            ran = cpu_kernels._kernel_operands(x, layer) is not None
     finally:
         torch.set_num_threads(before)
+    # The kernel takes up to 16 rows of fp32 weights, 64 of fp16/int8; torch the rest.
+    assert ran == (rows <= (16 if fmt == "fp32" else 64))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(summed, residual + expected, rtol=1e-5, atol=1e-5)
 
@@ -107,13 +112,68 @@ def test_kernel_stands_aside_where_it_does_not_apply() -> None:
 
 @pytestmark_kernel
 def test_bad_calls_raise_not_crash() -> None:
-    from gpt2cli.model import _matvec
+    from gpt2cli.model import _kernels
 
     with pytest.raises(TypeError):
-        _matvec.matvec(0, 1, 2)
+        _kernels.matvec(0, 1, 2)
     with pytest.raises(ValueError):
-        _matvec.matvec(7, 1, 0, 1, 0, 1, 1, 1, 1, 0, 1)  # no such kind
+        _kernels.matvec(7, 1, 0, 1, 0, 1, 1, 1, 1, 0, 1)  # no such kind
     with pytest.raises(ValueError):
-        _matvec.matvec(0, 1, 0, 1, 0, 1, -1, 1, 1, 0, 1)  # negative rows
+        _kernels.matvec(0, 1, 0, 1, 0, 1, -1, 1, 1, 0, 1)  # negative rows
     with pytest.raises(ValueError):
-        _matvec.matvec(0, 0, 0, 1, 0, 1, 1, 1, 1, 0, 1)  # no weight
+        _kernels.matvec(0, 0, 0, 1, 0, 1, 1, 1, 1, 0, 1)  # no weight
+
+
+@pytestmark_kernel
+@pytest.mark.parametrize("rows, n", [(1, 64), (3, 77), (16, 768)])
+def test_layer_norm_equals_torch(rows: int, n: int) -> None:
+    torch.manual_seed(n)
+    x = torch.randn(rows, n) * 3 + 1
+    weight, bias = torch.randn(n), torch.randn(n)
+    with torch.no_grad():
+        got = cpu_kernels.layer_norm(x, weight, bias, 1e-5)
+    torch.testing.assert_close(got, F.layer_norm(x, (n,), weight, bias, 1e-5))
+    x[0, 0] = float("inf")  # a hostile value: NaN in the row, as torch gives
+    with torch.no_grad():
+        got = cpu_kernels.layer_norm(x, weight, bias, 1e-5)
+    assert got[0].isnan().all() and F.layer_norm(x, (n,), weight, bias, 1e-5)[0].isnan().all()
+
+
+@pytestmark_kernel
+@pytest.mark.parametrize(
+    "batch, heads, head_size, t", [(1, 2, 64, 0), (2, 3, 20, 9), (1, 1, 8, 15)]
+)
+def test_attention_of_a_new_position_equals_torch(
+    batch: int, heads: int, head_size: int, t: int
+) -> None:
+    """Stores the new key and value at position t, attends over 0..t; positions after t are
+    neither read nor written."""
+    torch.manual_seed(t)
+    max_len, C = 16, heads * head_size
+    k_cache = torch.randn(batch, heads, max_len, head_size)
+    v_cache = torch.randn(batch, heads, max_len, head_size)
+    qkv = torch.randn(batch, 3 * C)
+    k_before, v_before = k_cache.clone(), v_cache.clone()
+    with torch.no_grad():
+        y = cpu_kernels.attend_new_position(qkv, k_cache, v_cache, t, heads)
+    q, k, v = (part.view(batch, heads, 1, head_size) for part in qkv.split(C, dim=1))
+    k_before[:, :, t : t + 1], v_before[:, :, t : t + 1] = k, v
+    torch.testing.assert_close(k_cache, k_before, rtol=0, atol=0)
+    torch.testing.assert_close(v_cache, v_before, rtol=0, atol=0)
+    expected = F.scaled_dot_product_attention(
+        q, k_before[:, :, : t + 1], v_before[:, :, : t + 1]
+    ).view(batch, C)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytestmark_kernel
+def test_attention_stands_aside_where_it_does_not_apply() -> None:
+    cache = torch.zeros(1, 2, 4, 8)
+    qkv = torch.randn(1, 48)
+    with torch.no_grad():
+        assert cpu_kernels.attend_new_position(qkv, cache, cache.clone(), 4, 2) is None  # full
+        assert cpu_kernels.attend_new_position(qkv, cache, cache.clone(), 0, 3) is None  # heads
+        assert cpu_kernels.attend_new_position(qkv[:, :40], cache, cache.clone(), 0, 2) is None
+        assert cpu_kernels.attend_new_position(qkv.double(), cache, cache.clone(), 0, 2) is None
+        assert cpu_kernels.attend_new_position(qkv, cache, cache.clone(), 0, 2) is not None
+    assert cpu_kernels.attend_new_position(qkv, cache, cache.clone(), 0, 2) is None  # autograd

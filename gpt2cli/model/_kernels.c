@@ -1,0 +1,286 @@
+/* Kernels for CPU decoding steps, where torch's per-op costs and one-row kernels dominate.
+ *
+ * matvec: a few rows of fp32 activations times a row-major weight held as fp32, fp16 or int8
+ * (one fp32 scale per output row), fp32 out. Decoding one token reads every weight once, so its
+ * speed is how fast the weights stream from memory. Each thread takes a contiguous block of
+ * output rows and reads each weight row front to back, once for all activation rows (the row
+ * stays in L1 for the others), widening fp16 / int8 in registers (F16C, AVX2).
+ *
+ * attend: one new position per row: store its key and value in the KV cache and attend over
+ * every cached position (softmax in fp32), one (row, head) per task.
+ *
+ * layer_norm: rows of fp32, two passes (mean, then variance about it), as torch computes it.
+ *
+ * Built by setup.py as an optional extension (gpt2cli.model._kernels); gpt2cli.model.cpu_kernels
+ * uses it when it imports and supported() says the CPU has AVX2, FMA and F16C, and torch's
+ * kernels otherwise. Threads: OpenMP, the runtime torch's CPU build also uses. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { F32 = 0, F16 = 1, I8 = 2 };
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define HAVE_KERNELS 1
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+
+TARGET static inline float sum8(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* 8 weights of a row as fp32. */
+TARGET static inline __m256 load8_f32(const void *row, int64_t i) {
+    return _mm256_loadu_ps((const float *)row + i);
+}
+TARGET static inline __m256 load8_f16(const void *row, int64_t i) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
+}
+TARGET static inline __m256 load8_i8(const void *row, int64_t i) {
+    __m128i bytes = _mm_loadl_epi64((const __m128i *)((const int8_t *)row + i));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+}
+TARGET static inline float load1(int kind, const void *row, int64_t i) {
+    if (kind == F32) return ((const float *)row)[i];
+    if (kind == F16) return _cvtsh_ss(((const uint16_t *)row)[i]);
+    return (float)((const int8_t *)row)[i];
+}
+
+#define DOT(NAME, LOAD)                                                                        \
+    TARGET static float NAME(const void *row, const float *x, int64_t n) {                   \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                          \
+        int64_t i = 0;                                                                        \
+        for (; i + 32 <= n; i += 32) {                                                        \
+            a0 = _mm256_fmadd_ps(LOAD(row, i), _mm256_loadu_ps(x + i), a0);                   \
+            a1 = _mm256_fmadd_ps(LOAD(row, i + 8), _mm256_loadu_ps(x + i + 8), a1);           \
+            a2 = _mm256_fmadd_ps(LOAD(row, i + 16), _mm256_loadu_ps(x + i + 16), a2);         \
+            a3 = _mm256_fmadd_ps(LOAD(row, i + 24), _mm256_loadu_ps(x + i + 24), a3);         \
+        }                                                                                     \
+        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD(row, i), _mm256_loadu_ps(x + i), a0); \
+        return sum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));            \
+    }
+DOT(dot_f32, load8_f32)
+DOT(dot_f16, load8_f16)
+DOT(dot_i8, load8_i8)
+
+typedef float (*dot_fn)(const void *, const float *, int64_t);
+
+/* y[r, o] = (accumulate ? y[r, o] : 0) + scale[o] * (w[o, :] . x[r, :]) + bias[o] */
+TARGET static void matvec(int kind, const void *w, const float *scale, const float *x,
+                          const float *bias, float *y, int64_t rows, int64_t out, int64_t n,
+                          int accumulate, int threads) {
+    dot_fn dot = kind == F32 ? dot_f32 : kind == F16 ? dot_f16 : dot_i8;
+    int64_t row_bytes = n * (kind == F32 ? 4 : kind == F16 ? 2 : 1);
+    int64_t tail = n - n % 8;
+    int parallel = threads > 1 && out * row_bytes >= (1 << 18);
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+    for (int64_t o = 0; o < out; o++) {
+        const char *row = (const char *)w + o * row_bytes;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = x + r * n;
+            float s = dot(row, xr, n);
+            for (int64_t i = tail; i < n; i++) s += load1(kind, row, i) * xr[i];
+            if (scale) s *= scale[o];
+            if (bias) s += bias[o];
+            float *target = y + r * out + o;
+            *target = accumulate ? *target + s : s;
+        }
+    }
+}
+
+/* y[b, h*hs:(h+1)*hs] = softmax(q k^T / sqrt(hs)) v over positions 0..t, after storing the new
+ * key and value at position t. qkv: (B, 3C) rows [q | k | v]; caches: (B, heads, max_len, hs).
+ * Returns 0, or -1 when scratch memory could not be had. */
+TARGET static int attend(const float *qkv, float *kc, float *vc, float *y, int64_t batch,
+                         int64_t heads, int64_t hs, int64_t max_len, int64_t t, int threads) {
+    int64_t C = heads * hs, positions = t + 1;
+    float scale = 1.0f / sqrtf((float)hs);
+    int64_t tail = hs - hs % 8;
+    int failed = 0;
+    int parallel = threads > 1 && batch * heads * positions * hs >= (1 << 14);
+#pragma omp parallel num_threads(threads) if (parallel) reduction(| : failed)
+    {
+        float *p = malloc((size_t)positions * sizeof(float));
+        if (p == NULL) failed = 1;
+#pragma omp for schedule(static)
+        for (int64_t bh = 0; bh < batch * heads; bh++) {
+            if (p == NULL) continue;
+            int64_t b = bh / heads, h = bh % heads;
+            const float *row = qkv + b * 3 * C;
+            const float *q = row + h * hs;
+            float *keys = kc + bh * max_len * hs, *values = vc + bh * max_len * hs;
+            memcpy(keys + t * hs, row + C + h * hs, (size_t)hs * sizeof(float));
+            memcpy(values + t * hs, row + 2 * C + h * hs, (size_t)hs * sizeof(float));
+            float top = -INFINITY;
+            for (int64_t s = 0; s < positions; s++) {
+                const float *k = keys + s * hs;
+                float d = dot_f32(k, q, hs);
+                for (int64_t i = tail; i < hs; i++) d += k[i] * q[i];
+                p[s] = d * scale;
+                if (p[s] > top) top = p[s];
+            }
+            float total = 0.0f;
+            for (int64_t s = 0; s < positions; s++) {
+                p[s] = expf(p[s] - top);
+                total += p[s];
+            }
+            float *out = y + b * C + h * hs;
+            memset(out, 0, (size_t)hs * sizeof(float));
+            for (int64_t s = 0; s < positions; s++) {
+                const float *v = values + s * hs;
+                __m256 w = _mm256_set1_ps(p[s]);
+                int64_t i = 0;
+                for (; i + 8 <= hs; i += 8)
+                    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(w, _mm256_loadu_ps(v + i),
+                                                              _mm256_loadu_ps(out + i)));
+                for (; i < hs; i++) out[i] += p[s] * v[i];
+            }
+            for (int64_t i = 0; i < hs; i++) out[i] /= total;
+        }
+        free(p);
+    }
+    return failed ? -1 : 0;
+}
+
+/* y[r] = (x[r] - mean) / sqrt(var + eps) * weight + bias, over rows of n. */
+TARGET static void layer_norm(const float *x, const float *weight, const float *bias, float *y,
+                              int64_t rows, int64_t n, float eps) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        float *yr = y + r * n;
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; i++) sum += xr[i];
+        float mean = (float)(sum / (double)n);
+        double squares = 0.0;
+        for (int64_t i = 0; i < n; i++) squares += (double)(xr[i] - mean) * (xr[i] - mean);
+        float inv = 1.0f / sqrtf((float)(squares / (double)n) + eps);
+        for (int64_t i = 0; i < n; i++) yr[i] = (xr[i] - mean) * inv * weight[i] + bias[i];
+    }
+}
+
+static int cpu_supported(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+}
+#else
+#define HAVE_KERNELS 0
+static int cpu_supported(void) { return 0; }
+#endif
+
+static PyObject *py_supported(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
+    return PyBool_FromLong(cpu_supported());
+}
+
+/* The arguments as integers (addresses, sizes, flags); 0 on success, -1 with an exception set. */
+static int integers(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t count, long long *v,
+                    const char *name) {
+    if (nargs != count) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments", name, count);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        v[i] = PyLong_AsLongLong(args[i]);
+        if (v[i] == -1 && PyErr_Occurred()) return -1;
+    }
+    if (!cpu_supported()) {
+        PyErr_Format(PyExc_RuntimeError, "%s: this CPU lacks AVX2, FMA or F16C", name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *bad(const char *name) {
+    PyErr_Format(PyExc_ValueError, "%s: bad kind, size or address", name);
+    return NULL;
+}
+
+#define ADDRESS(T, value) ((T)(intptr_t)(value))
+
+/* matvec(kind, w, scale, x, bias, y, rows, out, n, accumulate, threads): the pointers are
+ * addresses (0 for no scale / no bias); the caller keeps the tensors alive and checks shapes. */
+static PyObject *py_matvec(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    long long v[11];
+    if (integers(args, nargs, 11, v, "matvec")) return NULL;
+    if (v[0] < F32 || v[0] > I8 || v[6] < 0 || v[7] < 0 || v[8] < 0 || !v[1] || !v[3] || !v[5])
+        return bad("matvec");
+#if HAVE_KERNELS
+    Py_BEGIN_ALLOW_THREADS
+    matvec((int)v[0], ADDRESS(const void *, v[1]), ADDRESS(const float *, v[2]),
+           ADDRESS(const float *, v[3]), ADDRESS(const float *, v[4]), ADDRESS(float *, v[5]),
+           v[6], v[7], v[8], (int)v[9], v[10] < 1 ? 1 : (int)v[10]);
+    Py_END_ALLOW_THREADS
+#endif
+    Py_RETURN_NONE;
+}
+
+/* attend(qkv, k_cache, v_cache, y, batch, heads, head_size, max_len, t, threads) */
+static PyObject *py_attend(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    long long v[10];
+    if (integers(args, nargs, 10, v, "attend")) return NULL;
+    if (!v[0] || !v[1] || !v[2] || !v[3] || v[4] < 0 || v[5] < 0 || v[6] < 0 || v[8] < 0 ||
+        v[8] >= v[7])
+        return bad("attend");
+    int status = 0;
+#if HAVE_KERNELS
+    Py_BEGIN_ALLOW_THREADS
+    status = attend(ADDRESS(const float *, v[0]), ADDRESS(float *, v[1]), ADDRESS(float *, v[2]),
+                    ADDRESS(float *, v[3]), v[4], v[5], v[6], v[7], v[8],
+                    v[9] < 1 ? 1 : (int)v[9]);
+    Py_END_ALLOW_THREADS
+#endif
+    if (status) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+/* layer_norm(x, weight, bias, y, rows, n, eps) */
+static PyObject *py_layer_norm(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    long long v[6];
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "layer_norm takes 7 arguments");
+        return NULL;
+    }
+    if (integers(args, 6, 6, v, "layer_norm")) return NULL;
+    double eps = PyFloat_AsDouble(args[6]);
+    if (eps == -1.0 && PyErr_Occurred()) return NULL;
+    if (!v[0] || !v[1] || !v[2] || !v[3] || v[4] < 0 || v[5] < 1) return bad("layer_norm");
+#if HAVE_KERNELS
+    layer_norm(ADDRESS(const float *, v[0]), ADDRESS(const float *, v[1]),
+               ADDRESS(const float *, v[2]), ADDRESS(float *, v[3]), v[4], v[5], (float)eps);
+#endif
+    Py_RETURN_NONE;
+}
+
+#define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
+
+static PyMethodDef methods[] = {
+    {"supported", py_supported, METH_NOARGS, "Whether this CPU runs the kernels."},
+    {"matvec", FASTCALL(py_matvec),
+     "matvec(kind, w, scale, x, bias, y, rows, out, n, accumulate, threads)"},
+    {"attend", FASTCALL(py_attend),
+     "attend(qkv, k_cache, v_cache, y, batch, heads, head_size, max_len, t, threads)"},
+    {"layer_norm", FASTCALL(py_layer_norm), "layer_norm(x, weight, bias, y, rows, n, eps)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, .m_name = "_kernels", .m_size = -1, .m_methods = methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddIntConstant(m, "F32", F32) || PyModule_AddIntConstant(m, "F16", F16) ||
+        PyModule_AddIntConstant(m, "I8", I8)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
