@@ -166,6 +166,87 @@ TARGET static void layer_norm(const float *x, const float *weight, const float *
     }
 }
 
+/* exp(x) for 8 floats: 2^n * p(r), x = n ln2 + r, |r| <= ln2/2, Cephes' expf polynomial
+ * (relative error ~2e-7); x clamped to the floats whose exp is a normal float. */
+TARGET static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* GELU, tanh approximation, in place: x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3),
+ * tanh(u) = 1 - 2 / (exp(2u) + 1). */
+TARGET static void gelu(float *x, int64_t n) {
+    const float c = 0.7978845608f;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 u = _mm256_mul_ps(_mm256_set1_ps(c),
+                                 _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), v),
+                                                 _mm256_mul_ps(v, v), v));
+        __m256 e = exp8(_mm256_add_ps(u, u));
+        __m256 t = _mm256_sub_ps(_mm256_set1_ps(1.0f),
+                                 _mm256_div_ps(_mm256_set1_ps(2.0f),
+                                               _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+        __m256 half = _mm256_mul_ps(_mm256_set1_ps(0.5f), v);
+        _mm256_storeu_ps(x + i, _mm256_fmadd_ps(half, t, half));
+    }
+    for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + tanhf(c * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
+}
+
+typedef struct {
+    int kind;
+    const void *w;
+    const float *scale, *bias;
+    int64_t out, n;
+} linear_t;
+
+/* One Transformer block of a decoding step on rows x (B, C), in place: x += attn(ln_1(x)), then
+ * x += mlp(ln_2(x)), the new keys and values stored at position t. Returns 0, or -1 when scratch
+ * memory could not be had. */
+TARGET static int block(float *x, int64_t batch, int64_t C, const float *const *norms, float eps,
+                        const linear_t *layers, float *kc, float *vc, int64_t heads,
+                        int64_t max_len, int64_t t, int threads) {
+    const linear_t *qkv_in = &layers[0], *attn_out = &layers[1], *fc = &layers[2],
+                   *proj = &layers[3];
+    float *h = malloc((size_t)(batch * C) * sizeof(float));
+    float *qkv = malloc((size_t)(batch * qkv_in->out) * sizeof(float));
+    float *y = malloc((size_t)(batch * C) * sizeof(float));
+    float *f = malloc((size_t)(batch * fc->out) * sizeof(float));
+    int status = -1;
+    if (h && qkv && y && f) {
+        layer_norm(x, norms[0], norms[1], h, batch, C, eps);
+        matvec(qkv_in->kind, qkv_in->w, qkv_in->scale, h, qkv_in->bias, qkv, batch, qkv_in->out,
+               C, 0, threads);
+        status = attend(qkv, kc, vc, y, batch, heads, C / heads, max_len, t, threads);
+        if (status == 0) {
+            matvec(attn_out->kind, attn_out->w, attn_out->scale, y, attn_out->bias, x, batch, C,
+                   C, 1, threads);
+            layer_norm(x, norms[2], norms[3], h, batch, C, eps);
+            matvec(fc->kind, fc->w, fc->scale, h, fc->bias, f, batch, fc->out, C, 0, threads);
+            gelu(f, batch * fc->out);
+            matvec(proj->kind, proj->w, proj->scale, f, proj->bias, x, batch, C, fc->out, 1,
+                   threads);
+        }
+    }
+    free(h);
+    free(qkv);
+    free(y);
+    free(f);
+    return status;
+}
+
 static int cpu_supported(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -259,6 +340,55 @@ static PyObject *py_layer_norm(PyObject *Py_UNUSED(self), PyObject *const *args,
     Py_RETURN_NONE;
 }
 
+/* block(x, batch, C, ln_1 weight, ln_1 bias, ln_2 weight, ln_2 bias, eps,
+ *       4 x (kind, w, scale, bias, out) for c_attn, attn c_proj, c_fc, mlp c_proj,
+ *       k_cache, v_cache, heads, max_len, t, threads): the shapes are the caller's to check. */
+static PyObject *py_block(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    enum { COUNT = 7 + 20 + 6 };
+    long long v[COUNT];
+    if (nargs != COUNT + 1) {
+        PyErr_Format(PyExc_TypeError, "block takes %d arguments", COUNT + 1);
+        return NULL;
+    }
+    double eps = PyFloat_AsDouble(args[7]);
+    if (eps == -1.0 && PyErr_Occurred()) return NULL;
+    PyObject *rest[COUNT];
+    for (int i = 0, j = 0; i < COUNT + 1; i++)
+        if (i != 7) rest[j++] = args[i];
+    if (integers(rest, COUNT, COUNT, v, "block")) return NULL;
+    /* v: x, batch, C, 4 norms, 4 layers x 5, k_cache, v_cache, heads, max_len, t, threads */
+    long long batch = v[1], C = v[2], heads = v[29], max_len = v[30], t = v[31];
+    if (!v[0] || batch < 0 || C < 1 || heads < 1 || C % heads || t < 0 || t >= max_len)
+        return bad("block");
+    for (int i = 3; i < 7; i++)
+        if (!v[i]) return bad("block");
+    for (int i = 0; i < 4; i++) {
+        long long *l = v + 7 + 5 * i;
+        if (l[0] < F32 || l[0] > I8 || !l[1] || l[4] < 1) return bad("block");
+    }
+    if (!v[27] || !v[28]) return bad("block");
+    int status = 0;
+#if HAVE_KERNELS
+    const float *norms[4] = {ADDRESS(const float *, v[3]), ADDRESS(const float *, v[4]),
+                             ADDRESS(const float *, v[5]), ADDRESS(const float *, v[6])};
+    linear_t layers[4];
+    int64_t inputs[4] = {C, C, C, v[7 + 5 * 2 + 4]};
+    for (int i = 0; i < 4; i++) {
+        long long *l = v + 7 + 5 * i;
+        layers[i] = (linear_t){(int)l[0], ADDRESS(const void *, l[1]),
+                               ADDRESS(const float *, l[2]), ADDRESS(const float *, l[3]), l[4],
+                               inputs[i]};
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = block(ADDRESS(float *, v[0]), batch, C, norms, (float)eps, layers,
+                   ADDRESS(float *, v[27]), ADDRESS(float *, v[28]), heads, max_len, t,
+                   v[32] < 1 ? 1 : (int)v[32]);
+    Py_END_ALLOW_THREADS
+#endif
+    if (status) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 #define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
 
 static PyMethodDef methods[] = {
@@ -268,6 +398,7 @@ static PyMethodDef methods[] = {
     {"attend", FASTCALL(py_attend),
      "attend(qkv, k_cache, v_cache, y, batch, heads, head_size, max_len, t, threads)"},
     {"layer_norm", FASTCALL(py_layer_norm), "layer_norm(x, weight, bias, y, rows, n, eps)"},
+    {"block", FASTCALL(py_block), "block(x, batch, C, norms x 4, eps, 4 layers x 5, caches, ...)"},
     {NULL, NULL, 0, NULL},
 };
 

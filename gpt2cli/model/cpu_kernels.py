@@ -3,14 +3,15 @@ CPU than torch's defaults, with the same outputs and gradients; on other devices
 
 :class:`Linear` and :func:`cross_entropy` are the one seam ``gpt2cli.model.gpt`` calls; the CPU
 decoding step (``gpt2cli.model.decoding``) calls :func:`linear` and :func:`add_linear_`
-directly, and :func:`layer_norm` and :func:`attend_new_position`. :func:`prepare_output_layer`
-lays out the output layer for decoding on a CPU.
+directly, and :func:`decode_block_` and :func:`layer_norm`. :func:`prepare_output_layer` lays
+out the output layer for decoding on a CPU.
 
 A few rows without autograd (a decoding step) go through the package's compiled kernels
 (``gpt2cli.model._kernels``, C with AVX2/F16C and OpenMP) when they were built and the CPU runs
 them: a matrix-vector product that streams a weight near the memory bandwidth (~1.3x oneDNN's
-one-row linear), the step's attention and LayerNorm without torch's per-op costs. Without
-them, torch's kernels (:func:`cpu_linear`, ``F.layer_norm``, ``F.scaled_dot_product_attention``).
+one-row linear), and a whole Transformer block of the step in one call (LayerNorms,
+attention over the KV cache, GELU), without torch's per-op costs. Without them, torch's
+kernels (:func:`cpu_linear`, ``F.layer_norm``, ``F.scaled_dot_product_attention``).
 
 Reduced-precision weights on a CPU (``--dtype fp16``, ``bf16``, ``int8``) are packed by
 :func:`pack_weights`: each linear layer keeps its weight in the packed format only, and
@@ -76,34 +77,71 @@ def layer_norm(
     return y
 
 
-def attend_new_position(
-    qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, t: int, n_head: int
-) -> torch.Tensor | None:
-    """A decoding step's attention in the compiled kernel: store each row's new key and value
-    (from ``qkv``, rows (B, 3C) as ``c_attn`` gives them) at position ``t`` of the caches
-    (B, n_head, max_len, head_size), and attend with its query over positions 0..t.
+def decode_block_(
+    x: torch.Tensor,
+    block: nn.Module,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    t: int,
+    n_head: int,
+    eps: float,
+) -> bool:
+    """One Transformer block (``gpt.Block``) of a decoding step in the compiled kernels, in one
+    call: on rows ``x`` (B, C) in place, ``x += attn(ln_1(x))`` then ``x += mlp(ln_2(x))``,
+    each row's new key and value stored at position ``t`` of the caches (B, n_head, max_len,
+    head_size) and its query attending over positions 0..t.
 
-    Returns (B, C), or None where the kernel does not apply (the caller runs torch's ops).
+    Returns False, having touched nothing, where the kernels do not apply (the caller runs
+    torch's ops): no kernels, autograd, other dtypes, layouts or shapes.
     """
-    if not _applies(qkv, k_cache, v_cache) or k_cache.shape != v_cache.shape:
-        return None
-    batch, heads, max_len, head_size = k_cache.shape
-    if heads != n_head or qkv.shape != (batch, 3 * heads * head_size) or not 0 <= t < max_len:
-        return None
-    y = qkv.new_empty(batch, heads * head_size)
-    _KERNELS.attend(
-        qkv.data_ptr(),
+    norms = (block.ln_1.weight, block.ln_1.bias, block.ln_2.weight, block.ln_2.bias)
+    if (
+        x.dim() != 2
+        or any(n is None for n in norms)
+        or not _applies(x, k_cache, v_cache, *norms)
+        or k_cache.shape != v_cache.shape
+    ):
+        return False
+    batch, C = x.shape
+    _, heads, max_len, head_size = k_cache.shape
+    if k_cache.shape[0] != batch or heads != n_head or heads * head_size != C:
+        return False
+    if not 0 <= t < max_len:
+        return False
+    layers = (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj)
+    hidden = layers[2].out_features
+    shapes = ((3 * C, C), (C, C), (hidden, C), (C, hidden))
+    arguments: list[int] = []
+    for layer, shape in zip(layers, shapes):
+        operands = _kernel_operands(x, layer)
+        bias = layer.bias
+        if operands is None or operands[1].shape != shape:
+            return False
+        if bias is not None and (bias.shape != shape[:1] or not bias.is_contiguous()):
+            return False
+        kind, values, scale = operands
+        arguments += [
+            kind,
+            values.data_ptr(),
+            scale.data_ptr() if scale is not None else 0,
+            bias.data_ptr() if bias is not None else 0,
+            shape[0],
+        ]
+    _KERNELS.block(
+        x.data_ptr(),
+        batch,
+        C,
+        *(n.data_ptr() for n in norms),
+        eps,
+        *arguments,
         k_cache.data_ptr(),
         v_cache.data_ptr(),
-        y.data_ptr(),
-        batch,
         heads,
-        head_size,
         max_len,
         t,
         torch.get_num_threads(),
     )
-    return y
+    return True
 
 
 def _onednn_linear() -> Any:

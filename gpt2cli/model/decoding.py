@@ -13,8 +13,8 @@ import torch
 from torch.nn import functional as F
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.model.cpu_kernels import add_linear_, attend_new_position, layer_norm, linear
-from gpt2cli.model.gpt import GPT, Attend, GPTConfig
+from gpt2cli.model.cpu_kernels import add_linear_, decode_block_, layer_norm, linear
+from gpt2cli.model.gpt import GPT, Attend, Block, GPTConfig
 
 
 class KVCache:
@@ -127,29 +127,27 @@ def _decode_step_cpu(model: GPT, ids: torch.Tensor, cache: KVCache) -> torch.Ten
     eps, t = config.layer_norm_epsilon, cache.length
     x = modules.wte.weight[ids] + modules.wpe.weight[t]  # (B, C), a new tensor: added to in place
     for layer, block in enumerate(modules.h):
-        attn, mlp = block.attn, block.mlp
-        # x = x + attn(ln_1(x))
-        h = layer_norm(x, block.ln_1.weight, block.ln_1.bias, eps)
-        y = _attend(linear(h, attn.c_attn), cache, layer, config)
-        add_linear_(x, y, attn.c_proj)
-        # x = x + mlp(ln_2(x))
-        h = layer_norm(x, block.ln_2.weight, block.ln_2.bias, eps)
-        h = F.gelu(linear(h, mlp.c_fc), approximate="tanh")
-        add_linear_(x, h, mlp.c_proj)
+        k_cache, v_cache = cache.k[layer], cache.v[layer]
+        if not decode_block_(x, block, k_cache, v_cache, t, config.n_head, eps):
+            _block_step(x, block, cache, layer, config)
     cache.length = t + 1
     x = layer_norm(x, modules.ln_f.weight, modules.ln_f.bias, eps)
     return model.without_padding(linear(x, model.lm_head))
 
 
-def _attend(qkv: torch.Tensor, cache: KVCache, layer: int, config: GPTConfig) -> torch.Tensor:
-    """Attention of one new position per row (B, 3C) -> (B, C): store its key and value at
-    ``cache.length`` and attend over every cached position (the compiled kernel where it
-    applies, else torch's ops)."""
-    y = attend_new_position(qkv, cache.k[layer], cache.v[layer], cache.length, config.n_head)
-    if y is not None:
-        return y
-    B, C = qkv.shape[0], config.n_embd
-    heads = (B, config.n_head, 1, config.head_dim)
-    q, k, v = qkv.split(C, dim=1)
+def _block_step(
+    x: torch.Tensor, block: Block, cache: KVCache, layer: int, config: GPTConfig
+) -> None:
+    """``Block.forward`` on rows x (B, C) of one new position, in place, by torch's ops."""
+    attn, mlp, eps = block.attn, block.mlp, config.layer_norm_epsilon
+    # x = x + attn(ln_1(x))
+    h = layer_norm(x, block.ln_1.weight, block.ln_1.bias, eps)
+    q, k, v = linear(h, attn.c_attn).split(config.n_embd, dim=1)
+    heads = (x.shape[0], config.n_head, 1, config.head_dim)
     k, v = cache.update(layer, k.view(heads), v.view(heads))  # (B, nh, S, hs)
-    return F.scaled_dot_product_attention(q.view(heads), k, v).view(B, C)
+    y = F.scaled_dot_product_attention(q.view(heads), k, v).view(x.shape)
+    add_linear_(x, y, attn.c_proj)
+    # x = x + mlp(ln_2(x))
+    h = layer_norm(x, block.ln_2.weight, block.ln_2.bias, eps)
+    h = F.gelu(linear(h, mlp.c_fc), approximate="tanh")
+    add_linear_(x, h, mlp.c_proj)

@@ -1,9 +1,10 @@
 """The compiled kernels (gpt2cli.model._kernels) against torch on the same values: the
-matrix-vector product (every weight kind, ragged sizes, bias, accumulation, threads), a decoding
-step's attention and LayerNorm; where they must be built; bad calls."""
+matrix-vector product (every weight kind, ragged sizes, bias, accumulation, threads), LayerNorm,
+a decoding step's attention, a whole block in one call; where they must be built; bad calls."""
 
 from __future__ import annotations
 
+import copy
 import platform
 import sys
 from pathlib import Path
@@ -13,8 +14,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gpt2cli.model import cpu_kernels
+from gpt2cli.model import cpu_kernels, decoding
 from gpt2cli.model.cpu_kernels import StreamedWeight, add_linear_, linear
+from gpt2cli.model.gpt import Block, GPTConfig
 
 
 def cpu_flags() -> set[str]:
@@ -139,6 +141,17 @@ def test_layer_norm_equals_torch(rows: int, n: int) -> None:
     assert got[0].isnan().all() and F.layer_norm(x, (n,), weight, bias, 1e-5)[0].isnan().all()
 
 
+def attend(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, t: int) -> torch.Tensor:
+    """The kernel's attention of one new position per row (what a block's step calls)."""
+    from gpt2cli.model import _kernels
+
+    batch, heads, max_len, head_size = k_cache.shape
+    y = qkv.new_empty(batch, heads * head_size)
+    addresses = (tensor.data_ptr() for tensor in (qkv, k_cache, v_cache, y))
+    _kernels.attend(*addresses, batch, heads, head_size, max_len, t, 2)
+    return y
+
+
 @pytestmark_kernel
 @pytest.mark.parametrize(
     "batch, heads, head_size, t", [(1, 2, 64, 0), (2, 3, 20, 9), (1, 1, 8, 15)]
@@ -154,8 +167,7 @@ def test_attention_of_a_new_position_equals_torch(
     v_cache = torch.randn(batch, heads, max_len, head_size)
     qkv = torch.randn(batch, 3 * C)
     k_before, v_before = k_cache.clone(), v_cache.clone()
-    with torch.no_grad():
-        y = cpu_kernels.attend_new_position(qkv, k_cache, v_cache, t, heads)
+    y = attend(qkv, k_cache, v_cache, t)
     q, k, v = (part.view(batch, heads, 1, head_size) for part in qkv.split(C, dim=1))
     k_before[:, :, t : t + 1], v_before[:, :, t : t + 1] = k, v
     torch.testing.assert_close(k_cache, k_before, rtol=0, atol=0)
@@ -166,14 +178,88 @@ def test_attention_of_a_new_position_equals_torch(
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytestmark_kernel
-def test_attention_stands_aside_where_it_does_not_apply() -> None:
-    cache = torch.zeros(1, 2, 4, 8)
-    qkv = torch.randn(1, 48)
+def block_and_caches(fmt: str, batch: int, t: int) -> tuple:
+    """A block of a tiny GPT-2 (fp32 or packed), rows x, caches of 12 positions, its config."""
+    torch.manual_seed(t + batch)
+    config = GPTConfig(n_layer=1, n_head=4, n_embd=48, block_size=12)
+    block = Block(config).eval()
     with torch.no_grad():
-        assert cpu_kernels.attend_new_position(qkv, cache, cache.clone(), 4, 2) is None  # full
-        assert cpu_kernels.attend_new_position(qkv, cache, cache.clone(), 0, 3) is None  # heads
-        assert cpu_kernels.attend_new_position(qkv[:, :40], cache, cache.clone(), 0, 2) is None
-        assert cpu_kernels.attend_new_position(qkv.double(), cache, cache.clone(), 0, 2) is None
-        assert cpu_kernels.attend_new_position(qkv, cache, cache.clone(), 0, 2) is not None
-    assert cpu_kernels.attend_new_position(qkv, cache, cache.clone(), 0, 2) is None  # autograd
+        for parameter in block.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)  # biases and norms not trivial
+        if fmt != "fp32":
+            for layer in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+                layer.packed = StreamedWeight(layer.weight, fmt)
+                layer.weight = nn.Parameter(layer.weight.new_empty(0), requires_grad=False)
+    x = torch.randn(batch, 48) * 2
+    k_cache, v_cache = torch.randn(2, batch, 4, 12, 12)
+    return block, x, k_cache, v_cache, config
+
+
+def torch_block(x: torch.Tensor, block: nn.Module, k_cache, v_cache, t: int, config) -> tuple:
+    """The same block step by torch's ops (the fallback path) on the values the packed weights
+    stand for: x and the caches after it."""
+    plain = copy.deepcopy(block)
+    for layer in (plain.attn.c_attn, plain.attn.c_proj, plain.mlp.c_fc, plain.mlp.c_proj):
+        if layer.packed is not None:
+            layer.weight = nn.Parameter(layer.packed.dequantized())
+            layer.packed = None
+    cache = decoding.KVCache(config, x.shape[0], 12)
+    cache.k, cache.v, cache.length = [k_cache.clone()], [v_cache.clone()], t
+    x = x.clone()
+    kernels = cpu_kernels._KERNELS
+    cpu_kernels._KERNELS = None
+    try:
+        with torch.no_grad():
+            decoding._block_step(x, plain, cache, 0, config)
+    finally:
+        cpu_kernels._KERNELS = kernels
+    return x, cache.k[0], cache.v[0]
+
+
+@pytestmark_kernel
+@pytest.mark.parametrize("fmt", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("batch, t", [(1, 0), (1, 7), (3, 11)])
+def test_a_block_in_one_call_equals_torch_ops(fmt: str, batch: int, t: int) -> None:
+    """decode_block_ (LayerNorms, matrix-vector products, attention, GELU in C) against the
+    same block run by torch's ops, caches included."""
+    block, x, k_cache, v_cache, config = block_and_caches(fmt, batch, t)
+    expected, k_expected, v_expected = torch_block(x, block, k_cache, v_cache, t, config)
+    with torch.no_grad():
+        assert cpu_kernels.decode_block_(x, block, k_cache, v_cache, t, 4, 1e-5)
+    torch.testing.assert_close(x, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(k_cache, k_expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(v_cache, v_expected, rtol=1e-5, atol=1e-6)
+
+
+@pytestmark_kernel
+@pytest.mark.parametrize("value", [1e-30, -1e-6, 3.0, -9.0, 60.0, -60.0, 1e30, -1e30])
+def test_gelu_in_the_kernel_holds_at_the_extremes(value: float) -> None:
+    """The kernel's GELU (tanh from a polynomial exp) where exp under- and overflows: the MLP's
+    first layer made to output ``value`` everywhere, against torch's ops."""
+    block, x, k_cache, v_cache, config = block_and_caches("fp32", 1, 0)
+    with torch.no_grad():
+        block.mlp.c_fc.weight.zero_()
+        block.mlp.c_fc.bias.fill_(value)
+    expected, _, _ = torch_block(x, block, k_cache, v_cache, 0, config)
+    with torch.no_grad():
+        assert cpu_kernels.decode_block_(x, block, k_cache, v_cache, 0, 4, 1e-5)
+    assert torch.isfinite(expected).all()
+    torch.testing.assert_close(x, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytestmark_kernel
+def test_a_block_stands_aside_where_the_kernels_do_not_apply() -> None:
+    block, x, k_cache, v_cache, _ = block_and_caches("fp32", 1, 3)
+    before = x.clone()
+    step = cpu_kernels.decode_block_
+    with torch.no_grad():
+        assert not step(x, block, k_cache, v_cache, 12, 4, 1e-5)  # the cache is full
+        assert not step(x, block, k_cache, v_cache, 3, 3, 1e-5)  # not its number of heads
+        assert not step(x[:, :40].contiguous(), block, k_cache, v_cache, 3, 4, 1e-5)
+        assert not step(x.double(), block, k_cache, v_cache, 3, 4, 1e-5)
+        assert not step(x, block, k_cache[..., :6].contiguous(), v_cache, 3, 4, 1e-5)
+        assert not step(x, block, k_cache.transpose(2, 3), v_cache, 3, 4, 1e-5)
+        bf16 = copy.deepcopy(block).to(torch.bfloat16)
+        assert not step(x, bf16, k_cache, v_cache, 3, 4, 1e-5)
+    assert not step(x, block, k_cache, v_cache, 3, 4, 1e-5)  # autograd
+    assert torch.equal(x, before)
