@@ -96,6 +96,25 @@ TARGET static void matvec(int kind, const void *w, const float *scale, const flo
     }
 }
 
+/* exp(x) for 8 floats: 2^n * p(r), x = n ln2 + r, |r| <= ln2/2, Cephes' expf polynomial
+ * (relative error ~2e-7); x clamped to the floats whose exp is a normal float. */
+TARGET static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
 /* y[b, h*hs:(h+1)*hs] = softmax(q k^T / sqrt(hs)) v over positions 0..t, after storing the new
  * key and value at position t. qkv: (B, 3C) rows [q | k | v]; caches: (B, heads, max_len, hs).
  * Returns 0, or -1 when scratch memory could not be had. */
@@ -127,23 +146,41 @@ TARGET static int attend(const float *qkv, float *kc, float *vc, float *y, int64
                 p[s] = d * scale;
                 if (p[s] > top) top = p[s];
             }
-            float total = 0.0f;
-            for (int64_t s = 0; s < positions; s++) {
+            __m256 sums = _mm256_setzero_ps(), shift = _mm256_set1_ps(top);
+            int64_t s = 0;
+            for (; s + 8 <= positions; s += 8) {
+                __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + s), shift));
+                _mm256_storeu_ps(p + s, e);
+                sums = _mm256_add_ps(sums, e);
+            }
+            float total = sum8(sums);
+            for (; s < positions; s++) {
                 p[s] = expf(p[s] - top);
                 total += p[s];
             }
             float *out = y + b * C + h * hs;
-            memset(out, 0, (size_t)hs * sizeof(float));
-            for (int64_t s = 0; s < positions; s++) {
-                const float *v = values + s * hs;
-                __m256 w = _mm256_set1_ps(p[s]);
-                int64_t i = 0;
-                for (; i + 8 <= hs; i += 8)
-                    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(w, _mm256_loadu_ps(v + i),
-                                                              _mm256_loadu_ps(out + i)));
-                for (; i < hs; i++) out[i] += p[s] * v[i];
+            __m256 norm = _mm256_set1_ps(1.0f / total);
+            int64_t i = 0;
+            for (; i + 32 <= hs; i += 32) { /* 32 columns of the output in registers */
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                for (int64_t s = 0; s < positions; s++) {
+                    const float *v = values + s * hs + i;
+                    __m256 w = _mm256_set1_ps(p[s]);
+                    a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
+                    a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), a1);
+                    a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
+                    a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
+                }
+                _mm256_storeu_ps(out + i, _mm256_mul_ps(a0, norm));
+                _mm256_storeu_ps(out + i + 8, _mm256_mul_ps(a1, norm));
+                _mm256_storeu_ps(out + i + 16, _mm256_mul_ps(a2, norm));
+                _mm256_storeu_ps(out + i + 24, _mm256_mul_ps(a3, norm));
             }
-            for (int64_t i = 0; i < hs; i++) out[i] /= total;
+            for (; i < hs; i++) {
+                float a = 0.0f;
+                for (int64_t s = 0; s < positions; s++) a += p[s] * values[s * hs + i];
+                out[i] = a / total;
+            }
         }
         free(p);
     }
@@ -164,25 +201,6 @@ TARGET static void layer_norm(const float *x, const float *weight, const float *
         float inv = 1.0f / sqrtf((float)(squares / (double)n) + eps);
         for (int64_t i = 0; i < n; i++) yr[i] = (xr[i] - mean) * inv * weight[i] + bias[i];
     }
-}
-
-/* exp(x) for 8 floats: 2^n * p(r), x = n ln2 + r, |r| <= ln2/2, Cephes' expf polynomial
- * (relative error ~2e-7); x clamped to the floats whose exp is a normal float. */
-TARGET static inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
 /* GELU, tanh approximation, in place: x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3),
