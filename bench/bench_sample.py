@@ -31,10 +31,11 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpt2cli.infer import generation  # noqa: E402
-from gpt2cli.model import cpu_kernels, hf, resolve  # noqa: E402
-from gpt2cli.model.cpu_kernels import Fp16Weight, Int8Weight, StreamedWeight  # noqa: E402
+from gpt2cli.model import compiled_kernels, hf, resolve  # noqa: E402
+from gpt2cli.model.compiled_kernels import StreamedWeight  # noqa: E402
 from gpt2cli.model.export import ExportOptions, export  # noqa: E402
 from gpt2cli.model.gpt import GPT, config_for_size  # noqa: E402
+from gpt2cli.model.packed_weights import Fp16Weight, Int8Weight  # noqa: E402
 from gpt2cli.text.tokenizer import encode  # noqa: E402
 
 PROMPT = "The meaning of life is a question that has been asked by many people over the years"
@@ -146,7 +147,7 @@ def run(tmp: Path) -> None:
     print(
         f"{args.size}, {len(prompt)}-token prompt, {args.tokens} new tokens, greedy, "
         f"{args.threads} threads, torch {torch.__version__}, "
-        f"{'compiled' if cpu_kernels.has_compiled_kernels() else 'torch'} kernels"
+        f"{'compiled' if compiled_kernels.available() else 'torch'} kernels"
         + (f", llama-cpp-python {llama_cpp.__version__}" if llama_cpp else "")
         + f"; copy bandwidth {bandwidth:.1f} GB/s"
     )

@@ -59,10 +59,10 @@ def gpt2() -> Callable[..., Run]:
 def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The CPU kernels a test runs the model through: the compiled matrix-vector kernel (where
     it was built and the CPU runs it) or torch's (the fallback; FBGEMM for packed weights)."""
-    from gpt2cli.model import cpu_kernels
+    from gpt2cli.model import compiled_kernels
 
-    if request.param == "compiled" and not cpu_kernels.has_compiled_kernels():
+    if request.param == "compiled" and not compiled_kernels.available():
         pytest.skip("the compiled kernel is not built here (see test_kernels_are_built)")
     if request.param == "torch":
-        monkeypatch.setattr(cpu_kernels, "_KERNELS", None)
+        monkeypatch.setattr(compiled_kernels, "_KERNELS", None)
     return request.param

@@ -8,7 +8,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gpt2cli"
 CLI_MODULES = ("gpt2cli.cli", "gpt2cli.app", "gpt2cli.commands", "gpt2cli.__main__")
-MODEL_CORE = ("gpt2cli.model.gpt", "gpt2cli.model.cpu_kernels", "gpt2cli.model.decoding")
+MODEL_CORE = (
+    "gpt2cli.model.gpt",
+    "gpt2cli.model.cpu_kernels",
+    "gpt2cli.model.compiled_kernels",
+    "gpt2cli.model.packed_weights",
+    "gpt2cli.model.decoding",
+)
 MAX_LINES = 600
 
 

@@ -13,7 +13,8 @@ import torch
 from torch.nn import functional as F
 
 from gpt2cli.errors import Gpt2Error
-from gpt2cli.model.cpu_kernels import add_linear_, decode_block_, layer_norm, linear
+from gpt2cli.model.compiled_kernels import decode_block_, layer_norm
+from gpt2cli.model.cpu_kernels import add_linear_, linear
 from gpt2cli.model.gpt import GPT, Attend, Block, GPTConfig
 
 

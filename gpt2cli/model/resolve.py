@@ -25,8 +25,8 @@ import torch
 from gpt2cli import dtypes
 from gpt2cli.errors import Gpt2Error, UsageError
 from gpt2cli.model import hf
-from gpt2cli.model.cpu_kernels import pack_weights
 from gpt2cli.model.gpt import GPT, GPTConfig
+from gpt2cli.model.packed_weights import pack_weights
 from gpt2cli.run_layout import (
     CHECKPOINTS,
     COMPLETE,
@@ -80,7 +80,7 @@ def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch
 
 # --- loading -------------------------------------------------------------------------------
 
-# --dtype on a CPU -> the format cpu_kernels.pack_weights holds the linear layers' weights in.
+# --dtype on a CPU -> the format packed_weights.pack_weights holds the linear layers' weights in.
 PACKED_CPU_FORMATS = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.int8: "int8"}
 
 
@@ -146,7 +146,7 @@ def load_model(
 
     ``dtype`` None: bf16 on CUDA, fp32 on CPU (see :func:`resolve_dtype`). On a CPU, fp16, bf16
     and int8 load the weights in fp32 and pack each linear layer's weight in that format
-    (``cpu_kernels.pack_weights``: the weights of that precision, fp32 activations). Errors
+    (``packed_weights.pack_weights``: the weights of that precision, fp32 activations). Errors
     (missing, not a model, weights of the wrong shape) are one Gpt2Error naming the spec.
     """
     device = torch.device(device) if isinstance(device, str) else device

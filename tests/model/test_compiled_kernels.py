@@ -14,8 +14,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gpt2cli.model import cpu_kernels, decoding
-from gpt2cli.model.cpu_kernels import StreamedWeight, add_linear_, linear
+from gpt2cli.model import compiled_kernels, cpu_kernels, decoding
+from gpt2cli.model.compiled_kernels import StreamedWeight
+from gpt2cli.model.cpu_kernels import add_linear_, linear
 from gpt2cli.model.gpt import Block, GPTConfig
 
 
@@ -35,13 +36,13 @@ def test_kernels_are_built_where_it_can_be() -> None:
     if not (sys.platform == "linux" and platform.machine() == "x86_64"):
         pytest.skip("the kernel is optional off x86-64 Linux")
     if not {"avx2", "fma", "f16c"} <= cpu_flags():
-        assert not cpu_kernels.has_compiled_kernels()
+        assert not compiled_kernels.available()
         return
-    assert cpu_kernels.has_compiled_kernels(), "gpt2cli.model._kernels did not build or import"
+    assert compiled_kernels.available(), "gpt2cli.model._kernels did not build or import"
 
 
 pytestmark_kernel = pytest.mark.skipif(
-    not cpu_kernels.has_compiled_kernels(), reason="no compiled kernel"
+    not compiled_kernels.available(), reason="no compiled kernel"
 )
 
 
@@ -73,7 +74,7 @@ def test_kernel_equals_torch_on_the_same_values(
             expected = F.linear(x, weight, layer.bias)
             got = linear(x, layer)
             summed = add_linear_(residual.clone(), x, layer)
-            ran = cpu_kernels._kernel_operands(x, layer) is not None
+            ran = compiled_kernels.operands(x, layer) is not None
     finally:
         torch.set_num_threads(before)
     # The kernel takes up to 16 rows of fp32 weights, 64 of fp16/int8; torch the rest.
@@ -99,14 +100,14 @@ def test_kernel_stands_aside_where_it_does_not_apply() -> None:
     layer = layer_of(40, 24, bias=True, seed=0)
     x = torch.randn(1, 24)
     with torch.no_grad():
-        assert cpu_kernels._kernel_operands(x, layer) is not None
-        assert cpu_kernels._kernel_operands(torch.randn(17, 24), layer) is None
-        assert cpu_kernels._kernel_operands(x.double(), layer) is None
+        assert compiled_kernels.operands(x, layer) is not None
+        assert compiled_kernels.operands(torch.randn(17, 24), layer) is None
+        assert compiled_kernels.operands(x.double(), layer) is None
         transposed = layer_of(40, 24, bias=True, seed=0)
         transposed.weight.data = transposed.weight.data.t().contiguous().t()
-        assert cpu_kernels._kernel_operands(x, transposed) is None
+        assert compiled_kernels.operands(x, transposed) is None
         torch.testing.assert_close(linear(x, transposed), linear(x, layer))
-    assert cpu_kernels._kernel_operands(x, layer) is None  # grad enabled
+    assert compiled_kernels.operands(x, layer) is None  # grad enabled
     got = linear(x.requires_grad_(), layer)
     got.sum().backward()
     assert x.grad is not None and layer.weight.grad is not None
@@ -133,11 +134,11 @@ def test_layer_norm_equals_torch(rows: int, n: int) -> None:
     x = torch.randn(rows, n) * 3 + 1
     weight, bias = torch.randn(n), torch.randn(n)
     with torch.no_grad():
-        got = cpu_kernels.layer_norm(x, weight, bias, 1e-5)
+        got = compiled_kernels.layer_norm(x, weight, bias, 1e-5)
     torch.testing.assert_close(got, F.layer_norm(x, (n,), weight, bias, 1e-5))
     x[0, 0] = float("inf")  # a hostile value: NaN in the row, as torch gives
     with torch.no_grad():
-        got = cpu_kernels.layer_norm(x, weight, bias, 1e-5)
+        got = compiled_kernels.layer_norm(x, weight, bias, 1e-5)
     assert got[0].isnan().all() and F.layer_norm(x, (n,), weight, bias, 1e-5)[0].isnan().all()
 
 
@@ -206,13 +207,13 @@ def torch_block(x: torch.Tensor, block: nn.Module, k_cache, v_cache, t: int, con
     cache = decoding.KVCache(config, x.shape[0], 12)
     cache.k, cache.v, cache.length = [k_cache.clone()], [v_cache.clone()], t
     x = x.clone()
-    kernels = cpu_kernels._KERNELS
-    cpu_kernels._KERNELS = None
+    kernels = compiled_kernels._KERNELS
+    compiled_kernels._KERNELS = None
     try:
         with torch.no_grad():
             decoding._block_step(x, plain, cache, 0, config)
     finally:
-        cpu_kernels._KERNELS = kernels
+        compiled_kernels._KERNELS = kernels
     return x, cache.k[0], cache.v[0]
 
 
@@ -225,7 +226,7 @@ def test_a_block_in_one_call_equals_torch_ops(fmt: str, batch: int, t: int) -> N
     block, x, k_cache, v_cache, config = block_and_caches(fmt, batch, t)
     expected, k_expected, v_expected = torch_block(x, block, k_cache, v_cache, t, config)
     with torch.no_grad():
-        assert cpu_kernels.decode_block_(x, block, k_cache, v_cache, t, 4, 1e-5)
+        assert compiled_kernels.decode_block_(x, block, k_cache, v_cache, t, 4, 1e-5)
     torch.testing.assert_close(x, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(k_cache, k_expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(v_cache, v_expected, rtol=1e-5, atol=1e-6)
@@ -242,7 +243,7 @@ def test_gelu_in_the_kernel_holds_at_the_extremes(value: float) -> None:
         block.mlp.c_fc.bias.fill_(value)
     expected, _, _ = torch_block(x, block, k_cache, v_cache, 0, config)
     with torch.no_grad():
-        assert cpu_kernels.decode_block_(x, block, k_cache, v_cache, 0, 4, 1e-5)
+        assert compiled_kernels.decode_block_(x, block, k_cache, v_cache, 0, 4, 1e-5)
     assert torch.isfinite(expected).all()
     torch.testing.assert_close(x, expected, rtol=1e-5, atol=1e-5)
 
@@ -251,7 +252,7 @@ def test_gelu_in_the_kernel_holds_at_the_extremes(value: float) -> None:
 def test_a_block_stands_aside_where_the_kernels_do_not_apply() -> None:
     block, x, k_cache, v_cache, _ = block_and_caches("fp32", 1, 3)
     before = x.clone()
-    step = cpu_kernels.decode_block_
+    step = compiled_kernels.decode_block_
     with torch.no_grad():
         assert not step(x, block, k_cache, v_cache, 12, 4, 1e-5)  # the cache is full
         assert not step(x, block, k_cache, v_cache, 3, 3, 1e-5)  # not its number of heads
@@ -263,3 +264,11 @@ def test_a_block_stands_aside_where_the_kernels_do_not_apply() -> None:
         assert not step(x, bf16, k_cache, v_cache, 3, 4, 1e-5)
     assert not step(x, block, k_cache, v_cache, 3, 4, 1e-5)  # autograd
     assert torch.equal(x, before)
+
+
+@pytestmark_kernel
+def test_weight_kinds_agree_with_the_c_code() -> None:
+    from gpt2cli.model import _kernels
+
+    kinds = (compiled_kernels.F32, compiled_kernels.F16, compiled_kernels.I8)
+    assert kinds == (_kernels.F32, _kernels.F16, _kernels.I8)

@@ -13,13 +13,14 @@ import torch
 
 from gpt2cli.errors import UsageError
 from gpt2cli.infer import generation
-from gpt2cli.model import cpu_kernels, decoding, hf, resolve
-from gpt2cli.model.cpu_kernels import Fp16Weight, Int8Weight, StreamedWeight, pack_weights
+from gpt2cli.model import compiled_kernels, decoding, hf, packed_weights, resolve
+from gpt2cli.model.compiled_kernels import StreamedWeight
 from gpt2cli.model.gpt import GPT, GPTConfig
+from gpt2cli.model.packed_weights import Fp16Weight, Int8Weight, pack_weights
 from gpt2cli.text.tokenizer import encode
 
 torch.set_num_threads(1)
-HAS_FBGEMM = cpu_kernels.fbgemm_fp16_available() and cpu_kernels.fbgemm_int8_available()
+HAS_FBGEMM = packed_weights.fbgemm_fp16_available() and packed_weights.fbgemm_int8_available()
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -153,14 +154,14 @@ def word_perplexity(model: GPT, ids: list[int], text_words: int) -> float:
 def test_int8_fidelity_word_perplexity_and_greedy_tokens(trained, path: str, monkeypatch) -> None:
     """The compiled kernel (fp32 activations); FBGEMM with VNNI (8-bit activations) and
     without it (AVX2: 7-bit ones): each within 1% of fp32's word perplexity."""
-    if path == "compiled" and not cpu_kernels.has_compiled_kernels():
+    if path == "compiled" and not compiled_kernels.available():
         pytest.skip("the compiled kernel is not built here")
     model, held_out = trained
     if path != "compiled":
         kernels("torch")
         vnni = path == "fbgemm-vnni"
-        monkeypatch.setattr(cpu_kernels, "_KERNELS", None)
-        monkeypatch.setattr(cpu_kernels, "_has_vnni", lambda: vnni)
+        monkeypatch.setattr(compiled_kernels, "_KERNELS", None)
+        monkeypatch.setattr(packed_weights, "_has_vnni", lambda: vnni)
     fast = packed(model, "int8")
     if path != "compiled":
         assert fast.transformer.h[0].mlp.c_fc.packed.reduce_range is not vnni

@@ -1,0 +1,224 @@
+"""The Python side of the compiled kernels (``gpt2cli/model/_kernels.c``, built by setup.py
+as the optional extension ``gpt2cli.model._kernels``): what a CPU decoding step runs through
+when they were built and the CPU has AVX2, FMA and F16C.
+
+- :func:`matvec`: a few rows of fp32 activations times a weight held as fp32, fp16 or int8
+  (:class:`StreamedWeight`), streamed from memory once for all rows, widened in registers;
+  ~1.3x oneDNN's one-row linear. The bias, and a residual add, in the same pass.
+- :func:`decode_block_`: a whole Transformer block of a decoding step in one call (LayerNorms,
+  the four matrix-vector products, attention over the KV cache, GELU), without torch's
+  per-op costs; :func:`layer_norm` for the final one.
+
+Each applies only to fp32, contiguous tensors without autograd, and says so (None / False)
+otherwise: the callers (``cpu_kernels``, ``decoding``) then run torch's ops. Without the
+extension, :func:`available` is False and nothing here runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+# Weight kinds, as the C code numbers them (checked against the module in the tests).
+F32, F16, I8 = 0, 1, 2
+# Rows up to which the compiled kernel beats torch: for fp32 weights, BLAS's matrix product from
+# 17 rows on; for fp16/int8, widening the weight for BLAS (a copy of it in fp32) up to 64.
+KERNEL_ROWS = 16
+PACKED_KERNEL_ROWS = 64
+
+
+def _load() -> Any:
+    """The compiled kernel module, if it was built and this CPU runs it."""
+    try:
+        from gpt2cli.model import _kernels
+    except ImportError:
+        return None
+    return _kernels if _kernels.supported() else None
+
+
+_KERNELS = _load()
+
+
+def available() -> bool:
+    """Whether decoding steps go through the compiled kernels."""
+    return _KERNELS is not None
+
+
+def applies(*tensors: torch.Tensor) -> bool:
+    """Whether the compiled kernels can take these tensors: fp32, contiguous, no autograd."""
+    return (
+        _KERNELS is not None
+        and not torch.is_grad_enabled()
+        and all(t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+    )
+
+
+def layer_norm(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """``F.layer_norm`` over the last dimension of rows (rows, C): in the compiled kernel where
+    it applies (a decoding step's few rows: torch's per-call cost is most of the time)."""
+    if not (applies(x, weight, bias) and x.dim() == 2 and x.shape[0] <= KERNEL_ROWS):
+        return F.layer_norm(x, weight.shape, weight, bias, eps)
+    y = torch.empty_like(x)
+    rows, n = x.shape
+    _KERNELS.layer_norm(
+        x.data_ptr(), weight.data_ptr(), bias.data_ptr(), y.data_ptr(), rows, n, eps
+    )
+    return y
+
+
+def decode_block_(
+    x: torch.Tensor,
+    block: nn.Module,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    t: int,
+    n_head: int,
+    eps: float,
+) -> bool:
+    """One Transformer block (``gpt.Block``) of a decoding step in the compiled kernels, in one
+    call: on rows ``x`` (B, C) in place, ``x += attn(ln_1(x))`` then ``x += mlp(ln_2(x))``,
+    each row's new key and value stored at position ``t`` of the caches (B, n_head, max_len,
+    head_size) and its query attending over positions 0..t.
+
+    Returns False, having touched nothing, where the kernels do not apply (the caller runs
+    torch's ops): no kernels, autograd, other dtypes, layouts or shapes.
+    """
+    norms = (block.ln_1.weight, block.ln_1.bias, block.ln_2.weight, block.ln_2.bias)
+    if (
+        x.dim() != 2
+        or any(n is None for n in norms)
+        or not applies(x, k_cache, v_cache, *norms)
+        or k_cache.shape != v_cache.shape
+    ):
+        return False
+    batch, C = x.shape
+    _, heads, max_len, head_size = k_cache.shape
+    if k_cache.shape[0] != batch or heads != n_head or heads * head_size != C:
+        return False
+    if not 0 <= t < max_len:
+        return False
+    layers = (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj)
+    hidden = layers[2].out_features
+    shapes = ((3 * C, C), (C, C), (hidden, C), (C, hidden))
+    arguments: list[int] = []
+    for layer, shape in zip(layers, shapes):
+        found = operands(x, layer)
+        bias = layer.bias
+        if found is None or found[1].shape != shape:
+            return False
+        if bias is not None and (bias.shape != shape[:1] or not bias.is_contiguous()):
+            return False
+        kind, values, scale = found
+        arguments += [
+            kind,
+            values.data_ptr(),
+            scale.data_ptr() if scale is not None else 0,
+            bias.data_ptr() if bias is not None else 0,
+            shape[0],
+        ]
+    _KERNELS.block(
+        x.data_ptr(),
+        batch,
+        C,
+        *(n.data_ptr() for n in norms),
+        eps,
+        *arguments,
+        k_cache.data_ptr(),
+        v_cache.data_ptr(),
+        heads,
+        max_len,
+        t,
+        torch.get_num_threads(),
+    )
+    return True
+
+
+Operands = tuple[int, torch.Tensor, "torch.Tensor | None"]
+
+
+def operands(x: torch.Tensor, layer: nn.Linear) -> Operands | None:
+    """(kind, weight values, row scales) for the compiled kernel, or None where it does not
+    apply: no kernel, too many rows, autograd, other dtypes or layouts."""
+    if _KERNELS is None or x.dtype != torch.float32 or torch.is_grad_enabled():
+        return None
+    bias = layer.bias
+    if bias is not None and bias.dtype != torch.float32:
+        return None
+    rows = x.shape[0]
+    packed = getattr(layer, "packed", None)
+    if isinstance(packed, StreamedWeight):
+        return packed.operands if 0 < rows <= PACKED_KERNEL_ROWS else None
+    weight = layer.weight
+    if (
+        packed is None
+        and 0 < rows <= KERNEL_ROWS
+        and weight.dtype == torch.float32
+        and weight.is_contiguous()
+    ):
+        return F32, weight, None
+    return None
+
+
+def matvec(
+    operands: Operands,
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    y: torch.Tensor,
+    accumulate: bool,
+) -> None:
+    kind, values, scale = operands
+    if not x.is_contiguous():
+        x = x.contiguous()
+    if bias is not None and not bias.is_contiguous():
+        bias = bias.contiguous()
+    out, n = values.shape
+    _KERNELS.matvec(
+        kind,
+        values.data_ptr(),
+        scale.data_ptr() if scale is not None else 0,
+        x.data_ptr(),
+        bias.data_ptr() if bias is not None else 0,
+        y.data_ptr(),
+        x.shape[0],
+        out,
+        n,
+        int(accumulate),
+        torch.get_num_threads(),
+    )
+
+
+class StreamedWeight:
+    """fp16, or int8 with one scale per output row (``w ≈ q * max|w_row| / 127``), row-major,
+    for the compiled kernel: up to 64 rows of fp32 activations stream the weight once and widen
+    it in registers (activations stay fp32: int8 rounds only the weights). More rows (a long
+    prompt, scoring) multiply by the weight widened to fp32 by torch."""
+
+    def __init__(self, weight: torch.Tensor, fmt: str) -> None:
+        weight = weight.detach().float()
+        self.scale: torch.Tensor | None = None
+        if fmt == "int8":
+            scale = (weight.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
+            self.values = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+            self.scale = scale.contiguous()
+            kind = I8
+        else:
+            self.values = weight.to(torch.float16).contiguous()
+            kind = F16
+        self.operands: Operands = (kind, self.values, self.scale)
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight as the fp32 values it stands for."""
+        weight = self.values.float()
+        return weight if self.scale is None else weight.mul_(self.scale[:, None])
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if 0 < x.shape[0] <= PACKED_KERNEL_ROWS:
+            y = x.new_empty(x.shape[0], self.values.shape[0], dtype=torch.float32)
+            matvec(self.operands, x.float(), bias, y, False)
+            return y
+        return F.linear(x.float(), self.dequantized(), bias)
