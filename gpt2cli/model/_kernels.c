@@ -426,8 +426,13 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__kernels(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
+#ifdef _OPENMP
+    const int openmp = 1;
+#else
+    const int openmp = 0;
+#endif
     if (PyModule_AddIntConstant(m, "F32", F32) || PyModule_AddIntConstant(m, "F16", F16) ||
-        PyModule_AddIntConstant(m, "I8", I8)) {
+        PyModule_AddIntConstant(m, "I8", I8) || PyModule_AddIntConstant(m, "OPENMP", openmp)) {
         Py_DECREF(m);
         return NULL;
     }

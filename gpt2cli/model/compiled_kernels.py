@@ -31,12 +31,13 @@ PACKED_KERNEL_ROWS = 64
 
 
 def _load() -> Any:
-    """The compiled kernel module, if it was built and this CPU runs it."""
+    """The compiled kernel module, if it was built (with OpenMP) and this CPU runs it."""
     try:
         from gpt2cli.model import _kernels
     except ImportError:
         return None
-    return _kernels if _kernels.supported() else None
+    # Built without OpenMP (a compiler without it), the kernels would run on one thread.
+    return _kernels if _kernels.supported() and _kernels.OPENMP else None
 
 
 _KERNELS = _load()
