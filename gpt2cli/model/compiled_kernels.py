@@ -108,7 +108,7 @@ def decode_block_(
     shapes = ((3 * C, C), (C, C), (hidden, C), (C, hidden))
     arguments: list[int] = []
     for layer, shape in zip(layers, shapes):
-        found = operands(x, layer)
+        found = layer_operands(layer, batch)
         bias = layer.bias
         if found is None or found[1].shape != shape:
             return False
@@ -143,26 +143,34 @@ Operands = tuple[int, torch.Tensor, "torch.Tensor | None"]
 
 
 def operands(x: torch.Tensor, layer: nn.Linear) -> Operands | None:
-    """(kind, weight values, row scales) for the compiled kernel, or None where it does not
-    apply: no kernel, too many rows, autograd, other dtypes or layouts."""
-    if _KERNELS is None or x.dtype != torch.float32 or torch.is_grad_enabled():
+    """(kind, weight values, row scales) for the compiled kernel to multiply rows ``x`` (rows,
+    in) by, or None where it does not apply: no kernel, too many rows, autograd, other dtypes,
+    layouts or shapes."""
+    if x.dtype != torch.float32 or x.dim() != 2:
         return None
-    bias = layer.bias
-    if bias is not None and bias.dtype != torch.float32:
+    found = layer_operands(layer, x.shape[0])
+    return found if found is not None and found[1].shape[1] == x.shape[1] else None
+
+
+def layer_operands(layer: nn.Linear, rows: int) -> Operands | None:
+    """:func:`operands` of a layer for ``rows`` rows of fp32 activations of its width."""
+    if _KERNELS is None or torch.is_grad_enabled():
         return None
-    rows = x.shape[0]
     packed = getattr(layer, "packed", None)
     if isinstance(packed, StreamedWeight):
-        return packed.operands if 0 < rows <= PACKED_KERNEL_ROWS else None
-    weight = layer.weight
-    if (
-        packed is None
-        and 0 < rows <= KERNEL_ROWS
-        and weight.dtype == torch.float32
-        and weight.is_contiguous()
+        found = packed.operands if 0 < rows <= PACKED_KERNEL_ROWS else None
+    elif packed is None and 0 < rows <= KERNEL_ROWS:
+        weight = layer.weight
+        contiguous = weight.dtype == torch.float32 and weight.is_contiguous() and weight.dim() == 2
+        found = (F32, weight, None) if contiguous else None
+    else:
+        found = None
+    bias = layer.bias
+    if found is None or (
+        bias is not None and (bias.dtype != torch.float32 or bias.shape != found[1].shape[:1])
     ):
-        return F32, weight, None
-    return None
+        return None
+    return found
 
 
 def matvec(
@@ -173,11 +181,16 @@ def matvec(
     accumulate: bool,
 ) -> None:
     kind, values, scale = operands
+    out, n = values.shape
+    if x.shape[1] != n or y.shape != (x.shape[0], out) or not y.is_contiguous():
+        raise ValueError(
+            f"compiled matvec: rows {tuple(x.shape)}, weight {tuple(values.shape)}, "
+            f"output {tuple(y.shape)} do not match"
+        )
     if not x.is_contiguous():
         x = x.contiguous()
     if bias is not None and not bias.is_contiguous():
         bias = bias.contiguous()
-    out, n = values.shape
     _KERNELS.matvec(
         kind,
         values.data_ptr(),
@@ -218,7 +231,7 @@ class StreamedWeight:
         return weight if self.scale is None else weight.mul_(self.scale[:, None])
 
     def __call__(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if 0 < x.shape[0] <= PACKED_KERNEL_ROWS:
+        if 0 < x.shape[0] <= PACKED_KERNEL_ROWS and x.shape[1:] == self.values.shape[1:]:
             y = x.new_empty(x.shape[0], self.values.shape[0], dtype=torch.float32)
             matvec(self.operands, x.float(), bias, y, False)
             return y

@@ -99,13 +99,12 @@ def add_linear_(x: torch.Tensor, h: torch.Tensor, layer: nn.Linear) -> torch.Ten
     """``x += layer(h)`` in place (a residual connection), in one pass where the compiled
     kernel applies; returns ``x``."""
     operands = compiled_kernels.operands(h, layer)
-    if operands is not None and x.is_contiguous() and x.dtype == torch.float32:
+    fits = operands is not None and x.shape == (h.shape[0], operands[1].shape[0])
+    if fits and x.is_contiguous() and x.dtype == torch.float32:
         compiled_kernels.matvec(operands, h, layer.bias, x, accumulate=True)
         return x
     return x.add_(linear(h, layer))
 
-
-# --- packed weights for CPU inference -------------------------------------------------------
 
 _CE_ROWS = 16
 

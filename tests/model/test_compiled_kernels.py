@@ -272,3 +272,20 @@ def test_weight_kinds_agree_with_the_c_code() -> None:
 
     kinds = (compiled_kernels.F32, compiled_kernels.F16, compiled_kernels.I8)
     assert kinds == (_kernels.F32, _kernels.F16, _kernels.I8)
+
+
+@pytestmark_kernel
+def test_mismatched_widths_never_reach_the_kernel() -> None:
+    """A row of the wrong width gets torch's own error, not a read past the end of a tensor."""
+    layer = layer_of(40, 24, bias=True, seed=1)
+    with torch.no_grad():
+        assert compiled_kernels.operands(torch.randn(1, 20), layer) is None
+        with pytest.raises(RuntimeError):
+            linear(torch.randn(1, 20), layer)
+        packed = StreamedWeight(layer.weight, "int8")
+        with pytest.raises(RuntimeError):
+            packed(torch.randn(2, 20), layer.bias)
+        with pytest.raises(ValueError, match="do not match"):
+            compiled_kernels.matvec(
+                packed.operands, torch.randn(1, 24), None, torch.empty(1, 7), False
+            )
