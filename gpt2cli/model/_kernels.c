@@ -97,9 +97,11 @@ TARGET static void matvec(int kind, const void *w, const float *scale, const flo
 }
 
 /* exp(x) for 8 floats: 2^n * p(r), x = n ln2 + r, |r| <= ln2/2, Cephes' expf polynomial
- * (relative error ~2e-7); x clamped to the floats whose exp is a normal float. */
+ * (relative error ~2e-7); x clamped to the floats whose exp is a normal float (NaN stays NaN:
+ * max/min return their second operand when one is NaN), 0 below that range. */
 TARGET static inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 below = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_set1_ps(88.3f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -112,7 +114,7 @@ TARGET static inline __m256 exp8(__m256 x) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
     p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    return _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
 /* y[b, h*hs:(h+1)*hs] = softmax(q k^T / sqrt(hs)) v over positions 0..t, after storing the new
@@ -204,7 +206,7 @@ TARGET static void layer_norm(const float *x, const float *weight, const float *
 }
 
 /* GELU, tanh approximation, in place: x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3),
- * tanh(u) = 1 - 2 / (exp(2u) + 1). */
+ * as x * sigmoid(2u) = x e / (1 + e), e = exp(2u): no cancellation for negative x. */
 TARGET static void gelu(float *x, int64_t n) {
     const float c = 0.7978845608f;
     int64_t i = 0;
@@ -214,11 +216,8 @@ TARGET static void gelu(float *x, int64_t n) {
                                  _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), v),
                                                  _mm256_mul_ps(v, v), v));
         __m256 e = exp8(_mm256_add_ps(u, u));
-        __m256 t = _mm256_sub_ps(_mm256_set1_ps(1.0f),
-                                 _mm256_div_ps(_mm256_set1_ps(2.0f),
-                                               _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
-        __m256 half = _mm256_mul_ps(_mm256_set1_ps(0.5f), v);
-        _mm256_storeu_ps(x + i, _mm256_fmadd_ps(half, t, half));
+        __m256 sigmoid = _mm256_div_ps(e, _mm256_add_ps(e, _mm256_set1_ps(1.0f)));
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(v, sigmoid));
     }
     for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + tanhf(c * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
 }
@@ -380,9 +379,10 @@ static PyObject *py_block(PyObject *Py_UNUSED(self), PyObject *const *args, Py_s
         return bad("block");
     for (int i = 3; i < 7; i++)
         if (!v[i]) return bad("block");
+    long long widths[4] = {3 * C, C, v[7 + 5 * 2 + 4], C}; /* c_fc's width is the MLP's */
     for (int i = 0; i < 4; i++) {
         long long *l = v + 7 + 5 * i;
-        if (l[0] < F32 || l[0] > I8 || !l[1] || l[4] < 1) return bad("block");
+        if (l[0] < F32 || l[0] > I8 || !l[1] || l[4] != widths[i] || l[4] < 1) return bad("block");
     }
     if (!v[27] || !v[28]) return bad("block");
     int status = 0;

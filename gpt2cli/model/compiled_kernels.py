@@ -48,13 +48,18 @@ def available() -> bool:
     return _KERNELS is not None
 
 
-def applies(*tensors: torch.Tensor) -> bool:
-    """Whether the compiled kernels can take these tensors: fp32, contiguous, no autograd."""
+def applies(*tensors: torch.Tensor | None) -> bool:
+    """Whether the compiled kernels can take these tensors: fp32, contiguous, on the CPU, no
+    autograd."""
     return (
         _KERNELS is not None
         and not torch.is_grad_enabled()
-        and all(t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+        and all(_fp32_on_cpu(t) and t.is_contiguous() for t in tensors)
     )
+
+
+def _fp32_on_cpu(t: torch.Tensor | None) -> bool:
+    return t is not None and t.dtype == torch.float32 and t.device.type == "cpu"
 
 
 def layer_norm(
@@ -62,7 +67,8 @@ def layer_norm(
 ) -> torch.Tensor:
     """``F.layer_norm`` over the last dimension of rows (rows, C): in the compiled kernel where
     it applies (a decoding step's few rows: torch's per-call cost is most of the time)."""
-    if not (applies(x, weight, bias) and x.dim() == 2 and x.shape[0] <= KERNEL_ROWS):
+    fits = x.dim() == 2 and x.shape[0] <= KERNEL_ROWS and weight.shape == x.shape[1:]
+    if not (fits and applies(x, weight, bias) and bias.shape == weight.shape):
         return F.layer_norm(x, weight.shape, weight, bias, eps)
     y = torch.empty_like(x)
     rows, n = x.shape
@@ -92,9 +98,10 @@ def decode_block_(
     norms = (block.ln_1.weight, block.ln_1.bias, block.ln_2.weight, block.ln_2.bias)
     if (
         x.dim() != 2
-        or any(n is None for n in norms)
+        or k_cache.dim() != 4
         or not applies(x, k_cache, v_cache, *norms)
         or k_cache.shape != v_cache.shape
+        or any(n.shape != x.shape[1:] for n in norms)
     ):
         return False
     batch, C = x.shape
@@ -146,7 +153,7 @@ def operands(x: torch.Tensor, layer: nn.Linear) -> Operands | None:
     """(kind, weight values, row scales) for the compiled kernel to multiply rows ``x`` (rows,
     in) by, or None where it does not apply: no kernel, too many rows, autograd, other dtypes,
     layouts or shapes."""
-    if x.dtype != torch.float32 or x.dim() != 2:
+    if not _fp32_on_cpu(x) or x.dim() != 2:
         return None
     found = layer_operands(layer, x.shape[0])
     return found if found is not None and found[1].shape[1] == x.shape[1] else None
@@ -166,9 +173,9 @@ def layer_operands(layer: nn.Linear, rows: int) -> Operands | None:
     else:
         found = None
     bias = layer.bias
-    if found is None or (
-        bias is not None and (bias.dtype != torch.float32 or bias.shape != found[1].shape[:1])
-    ):
+    if found is None or found[1].device.type != "cpu":
+        return None
+    if bias is not None and not (_fp32_on_cpu(bias) and bias.shape == found[1].shape[:1]):
         return None
     return found
 
@@ -182,10 +189,13 @@ def matvec(
 ) -> None:
     kind, values, scale = operands
     out, n = values.shape
-    if x.shape[1] != n or y.shape != (x.shape[0], out) or not y.is_contiguous():
+    tensors_fit = all(_fp32_on_cpu(t) for t in (x, y)) and y.is_contiguous()
+    tensors_fit &= bias is None or (_fp32_on_cpu(bias) and bias.shape == (out,))
+    tensors_fit &= scale is None or (_fp32_on_cpu(scale) and scale.shape == (out,))
+    if not tensors_fit or x.shape[1] != n or y.shape != (x.shape[0], out):
         raise ValueError(
             f"compiled matvec: rows {tuple(x.shape)}, weight {tuple(values.shape)}, "
-            f"output {tuple(y.shape)} do not match"
+            f"output {tuple(y.shape)} do not match, or not all fp32 on the CPU"
         )
     if not x.is_contiguous():
         x = x.contiguous()
@@ -231,7 +241,10 @@ class StreamedWeight:
         return weight if self.scale is None else weight.mul_(self.scale[:, None])
 
     def __call__(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if 0 < x.shape[0] <= PACKED_KERNEL_ROWS and x.shape[1:] == self.values.shape[1:]:
+        out = self.values.shape[0]
+        fits = x.device.type == "cpu" and x.shape[1:] == self.values.shape[1:]
+        fits &= bias is None or (_fp32_on_cpu(bias) and bias.shape == (out,))
+        if 0 < x.shape[0] <= PACKED_KERNEL_ROWS and fits:
             y = x.new_empty(x.shape[0], self.values.shape[0], dtype=torch.float32)
             matvec(self.operands, x.float(), bias, y, False)
             return y

@@ -100,7 +100,9 @@ def add_linear_(x: torch.Tensor, h: torch.Tensor, layer: nn.Linear) -> torch.Ten
     kernel applies; returns ``x``."""
     operands = compiled_kernels.operands(h, layer)
     fits = operands is not None and x.shape == (h.shape[0], operands[1].shape[0])
-    if fits and x.is_contiguous() and x.dtype == torch.float32:
+    # The kernel writes x while it reads h: they must not share memory.
+    apart = x.untyped_storage().data_ptr() != h.untyped_storage().data_ptr()
+    if fits and apart and x.is_contiguous() and x.dtype == torch.float32:
         compiled_kernels.matvec(operands, h, layer.bias, x, accumulate=True)
         return x
     return x.add_(linear(h, layer))

@@ -289,3 +289,29 @@ def test_mismatched_widths_never_reach_the_kernel() -> None:
             compiled_kernels.matvec(
                 packed.operands, torch.randn(1, 24), None, torch.empty(1, 7), False
             )
+
+
+@pytestmark_kernel
+@pytest.mark.parametrize("t", [7, 8])
+def test_attention_keeps_nan_whatever_the_position(t: int) -> None:
+    """A NaN query gives NaN, as torch does, in the 8-wide exp and in its scalar tail alike."""
+    k_cache, v_cache = torch.randn(2, 1, 1, 16, 8)
+    qkv = torch.randn(1, 24)
+    qkv[0, 0] = float("nan")
+    assert attend(qkv, k_cache, v_cache, t).isnan().all()
+
+
+@pytestmark_kernel
+def test_layer_norm_of_the_wrong_width_is_torchs_error() -> None:
+    with torch.no_grad(), pytest.raises(RuntimeError):
+        compiled_kernels.layer_norm(torch.randn(1, 64), torch.ones(8), torch.zeros(8), 1e-5)
+
+
+@pytestmark_kernel
+def test_a_residual_added_to_its_own_input_is_right() -> None:
+    """x += layer(x): the kernel would write x while reading it, so torch's path runs."""
+    layer = layer_of(48, 48, bias=True, seed=3)
+    x = torch.randn(1, 48)
+    with torch.no_grad():
+        expected = x + F.linear(x, layer.weight, layer.bias)
+        torch.testing.assert_close(add_linear_(x, x, layer), expected)
