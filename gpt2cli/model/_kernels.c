@@ -11,9 +11,13 @@
  *
  * layer_norm: rows of fp32, two passes (mean, then variance about it), as torch computes it.
  *
- * Built by setup.py as an optional extension (gpt2cli.model._kernels); gpt2cli.model.cpu_kernels
- * uses it when it imports and supported() says the CPU has AVX2, FMA and F16C, and torch's
- * kernels otherwise. Threads: OpenMP, the runtime torch's CPU build also uses. */
+ * block: a Transformer block of a decoding step (LayerNorms, the four products, attend, GELU)
+ * in one call.
+ *
+ * Built by setup.py as an optional extension (gpt2cli.model._kernels); its Python side,
+ * gpt2cli.model.compiled_kernels, uses it when it imports and supported() says the CPU has
+ * AVX2, FMA and F16C, and torch's kernels otherwise. Threads: OpenMP, the runtime torch's CPU
+ * build also uses. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

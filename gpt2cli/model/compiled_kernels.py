@@ -119,8 +119,6 @@ def decode_block_(
         bias = layer.bias
         if found is None or found[1].shape != shape:
             return False
-        if bias is not None and (bias.shape != shape[:1] or not bias.is_contiguous()):
-            return False
         kind, values, scale = found
         arguments += [
             kind,
@@ -175,7 +173,9 @@ def layer_operands(layer: nn.Linear, rows: int) -> Operands | None:
     bias = layer.bias
     if found is None or found[1].device.type != "cpu":
         return None
-    if bias is not None and not (_fp32_on_cpu(bias) and bias.shape == found[1].shape[:1]):
+    if bias is not None and not (
+        _fp32_on_cpu(bias) and bias.shape == found[1].shape[:1] and bias.is_contiguous()
+    ):
         return None
     return found
 
@@ -216,6 +216,11 @@ def matvec(
     )
 
 
+def int8_row_scales(weight: torch.Tensor) -> torch.Tensor:
+    """One scale per row of an fp32 weight for int8 (``w ≈ q * scale``, ``|q| <= 127``)."""
+    return (weight.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
+
+
 class StreamedWeight:
     """fp16, or int8 with one scale per output row (``w ≈ q * max|w_row| / 127``), row-major,
     for the compiled kernel: up to 64 rows of fp32 activations stream the weight once and widen
@@ -226,7 +231,7 @@ class StreamedWeight:
         weight = weight.detach().float()
         self.scale: torch.Tensor | None = None
         if fmt == "int8":
-            scale = (weight.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
+            scale = int8_row_scales(weight)
             self.values = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
             self.scale = scale.contiguous()
             kind = I8
@@ -245,7 +250,7 @@ class StreamedWeight:
         fits = x.device.type == "cpu" and x.shape[1:] == self.values.shape[1:]
         fits &= bias is None or (_fp32_on_cpu(bias) and bias.shape == (out,))
         if 0 < x.shape[0] <= PACKED_KERNEL_ROWS and fits:
-            y = x.new_empty(x.shape[0], self.values.shape[0], dtype=torch.float32)
+            y = x.new_empty(x.shape[0], out, dtype=torch.float32)
             matvec(self.operands, x.float(), bias, y, False)
             return y
         return F.linear(x.float(), self.dequantized(), bias)

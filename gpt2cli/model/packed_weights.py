@@ -65,7 +65,7 @@ class Int8Weight(PackedWeight):
     def __init__(self, weight: torch.Tensor) -> None:
         weight = weight.detach().float()
         rows = weight.shape[0]
-        scale = (weight.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
+        scale = compiled_kernels.int8_row_scales(weight)
         with warnings.catch_warnings():  # quantized tensors are deprecated, FBGEMM's op is not
             warnings.simplefilter("ignore")
             q = torch.quantize_per_channel(
@@ -132,7 +132,7 @@ def pack_weights(model: nn.Module, fmt: str) -> None:
         model.to(torch.float16 if fmt == "fp16" else torch.bfloat16)
         return
     rounding = {"fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float16}[fmt]
-    int8_head = fmt == "int8" and compiled_kernels.available()
+    int8_head = fmt == "int8" and compiled
     with torch.no_grad():
         embedding = model.get_submodule("transformer.wte").weight
         if int8_head:
